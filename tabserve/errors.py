@@ -1,0 +1,59 @@
+"""The project's error types, and the one JSON shape every HTTP error answers with.
+
+Every message is one line a user can act on: it names what was wrong and, where it helps,
+what is allowed instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TabserveError(Exception):
+    """Base class: a failure with a message meant for the user, not a stack trace."""
+
+
+class DataError(TabserveError):
+    """A CSV (for training or upload) cannot be used as it is."""
+
+
+class ModelNotFoundError(TabserveError):
+    """The requested model tag is not in the BentoML model store."""
+
+    def __init__(self, tag: str):
+        super().__init__(f"model {tag!r} is not in the BentoML model store; run `make train` first")
+        self.tag = tag
+
+
+class InvalidInput(TabserveError):
+    """A request failed validation: answered with HTTP 400 and per-field details."""
+
+    status_code = 400
+
+    def __init__(self, message: str, detail: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail or []
+
+
+def error_body(message: str, detail: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The JSON body of every error response: {"error": "...", "detail": [...]}."""
+    return {"error": message, "detail": detail or []}
+
+
+def pydantic_detail(errors: list[dict[str, Any]], prefix: tuple = ()) -> list[dict[str, Any]]:
+    """Pydantic errors as JSON-safe dicts: where (loc), what (msg) and the error type."""
+    return [
+        {"loc": [*prefix, *err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in errors
+    ]
+
+
+def summarize(detail: list[dict[str, Any]]) -> str:
+    """One line from validation details: "island: Input should be 'Biscoe', ... (and 2 more)"."""
+    if not detail:
+        return "invalid request"
+    first = detail[0]
+    where = ".".join(str(part) for part in first.get("loc", [])) or "body"
+    more = f" (and {len(detail) - 1} more)" if len(detail) > 1 else ""
+    return f"invalid input: {where}: {first.get('msg', '')}{more}"
