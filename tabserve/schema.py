@@ -107,7 +107,7 @@ class FeatureSchema:
         config = ConfigDict(
             extra="forbid",
             strict=True,  # "39.1" is not a number and true is not 1: say so instead of guessing
-            json_schema_extra={"examples": [self.example()]},
+            json_schema_extra={"example": self.example()},  # OpenAPI 3.0 wants "example"
         )
         return create_model(name, __config__=config, **fields)
 

@@ -1,0 +1,44 @@
+# The front door. `make serve` and `make test` work on a fresh clone with only Python 3.11 installed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PORT ?= 3000
+MODEL_TAG ?= penguins:latest
+export MODEL_TAG
+
+.PHONY: help install train serve test test-fast build clean
+
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(INSTALLED)  ## create .venv with the pinned dependencies
+
+train: $(INSTALLED)  ## train the default model (Palmer Penguins) into the BentoML model store
+	$(BIN)/python train.py
+
+serve: $(INSTALLED)  ## serve MODEL_TAG on PORT (trains the default model first if the store has none)
+	@$(BIN)/bentoml models get $(MODEL_TAG) >/dev/null 2>&1 || $(BIN)/python train.py
+	$(BIN)/bentoml serve service:PredictionService --port $(PORT)
+
+test: $(INSTALLED)  ## the whole test suite (starts real servers, builds a Bento, runs the notebook)
+	$(BIN)/python -m pytest
+
+test-fast: $(INSTALLED)  ## unit tests only
+	$(BIN)/python -m pytest -m "not served and not slow"
+
+build: train  ## train, then `bentoml build` a Bento
+	$(BIN)/bentoml build
+
+clean:  ## remove the virtualenv and caches (the BentoML store is left alone)
+	rm -rf $(VENV) .pytest_cache artifacts
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+-include mk/*.mk
