@@ -79,7 +79,7 @@ class PredictionService:
         """Predict one record. The body is the record itself."""
         values = record.model_dump()
         try:
-            [result] = await self._infer("predict", [values])
+            [result] = await self._infer("predict" if config.ADAPTIVE_BATCHING else "predict_bulk", [values])
         except ModelUnavailable as exc:
             return _error_response(exc.status, str(exc))
         return Prediction(**contract.shape(result, values, CARD), model=CARD.tag)

@@ -31,6 +31,8 @@ MODEL_TAG: str = os.environ.get("MODEL_TAG", "").strip() or "penguins:latest"
 
 # Adaptive batching of single-record predictions on the model service.
 # A too-small MAX_LATENCY_MS makes BentoML refuse requests with 503 "process is overloaded".
+# ADAPTIVE_BATCHING=0 sends each /predict straight to the model, one record per call (for comparison).
+ADAPTIVE_BATCHING: bool = _int("ADAPTIVE_BATCHING", 1) > 0
 MAX_BATCH_SIZE: int = _int("MAX_BATCH_SIZE", 64, minimum=2)
 MAX_LATENCY_MS: int = _int("MAX_LATENCY_MS", 10_000, minimum=1)
 
