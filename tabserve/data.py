@@ -57,8 +57,10 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise DataError(f"{path} is not a readable CSV: {_first_line(exc)}") from None
     if frame.empty:
         raise DataError(f"{path} has a header but no data rows")
-    if frame.columns.duplicated().any():
-        dupes = sorted(set(frame.columns[frame.columns.duplicated()]))
+    with open(path, encoding="utf-8-sig", newline="") as handle:  # pandas renames duplicates to "a.1"
+        header = next(csv.reader(handle), [])
+    dupes = sorted({name for name in header if header.count(name) > 1})
+    if dupes:
         raise DataError(f"{path} has duplicate column names: {', '.join(dupes)}")
     # Booleans are categories to the model; strings keep them stable between training and serving.
     for name in frame.columns:

@@ -1,0 +1,137 @@
+"""Shared fixtures. Every test session gets its own BentoML home (model store, bentos) in a temp dir,
+so tests never touch ~/bentoml and always train the models they use.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+# Before anything imports bentoml: it reads BENTOML_HOME once.
+_HOME = tempfile.mkdtemp(prefix="tabserve-test-bentoml-")
+os.environ["BENTOML_HOME"] = _HOME
+os.environ.pop("MODEL_TAG", None)
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import requests  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+PENGUIN = {
+    "island": "Biscoe",
+    "bill_length_mm": 48.6,
+    "bill_depth_mm": 16.0,
+    "flipper_length_mm": 230,
+    "body_mass_g": 5800,
+    "sex": "male",
+    "year": 2009,
+}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def bentoml_home() -> Path:
+    return Path(_HOME)
+
+
+@pytest.fixture(scope="session")
+def penguins_model(bentoml_home):
+    """The default model, trained once per session into the temp store."""
+    from tabserve import training
+    from tabserve.data import PENGUINS_CSV
+
+    return training.train(PENGUINS_CSV, "species", name="penguins").model
+
+
+@pytest.fixture(scope="session")
+def regression_csv(tmp_path_factory) -> Path:
+    """A synthetic regression CSV: y = 3a - 2b + category effect + noise; some missing values."""
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame({
+        "id": np.arange(n),
+        "a": rng.normal(10, 2, n).round(3),
+        "b": rng.uniform(0, 5, n).round(3),
+        "colour": rng.choice(["red", "green", "blue"], n),
+    })
+    effect = frame["colour"].map({"red": 5.0, "green": 0.0, "blue": -5.0})
+    frame["price"] = (3 * frame["a"] - 2 * frame["b"] + effect + rng.normal(0, 0.5, n)).round(3)
+    frame.loc[::17, "b"] = np.nan
+    path = tmp_path_factory.mktemp("data") / "house prices.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A real `bentoml serve` process on a free port, stopped (and its log kept) on exit."""
+
+    def __init__(self, target: str = "service:PredictionService", env: dict | None = None, cwd: Path = ROOT, name: str = "server"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = ARTIFACTS / f"{name}-{self.port}.log"
+        ARTIFACTS.mkdir(exist_ok=True)
+        self._log = open(self.log_path, "w")
+        command = [str(Path(sys.executable).parent / "bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def wait_ready(self, timeout: float = 90) -> Server:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()[-5000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+        self._log.close()
+
+    def __enter__(self) -> Server:
+        return self.wait_ready()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@pytest.fixture(scope="session")
+def server(penguins_model):
+    """The project served as `make serve` does, shared by the served tests."""
+    with Server(name="served") as running:
+        yield running

@@ -1,0 +1,89 @@
+"""Reading CSVs: training files and uploads, and the one-line errors for unusable ones."""
+
+import pytest
+
+from tabserve import data
+from tabserve.errors import DataError
+from tabserve.schema import FeatureSchema
+
+HEADER = "island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year"
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return FeatureSchema.infer(data.read_csv(data.PENGUINS_CSV).drop(columns=["species"]))
+
+
+def test_penguins_csv_ships_with_the_repo():
+    frame = data.read_csv(data.PENGUINS_CSV)
+    assert frame.shape == (344, 8)
+    assert frame["sex"].isna().sum() == 11  # "NA" cells are missing values, not a category
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        (b"", "is empty"),
+        (b"a,b\n", "no data rows"),
+        (b"a,b\n1,2\n\xff\xfe,3\n", "not UTF-8"),
+        (b'a,b\n"1,2\n', "not a readable CSV"),
+        (b"a,a\n1,2\n", "duplicate column"),
+    ],
+)
+def test_unreadable_training_csvs(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        data.read_csv(path)
+
+
+def test_load_training_data_checks_target_and_drop(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("id,x,empty,y\n1,1.0,,a\n2,2.0,,b\n3,3.0,,\n")
+    with pytest.raises(DataError, match="target column 'nope' is not in t.csv; columns are: id, x, empty, y"):
+        data.load_training_data(path, "nope")
+    with pytest.raises(DataError, match="--drop names unknown column"):
+        data.load_training_data(path, "y", drop=["zzz"])
+    with pytest.raises(DataError, match="no values at all: empty"):
+        data.load_training_data(path, "y")
+    loaded = data.load_training_data(path, "y", drop=["id", "empty"])
+    assert list(loaded.features.columns) == ["x"] and loaded.dropped_rows == 1 and len(loaded.target) == 2
+    assert len(loaded.sha256) == 64
+
+
+def test_parse_upload_accepts_bom_any_column_order_and_the_target(schema):
+    content = ("\ufeffyear,species," + HEADER.replace(",year", "") + "\n2007,Adelie,Dream,39,18,180,3700,male\n").encode()
+    header, rows = data.parse_upload(content, schema, max_rows=10, passthrough=("species",))
+    assert header[0] == "year" and rows[0]["island"] == "Dream"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty"),
+        (HEADER.encode() + b"\n", "no data rows"),
+        (b"island,year\nDream,2007\n", "lacks column"),
+        ((HEADER + ",colour\nDream,1,1,1,1,male,2007,red\n").encode(), "unknown column"),
+        ((HEADER + "\nDream,1,1\n").encode(), "row 1 has 3 cells"),
+        (b"\x00\x01\x02binary", "binary"),
+        ((HEADER + "\nDr\xe9am,1,1,1,1,male,2007\n").encode("latin-1"), "not UTF-8"),
+    ],
+)
+def test_parse_upload_refuses_bad_files(schema, content, message):
+    with pytest.raises(DataError, match=message):
+        data.parse_upload(content, schema, max_rows=10)
+
+
+def test_parse_upload_row_limit(schema):
+    content = (HEADER + "\n" + "Dream,1,1,1,1,male,2007\n" * 11).encode()
+    with pytest.raises(DataError, match="11 rows; the limit is 10"):
+        data.parse_upload(content, schema, max_rows=10)
+
+
+def test_typed_cells_parses_numbers_and_missing(schema):
+    row = dict(zip(HEADER.split(","), ["Dream", "39.5", "NA", "", "abc", "male", "inf"]))
+    typed = data.typed_cells(row, schema)
+    assert typed["bill_length_mm"] == 39.5 and typed["bill_depth_mm"] is None and typed["flipper_length_mm"] is None
+    assert typed["body_mass_g"] == "abc" and typed["year"] == "inf"  # left for validation to report

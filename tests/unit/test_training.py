@@ -1,0 +1,96 @@
+"""train.py and the model store: what a saved version carries, and bad inputs that save nothing."""
+
+import os
+import subprocess
+import sys
+
+import bentoml
+import pandas as pd
+import pytest
+
+from tabserve import data, store, training
+from tabserve.errors import DataError
+from tests.conftest import ROOT
+
+
+def test_penguins_model_metadata(penguins_model):
+    meta = penguins_model.info.metadata
+    assert penguins_model.info.labels == {"task": "classification", "dataset": "penguins"}
+    assert meta["task"] == "classification" and meta["target"] == "species"
+    assert meta["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
+    assert meta["metrics"]["accuracy"] > 0.9 and 0 < meta["metrics"]["f1_macro"] <= 1
+    assert meta["training_data"]["rows"] == 344 and meta["training_data"]["sha256"] == data.sha256_of(data.PENGUINS_CSV)
+    assert meta["training_data"]["train_rows"] + meta["training_data"]["test_rows"] == 344
+    assert set(meta["library_versions"]) >= {"bentoml", "scikit-learn", "pandas", "numpy", "pydantic", "python"}
+    card = store.ModelCard.from_model(penguins_model)
+    assert card.schema["island"].categories == ["Biscoe", "Dream", "Torgersen"]
+
+
+def test_saved_pipeline_loads_and_predicts(penguins_model):
+    pipeline = store.load_pipeline(bentoml.models.get(penguins_model.tag))
+    frame = data.read_csv(data.PENGUINS_CSV)
+    accuracy = (pipeline.predict(frame.drop(columns=["species"])) == frame["species"]).mean()
+    assert accuracy > 0.95
+
+
+def test_regression_on_any_csv(regression_csv):
+    result = training.train(regression_csv, "price", drop=["id"])
+    assert result.task == "regression" and str(result.model.tag.name) == "house_prices"
+    assert result.metrics["r2"] > 0.9
+    meta = result.model.info.metadata
+    assert "classes" not in meta and meta["feature_schema"]["features"][0]["name"] == "a"
+    assert result.model.info.labels == {"task": "regression", "dataset": "house_prices"}
+
+
+def test_numeric_labels_stay_integers(tmp_path):
+    frame = pd.DataFrame({"x": range(60), "churn": [0, 1] * 30})
+    path = tmp_path / "churn.csv"
+    frame.to_csv(path, index=False)
+    result = training.train(path, "churn", name="churn-test")
+    assert result.task == "classification" and result.model.info.metadata["classes"] == [0, 1]
+
+
+def test_task_can_be_forced(regression_csv):
+    with pytest.raises(DataError, match="only one class|not numeric"):
+        training.train(regression_csv, "colour", task="regression", drop=["id"])
+
+
+def _run_train(*args):
+    env = {**os.environ}
+    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _store_tags():
+    return sorted(str(m.tag) for m in bentoml.models.list())
+
+
+@pytest.mark.parametrize(
+    "args, files, message",
+    [
+        (["--data", "missing.csv", "--target", "y"], {}, "no such file"),
+        (["--data", "{d}/bad.csv", "--target", "y"], {"bad.csv": b'a,y\n"1,2\n'}, "not a readable CSV"),
+        (["--data", "{d}/t.csv", "--target", "nope"], {"t.csv": b"x,y\n1,a\n"}, "target column 'nope'"),
+        (["--data", "{d}/one.csv", "--target", "y"], {"one.csv": b"x,y\n" + b"1,a\n" * 20}, "only one class"),
+        (["--data", "{d}/empty.csv", "--target", "y"], {"empty.csv": b""}, "is empty"),
+        (["--data", "{d}/header.csv", "--target", "y"], {"header.csv": b"x,y\n"}, "no data rows"),
+        (["--data", "{d}/null.csv", "--target", "y"], {"null.csv": b"x,z,y\n1,,a\n2,,b\n"}, "no values at all: z"),
+        (["--data", "{d}/t.csv", "--target", "y", "--name", "Bad Name!"], {"t.csv": b"x,y\n1,a\n"}, "model name"),
+    ],
+)
+def test_bad_training_input_exits_2_with_one_line_and_saves_nothing(tmp_path, penguins_model, args, files, message):
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    before = _store_tags()
+    result = _run_train(*[a.format(d=tmp_path) for a in args])
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert _store_tags() == before
+
+
+def test_cli_trains_the_default_model_and_prints_a_metrics_table(penguins_model):
+    before = len(bentoml.models.list("penguins"))
+    result = _run_train()
+    assert result.returncode == 0, result.stderr
+    assert "saved model penguins:" in result.stdout and "accuracy" in result.stdout and "f1_macro" in result.stdout
+    assert len(bentoml.models.list("penguins")) == before + 1
