@@ -1,0 +1,63 @@
+"""The service classes called directly, in-process (no server): BentoML allows instantiating them."""
+
+import asyncio
+import json
+import importlib
+
+import pytest
+from starlette.responses import JSONResponse
+
+from tests.conftest import PENGUIN
+
+
+@pytest.fixture(scope="module")
+def service_module(penguins_model):
+    import service
+
+    return importlib.reload(service)  # types are built at import from the store's latest model
+
+
+@pytest.fixture(scope="module")
+def entry(service_module):
+    return service_module.PredictionService()
+
+
+def test_model_service_batches_records_in_order(service_module):
+    model_service = service_module.ModelService()
+    example = service_module.CARD.schema.example()
+    results = model_service.predict([PENGUIN, example])
+    assert [r["prediction"] for r in results] == ["Gentoo", "Adelie"]
+
+
+def test_types_come_from_the_stored_schema(service_module):
+    assert service_module.CARD.tag.startswith("penguins:")
+    fields = service_module.Record.model_fields
+    assert list(fields) == ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
+    assert fields["year"].is_required() and not fields["sex"].is_required()
+
+
+def test_predict_shapes_the_answer(service_module, entry):
+    record = service_module.Record.model_validate({**PENGUIN, "bill_length_mm": 70.0})
+    answer = asyncio.run(entry.predict(record))
+    assert answer.prediction == "Gentoo" and answer.model == service_module.CARD.tag
+    assert answer.warnings == ["bill_length_mm=70 is outside the training range [32.1, 59.6]"]
+
+
+def test_predict_batch_in_input_order(service_module, entry):
+    example = service_module.CARD.schema.example()
+    request = service_module.BatchRequest.model_validate({"records": [example, PENGUIN, example]})
+    answer = asyncio.run(entry.predict_batch(request))
+    assert [p.prediction for p in answer.predictions] == ["Adelie", "Gentoo", "Adelie"]
+
+
+def test_predict_csv_reports_bad_rows_by_number(service_module, entry, tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text(
+        "island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year\n"
+        "Dream,40,18,190,3700,male,2007\nMars,40,18,190,3700,male,2007\nDream,abc,18,190,3700,,2007\n"
+    )
+    answer = asyncio.run(entry.predict_csv(path))
+    assert isinstance(answer, JSONResponse) and answer.status_code == 400
+    body = json.loads(answer.body)
+    assert body["error"].startswith("2 of 3 CSV rows failed validation")
+    assert [d["loc"] for d in body["detail"]] == [["row 2", "island"], ["row 3", "bill_length_mm"]]
