@@ -1,5 +1,5 @@
-"""The HTTP service: an entry service (validation, response shaping) in front of a model service
-(batched inference), both in one Bento.
+"""The HTTP service: an entry service (validation, cache, response shaping, /v1 routes) in front of
+a model service (batched inference), both in one Bento.
 
     bentoml serve                      # serves service:PredictionService, as bentofile.yaml says
     MODEL_TAG=my_model bentoml serve   # another model from the store
@@ -16,9 +16,11 @@ from typing import Annotated, Any
 import bentoml
 from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 
-from tabserve import config, contract, http, pipeline, store
+from tabserve import config, contract, http, metrics, pipeline, store, web
+from tabserve.cache import PredictionCache
 from tabserve.errors import InvalidInput, error_body
 
 logger = logging.getLogger("tabserve")
@@ -30,14 +32,16 @@ CARD = store.ModelCard.from_model(MODEL.stored)
 TYPES = contract.ApiTypes.from_card(CARD, max_records=config.MAX_BATCH_RECORDS)
 Record, Prediction = TYPES.record, TYPES.prediction
 BatchRequest, BatchResponse = TYPES.batch_request, TYPES.batch_response
-
-
-class ModelUnavailable(Exception):
-    """The model service could not be reached or refused the work (answered as 503/429)."""
-
-    def __init__(self, message: str, status: int = 503):
-        super().__init__(message)
-        self.status = status
+SETTINGS = {
+    "adaptive_batching": config.ADAPTIVE_BATCHING,
+    "max_batch_size": config.MAX_BATCH_SIZE,
+    "max_latency_ms": config.MAX_LATENCY_MS,
+    "api_workers": config.API_WORKERS,
+    "model_workers": config.MODEL_WORKERS,
+    "model_threads": config.MODEL_THREADS,
+    "prediction_cache_size": config.PREDICTION_CACHE_SIZE,
+    "api_key_required": bool(config.API_KEY),
+}
 
 
 @bentoml.service(
@@ -64,9 +68,14 @@ class ModelService:
         return pipeline.predict_records(self.pipeline, self.schema, records)
 
 
+V1 = web.create_app(CARD, Prediction, SETTINGS, predictor=bentoml.get_current_service)
+
+
+@bentoml.asgi_app(V1, path="/v1")
 @bentoml.service(
     workers=config.API_WORKERS,
-    traffic={"timeout": config.REQUEST_TIMEOUT_S, "max_concurrency": config.MAX_CONCURRENCY},
+    # The gate in tabserve/http.py answers 504 at REQUEST_TIMEOUT_S; BentoML's own timeout is a backstop.
+    traffic={"timeout": config.REQUEST_TIMEOUT_S + 5},
     labels={"model": CARD.tag, "task": CARD.task},
 )
 class PredictionService:
@@ -74,15 +83,20 @@ class PredictionService:
 
     model_service = bentoml.depends(ModelService)
 
+    def __init__(self) -> None:
+        self.cache = PredictionCache(config.PREDICTION_CACHE_SIZE)
+        if not config.API_KEY:
+            logger.warning("API_KEY is not set: the prediction endpoints are open to anyone who can reach this port")
+
     @bentoml.api(route="/predict")
-    async def predict(self, record: Record, /) -> Prediction:
-        """Predict one record. The body is the record itself."""
-        values = record.model_dump()
+    async def predict(self, record: Record, /, ctx: bentoml.Context) -> Prediction:
+        """Predict one record. The body is the record itself. X-Cache says whether the cache answered."""
         try:
-            [result] = await self._infer("predict" if config.ADAPTIVE_BATCHING else "predict_bulk", [values])
-        except ModelUnavailable as exc:
-            return _error_response(exc.status, str(exc))
-        return Prediction(**contract.shape(result, values, CARD), model=CARD.tag)
+            item, hit = await self.predict_one(record.model_dump())
+        except web.Unavailable as exc:
+            return _error_response(ctx, exc.status, str(exc))
+        ctx.response.headers["X-Cache"] = "hit" if hit else "miss"
+        return Prediction(**item, model=CARD.tag)
 
     @bentoml.api(route="/predict_batch")
     async def predict_batch(self, records: BatchRequest, /) -> BatchResponse:
@@ -90,9 +104,9 @@ class PredictionService:
         values = [r.model_dump() for r in records.records]
         try:
             results = await self._infer("predict_bulk", values)
-        except ModelUnavailable as exc:
-            return _error_response(exc.status, str(exc))
-        return BatchResponse(predictions=[contract.shape(r, v, CARD) for r, v in zip(results, values)], model=CARD.tag)
+        except web.Unavailable as exc:
+            return _error_response(None, exc.status, str(exc))
+        return BatchResponse(predictions=self._answers(results, values), model=CARD.tag)
 
     @bentoml.api(route="/predict_csv")
     async def predict_csv(self, file: Path) -> Annotated[str, ContentType("text/csv")]:
@@ -101,10 +115,32 @@ class PredictionService:
             table, values = contract.records_from_csv(file.read_bytes(), CARD, Record, config.MAX_CSV_ROWS)
             results = await self._infer("predict_bulk", values)
         except InvalidInput as exc:
-            return _error_response(400, exc.message, exc.detail)
-        except ModelUnavailable as exc:
-            return _error_response(exc.status, str(exc))
-        return contract.csv_with_predictions(table, results, CARD)
+            return _error_response(None, exc.status, exc.message, exc.detail)
+        except web.Unavailable as exc:
+            return _error_response(None, exc.status, str(exc))
+        return contract.csv_with_predictions(table, self._answers(results, values), CARD)
+
+    async def predict_one(self, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """One record through the cache, then the batched model service: (answer, cache hit)."""
+        key = PredictionCache.key(CARD.tag, values)
+        cached = self.cache.get(key)
+        if self.cache.max_size:
+            metrics.observe_cache(hit=cached is not None)
+        if cached is not None:
+            self._observe([cached], [values])
+            return cached, True
+        api = "predict" if config.ADAPTIVE_BATCHING else "predict_bulk"
+        [answer] = self._answers(await self._infer(api, [values]), [values])
+        self.cache.put(key, answer)
+        return answer, False
+
+    def _answers(self, results: list[dict[str, Any]], values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        answers = [contract.shape(r, v, CARD) for r, v in zip(results, values)]
+        self._observe(answers, values)
+        return answers
+
+    def _observe(self, answers: list[dict[str, Any]], values: list[dict[str, Any]]) -> None:
+        metrics.observe_predictions(CARD.tag, answers, [CARD.schema.out_of_range(v) for v in values])
 
     async def _infer(self, api: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         service = self.model_service
@@ -116,19 +152,35 @@ class PredictionService:
             except BentoMLException as exc:
                 status = int(getattr(exc, "error_code", 500))
                 if status in (429, 503):
-                    raise ModelUnavailable("the model service is overloaded; retry shortly", status) from None
+                    raise web.Unavailable("the model service is overloaded; retry shortly", status) from None
                 logger.error("model service failed: %s", exc)
-                raise ModelUnavailable("the model service failed to answer") from None
+                raise web.Unavailable("the model service failed to answer") from None
             except Exception as exc:  # connection-level: the idempotent inference is retried once
                 logger.warning("model service call failed (attempt %d): %r", attempt, exc)
-        raise ModelUnavailable("the model service is unavailable")
+        raise web.Unavailable("the model service is unavailable")
 
 
-def _error_response(status: int, message: str, detail: list | None = None) -> JSONResponse:
+def _error_response(ctx: Any, status: int, message: str, detail: list | None = None) -> JSONResponse:
+    if ctx is not None:  # BentoML copies the context's status onto the response
+        ctx.response.status_code = status
     return JSONResponse(error_body(message, detail), status_code=status)
 
 
+if config.CORS_ORIGINS:
+    PredictionService.add_asgi_middleware(
+        CORSMiddleware, allow_origins=config.CORS_ORIGINS, allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type"], expose_headers=["X-Cache"],
+    )
 PredictionService.add_asgi_middleware(
-    http.ErrorContract, json_routes=("/predict", "/predict_batch"), upload_routes=("/predict_csv",),
-    max_upload_bytes=config.MAX_UPLOAD_BYTES
+    http.ErrorContract,
+    gate=http.Gate(
+        json_routes=("/predict", "/predict_batch"),
+        upload_routes=("/predict_csv",),
+        form_routes=("/v1/form",),
+        protected_prefixes=("/v1",),
+        api_key=config.API_KEY,
+        max_body_bytes=config.MAX_BODY_BYTES,
+        max_concurrency=config.MAX_CONCURRENCY,
+        timeout_s=config.REQUEST_TIMEOUT_S,
+    ),
 )

@@ -41,12 +41,23 @@ API_WORKERS: int = _int("API_WORKERS", 1, minimum=1)
 MODEL_WORKERS: int = _int("MODEL_WORKERS", 1, minimum=1)
 MODEL_THREADS: int = _int("MODEL_THREADS", 1, minimum=1)
 
-# Seconds a request may take before BentoML answers 504, and requests in flight per worker
-# before it answers 429.
+# Seconds a request may take before it is answered 504, and requests in flight per entry worker
+# before new ones are answered 429.
 REQUEST_TIMEOUT_S: int = _int("REQUEST_TIMEOUT_S", 60, minimum=1)
 MAX_CONCURRENCY: int = _int("MAX_CONCURRENCY", 1000, minimum=1)
 
 # Size limits of the bulk endpoints.
 MAX_BATCH_RECORDS: int = _int("MAX_BATCH_RECORDS", 10_000, minimum=1)
 MAX_CSV_ROWS: int = _int("MAX_CSV_ROWS", 100_000, minimum=1)
-MAX_UPLOAD_BYTES: int = _int("MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1024)
+# Largest request body (JSON or CSV upload), refused with 413 before it is parsed.
+MAX_BODY_BYTES: int = _int("MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1024)
+
+# When set, every prediction and /v1 route needs "Authorization: Bearer <API_KEY>";
+# health probes, /metrics and the API docs stay open.
+API_KEY: str = os.environ.get("API_KEY", "")
+
+# Browser origins allowed to call the API (comma-separated, "*" for any); empty: CORS off.
+CORS_ORIGINS: list[str] = [o.strip() for o in os.environ.get("CORS_ORIGINS", "").split(",") if o.strip()]
+
+# Predictions kept in an in-process LRU cache, keyed by model tag and validated record; 0 disables it.
+PREDICTION_CACHE_SIZE: int = _int("PREDICTION_CACHE_SIZE", 10_000)

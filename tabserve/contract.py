@@ -13,7 +13,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from tabserve import data
-from tabserve.errors import DataError, InvalidInput, pydantic_detail
+from tabserve.errors import DataError, InvalidInput, TooLarge, pydantic_detail
 from tabserve.pipeline import CLASSIFICATION
 from tabserve.store import ModelCard
 
@@ -73,13 +73,15 @@ def _example_result(card: ModelCard) -> dict[str, Any]:
 
 def shape(result: dict[str, Any], record: dict[str, Any], card: ModelCard) -> dict[str, Any]:
     """A model-service result as one API prediction item, with out-of-range warnings."""
-    return {**result, "warnings": card.schema.out_of_range(record)}
+    return {**result, "warnings": list(card.schema.out_of_range(record).values())}
 
 
 def records_from_csv(content: bytes, card: ModelCard, record_type: type[BaseModel], max_rows: int) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """An uploaded CSV as (the input table, validated records); InvalidInput lists every bad row."""
     try:
         header, rows = data.parse_upload(content, card.schema, max_rows, passthrough=(card.target,))
+    except TooLarge as exc:
+        raise InvalidInput(str(exc), status=413) from None
     except DataError as exc:
         raise InvalidInput(str(exc)) from None
     records, detail, bad_rows = [], [], 0

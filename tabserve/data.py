@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from tabserve.errors import DataError
+from tabserve.errors import DataError, TooLarge
 from tabserve.schema import CATEGORICAL, FeatureSchema
 
 # Cells read as missing, in training and upload alike.
@@ -128,7 +128,7 @@ def parse_upload(content: bytes, schema: FeatureSchema, max_rows: int, passthrou
     if not rows:
         raise DataError("the CSV file has a header but no data rows")
     if len(rows) > max_rows:
-        raise DataError(f"the CSV file has {len(rows)} rows; the limit is {max_rows}")
+        raise TooLarge(f"the CSV file has {len(rows)} rows; the limit is {max_rows}")
     out = []
     for number, row in enumerate(rows, start=1):
         if len(row) != len(header):

@@ -17,6 +17,10 @@ class DataError(TabserveError):
     """A CSV (for training or upload) cannot be used as it is."""
 
 
+class TooLarge(DataError):
+    """More data than the configured limits allow (answered with HTTP 413)."""
+
+
 class ModelNotFoundError(TabserveError):
     """The requested model tag is not in the BentoML model store."""
 
@@ -26,14 +30,13 @@ class ModelNotFoundError(TabserveError):
 
 
 class InvalidInput(TabserveError):
-    """A request failed validation: answered with HTTP 400 and per-field details."""
+    """A request failed validation: answered with HTTP 400 (or 413) and per-field details."""
 
-    status_code = 400
-
-    def __init__(self, message: str, detail: list[dict[str, Any]] | None = None):
+    def __init__(self, message: str, detail: list[dict[str, Any]] | None = None, status: int = 400):
         super().__init__(message)
         self.message = message
         self.detail = detail or []
+        self.status = status
 
 
 def error_body(message: str, detail: list[dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -1,114 +1,254 @@
-"""ASGI middleware that holds every endpoint to one error contract.
+"""The entry service's ASGI middleware: one gate in front of every route, one shape for every error.
 
-BentoML answers some failures in shapes of its own (pydantic dumps with doc URLs, a JSON list for
-some exceptions, plain-text 404/405). This middleware checks content types before a body is parsed
-and rewrites every error answer as {"error": "<one line>", "detail": [...]}.
+Before a request reaches BentoML or the /v1 app it checks, in order: the API key (401), the
+concurrency limit (429), the content type (415), and the body size (413, read before any parsing).
+After, it rewrites every error answer as {"error": "<one line>", "detail": [...]}: BentoML's own
+shapes (pydantic dumps with doc links, a JSON list for some exceptions, plain-text 404/405) included.
+It also answers 504 past the request timeout, and adds the security scheme and the error responses
+to /docs.json so the documented contract is the real one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
+from tabserve import metrics
 from tabserve.errors import error_body, summarize
 
-JSON_TYPES = ("application/json",)
 CSV_PART_TYPES = ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel", "application/octet-stream")
+OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/metrics", "/", "/docs.json")
+DOCUMENTED_ERRORS = {
+    400: "Invalid input: the error names the field (and row, for CSV)",
+    401: "Missing or wrong API key",
+    413: "Body or CSV over the configured limit",
+    415: "Wrong content type",
+    429: "Too many requests in flight; retry shortly",
+    503: "Model not ready or overloaded; retry shortly",
+}
+
+
+@dataclass
+class Gate:
+    """What the middleware enforces. Routes are exact paths; `protected_prefixes` also need the key."""
+
+    json_routes: tuple[str, ...] = ()
+    upload_routes: tuple[str, ...] = ()
+    form_routes: tuple[str, ...] = ()
+    protected_prefixes: tuple[str, ...] = ()
+    api_key: str = ""
+    max_body_bytes: int = 10 << 20
+    max_concurrency: int = 1000
+    timeout_s: float = 60
+    in_flight: int = field(default=0, init=False)
+
+    def is_protected(self, path: str) -> bool:
+        routes = (*self.json_routes, *self.upload_routes)
+        return path in routes or any(path == p or path.startswith(p + "/") for p in self.protected_prefixes)
 
 
 class ErrorContract:
-    def __init__(self, app: Any, json_routes: tuple[str, ...] = (), upload_routes: tuple[str, ...] = (), max_upload_bytes: int = 10 << 20):
+    def __init__(self, app: Any, gate: Gate):
         self.app = app
-        self.json_routes = set(json_routes)
-        self.upload_routes = set(upload_routes)
-        self.max_upload_bytes = max_upload_bytes
+        self.gate = gate
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        refusal = self._check_content_type(scope)
-        if refusal is None and scope.get("method") == "POST" and scope.get("path") in self.upload_routes:
-            refusal, receive = await self._check_upload(scope, receive)
+        path, method = scope.get("path", ""), scope.get("method", "")
+        if method == "GET" and path == "/docs.json":
+            return await self.app(scope, receive, _DocsRewriter(send, self.gate))
+        if not self.gate.is_protected(path):
+            return await self.app(scope, receive, _ErrorRewriter(send, path))
+
+        refusal = self._check_key(scope) or self._check_content_type(scope, path, method)
+        if refusal is None and self.gate.in_flight >= self.gate.max_concurrency:
+            refusal = 429, error_body(f"more than {self.gate.max_concurrency} requests in flight; retry shortly")
+        if refusal is None and method == "POST":
+            refusal, receive = await self._read_body(scope, receive, path)
         if refusal is not None:
-            return await _send_json(send, *refusal)
+            metrics.observe_refusal(path, refusal[0])
+            return await _send_json(send, *refusal, headers=_extra_headers(refusal[0]))
 
-        start: dict[str, Any] = {}
-        chunks: list[bytes] = []
+        rewriter = _ErrorRewriter(send, path)
+        self.gate.in_flight += 1
+        try:
+            await asyncio.wait_for(self.app(scope, receive, rewriter), timeout=self.gate.timeout_s)
+        except asyncio.TimeoutError:
+            if not rewriter.started:
+                await _send_json(send, 504, error_body(f"no answer within {self.gate.timeout_s:g} s"))
+        finally:
+            self.gate.in_flight -= 1
 
-        async def send_wrapper(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                if message["status"] < 400:
-                    return await send(message)
-                start.update(message)  # hold an error answer back to rewrite it
-                return
-            if message["type"] == "http.response.body" and start:
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    status, body = _rewrite(start["status"], b"".join(chunks))
-                    await _send_json(send, status, body, _kept_headers(start))
-                return
-            await send(message)
+    def _check_key(self, scope: dict) -> tuple[int, dict] | None:
+        if not self.gate.api_key:
+            return None
+        scheme, _, token = _header(scope, b"authorization").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.gate.api_key.encode()):
+            return None
+        message = "wrong API key" if token else "missing API key: send 'Authorization: Bearer <key>'"
+        return 401, error_body(message)
 
-        await self.app(scope, receive, send_wrapper)
-
-    def _check_content_type(self, scope: dict) -> tuple[int, dict] | None:
-        path = scope.get("path", "")
-        if scope.get("method") != "POST" or (path not in self.json_routes and path not in self.upload_routes):
+    def _check_content_type(self, scope: dict, path: str, method: str) -> tuple[int, dict] | None:
+        if method != "POST":
             return None
         content_type = _header(scope, b"content-type")
         media_type = content_type.split(";")[0].strip().lower()
-        if path in self.json_routes:
-            if media_type and media_type not in JSON_TYPES and not media_type.endswith("+json"):
+        if path in self.gate.json_routes:
+            if media_type and media_type != "application/json" and not media_type.endswith("+json"):
                 return 415, error_body(f"send the body as JSON with Content-Type: application/json (got {media_type})")
-        elif media_type != "multipart/form-data":
-            return 415, error_body(f"upload the CSV as multipart/form-data with a field named 'file' (got {media_type or 'no content type'})")
-        elif "boundary=" not in content_type:
-            return 400, error_body("the multipart/form-data content type has no boundary")
+        elif path in self.gate.upload_routes:
+            if media_type != "multipart/form-data":
+                return 415, error_body(f"upload the CSV as multipart/form-data with a field named 'file' (got {media_type or 'no content type'})")
+            if "boundary=" not in content_type:
+                return 400, error_body("the multipart/form-data content type has no boundary")
+        elif path in self.gate.form_routes and media_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            return 415, error_body(f"submit the form as application/x-www-form-urlencoded (got {media_type or 'no content type'})")
         return None
 
-
-    async def _check_upload(self, scope: dict, receive: Any) -> tuple[tuple[int, dict] | None, Any]:
-        """Read the upload (up to the limit), check its 'file' part, and hand the same bytes on."""
-        from starlette.requests import Request
-
+    async def _read_body(self, scope: dict, receive: Any, path: str) -> tuple[tuple[int, dict] | None, Any]:
+        """Read the body up to the limit (refusing 413 early), check uploads, hand the bytes on."""
+        limit = self.gate.max_body_bytes
+        declared = _header(scope, b"content-length")
+        if declared.isdigit() and int(declared) > limit:
+            return (413, error_body(f"the body is {int(declared)} bytes; the limit is {limit}")), receive
         chunks, size = [], 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return (400, error_body("the client disconnected before the upload finished")), receive
+                return (400, error_body("the client disconnected before the body was complete")), receive
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_upload_bytes:
-                return (413, error_body(f"the upload is larger than the limit of {self.max_upload_bytes} bytes")), receive
+            if size > limit:
+                return (413, error_body(f"the body is larger than the limit of {limit} bytes")), receive
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        refusal = await _check_upload(scope, body) if path in self.gate.upload_routes else None
+        return refusal, _replay(body, then=receive)
 
-        def replay() -> Any:
-            sent = False
 
-            async def receive_again() -> dict:
-                nonlocal sent
-                if sent:
-                    return {"type": "http.disconnect"}
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
+async def _check_upload(scope: dict, body: bytes) -> tuple[int, dict] | None:
+    from starlette.requests import Request
 
-            return receive_again
-
-        try:
-            form = await Request(scope, replay()).form()
-        except Exception as exc:  # starlette/python-multipart raise several types for broken bodies
-            return (400, error_body(f"the multipart body is malformed: {exc}")), replay()
+    try:
+        form = await Request(scope, _replay(body)).form()
+    except Exception as exc:  # starlette / python-multipart raise several types for broken bodies
+        return 400, error_body(f"the multipart body is malformed: {exc}")
+    try:
         part = form.get("file")
         if part is None or not hasattr(part, "content_type"):
-            return (400, error_body("the upload has no file field named 'file'")), replay()
+            return 400, error_body("the upload has no file field named 'file'")
         part_type = (part.content_type or "application/octet-stream").split(";")[0].strip().lower()
-        await form.close()
         if part_type not in CSV_PART_TYPES:
-            return (415, error_body(f"the uploaded file must be CSV (text/csv), not {part_type}")), replay()
-        return None, replay()
+            return 415, error_body(f"the uploaded file must be CSV (text/csv), not {part_type}")
+        return None
+    finally:
+        await form.close()
+
+
+def _replay(body: bytes, then: Any = None) -> Any:
+    """A `receive` that gives `body` once, then defers to the real one (to see a disconnect)."""
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if sent:
+            if then is None:
+                return {"type": "http.disconnect"}
+            return await then()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+class _ErrorRewriter:
+    """A `send` that passes successes through and rewrites error answers to the contract."""
+
+    def __init__(self, send: Any, path: str):
+        self.send, self.path = send, path
+        self.started = False
+        self.start: dict | None = None
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, message: dict) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            content_type = dict(message.get("headers", [])).get(b"content-type", b"").decode("latin-1")
+            if message["status"] < 400 or content_type.startswith("text/html"):  # the form answers people in HTML
+                return await self.send(message)
+            self.start = message
+            return None
+        if message["type"] == "http.response.body" and self.start is not None:
+            self.chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                status, body = _rewrite(self.start["status"], b"".join(self.chunks))
+                if 400 <= status < 500 and status not in (401, 404, 405):
+                    metrics.observe_refusal(self.path, status)
+                await _send_json(self.send, status, body, headers=_kept_headers(self.start) + _extra_headers(status))
+            return None
+        await self.send(message)
+
+
+class _DocsRewriter:
+    """Adds the API-key security scheme and the error responses to BentoML's generated /docs.json."""
+
+    def __init__(self, send: Any, gate: Gate):
+        self.send, self.gate = send, gate
+        self.start: dict | None = None
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, message: dict) -> None:
+        if message["type"] == "http.response.start":
+            self.start = message
+            return None
+        if message["type"] == "http.response.body":
+            self.chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return None
+            body = b"".join(self.chunks)
+            if self.start and self.start["status"] == 200:
+                body = json.dumps(document_errors(json.loads(body), self.gate)).encode()
+            await self.send({**(self.start or {}), "headers": [*_kept_headers(self.start or {}), (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            return await self.send({"type": "http.response.body", "body": body})
+        return await self.send(message)
+
+
+def document_errors(spec: dict, gate: Gate) -> dict:
+    """The OpenAPI document with the Error schema on every protected operation, and the key scheme."""
+    components = spec.setdefault("components", {})
+    components.setdefault("schemas", {})["Error"] = {
+        "type": "object",
+        "required": ["error", "detail"],
+        "properties": {
+            "error": {"type": "string", "description": "One line naming what was wrong."},
+            "detail": {"type": "array", "items": {"type": "object"}, "description": "Per-field details: loc, msg, type."},
+        },
+    }
+    if gate.api_key:
+        components.setdefault("securitySchemes", {})["apiKey"] = {"type": "http", "scheme": "bearer", "description": "API_KEY of the server"}
+    error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, operations in spec.get("paths", {}).items():
+        if not gate.is_protected(path):
+            continue
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            responses.pop("422", None)  # FastAPI's default: this service answers 400 instead
+            for status, description in DOCUMENTED_ERRORS.items():
+                if status == 401 and not gate.api_key:
+                    continue
+                responses.setdefault(str(status), {"description": description, "content": error_ref})
+            if gate.api_key:
+                operation["security"] = [{"apiKey": []}]
+    return spec
 
 
 def _header(scope: dict, name: bytes) -> str:
@@ -121,6 +261,14 @@ def _header(scope: dict, name: bytes) -> str:
 def _kept_headers(start: dict) -> list[tuple[bytes, bytes]]:
     dropped = {b"content-length", b"content-type"}
     return [(k, v) for k, v in start.get("headers", []) if k.lower() not in dropped]
+
+
+def _extra_headers(status: int) -> list[tuple[bytes, bytes]]:
+    if status == 401:
+        return [(b"www-authenticate", b"Bearer")]
+    if status in (429, 503):
+        return [(b"retry-after", b"1")]
+    return []
 
 
 def _rewrite(status: int, raw: bytes) -> tuple[int, dict]:
@@ -143,8 +291,6 @@ def _rewrite(status: int, raw: bytes) -> tuple[int, dict]:
 
 
 def _reason(status: int) -> str:
-    from http import HTTPStatus
-
     try:
         return HTTPStatus(status).phrase
     except ValueError:

@@ -79,21 +79,23 @@ class FeatureSchema:
     def example(self) -> dict[str, Any]:
         return {f.name: f.example for f in self.features}
 
-    def out_of_range(self, record: dict[str, Any]) -> list[str]:
-        """Warnings for numeric values outside the range seen in training."""
-        warnings = []
+    def out_of_range(self, record: dict[str, Any]) -> dict[str, str]:
+        """{feature: warning} for numeric values outside the range seen in training."""
+        warnings = {}
         for f in self.features:
             value = record.get(f.name)
             if f.kind != NUMERIC or value is None or f.min is None or f.max is None:
                 continue
             if value < f.min or value > f.max:
-                warnings.append(
-                    f"{f.name}={_fmt(value)} is outside the training range [{_fmt(f.min)}, {_fmt(f.max)}]"
-                )
+                warnings[f.name] = f"{f.name}={_fmt(value)} is outside the training range [{_fmt(f.min)}, {_fmt(f.max)}]"
         return warnings
 
-    def record_model(self, name: str = "Record") -> type[BaseModel]:
-        """A strict pydantic model of one input record: the API's request type."""
+    def record_model(self, name: str = "Record", strict: bool = True) -> type[BaseModel]:
+        """A pydantic model of one input record: the API's request type.
+
+        Strict for JSON ("39.1" is not a number, true is not 1); lax for query strings and
+        form fields, where every value arrives as text.
+        """
         fields: dict[str, Any] = {}
         for f in self.features:
             base: Any = Literal[tuple(f.categories or [])] if f.kind == CATEGORICAL else float
@@ -106,7 +108,7 @@ class FeatureSchema:
                 fields[f.name] = (base, Field(..., **info))
         config = ConfigDict(
             extra="forbid",
-            strict=True,  # "39.1" is not a number and true is not 1: say so instead of guessing
+            strict=strict,
             json_schema_extra={"example": self.example()},  # OpenAPI 3.0 wants "example"
         )
         return create_model(name, __config__=config, **fields)

@@ -99,8 +99,8 @@ def test_nullable_fields_may_be_omitted_required_may_not(penguins_schema):
 
 def test_out_of_range_warnings(penguins_schema):
     record = {**penguins_schema.example(), "bill_length_mm": 99.0, "body_mass_g": None}
-    assert penguins_schema.out_of_range(record) == ["bill_length_mm=99 is outside the training range [32.1, 59.6]"]
-    assert penguins_schema.out_of_range(penguins_schema.example()) == []
+    assert penguins_schema.out_of_range(record) == {"bill_length_mm": "bill_length_mm=99 is outside the training range [32.1, 59.6]"}
+    assert penguins_schema.out_of_range(penguins_schema.example()) == {}
 
 
 def test_openapi_schema_documents_categories_ranges_and_example(penguins_schema):

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from types import SimpleNamespace
 import importlib
 
 import pytest
@@ -36,11 +37,19 @@ def test_types_come_from_the_stored_schema(service_module):
     assert fields["year"].is_required() and not fields["sex"].is_required()
 
 
-def test_predict_shapes_the_answer(service_module, entry):
+def request_context():
+    """Stands in for BentoML's per-request context, which only exists inside a server."""
+    return SimpleNamespace(response=SimpleNamespace(headers={}, status_code=200))
+
+
+def test_predict_shapes_the_answer_and_caches_it(service_module, entry):
     record = service_module.Record.model_validate({**PENGUIN, "bill_length_mm": 70.0})
-    answer = asyncio.run(entry.predict(record))
+    first, second = request_context(), request_context()
+    answer = asyncio.run(entry.predict(record, ctx=first))
     assert answer.prediction == "Gentoo" and answer.model == service_module.CARD.tag
     assert answer.warnings == ["bill_length_mm=70 is outside the training range [32.1, 59.6]"]
+    assert asyncio.run(entry.predict(record, ctx=second)) == answer
+    assert (first.response.headers["X-Cache"], second.response.headers["X-Cache"]) == ("miss", "hit")
 
 
 def test_predict_batch_in_input_order(service_module, entry):

@@ -1,0 +1,50 @@
+"""The service's own Prometheus metrics, served on /metrics beside BentoML's.
+
+prometheus_client is imported on first use, not at import: BentoML sets up its multiprocess
+directory in each worker after importing the service module, and metrics made earlier would
+never reach /metrics.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+PREFIX = "tabserve"
+
+
+@lru_cache(maxsize=1)
+def _metrics() -> dict[str, Any]:
+    import prometheus_client as prom
+
+    return {
+        "predictions": prom.Counter(f"{PREFIX}_predictions", "Predictions answered, per predicted label", ["model", "label"]),
+        "predicted_value": prom.Histogram(
+            f"{PREFIX}_predicted_value", "Predicted values (regression)", ["model"],
+            buckets=(-1000, -100, -10, -1, 0, 1, 10, 100, 1000, 10_000, 100_000, float("inf")),
+        ),
+        "cache": prom.Counter(f"{PREFIX}_prediction_cache", "Prediction cache lookups", ["result"]),
+        "validation_errors": prom.Counter(f"{PREFIX}_validation_errors", "Requests refused as invalid (4xx)", ["endpoint", "status"]),
+        "out_of_range": prom.Counter(f"{PREFIX}_out_of_range_inputs", "Numeric inputs outside the training range", ["feature"]),
+    }
+
+
+def observe_predictions(model: str, items: list[dict[str, Any]], out_of_range: list[dict[str, str]]) -> None:
+    """Count answers per label (or observe predicted values), and inputs outside the training range."""
+    metrics = _metrics()
+    for item, flagged in zip(items, out_of_range):
+        prediction = item["prediction"]
+        if item.get("probabilities") is None and isinstance(prediction, float):
+            metrics["predicted_value"].labels(model=model).observe(prediction)
+        else:
+            metrics["predictions"].labels(model=model, label=str(prediction)).inc()
+        for feature in flagged:
+            metrics["out_of_range"].labels(feature=feature).inc()
+
+
+def observe_cache(hit: bool) -> None:
+    _metrics()["cache"].labels(result="hit" if hit else "miss").inc()
+
+
+def observe_refusal(endpoint: str, status: int) -> None:
+    _metrics()["validation_errors"].labels(endpoint=endpoint, status=str(status)).inc()
