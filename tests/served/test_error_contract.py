@@ -1,0 +1,132 @@
+"""The whole error matrix on one served instance with an API key and small limits: every error is
+JSON {"error", "detail"} with the documented status, and the server still answers afterwards."""
+
+import concurrent.futures
+import json
+
+import pytest
+import requests
+
+from tests.conftest import PENGUIN, Server
+
+pytestmark = pytest.mark.served
+KEY = "s3cret-test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+LIMITS = {"API_KEY": KEY, "MAX_BODY_BYTES": "3000000", "MAX_CSV_ROWS": "100", "MAX_CONCURRENCY": "1"}
+HEADER = ",".join(PENGUIN)
+ROW = ",".join(str(v) for v in PENGUIN.values())
+
+
+@pytest.fixture(scope="module")
+def keyed(penguins_model):
+    with Server(env=LIMITS, name="keyed") as running:
+        yield running
+
+
+def call(server, method, path, headers=AUTH, **kwargs):
+    return requests.request(method, f"{server.url}{path}", headers=headers, timeout=60, **kwargs)
+
+
+def csv_upload(text: str, content_type: str = "text/csv"):
+    return {"files": {"file": ("in.csv", text.encode(), content_type)}}
+
+
+CASES = [
+    # (id, method, path, headers, request kwargs, status, fragment)
+    ("wrong-type", "POST", "/predict", AUTH, {"json": {**PENGUIN, "year": "2008"}}, 400, "year"),
+    ("unknown-category", "POST", "/predict", AUTH, {"json": {**PENGUIN, "sex": "unknown"}}, 400, "'female' or 'male'"),
+    ("unknown-field", "POST", "/predict", AUTH, {"json": {**PENGUIN, "beak": 1}}, 400, "beak"),
+    ("missing-field", "POST", "/predict", AUTH, {"json": {"island": "Dream"}}, 400, "year"),
+    ("malformed-json", "POST", "/predict", {**AUTH, "Content-Type": "application/json"}, {"data": b"{nope"}, 400, "Invalid JSON"),
+    ("bad-csv-rows", "POST", "/predict_csv", AUTH, csv_upload(f"{HEADER}\n{ROW}\nMars,1,1,1,1,male,2007\n"), 400, "row 2"),
+    ("query-missing", "GET", "/v1/predict?island=Dream", AUTH, {}, 400, "year"),
+    ("no-key", "POST", "/predict", {}, {"json": PENGUIN}, 401, "missing API key"),
+    ("wrong-key", "POST", "/predict", {"Authorization": "Bearer nope"}, {"json": PENGUIN}, 401, "wrong API key"),
+    ("no-key-batch", "POST", "/predict_batch", {}, {"json": {"records": [PENGUIN]}}, 401, "API key"),
+    ("no-key-csv", "POST", "/predict_csv", {}, csv_upload(f"{HEADER}\n{ROW}\n"), 401, "API key"),
+    ("no-key-v1", "GET", "/v1/model", {}, {}, 401, "API key"),
+    ("no-key-form", "GET", "/v1/form", {}, {}, 401, "API key"),
+    ("basic-auth", "GET", "/v1/features", {"Authorization": f"Basic {KEY}"}, {}, 401, "API key"),
+    ("unknown-route", "GET", "/nope", AUTH, {}, 404, "Not Found"),
+    ("unknown-v1-route", "GET", "/v1/nope", AUTH, {}, 404, "Not Found"),
+    ("unknown-feature", "GET", "/v1/features/beak", AUTH, {}, 404, "unknown feature"),
+    ("get-on-post-api", "GET", "/predict", AUTH, {}, 405, "Method Not Allowed"),
+    ("delete-on-v1", "DELETE", "/v1/model", AUTH, {}, 405, "Method Not Allowed"),
+    ("body-too-large", "POST", "/predict", AUTH, {"json": {**PENGUIN, "pad": "x" * 4_000_000}}, 413, "limit"),
+    ("csv-too-large", "POST", "/predict_csv", AUTH, csv_upload(HEADER + "\n" + (ROW + "\n") * 40_000), 413, "limit"),
+    ("csv-too-many-rows", "POST", "/predict_csv", AUTH, csv_upload(HEADER + "\n" + (ROW + "\n") * 101), 413, "101 rows; the limit is 100"),
+    ("text-to-json-api", "POST", "/predict", {**AUTH, "Content-Type": "text/plain"}, {"data": "hello"}, 415, "application/json"),
+    ("png-upload", "POST", "/predict_csv", AUTH, csv_upload("\x89PNG", "image/png"), 415, "must be CSV"),
+    ("json-to-upload", "POST", "/predict_csv", AUTH, {"json": PENGUIN}, 415, "multipart/form-data"),
+    ("json-to-form", "POST", "/v1/form", AUTH, {"json": PENGUIN}, 415, "x-www-form-urlencoded"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_error_matrix(keyed, case):
+    _, method, path, headers, kwargs, status, fragment = case
+    response = call(keyed, method, path, headers=headers, **kwargs)
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error", "detail"} and isinstance(body["error"], str) and isinstance(body["detail"], list)
+    assert fragment in json.dumps(body), body
+    assert "Traceback" not in response.text and "errors.pydantic.dev" not in response.text
+    if status == 401:
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_the_right_key_opens_every_route(keyed):
+    assert call(keyed, "POST", "/predict", json=PENGUIN).json()["prediction"] == "Gentoo"
+    assert call(keyed, "GET", "/v1/predict", params=PENGUIN).json()["prediction"] == "Gentoo"
+    assert call(keyed, "GET", "/v1/form").status_code == 200
+    assert call(keyed, "POST", "/predict_csv", **csv_upload(f"{HEADER}\n{ROW}\n")).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/"])
+def test_probes_metrics_and_docs_stay_open(keyed, path):
+    assert call(keyed, "GET", path, headers={}).status_code == 200
+
+
+def test_swagger_documents_the_key_and_the_errors(keyed):
+    spec = call(keyed, "GET", "/docs.json", headers={}).json()
+    assert spec["components"]["securitySchemes"]["apiKey"] == {**spec["components"]["securitySchemes"]["apiKey"], "type": "http", "scheme": "bearer"}
+    for path, method in [("/predict", "post"), ("/predict_csv", "post"), ("/v1/predict", "get")]:
+        operation = spec["paths"][path][method]
+        assert operation["security"] == [{"apiKey": []}]
+        assert {"400", "401", "413", "415", "429", "503"} <= set(operation["responses"]), path
+    assert "security" not in spec["paths"]["/readyz"]["get"]
+
+
+def test_429_over_the_concurrency_limit(keyed):
+    """MAX_CONCURRENCY=1: of several large batches sent at once, some are refused with 429."""
+    records = [PENGUIN] * 8000
+
+    def send(_):
+        return call(keyed, "POST", "/predict_batch", json={"records": records})
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(send, range(6)))
+    statuses = sorted(r.status_code for r in responses)
+    assert set(statuses) <= {200, 429} and 200 in statuses and 429 in statuses, statuses
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.json()["error"].startswith("more than 1 requests in flight") and refused.headers["retry-after"] == "1"
+
+
+def test_server_still_ready_after_the_matrix(keyed):
+    assert call(keyed, "GET", "/readyz", headers={}).status_code == 200
+    assert call(keyed, "POST", "/predict", json=PENGUIN).status_code == 200
+
+
+def test_503_when_the_model_service_is_overloaded(penguins_model):
+    """A max_latency_ms no batch can meet makes BentoML refuse work: answered 503 in the contract shape."""
+    with Server(env={"MAX_LATENCY_MS": "1", "PREDICTION_CACHE_SIZE": "0"}, name="overloaded") as served:
+        records = [{**PENGUIN, "body_mass_g": 4000 + i} for i in range(64)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+            responses = list(pool.map(lambda r: requests.post(f"{served.url}/predict", json=r, timeout=60), records))
+        statuses = {r.status_code for r in responses}
+        assert statuses <= {200, 503} and 503 in statuses, statuses
+        refused = next(r for r in responses if r.status_code == 503)
+        assert refused.json() == {"error": "the model service is overloaded; retry shortly", "detail": []}
+        assert refused.headers["retry-after"] == "1"
+        assert requests.get(f"{served.url}/readyz", timeout=10).status_code == 200
