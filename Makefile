@@ -8,7 +8,7 @@ PORT ?= 3000
 MODEL_TAG ?= penguins:latest
 export MODEL_TAG
 
-.PHONY: help install train serve test test-fast build clean
+.PHONY: help install browser train serve test test-fast build clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -21,6 +21,11 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)  ## create .venv with the pinned dependencies
 
+browser:  ## Debian's chromium + chromedriver, for the form page's browser test
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "error: the browser test needs chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2; exit 2; fi; }
+
 train: $(INSTALLED)  ## train the default model (Palmer Penguins) into the BentoML model store
 	$(BIN)/python train.py
 
@@ -28,7 +33,7 @@ serve: $(INSTALLED)  ## serve MODEL_TAG on PORT (trains the default model first 
 	@$(BIN)/bentoml models get $(MODEL_TAG) >/dev/null 2>&1 || $(BIN)/python train.py
 	$(BIN)/bentoml serve service:PredictionService --port $(PORT)
 
-test: $(INSTALLED)  ## the whole test suite (starts real servers, builds a Bento, runs the notebook)
+test: $(INSTALLED) browser  ## the whole test suite (real servers, a browser, a Bento build, the notebook)
 	$(BIN)/python -m pytest
 
 test-fast: $(INSTALLED)  ## unit tests only

@@ -1,0 +1,81 @@
+"""The /v1/form page in a real headless Chromium (Debian's chromium + chromedriver, via Selenium):
+fill the form, submit, read the result, and keep screenshots in artifacts/."""
+
+import shutil
+
+import pytest
+import requests
+
+from tests.conftest import ARTIFACTS, PENGUIN
+
+pytestmark = pytest.mark.served
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.fail("Debian's chromium and chromium-driver are needed: `make browser` installs them")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=900,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def wait_for(browser, selector):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 20).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector)))
+
+
+def test_fill_submit_and_read_the_prediction(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.get(f"{server.url}/v1/form")
+    assert browser.title == "Predict species"
+    assert browser.find_element(By.ID, "bill_length_mm").get_attribute("value") == "39.1"  # prefilled example
+    assert [o.text for o in Select(browser.find_element(By.ID, "island")).options] == ["Biscoe", "Dream", "Torgersen"]
+    browser.save_screenshot(str(ARTIFACTS / "form.png"))
+
+    Select(browser.find_element(By.ID, "island")).select_by_visible_text(PENGUIN["island"])
+    Select(browser.find_element(By.ID, "sex")).select_by_visible_text(PENGUIN["sex"])
+    for name in ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"):
+        field = browser.find_element(By.ID, name)
+        field.clear()
+        field.send_keys(str(PENGUIN[name]))
+    browser.find_element(By.ID, "submit").click()
+    wait_for(browser, "#prediction")
+
+    expected = requests.post(f"{server.url}/predict", json=PENGUIN, timeout=30).json()
+    assert browser.find_element(By.ID, "prediction").text == expected["prediction"] == "Gentoo"
+    bars = browser.find_elements(By.CSS_SELECTOR, "#probabilities .bar")
+    assert sorted(b.get_attribute("data-label") for b in bars) == ["Adelie", "Chinstrap", "Gentoo"]
+    assert bars[0].get_attribute("data-label") == "Gentoo"  # sorted by probability
+    browser.save_screenshot(str(ARTIFACTS / "form-result.png"))
+    assert (ARTIFACTS / "form-result.png").stat().st_size > 1000
+
+
+def test_invalid_form_input_is_shown_on_the_page(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server.url}/v1/form")
+    year = browser.find_element(By.ID, "year")
+    browser.execute_script("arguments[0].removeAttribute('required')", year)  # get past the browser's own check
+    year.clear()
+    browser.find_element(By.ID, "submit").click()
+    alert = wait_for(browser, "[role=alert]")
+    assert "year" in alert.text and "valid number" in alert.text
+    assert browser.find_element(By.ID, "island").get_attribute("value") == "Torgersen"  # input kept
