@@ -23,7 +23,7 @@ install: $(INSTALLED)  ## create .venv with the pinned dependencies
 
 browser:  ## Debian's chromium + chromedriver, for the form page's browser test
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else echo "error: the browser test needs chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2; exit 2; fi; }
 
 train: $(INSTALLED)  ## train the default model (Palmer Penguins) into the BentoML model store

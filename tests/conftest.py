@@ -90,9 +90,16 @@ class Server:
         self.log_path = ARTIFACTS / f"{name}-{self.port}.log"
         ARTIFACTS.mkdir(exist_ok=True)
         self._log = open(self.log_path, "w")
+        # BentoML keeps its Prometheus files in BENTOML_HOME and clears them when a server starts, so
+        # each server gets a home of its own that shares the session's model store and Bentos.
+        self.home = Path(tempfile.mkdtemp(prefix="tabserve-server-home-"))
+        for shared in ("models", "bentos"):
+            (Path(_HOME) / shared).mkdir(exist_ok=True)
+            (self.home / shared).symlink_to(Path(_HOME) / shared)
         command = [str(Path(sys.executable).parent / "bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(self.port)]
         self.process = subprocess.Popen(
-            command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=cwd, env={**os.environ, "BENTOML_HOME": str(self.home), **(env or {})},
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
     def wait_ready(self, timeout: float = 90) -> Server:
@@ -122,6 +129,7 @@ class Server:
                 os.killpg(self.process.pid, 9)
                 self.process.wait()
         self._log.close()
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def __enter__(self) -> Server:
         return self.wait_ready()
