@@ -12,7 +12,8 @@ from tests.conftest import PENGUIN, Server
 pytestmark = pytest.mark.served
 KEY = "s3cret-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-LIMITS = {"API_KEY": KEY, "MAX_BODY_BYTES": "3000000", "MAX_CSV_ROWS": "100", "MAX_CONCURRENCY": "1"}
+ORIGIN = "https://dashboard.example"
+LIMITS = {"API_KEY": KEY, "MAX_BODY_BYTES": "3000000", "MAX_CSV_ROWS": "100", "MAX_CONCURRENCY": "1", "CORS_ORIGINS": ORIGIN}
 HEADER = ",".join(PENGUIN)
 ROW = ",".join(str(v) for v in PENGUIN.values())
 
@@ -111,6 +112,18 @@ def test_429_over_the_concurrency_limit(keyed):
     assert set(statuses) <= {200, 429} and 200 in statuses and 429 in statuses, statuses
     refused = next(r for r in responses if r.status_code == 429)
     assert refused.json()["error"].startswith("more than 1 requests in flight") and refused.headers["retry-after"] == "1"
+
+
+def test_cors_allows_only_the_configured_origins(keyed, server):
+    preflight = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+    allowed = call(keyed, "OPTIONS", "/predict", headers=preflight)
+    assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == ORIGIN
+    other = call(keyed, "OPTIONS", "/predict", headers={**preflight, "Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+    answered = call(keyed, "POST", "/predict", headers={**AUTH, "Origin": ORIGIN}, json=PENGUIN)
+    assert answered.headers["access-control-allow-origin"] == ORIGIN and "X-Cache" in answered.headers["access-control-expose-headers"]
+    off = requests.post(f"{server.url}/predict", headers={"Origin": ORIGIN}, json=PENGUIN, timeout=30)  # default: CORS off
+    assert off.status_code == 200 and "access-control-allow-origin" not in off.headers
 
 
 def test_server_still_ready_after_the_matrix(keyed):
