@@ -21,13 +21,18 @@ from starlette.responses import JSONResponse
 
 from tabserve import config, contract, http, metrics, pipeline, store, web
 from tabserve.cache import PredictionCache
-from tabserve.errors import InvalidInput, error_body
+from tabserve.errors import InvalidInput, ModelCorrupted, error_body
 
 logger = logging.getLogger("tabserve")
 
 MODEL = bentoml.models.BentoModel(config.MODEL_TAG)
-if MODEL.stored is None:  # fail at start with one line, not a traceback at the first request
+# Fail at start with one line naming the tag and the fix, not a traceback at the first request.
+if MODEL.stored is None:
     sys.exit(f"error: model {config.MODEL_TAG!r} is not in the BentoML model store; run `make train` first")
+try:
+    store.verify(MODEL.stored)
+except ModelCorrupted as exc:
+    sys.exit(f"error: {exc}")
 CARD = store.ModelCard.from_model(MODEL.stored)
 TYPES = contract.ApiTypes.from_card(CARD, max_records=config.MAX_BATCH_RECORDS)
 Record, Prediction = TYPES.record, TYPES.prediction

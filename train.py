@@ -10,6 +10,7 @@ Bad input prints one line naming the problem and exits with code 2; nothing is s
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -32,14 +33,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C, so the staged model is cleaned up
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     drop = [name.strip() for name in args.drop.split(",") if name.strip()]
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = training.train(args.data, args.target, task=args.task, name=args.name, drop=drop)
     except TabserveError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; no model was saved", file=sys.stderr)
+        return 130
     print(f"saved model {result.model.tag} ({result.task}, target {args.target!r})")
     print(f"rows: {result.train_rows} train, {result.test_rows} held out, {result.dropped_rows} without target dropped")
     print(f"{'metric':<10} {'held-out':>9}")

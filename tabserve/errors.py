@@ -21,12 +21,8 @@ class TooLarge(DataError):
     """More data than the configured limits allow (answered with HTTP 413)."""
 
 
-class ModelNotFoundError(TabserveError):
-    """The requested model tag is not in the BentoML model store."""
-
-    def __init__(self, tag: str):
-        super().__init__(f"model {tag!r} is not in the BentoML model store; run `make train` first")
-        self.tag = tag
+class ModelCorrupted(TabserveError):
+    """The model version exists but its files are missing or damaged."""
 
 
 class InvalidInput(TabserveError):
