@@ -8,8 +8,10 @@ The request and response types are built at import from the served model's featu
 so Swagger (/) documents exactly the fields, categories and ranges the model was trained on.
 """
 
+import asyncio
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,6 +83,9 @@ V1 = web.create_app(CARD, Prediction, SETTINGS, predictor=bentoml.get_current_se
     workers=config.API_WORKERS,
     # The gate in tabserve/http.py answers 504 at REQUEST_TIMEOUT_S; BentoML's own timeout is a backstop.
     traffic={"timeout": config.REQUEST_TIMEOUT_S + 5},
+    # /readyz asks __is_ready__ below instead: BentoML's own probe of the model service can hang
+    # when the model worker is gone but its socket still listens.
+    runner_probe={"enabled": False},
     labels={"model": CARD.tag, "task": CARD.task},
 )
 class PredictionService:
@@ -90,8 +95,13 @@ class PredictionService:
 
     def __init__(self) -> None:
         self.cache = PredictionCache(config.PREDICTION_CACHE_SIZE)
+        self._model_suspect_until = 0.0  # after a model timeout, check it is up before each call
         if not config.API_KEY:
             logger.warning("API_KEY is not set: the prediction endpoints are open to anyone who can reach this port")
+
+    async def __is_ready__(self) -> bool:
+        service = self.model_service
+        return await _is_up(service) if hasattr(service, "to_async") else True
 
     @bentoml.api(route="/predict")
     async def predict(self, record: Record, /, ctx: bentoml.Context) -> Prediction:
@@ -151,9 +161,14 @@ class PredictionService:
         service = self.model_service
         if not hasattr(service, "to_async"):  # in-process instance (no server): call it directly
             return getattr(service, api)(records)
+        if time.monotonic() < self._model_suspect_until and not await _is_up(service):
+            raise web.Unavailable("the model service is down; retry shortly")  # fail fast, don't queue
         for attempt in (1, 2):
             try:
-                return await getattr(service.to_async, api)(records)
+                return await asyncio.wait_for(getattr(service.to_async, api)(records), config.MODEL_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                self._model_suspect_until = time.monotonic() + 5
+                raise web.Unavailable(f"the model service did not answer within {config.MODEL_TIMEOUT_S} s") from None
             except BentoMLException as exc:
                 status = int(getattr(exc, "error_code", 500))
                 if status in (429, 503):
@@ -163,6 +178,14 @@ class PredictionService:
             except Exception as exc:  # connection-level: the idempotent inference is retried once
                 logger.warning("model service call failed (attempt %d): %r", attempt, exc)
         raise web.Unavailable("the model service is unavailable")
+
+
+async def _is_up(service: Any) -> bool:
+    """A quick readiness probe of the model service that never raises."""
+    try:
+        return bool(await asyncio.wait_for(service.is_ready(1), 2))
+    except Exception:  # timeouts and connection errors of aiohttp/httpx alike mean "not up"
+        return False
 
 
 def _error_response(ctx: Any, status: int, message: str, detail: list | None = None) -> JSONResponse:

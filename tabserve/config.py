@@ -44,6 +44,9 @@ MODEL_THREADS: int = _int("MODEL_THREADS", 1, minimum=1)
 # Seconds a request may take before it is answered 504, and requests in flight per entry worker
 # before new ones are answered 429.
 REQUEST_TIMEOUT_S: int = _int("REQUEST_TIMEOUT_S", 60, minimum=1)
+# Seconds the entry service waits for the model service before answering 503: a dead model
+# worker leaves its socket listening (BentoML's arbiter holds it), so calls would otherwise hang.
+MODEL_TIMEOUT_S: int = _int("MODEL_TIMEOUT_S", 15, minimum=1)
 MAX_CONCURRENCY: int = _int("MAX_CONCURRENCY", 1000, minimum=1)
 
 # Size limits of the bulk endpoints.

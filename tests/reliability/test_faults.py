@@ -1,0 +1,141 @@
+"""Faults under load: workers killed, the server stopped, the model service gone.
+
+Bounds here are generous limits on waiting (a test fails instead of hanging), not timings.
+"""
+
+import os
+import shutil
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+import requests
+
+from tests.conftest import PENGUIN, Server
+
+pytestmark = pytest.mark.slow
+
+
+def worker(server: Server, service_name: str) -> psutil.Process:
+    for child in psutil.Process(server.process.pid).children(recursive=True):
+        if f"--service-name {service_name}" in " ".join(child.cmdline()):
+            return child
+    raise AssertionError(f"no {service_name} worker under the server")
+
+
+class Load:
+    """Threads sending /predict (distinct records, so no cache hits) until stopped; every outcome kept."""
+
+    def __init__(self, url: str, threads: int = 8):
+        self.url, self.outcomes, self._stop = url, [], threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+
+    def _run(self, index: int) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            record = {**PENGUIN, "body_mass_g": 3000 + index * 10_000 + n}
+            try:
+                response = requests.post(f"{self.url}/predict", json=record, timeout=60)
+                self.outcomes.append((time.monotonic(), response.status_code, response.text[:200]))
+            except requests.RequestException as exc:
+                self.outcomes.append((time.monotonic(), type(exc).__name__, ""))
+
+    def __enter__(self):
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=90)
+
+
+def first_success_after(url: str, limit: float = 30) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        try:
+            if requests.post(f"{url}/predict", json={**PENGUIN, "year": 2008}, timeout=10).status_code == 200:
+                return time.monotonic() - start
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"no successful prediction within {limit} s")
+
+
+def test_model_worker_killed_with_sigkill_is_replaced(penguins_model):
+    with Server(env={"PREDICTION_CACHE_SIZE": "0", "MODEL_TIMEOUT_S": "5"}, name="kill-model") as served:
+        with Load(served.url) as load:
+            time.sleep(2)
+            worker(served, "ModelService").send_signal(signal.SIGKILL)
+            assert first_success_after(served.url) <= 15
+            time.sleep(2)
+        statuses = {status for _, status, _ in load.outcomes}
+        assert statuses <= {200, 503}, load.outcomes[-20:]
+        refused = [text for _, status, text in load.outcomes if status == 503]
+        assert all('"error"' in text for text in refused)
+        assert [requests.post(f"{served.url}/predict", json=PENGUIN, timeout=30).status_code for _ in range(20)] == [200] * 20
+
+
+def test_entry_worker_killed_with_sigkill_is_replaced(penguins_model):
+    with Server(env={"PREDICTION_CACHE_SIZE": "0"}, name="kill-entry") as served:
+        with Load(served.url) as load:
+            time.sleep(2)
+            worker(served, "PredictionService").send_signal(signal.SIGKILL)
+            assert first_success_after(served.url) <= 15
+            time.sleep(2)
+        answered = {status for _, status, _ in load.outcomes if isinstance(status, int)}
+        assert answered <= {200, 503}, load.outcomes[-20:]  # requests on the killed worker's connections drop
+        assert [requests.post(f"{served.url}/predict", json=PENGUIN, timeout=30).status_code for _ in range(20)] == [200] * 20
+
+
+def test_sigterm_answers_every_accepted_request_then_exits_0(penguins_model):
+    """No connection is reset. Requests that reached the model complete with 200; BentoML stops both
+    services at once, so one still being validated by the entry may find the model gone: 503."""
+    served = Server(env={"PREDICTION_CACHE_SIZE": "0"}, name="sigterm").wait_ready()
+    results, records = [], [PENGUIN] * 5000
+
+    def send():
+        try:
+            response = requests.post(f"{served.url}/predict_batch", json={"records": records}, timeout=60)
+            results.append(response.status_code)
+            if response.status_code != 200:
+                assert response.json()["error"].startswith("the model service")
+        except requests.RequestException as exc:
+            results.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)  # all six are sent and in flight: the model answers them one at a time
+    served.process.send_signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(timeout=90)
+    assert served.process.wait(timeout=60) == 0
+    served.stop()
+    assert len(results) == 6 and set(results) <= {200, 503}, results
+    assert results.count(200) >= 3, results
+
+
+def test_model_service_down_answers_503_not_a_hang(penguins_model, bentoml_home):
+    from tabserve import training
+    from tabserve.data import PENGUINS_CSV
+
+    model = training.train(PENGUINS_CSV, "species", name="doomed").model
+    with Server(env={"MODEL_TAG": str(model.tag), "PREDICTION_CACHE_SIZE": "0", "MODEL_TIMEOUT_S": "5"}, name="model-down") as served:
+        first_success_after(served.url)  # warm
+        # Take the model away, then kill its worker: every restart now fails, so the model service stays down.
+        shutil.move(str(bentoml_home / "models" / "doomed"), str(bentoml_home / "doomed-away"))
+        try:
+            worker(served, "ModelService").send_signal(signal.SIGKILL)
+            time.sleep(1)
+            for _ in range(3):
+                response = requests.post(f"{served.url}/predict", json=PENGUIN, timeout=30)
+                assert response.status_code == 503 and response.json()["error"].startswith("the model service")
+            assert requests.get(f"{served.url}/readyz", timeout=30).status_code == 503
+            assert requests.get(f"{served.url}/v1/model", timeout=30).status_code == 200  # the entry itself is up
+        finally:
+            shutil.move(str(bentoml_home / "doomed-away"), str(bentoml_home / "models" / "doomed"))

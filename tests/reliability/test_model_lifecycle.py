@@ -1,0 +1,72 @@
+"""Faults around the model itself: interrupted training leaves no partial version, and a server asked
+for a missing or damaged model exits at once with one line naming the tag and the fix."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import bentoml
+import pytest
+
+from tests.conftest import ROOT
+
+# train.py's real main(), with the pipeline write slowed down so a signal lands mid-save.
+SLOW_SAVE = """
+import sys, time, joblib
+from tabserve import store
+real_dump = joblib.dump
+def slow_dump(obj, path):
+    real_dump(obj, path)
+    print("SAVING", flush=True)
+    time.sleep(60)
+store.joblib.dump = slow_dump
+import train
+sys.exit(train.main(["--name", "interrupted"]))
+"""
+
+
+def store_state(home: Path):
+    return sorted(str(m.tag) for m in bentoml.models.list()), sorted(p.name for p in (home / "models").glob("*/*"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_training_interrupted_mid_save_leaves_no_model(bentoml_home, penguins_model, sig):
+    before = store_state(bentoml_home)
+    process = subprocess.Popen([sys.executable, "-c", SLOW_SAVE], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "SAVING"
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted; no model was saved" in stderr and "Traceback" not in stderr
+    assert store_state(bentoml_home) == before
+    assert not (bentoml_home / "models" / "interrupted").exists() or not any((bentoml_home / "models" / "interrupted").iterdir())
+    assert not any((bentoml_home / ".tabserve-staging").iterdir())
+
+
+def serve_once(env: dict) -> subprocess.CompletedProcess:
+    bentoml_cli = str(Path(sys.executable).parent / "bentoml")
+    return subprocess.run([bentoml_cli, "serve", "--port", "0"], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_missing_model_tag_exits_with_one_line(penguins_model):
+    result = serve_once({"MODEL_TAG": "no_such_model:latest"})
+    assert result.returncode != 0
+    lines = [line for line in (result.stdout + result.stderr).strip().splitlines() if line.strip()]
+    assert lines == ["error: model 'no_such_model:latest' is not in the BentoML model store; run `make train` first"]
+
+
+def test_damaged_model_file_exits_with_one_line(penguins_model):
+    from tabserve import training
+    from tabserve.data import PENGUINS_CSV
+
+    model = training.train(PENGUINS_CSV, "species", name="damaged").model
+    with open(model.path_of("pipeline.joblib"), "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\x00" * 64)
+    result = serve_once({"MODEL_TAG": str(model.tag)})
+    assert result.returncode != 0
+    lines = [line for line in (result.stdout + result.stderr).strip().splitlines() if line.strip()]
+    assert lines == [f"error: model {model.tag} is damaged (pipeline.joblib does not match its checksum); retrain with `make train`"]
