@@ -65,7 +65,7 @@ class ErrorContract:
         if not self.gate.is_protected(path):
             return await self.app(scope, receive, _ErrorRewriter(send, path))
 
-        refusal = self._check_key(scope) or self._check_content_type(scope, path, method)
+        refusal = self._check_key(scope) or self._check_content_type(scope, path, method) or _check_query(scope)
         if refusal is None and self.gate.in_flight >= self.gate.max_concurrency:
             refusal = 429, error_body(f"more than {self.gate.max_concurrency} requests in flight; retry shortly")
         if refusal is None and method == "POST":
@@ -129,8 +129,47 @@ class ErrorContract:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        refusal = await _check_upload(scope, body) if path in self.gate.upload_routes else None
+        refusal = None
+        if path in self.gate.upload_routes:
+            refusal = await _check_upload(scope, body)
+        elif path in self.gate.json_routes:
+            refusal = (400, error_body("invalid input: the request body is empty; send a JSON object")) if not body.strip() else _check_duplicate_keys(body)
         return refusal, _replay(body, then=receive)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def _check_duplicate_keys(body: bytes) -> tuple[int, dict] | None:
+    """JSON parsers keep the last of duplicate keys silently; a record with two values is refused."""
+    try:
+        json.loads(body, object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKey as exc:
+        return 400, error_body(f"invalid input: the key {str(exc)!r} appears twice in one JSON object")
+    except (ValueError, RecursionError):
+        return None  # not JSON at all: the endpoint's own parser says why
+    return None
+
+
+def _check_query(scope: dict) -> tuple[int, dict] | None:
+    from urllib.parse import parse_qsl
+
+    query = scope.get("query_string", b"").decode("latin-1")
+    names = [name for name, _ in parse_qsl(query, keep_blank_values=True)]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        return 400, error_body(f"invalid input: query parameter(s) given more than once: {', '.join(repeated)}")
+    return None
 
 
 async def _check_upload(scope: dict, body: bytes) -> tuple[int, dict] | None:
