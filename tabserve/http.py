@@ -280,11 +280,15 @@ def document_errors(spec: dict, gate: Gate) -> dict:
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
-            responses.pop("422", None)  # FastAPI's default: this service answers 400 instead
+            # FastAPI's 422 and BentoML's generic 400/404/500 shapes are not what this service answers.
+            for status in ("422", "400", "404", "500"):
+                responses.pop(status, None)
             for status, description in DOCUMENTED_ERRORS.items():
                 if status == 401 and not gate.api_key:
                     continue
-                responses.setdefault(str(status), {"description": description, "content": error_ref})
+                responses[str(status)] = {"description": description, "content": error_ref}
+            if "{" in path:
+                responses["404"] = {"description": "No such item (the error lists the known ones)", "content": error_ref}
             if gate.api_key:
                 operation["security"] = [{"apiKey": []}]
     return spec

@@ -92,7 +92,9 @@ def create_app(card: ModelCard, prediction_type: type[BaseModel], settings: dict
     async def form() -> HTMLResponse:
         return HTMLResponse(pages.form_page(card))
 
-    @app.post("/form", response_class=HTMLResponse, summary="Submit the form (application/x-www-form-urlencoded)")
+    form_body = {"requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": query_record.model_json_schema()}}}}
+
+    @app.post("/form", response_class=HTMLResponse, summary="Submit the form (application/x-www-form-urlencoded)", openapi_extra=form_body)
     async def submit(request: Request) -> HTMLResponse:
         fields = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
         unknown = sorted(set(fields) - set(schema.names))
