@@ -9,20 +9,17 @@ from __future__ import annotations
 import os
 
 
-class ConfigError(ValueError):
-    """An environment variable holds a value the service cannot use."""
-
-
 def _int(name: str, default: int, minimum: int = 0) -> int:
+    """An integer setting; a bad value stops the process with one line naming the variable."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+        raise SystemExit(f"error: {name}={raw!r} is not an integer") from None
     if value < minimum:
-        raise ConfigError(f"{name}={value} must be at least {minimum}")
+        raise SystemExit(f"error: {name}={value} must be at least {minimum}")
     return value
 
 

@@ -70,3 +70,13 @@ def test_damaged_model_file_exits_with_one_line(penguins_model):
     assert result.returncode != 0
     lines = [line for line in (result.stdout + result.stderr).strip().splitlines() if line.strip()]
     assert lines == [f"error: model {model.tag} is damaged (pipeline.joblib does not match its checksum); retrain with `make train`"]
+
+
+@pytest.mark.parametrize("env, line", [
+    ({"MAX_BATCH_SIZE": "lots"}, "error: MAX_BATCH_SIZE='lots' is not an integer"),
+    ({"MODEL_WORKERS": "0"}, "error: MODEL_WORKERS=0 must be at least 1"),
+])
+def test_bad_setting_exits_with_one_line(penguins_model, env, line):
+    result = serve_once(env)
+    assert result.returncode != 0
+    assert [l for l in (result.stdout + result.stderr).strip().splitlines() if l.strip()] == [line]
