@@ -26,6 +26,7 @@ from tabserve.cache import PredictionCache
 from tabserve.errors import InvalidInput, ModelCorrupted, error_body
 
 logger = logging.getLogger("tabserve")
+http.quiet_client_error_logs()
 
 MODEL = bentoml.models.BentoModel(config.MODEL_TAG)
 # Fail at start with one line naming the tag and the fix, not a traceback at the first request.

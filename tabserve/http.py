@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -348,3 +349,23 @@ async def _send_json(send: Any, status: int, body: dict, headers: list | None = 
         "headers": [*(headers or []), (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
     })
     await send({"type": "http.response.body", "body": payload})
+
+
+class _ClientErrorsInOneLine(logging.Filter):
+    """BentoML logs every invalid request as an ERROR with a full traceback; it is the client's
+    mistake, already answered 400, so it becomes one WARNING line naming the first problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pydantic import ValidationError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            first = error.errors(include_url=False)[0] if error.error_count() else {}
+            record.msg = f"{record.getMessage()}: invalid input answered 400 ({'.'.join(map(str, first.get('loc', ())))}: {first.get('msg', '')})"
+            record.args, record.exc_info, record.exc_text = (), None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_client_error_logs() -> None:
+    logging.getLogger("bentoml._internal.server.http_app").addFilter(_ClientErrorsInOneLine())
