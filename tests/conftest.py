@@ -140,6 +140,7 @@ class Server:
 
 @pytest.fixture(scope="session")
 def server(penguins_model):
-    """The project served as `make serve` does, shared by the served tests."""
-    with Server(name="served") as running:
+    """The project served as `make serve` does, shared by the served tests. Pinned to the session's
+    model: other tests train newer "penguins" versions while it runs."""
+    with Server(env={"MODEL_TAG": str(penguins_model.tag)}, name="served") as running:
         yield running

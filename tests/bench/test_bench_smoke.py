@@ -40,7 +40,7 @@ def test_writes_json_markdown_and_plot(smoke):
     for name in ("results.json", "results.md", "results.png"):
         assert (smoke / name).stat().st_size > 0, name
     assert (smoke / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| server | users | req/s" in (smoke / "results.md").read_text()
+    assert "| server | users | ok req/s" in (smoke / "results.md").read_text()
 
 
 def test_every_server_answered_without_errors(smoke):
