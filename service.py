@@ -40,6 +40,9 @@ CARD = store.ModelCard.from_model(MODEL.stored)
 TYPES = contract.ApiTypes.from_card(CARD, max_records=config.MAX_BATCH_RECORDS)
 Record, Prediction = TYPES.record, TYPES.prediction
 BatchRequest, BatchResponse = TYPES.batch_request, TYPES.batch_response
+# Under a burst of new connections the entry->model link sometimes drops one (ServerDisconnected,
+# upstream BentoML issues #3669/#4238); inference is idempotent, so such a call is tried again.
+MODEL_CALL_ATTEMPTS = 3
 SETTINGS = {
     "adaptive_batching": config.ADAPTIVE_BATCHING,
     "max_batch_size": config.MAX_BATCH_SIZE,
@@ -164,7 +167,9 @@ class PredictionService:
             return getattr(service, api)(records)
         if time.monotonic() < self._model_suspect_until and not await _is_up(service):
             raise web.Unavailable("the model service is down; retry shortly")  # fail fast, don't queue
-        for attempt in (1, 2):
+        for attempt in range(1, MODEL_CALL_ATTEMPTS + 1):
+            if attempt > 1:
+                await asyncio.sleep(0.05 * attempt)
             try:
                 return await asyncio.wait_for(getattr(service.to_async, api)(records), config.MODEL_TIMEOUT_S)
             except asyncio.TimeoutError:
@@ -176,8 +181,8 @@ class PredictionService:
                     raise web.Unavailable("the model service is overloaded; retry shortly", status) from None
                 logger.error("model service failed: %s", exc)
                 raise web.Unavailable("the model service failed to answer") from None
-            except Exception as exc:  # connection-level: the idempotent inference is retried once
-                logger.warning("model service call failed (attempt %d): %r", attempt, exc)
+            except Exception as exc:  # connection-level: the idempotent inference is retried
+                logger.info("model service call failed (attempt %d of %d): %r", attempt, MODEL_CALL_ATTEMPTS, exc)
         raise web.Unavailable("the model service is unavailable")
 
 
