@@ -183,6 +183,7 @@ class PredictionService:
                 raise web.Unavailable("the model service failed to answer") from None
             except Exception as exc:  # connection-level: the idempotent inference is retried
                 logger.info("model service call failed (attempt %d of %d): %r", attempt, MODEL_CALL_ATTEMPTS, exc)
+        logger.warning("model service call failed %d times; answering 503", MODEL_CALL_ATTEMPTS)
         raise web.Unavailable("the model service is unavailable")
 
 
