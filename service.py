@@ -10,10 +10,17 @@ so Swagger (/) documents exactly the fields, categories and ranges the model was
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
+
+# One OpenMP/BLAS thread per process, set before numpy/scikit-learn load and inherited by the workers
+# `bentoml serve` starts: with 2 threads on 2 shared cores every small predict_proba call pays OpenMP
+# fork/join and spin-waits, 5-20x slower (bench/README.md, "Findings").
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import bentoml
 from bentoml.exceptions import BentoMLException
@@ -59,6 +66,7 @@ SETTINGS = {
     workers=config.MODEL_WORKERS,
     threads=config.MODEL_THREADS,
     traffic={"timeout": config.REQUEST_TIMEOUT_S},
+    logging={"access": {"enabled": False}},  # internal hop: the entry service logs each request already
 )
 class ModelService:
     """Runs the pipeline. Concurrent single-record calls are merged into one pipeline call."""

@@ -1,0 +1,60 @@
+"""The hand-written baseline: plain FastAPI + uvicorn, one record per request, no batching.
+
+Honest on purpose: the same pipeline loaded from the same BentoML model store, the same pydantic
+Record type (built from the model card) validating every request, the same response shape.
+
+    MODEL_TAG=penguins:latest uvicorn bench.baseline_fastapi:app --workers 2 --no-access-log
+
+The runner (bench/run.py) starts it with its best measured configuration; see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import bentoml
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from tabserve import contract, pipeline, store
+
+MODEL_TAG = os.environ.get("MODEL_TAG", "").strip() or "penguins:latest"
+# "inline": the sync pipeline call runs on the event loop (one request at a time per worker, no thread hop);
+# "threadpool": FastAPI's usual `def` endpoint, run in its thread pool.
+MODE = os.environ.get("BASELINE_MODE", "inline")
+
+_model = bentoml.models.get(MODEL_TAG)
+CARD = store.ModelCard.from_model(_model)
+TYPES = contract.ApiTypes.from_card(CARD, max_records=10_000)
+Record, Prediction = TYPES.record, TYPES.prediction
+PIPELINE = store.load_pipeline(_model)
+
+app = FastAPI(title="baseline (FastAPI, no batching)")
+
+
+def _predict(values: dict[str, Any]) -> dict[str, Any]:
+    [result] = pipeline.predict_records(PIPELINE, CARD.schema, [values])
+    return contract.shape(result, values, CARD)
+
+
+@app.post("/predict", response_model=Prediction)
+async def predict(record: Record) -> dict[str, Any]:  # type: ignore[valid-type]
+    values = record.model_dump()
+    if MODE == "threadpool":
+        item = await run_in_threadpool(_predict, values)
+    else:
+        item = _predict(values)
+    return {**item, "model": CARD.tag}
+
+
+@app.post("/predict_batch")
+async def predict_batch(body: TYPES.batch_request) -> dict[str, Any]:  # type: ignore[valid-type]
+    values = [r.model_dump() for r in body.records]
+    results = pipeline.predict_records(PIPELINE, CARD.schema, values)
+    return {"predictions": [contract.shape(r, v, CARD) for r, v in zip(results, values)], "model": CARD.tag}
+
+
+@app.get("/readyz")
+async def readyz() -> dict[str, str]:
+    return {"status": "ok"}

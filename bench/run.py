@@ -1,0 +1,531 @@
+"""The benchmark runner: one run, three servers, the same model and the same cores.
+
+    python bench/run.py                      # full run -> bench/results/ (about 8 minutes)
+    python bench/run.py --smoke --out /tmp/x # a few seconds per level, for CI (no timing checks)
+
+It trains the model into a fresh temporary BENTOML_HOME, measures the pipeline in-process, then for
+each server in turn: starts it on a free port, times the cold start to /readyz 200, drives it with
+Locust (single-record /predict at each concurrency level, then bulk /predict_batch), reads the mean
+adaptive batch size from /metrics, samples the RSS of the whole process tree, and stops it. Every
+process it starts is in its own process group and is killed on exit, on failure and on Ctrl-C.
+Writes results.json, results.md and results.png to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import csv
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+BIN = Path(sys.executable).parent
+LOCUSTFILE = BENCH / "locustfile.py"
+READY_TIMEOUT_S = 90
+
+_children: list[subprocess.Popen] = []
+
+
+# ---------------------------------------------------------------- processes
+
+
+def _kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(5)
+
+
+def _kill_all() -> None:
+    while _children:
+        _kill_group(_children.pop(), grace=5.0)
+
+
+def _on_signal(signum, frame):  # noqa: ARG001
+    _kill_all()
+    sys.exit(128 + signum)
+
+
+def spawn(cmd: list[str], env: dict, cwd: Path, log: Path) -> subprocess.Popen:
+    handle = log.open("wb")
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    handle.close()
+    _children.append(proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    _kill_group(proc)
+    if proc in _children:
+        _children.remove(proc)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http(method: str, url: str, body: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return 0, b""
+
+
+class RssSampler(threading.Thread):
+    """Peak summed RSS of a process and all its descendants, sampled every 100 ms."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.root = psutil.Process(pid)
+        self.peak = 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+                total = 0
+                for proc in procs:
+                    try:
+                        total += proc.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.peak = max(self.peak, total)
+            except psutil.Error:
+                pass
+            self.halt.wait(0.1)
+
+
+# ---------------------------------------------------------------- servers
+
+
+@dataclass
+class Server:
+    name: str
+    label: str
+    cmd: list[str]
+    env: dict = field(default_factory=dict)
+    batched: bool = False  # read bentoml_service_adaptive_batch_size from /metrics
+    cwd: Path | None = None  # project dir to serve from (default: --project)
+
+
+def servers(args, port: int) -> list[Server]:
+    serve = [str(BIN / "bentoml"), "serve", "service:PredictionService", "--host", "127.0.0.1", "--port", str(port)]
+    tuned = dict(kv.split("=", 1) for kv in args.server_env)
+    out = {
+        "shipped": Server("shipped", "project (adaptive batching)", serve, {**tuned}, batched=True),
+        "nobatch": Server("nobatch", "project, ADAPTIVE_BATCHING=0", serve, {**tuned, "ADAPTIVE_BATCHING": "0"}),
+        "fastapi": Server(
+            "fastapi",
+            f"FastAPI baseline ({args.baseline_workers} workers)",
+            [str(BIN / "uvicorn"), "bench.baseline_fastapi:app", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(args.baseline_workers), "--no-access-log", "--log-level", "warning"],
+            {"BASELINE_MODE": args.baseline_mode, "OMP_NUM_THREADS": str(args.baseline_omp)},
+        ),
+    }
+    chosen = [out[name] for name in args.servers.split(",") if name]
+    for spec in args.candidate:  # NAME=DIR: a modified copy of the project, served like "shipped"
+        name, path = spec.split("=", 1)
+        chosen.append(Server(name, f"candidate {name}", serve, {**tuned}, batched=True, cwd=Path(path).resolve()))
+    return chosen
+
+
+def batch_histogram(base: str) -> tuple[float, float]:
+    """(sum, count) of bentoml_service_adaptive_batch_size over all workers."""
+    status, body = http("GET", base + "/metrics")
+    total = count = 0.0
+    if status != 200:
+        return total, count
+    for line in body.decode().splitlines():
+        match = re.match(r"bentoml_service_adaptive_batch_size_(sum|count)\{[^}]*\}\s+([0-9.eE+-]+)", line)
+        if match:
+            if match.group(1) == "sum":
+                total += float(match.group(2))
+            else:
+                count += float(match.group(2))
+    return total, count
+
+
+def run_locust(base: str, user_class: str, users: int, seconds: float, workdir: Path, env: dict, tag: str = "") -> dict:
+    prefix = workdir / f"locust_{tag}_{user_class}_{users}"
+    cmd = [str(BIN / "locust"), "-f", str(LOCUSTFILE), "--headless", "-u", str(users), "-r", str(users),
+           "-t", f"{max(1, round(seconds))}s", "--stop-timeout", "10", "--host", base, "--csv", str(prefix), "--only-summary",
+           "--loglevel", "WARNING", user_class]
+    usage_before = _children_cpu()
+    log = prefix.with_suffix(".log")
+    proc = spawn(cmd, env, ROOT, log)
+    try:
+        proc.wait(timeout=seconds + 90)
+    finally:
+        stop(proc)
+    cpu = _children_cpu() - usage_before
+    stats = _read_stats(prefix.with_name(prefix.name + "_stats.csv"), log)
+    stats["error_kinds"] = _read_failures(prefix.with_name(prefix.name + "_failures.csv"))
+    stats["loadgen_cpu_share"] = round(cpu / max(seconds, 1e-9), 2)  # cores used by Locust itself
+    # Successful requests/s: fast error answers (e.g. 503s) must not count as throughput.
+    stats["ok_rps"] = round(stats["rps"] * (1 - stats["errors"] / stats["requests"]), 1) if stats["requests"] else 0.0
+    return stats
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _read_failures(path: Path) -> dict[str, int]:
+    """The most frequent failure messages (status code or exception) and their counts."""
+    if not path.exists():
+        return {}
+    with path.open(newline="") as handle:
+        rows = sorted(csv.DictReader(handle), key=lambda r: -int(r.get("Occurrences") or 0))
+    return {r["Error"][:160]: int(r["Occurrences"]) for r in rows[:3]}
+
+
+def _read_stats(path: Path, log: Path) -> dict:
+    if not path.exists():
+        raise RuntimeError(f"locust wrote no stats ({path}); its log:\n{log.read_text()[-2000:]}")
+    with path.open(newline="") as handle:
+        rows = {row["Name"]: row for row in csv.DictReader(handle)}
+    row = rows["Aggregated"]
+
+    def num(key: str) -> float | None:
+        value = row.get(key, "")
+        return None if value in ("", "N/A") else float(value)
+
+    return {
+        "requests": int(num("Request Count") or 0),
+        "errors": int(num("Failure Count") or 0),
+        "rps": round(num("Requests/s") or 0.0, 1),
+        "p50_ms": num("50%"),
+        "p95_ms": num("95%"),
+        "p99_ms": num("99%"),
+        "mean_ms": round(num("Average Response Time") or 0.0, 1),
+    }
+
+
+def bench_server(server: Server, args, env: dict, workdir: Path, port: int) -> dict:
+    base = f"http://127.0.0.1:{port}"
+    cwd = server.cwd or args.project
+    server_env = {**env, **server.env, "PYTHONPATH": str(cwd)}
+    log = workdir / f"server_{server.name}.log"
+    start = time.perf_counter()
+    proc = spawn(server.cmd, server_env, cwd, log)
+    sampler = RssSampler(proc.pid)
+    sampler.start()
+    result: dict = {"name": server.name, "label": server.label, "env": server.env, "levels": {}}
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{server.name} exited with {proc.returncode}; log:\n{log.read_text()[-3000:]}")
+            if http("GET", base + "/readyz", timeout=1.0)[0] == 200:
+                break
+            if time.perf_counter() - start > READY_TIMEOUT_S:
+                raise RuntimeError(f"{server.name} not ready after {READY_TIMEOUT_S}s; log:\n{log.read_text()[-3000:]}")
+            time.sleep(0.05)
+        result["cold_start_s"] = round(time.perf_counter() - start, 2)
+        print(f"  {server.name}: ready in {result['cold_start_s']} s", flush=True)
+        # Warm-up: first requests pay for lazy imports and connection setup.
+        record = json.dumps(_sample_record()).encode()
+        for _ in range(20):
+            http("POST", base + "/predict", record, timeout=30)
+        for users in args.levels:
+            before = batch_histogram(base) if server.batched else (0, 0)
+            stats = run_locust(base, "SingleRecord", users, args.duration, workdir, env, server.name)
+            stats["mean_batch_size"] = _mean_batch(before, batch_histogram(base)) if server.batched else None
+            result["levels"][str(users)] = stats
+            print(f"  {server.name} users={users}: {_fmt_stats(stats)}", flush=True)
+        if args.bulk_users:
+            stats = run_locust(base, "BulkRecords", args.bulk_users, args.bulk_duration, workdir,
+                               {**env, "BENCH_BULK_SIZE": str(args.bulk_size)}, server.name)
+            stats["rows_per_s"] = round(stats["ok_rps"] * args.bulk_size, 1)
+            result["bulk"] = stats
+            print(f"  {server.name} bulk x{args.bulk_users}: {_fmt_stats(stats)} rows/s={stats['rows_per_s']}", flush=True)
+    finally:
+        sampler.halt.set()
+        sampler.join()
+        result["peak_rss_mb"] = round(sampler.peak / 2**20, 1)
+        stop(proc)
+    return result
+
+
+def _sample_record() -> dict:
+    sys.path.insert(0, str(BENCH))
+    from records import load_records
+
+    return next(r for r in load_records() if None not in r.values())
+
+
+def _mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    count = after[1] - before[1]
+    return round((after[0] - before[0]) / count, 2) if count > 0 else None
+
+
+def _fmt_stats(stats: dict) -> str:
+    return (f"{stats['ok_rps']} ok req/s p50={stats['p50_ms']} p95={stats['p95_ms']} p99={stats['p99_ms']} ms "
+            f"errors={stats['errors']} batch={stats.get('mean_batch_size')} loadgen={stats['loadgen_cpu_share']} cores")
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def machine_info() -> dict:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import importlib.metadata as md
+
+    versions = {}
+    for name in ("bentoml", "scikit-learn", "pandas", "numpy", "pydantic", "fastapi", "uvicorn", "locust"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+    }
+
+
+def targets(results: dict) -> dict:
+    """The issue's targets, for the shipped project and each candidate (named "<target>[<server>]")."""
+    by = {s["name"]: s for s in results["servers"]}
+    base = by.get("fastapi")
+    inproc = results["inprocess"]["best_rows_per_s_at_1000"]
+    out = {}
+    for ship in results["servers"]:
+        if ship["name"] in ("nobatch", "fastapi"):
+            continue
+        tag = ship["name"]
+        if base and "32" in ship["levels"] and "32" in base["levels"]:
+            s, b = ship["levels"]["32"], base["levels"]["32"]
+            ratio = s["ok_rps"] / b["ok_rps"] if b["ok_rps"] else None
+            out[f"speedup_at_32[{tag}]"] = {
+                "value": round(ratio, 2) if ratio else None,
+                "p99_ms": s["p99_ms"],
+                "errors": s["errors"],
+                "met": bool(ratio and ratio >= 3 and (s["p99_ms"] or 1e9) <= 250 and s["errors"] == 0),
+            }
+        if "bulk" in ship and inproc:
+            share = ship["bulk"]["rows_per_s"] / inproc
+            out[f"bulk_share_of_inprocess[{tag}]"] = {"value": round(share, 2), "met": share >= 0.5}
+        out[f"cold_start_s[{tag}]"] = {"value": ship["cold_start_s"], "met": ship["cold_start_s"] <= 10}
+    return out
+
+
+def write_markdown(results: dict, path: Path) -> None:
+    m = results["machine"]
+    lines = [
+        f"# Benchmark results ({'smoke' if results['smoke'] else 'full'} run, {results['finished']})",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB; {m['os']}; Python {m['python']}. "
+        f"Load average before / after: {results['load_before']} / {results['load_after']} "
+        f"(the cores are shared with other work, so numbers are noisy).",
+        f"Each level: {results['config']['duration_s']} s of closed-loop Locust users (no think time) on the same machine; "
+        f"bulk: {results['config']['bulk_users']} users x {results['config']['bulk_size']} records for "
+        f"{results['config']['bulk_duration_s']} s. Server tuning: `{results['config']['server_env'] or 'defaults'}`.",
+        "",
+        "| server | users | ok req/s | p50 ms | p95 ms | p99 ms | errors | mean batch | Locust cores |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for server in results["servers"]:
+        for users, s in server["levels"].items():
+            batch = "-" if s["mean_batch_size"] is None else f"{s['mean_batch_size']:.1f}"
+            lines.append(f"| {server['label']} | {users} | {s['ok_rps']:.0f} | {_ms(s['p50_ms'])} | {_ms(s['p95_ms'])} | "
+                         f"{_ms(s['p99_ms'])} | {s['errors']} | {batch} | {s['loadgen_cpu_share']} |")
+    lines += ["", "| server | bulk ok req/s | rows/s | p50 ms | p99 ms | errors | cold start s | peak RSS MB |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for server in results["servers"]:
+        b = server.get("bulk")
+        if b:
+            lines.append(f"| {server['label']} | {b['ok_rps']:.1f} | {b['rows_per_s']:.0f} | {_ms(b['p50_ms'])} | "
+                         f"{_ms(b['p99_ms'])} | {b['errors']} | {server['cold_start_s']} | {server['peak_rss_mb']} |")
+        else:
+            lines.append(f"| {server['label']} | - | - | - | - | - | {server['cold_start_s']} | {server['peak_rss_mb']} |")
+    ip = results["inprocess"]
+    lines += ["", "In-process pipeline (`tabserve.pipeline.predict_records`, no HTTP):", "",
+              "| threads | batch | ms/call | rows/s |", "| --- | ---: | ---: | ---: |"]
+    for run in ip["runs"]:
+        threads = ", ".join(f"{a}={n}" for a, n in run["threads"])
+        for size, b in run["batches"].items():
+            lines.append(f"| OMP_NUM_THREADS={run['omp']} ({threads}) | {size} | {b['ms_per_call']} | {b['rows_per_s']:.0f} |")
+    lines += ["", "Targets:", ""]
+    for name, t in results["targets"].items():
+        lines.append(f"- {name}: {t['value']} -> {'met' if t['met'] else 'MISSED'}"
+                     + (f" (p99 {t['p99_ms']} ms, {t['errors']} errors)" if "p99_ms" in t else ""))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def write_plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for server in results["servers"]:
+        users = [int(u) for u in server["levels"]]
+        left.plot(users, [s["ok_rps"] for s in server["levels"].values()], marker="o", label=server["label"])
+        right.plot(users, [s["p99_ms"] or 0 for s in server["levels"].values()], marker="o", label=server["label"])
+    left.set(title="Throughput, single-record POST /predict", xlabel="concurrent users", ylabel="successful requests/s")
+    right.set(title="p99 latency (dotted: 250 ms target)", xlabel="concurrent users", ylabel="ms", yscale="log")
+    right.axhline(250, color="grey", linestyle=":", linewidth=1)
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    fig.suptitle(f"{results['machine']['cores']} cores, load avg {results['load_before']} ({results['finished']})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="CI mode: 16 users and bulk, 3 s each, per server")
+    parser.add_argument("--out", type=Path, default=BENCH / "results")
+    parser.add_argument("--servers", default="shipped,nobatch,fastapi")
+    parser.add_argument("--levels", default=None, help="concurrent users, e.g. 1,8,32,64")
+    parser.add_argument("--duration", type=float, default=None, help="seconds per level")
+    parser.add_argument("--bulk-users", type=int, default=4)
+    parser.add_argument("--bulk-size", type=int, default=1000)
+    parser.add_argument("--bulk-duration", type=float, default=None)
+    parser.add_argument("--baseline-workers", type=int, default=2)
+    parser.add_argument("--baseline-mode", default="threadpool", choices=("inline", "threadpool"))
+    parser.add_argument("--baseline-omp", type=int, default=1, help="OMP_NUM_THREADS of the FastAPI workers")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the two project servers (tuning experiments)")
+    parser.add_argument("--candidate", action="append", default=[], metavar="NAME=DIR",
+                        help="also serve a modified copy of the project (tuning experiments)")
+    parser.add_argument("--project", type=Path, default=ROOT, help="project dir to serve (a copy, to try changes)")
+    args = parser.parse_args(argv)
+    if args.levels is None:
+        args.levels = "16" if args.smoke else "1,8,32,64"
+    args.levels = [int(x) for x in args.levels.split(",")]
+    if args.duration is None:
+        args.duration = 3.0 if args.smoke else 15.0
+    if args.bulk_duration is None:
+        args.bulk_duration = 3.0 if args.smoke else 15.0
+    args.project = args.project.resolve()
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    atexit.register(_kill_all)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    args.out.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="tabserve-bench-home-"))
+    workdir = Path(tempfile.mkdtemp(prefix="tabserve-bench-work-"))
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", "PYTHONUNBUFFERED": "1"}
+    env.pop("MODEL_TAG", None)
+    env["PYTHONPATH"] = str(args.project)
+    # A private TMPDIR: BentoML puts its inter-service Unix sockets there (bentoml-uds-*), out of reach of
+    # anything else on the machine that cleans /tmp.
+    (workdir / "tmp").mkdir()
+    env["TMPDIR"] = str(workdir / "tmp")
+    started = time.perf_counter()
+    try:
+        load_before = [round(x, 2) for x in os.getloadavg()]
+        print(f"training into {home} (load avg {load_before})", flush=True)
+        subprocess.run([sys.executable, "train.py"], cwd=args.project, env=env, check=True, stdout=subprocess.DEVNULL,
+                       timeout=300)
+        inproc_runs = []
+        for omp in ("default", "1"):
+            run_env = dict(env) if omp == "default" else {**env, "OMP_NUM_THREADS": omp}
+            out = subprocess.run([sys.executable, str(BENCH / "inprocess.py"), "--seconds", "0.5" if args.smoke else "5",
+                                  "--sizes", f"1,{args.bulk_size}"], cwd=args.project, env=run_env, check=True,
+                                 capture_output=True, text=True, timeout=300)
+            inproc_runs.append({"omp": omp if omp == "1" else env.get("OMP_NUM_THREADS", "default"), **json.loads(out.stdout)})
+            print(f"  in-process OMP={omp}: {inproc_runs[-1]['batches']}", flush=True)
+        best_bulk = max(r["batches"][str(args.bulk_size)]["rows_per_s"] for r in inproc_runs)
+        results = {
+            "smoke": args.smoke,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine_info(),
+            "load_before": load_before,
+            "config": {"levels": args.levels, "duration_s": args.duration, "bulk_users": args.bulk_users,
+                       "bulk_size": args.bulk_size, "bulk_duration_s": args.bulk_duration,
+                       "baseline": {"workers": args.baseline_workers, "mode": args.baseline_mode, "omp": args.baseline_omp},
+                       "server_env": " ".join(args.server_env)},
+            "inprocess": {"runs": inproc_runs, "best_rows_per_s_at_1000": best_bulk},
+            "servers": [],
+        }
+        for index in range(len(servers(args, 0))):
+            port = free_port()
+            server = servers(args, port)[index]
+            print(f"server {server.name} on port {port}", flush=True)
+            results["servers"].append(bench_server(server, args, env, workdir, port))
+        results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+        results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        results["wall_s"] = round(time.perf_counter() - started, 1)
+        results["targets"] = targets(results)
+        (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_markdown(results, args.out / "results.md")
+        write_plot(results, args.out / "results.png")
+        print((args.out / "results.md").read_text())
+        print(f"wrote {args.out}/results.{{json,md,png}} in {results['wall_s']} s")
+        return 0
+    finally:
+        _kill_all()
+        shutil.rmtree(home, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP_WORKDIR"):
+            print(f"locust and server logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

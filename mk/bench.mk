@@ -1,0 +1,11 @@
+# `make bench`: the load test (bench/README.md). Not part of `make test`; takes about 8 minutes.
+# BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS="--servers shipped,fastapi --levels 32".
+BENCH_ARGS ?=
+
+.PHONY: bench bench-smoke
+
+bench: $(INSTALLED)  ## benchmark: batched service vs batching off vs a FastAPI baseline -> bench/results/
+	$(BIN)/python bench/run.py --out bench/results $(BENCH_ARGS)
+
+bench-smoke: $(INSTALLED)  ## the benchmark's CI mode (a few seconds per server), into a temp dir
+	$(BIN)/python bench/run.py --smoke --out $$(mktemp -d) $(BENCH_ARGS)
