@@ -67,6 +67,10 @@ SETTINGS = {
     threads=config.MODEL_THREADS,
     traffic={"timeout": config.REQUEST_TIMEOUT_S},
     logging={"access": {"enabled": False}},  # internal hop: the entry service logs each request already
+    # BentoML's client to this service replaces its connection pool every 100 requests (and every
+    # 300 s) and closes the old one under calls still in flight, which fail with ServerDisconnected.
+    # One pool for the life of the process avoids that.
+    runner_connection={"max_requests": 2**62, "max_age": 10.0**12},
 )
 class ModelService:
     """Runs the pipeline. Concurrent single-record calls are merged into one pipeline call."""
