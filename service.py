@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse
 
 from tabserve import config, contract, http, metrics, pipeline, store, web
 from tabserve.cache import PredictionCache
-from tabserve.errors import InvalidInput, ModelCorrupted, error_body
+from tabserve.errors import InvalidInput, ModelCorrupted, ModelUnavailable, error_body
 
 logger = logging.getLogger("tabserve")
 http.quiet_client_error_logs()
@@ -91,7 +91,7 @@ class ModelService:
         return pipeline.predict_records(self.pipeline, self.schema, records)
 
 
-V1 = web.create_app(CARD, Prediction, SETTINGS, predictor=bentoml.get_current_service)
+V1 = web.create_app(CARD, Record, Prediction, SETTINGS, predictor=bentoml.get_current_service)
 
 
 @bentoml.asgi_app(V1, path="/v1")
@@ -124,7 +124,7 @@ class PredictionService:
         """Predict one record. The body is the record itself. X-Cache says whether the cache answered."""
         try:
             item, hit = await self.predict_one(record.model_dump())
-        except web.Unavailable as exc:
+        except ModelUnavailable as exc:
             return _error_response(ctx, exc.status, str(exc))
         ctx.response.headers["X-Cache"] = "hit" if hit else "miss"
         return Prediction(**item, model=CARD.tag)
@@ -135,7 +135,7 @@ class PredictionService:
         values = [r.model_dump() for r in records.records]
         try:
             results = await self._infer("predict_bulk", values)
-        except web.Unavailable as exc:
+        except ModelUnavailable as exc:
             return _error_response(None, exc.status, str(exc))
         return BatchResponse(predictions=self._answers(results, values), model=CARD.tag)
 
@@ -147,7 +147,7 @@ class PredictionService:
             results = await self._infer("predict_bulk", values)
         except InvalidInput as exc:
             return _error_response(None, exc.status, exc.message, exc.detail)
-        except web.Unavailable as exc:
+        except ModelUnavailable as exc:
             return _error_response(None, exc.status, str(exc))
         return contract.csv_with_predictions(table, self._answers(results, values), CARD)
 
@@ -158,7 +158,7 @@ class PredictionService:
         if self.cache.max_size:
             metrics.observe_cache(hit=cached is not None)
         if cached is not None:
-            self._observe([cached], [values])
+            metrics.observe_predictions(CARD.tag, [cached], [CARD.schema.out_of_range(values)])
             return cached, True
         api = "predict" if config.ADAPTIVE_BATCHING else "predict_bulk"
         [answer] = self._answers(await self._infer(api, [values]), [values])
@@ -166,19 +166,18 @@ class PredictionService:
         return answer, False
 
     def _answers(self, results: list[dict[str, Any]], values: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        answers = [contract.shape(r, v, CARD) for r, v in zip(results, values)]
-        self._observe(answers, values)
+        """Model results as API items (with warnings), counted on /metrics."""
+        flagged = [CARD.schema.out_of_range(v) for v in values]
+        answers = [contract.shape(r, f) for r, f in zip(results, flagged)]
+        metrics.observe_predictions(CARD.tag, answers, flagged)
         return answers
-
-    def _observe(self, answers: list[dict[str, Any]], values: list[dict[str, Any]]) -> None:
-        metrics.observe_predictions(CARD.tag, answers, [CARD.schema.out_of_range(v) for v in values])
 
     async def _infer(self, api: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         service = self.model_service
         if not hasattr(service, "to_async"):  # in-process instance (no server): call it directly
             return getattr(service, api)(records)
         if time.monotonic() < self._model_suspect_until and not await _is_up(service):
-            raise web.Unavailable("the model service is down; retry shortly")  # fail fast, don't queue
+            raise ModelUnavailable("the model service is down; retry shortly")  # fail fast, don't queue
         for attempt in range(1, MODEL_CALL_ATTEMPTS + 1):
             if attempt > 1:
                 await asyncio.sleep(0.05 * attempt)
@@ -186,17 +185,17 @@ class PredictionService:
                 return await asyncio.wait_for(getattr(service.to_async, api)(records), config.MODEL_TIMEOUT_S)
             except asyncio.TimeoutError:
                 self._model_suspect_until = time.monotonic() + 5
-                raise web.Unavailable(f"the model service did not answer within {config.MODEL_TIMEOUT_S} s") from None
+                raise ModelUnavailable(f"the model service did not answer within {config.MODEL_TIMEOUT_S} s") from None
             except BentoMLException as exc:
                 status = int(getattr(exc, "error_code", 500))
                 if status in (429, 503):
-                    raise web.Unavailable("the model service is overloaded; retry shortly", status) from None
+                    raise ModelUnavailable("the model service is overloaded; retry shortly", status) from None
                 logger.error("model service failed: %s", exc)
-                raise web.Unavailable("the model service failed to answer") from None
+                raise ModelUnavailable("the model service failed to answer") from None
             except Exception as exc:  # connection-level: the idempotent inference is retried
                 logger.info("model service call failed (attempt %d of %d): %r", attempt, MODEL_CALL_ATTEMPTS, exc)
         logger.warning("model service call failed %d times; answering 503", MODEL_CALL_ATTEMPTS)
-        raise web.Unavailable("the model service is unavailable")
+        raise ModelUnavailable("the model service is unavailable")
 
 
 async def _is_up(service: Any) -> bool:

@@ -35,7 +35,7 @@ app = FastAPI(title="baseline (FastAPI, no batching)")
 
 def _predict(values: dict[str, Any]) -> dict[str, Any]:
     [result] = pipeline.predict_records(PIPELINE, CARD.schema, [values])
-    return contract.shape(result, values, CARD)
+    return contract.shape(result, CARD.schema.out_of_range(values))
 
 
 @app.post("/predict", response_model=Prediction)
@@ -52,7 +52,7 @@ async def predict(record: Record) -> dict[str, Any]:  # type: ignore[valid-type]
 async def predict_batch(body: TYPES.batch_request) -> dict[str, Any]:  # type: ignore[valid-type]
     values = [r.model_dump() for r in body.records]
     results = pipeline.predict_records(PIPELINE, CARD.schema, values)
-    return {"predictions": [contract.shape(r, v, CARD) for r, v in zip(results, values)], "model": CARD.tag}
+    return {"predictions": [contract.shape(r, CARD.schema.out_of_range(v)) for r, v in zip(results, values)], "model": CARD.tag}
 
 
 @app.get("/readyz")

@@ -34,16 +34,14 @@ class ApiTypes:
         if card.task == CLASSIFICATION and card.classes:
             label: Any = Literal[tuple(card.classes)]
             label_doc = f"Predicted {card.target!r}: one of {', '.join(map(str, card.classes))}."
-            probabilities: Any = Optional[dict[str, float]]
         else:
             label = float
             label_doc = f"Predicted {card.target!r}."
-            probabilities = Optional[dict[str, float]]
         example = _example_result(card)
         item = create_model(
             "PredictionItem",
             prediction=(label, Field(description=label_doc, examples=[example["prediction"]])),
-            probabilities=(probabilities, Field(description="Probability per class (classification); null for regression.", examples=[example["probabilities"]])),
+            probabilities=(Optional[dict[str, float]], Field(description="Probability per class (classification); null for regression.", examples=[example["probabilities"]])),
             warnings=(list[str], Field(description="Inputs accepted but outside the training range.", examples=[[]])),
         )
         prediction = create_model(
@@ -71,9 +69,9 @@ def _example_result(card: ModelCard) -> dict[str, Any]:
     return {"prediction": 0.0, "probabilities": None}
 
 
-def shape(result: dict[str, Any], record: dict[str, Any], card: ModelCard) -> dict[str, Any]:
-    """A model-service result as one API prediction item, with out-of-range warnings."""
-    return {**result, "warnings": list(card.schema.out_of_range(record).values())}
+def shape(result: dict[str, Any], out_of_range: dict[str, str]) -> dict[str, Any]:
+    """A model-service result as one API prediction item, with its out-of-range warnings."""
+    return {**result, "warnings": list(out_of_range.values())}
 
 
 def records_from_csv(content: bytes, card: ModelCard, record_type: type[BaseModel], max_rows: int) -> tuple[pd.DataFrame, list[dict[str, Any]]]:

@@ -25,6 +25,14 @@ class ModelCorrupted(TabserveError):
     """The model version exists but its files are missing or damaged."""
 
 
+class ModelUnavailable(TabserveError):
+    """The model service could not answer: HTTP 503 (or 429 when it refused the load)."""
+
+    def __init__(self, message: str, status: int = 503):
+        super().__init__(message)
+        self.status = status
+
+
 class InvalidInput(TabserveError):
     """A request failed validation: answered with HTTP 400 (or 413) and per-field details."""
 

@@ -19,10 +19,9 @@ from http import HTTPStatus
 from typing import Any
 
 from tabserve import metrics
-from tabserve.errors import error_body, summarize
+from tabserve.errors import error_body, pydantic_detail, summarize
 
 CSV_PART_TYPES = ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel", "application/octet-stream")
-OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/metrics", "/", "/docs.json")
 DOCUMENTED_ERRORS = {
     400: "Invalid input: the error names the field (and row, for CSV)",
     401: "Missing or wrong API key",
@@ -72,10 +71,18 @@ class ErrorContract:
         if refusal is None and method == "POST":
             refusal, receive = await self._read_body(scope, receive, path)
         if refusal is not None:
-            metrics.observe_refusal(path, refusal[0])
+            _count_refusal(path, refusal[0])
             return await _send_json(send, *refusal, headers=_extra_headers(refusal[0]))
 
-        rewriter = _ErrorRewriter(send, path)
+        released = False
+
+        def release() -> None:  # once the answer is sent, not when BentoML's after-response tasks end
+            nonlocal released
+            if not released:
+                released = True
+                self.gate.in_flight -= 1
+
+        rewriter = _ErrorRewriter(send, path, on_answered=release)
         self.gate.in_flight += 1
         try:
             await asyncio.wait_for(self.app(scope, receive, rewriter), timeout=self.gate.timeout_s)
@@ -83,7 +90,7 @@ class ErrorContract:
             if not rewriter.started:
                 await _send_json(send, 504, error_body(f"no answer within {self.gate.timeout_s:g} s"))
         finally:
-            self.gate.in_flight -= 1
+            release()
 
     def _check_key(self, scope: dict) -> tuple[int, dict] | None:
         if not self.gate.api_key:
@@ -211,8 +218,8 @@ def _replay(body: bytes, then: Any = None) -> Any:
 class _ErrorRewriter:
     """A `send` that passes successes through and rewrites error answers to the contract."""
 
-    def __init__(self, send: Any, path: str):
-        self.send, self.path = send, path
+    def __init__(self, send: Any, path: str, on_answered: Any = None):
+        self.send, self.path, self.on_answered = send, path, on_answered
         self.started = False
         self.start: dict | None = None
         self.chunks: list[bytes] = []
@@ -229,11 +236,17 @@ class _ErrorRewriter:
             self.chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 status, body = _rewrite(self.start["status"], b"".join(self.chunks))
-                if 400 <= status < 500 and status not in (401, 404, 405):
-                    metrics.observe_refusal(self.path, status)
+                _count_refusal(self.path, status)
                 await _send_json(self.send, status, body, headers=_kept_headers(self.start) + _extra_headers(status))
+                self._answered()
             return None
         await self.send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            self._answered()
+
+    def _answered(self) -> None:
+        if self.on_answered is not None:
+            self.on_answered()
 
 
 class _DocsRewriter:
@@ -295,6 +308,12 @@ def document_errors(spec: dict, gate: Gate) -> dict:
     return spec
 
 
+def _count_refusal(path: str, status: int) -> None:
+    """Invalid requests on /metrics: bad input (400), too large (413), wrong content type (415)."""
+    if status in (400, 413, 415):
+        metrics.observe_refusal(path, status)
+
+
 def _header(scope: dict, name: bytes) -> str:
     for key, value in scope.get("headers", []):
         if key.lower() == name:
@@ -327,7 +346,7 @@ def _rewrite(status: int, raw: bytes) -> tuple[int, dict]:
         return status, error_body(_reason(status))
     detail = body.get("detail")
     if isinstance(detail, list) and detail and "validation error" in str(body.get("error", "")):
-        clean = [{"loc": list(d.get("loc", [])), "msg": d.get("msg", ""), "type": d.get("type", "")} for d in detail]
+        clean = pydantic_detail(detail)
         return status, error_body(summarize(clean), clean)
     if "error" in body:
         return status, error_body(str(body["error"]), detail if isinstance(detail, list) else None)

@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from tabserve.errors import DataError
-from tabserve.schema import CATEGORICAL, FeatureSchema
+from tabserve.schema import CATEGORICAL, FeatureSchema, is_numeric
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -31,7 +31,7 @@ MAX_CLASSES_FOR_NUMERIC_TARGET = 20
 
 
 def infer_task(target: pd.Series) -> str:
-    if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
+    if not is_numeric(target):
         return CLASSIFICATION
     values = target.dropna().astype(float)
     if (values == values.round()).all() and values.nunique() <= MAX_CLASSES_FOR_NUMERIC_TARGET:
@@ -60,24 +60,23 @@ def build(schema: FeatureSchema, task: str) -> Pipeline:
 
 def to_frame(records: list[dict[str, Any]], schema: FeatureSchema) -> pd.DataFrame:
     """Records (validated dicts) as the DataFrame the pipeline was fitted on: once per batch."""
-    frame = pd.DataFrame.from_records(records, columns=schema.names)
-    for feature in schema.features:
-        if feature.kind == CATEGORICAL:
-            frame[feature.name] = frame[feature.name].astype(object).where(frame[feature.name].notna(), np.nan)
-        else:
-            frame[feature.name] = pd.to_numeric(frame[feature.name], errors="coerce").astype(float)
-    return frame
+    return _model_input(pd.DataFrame.from_records(records, columns=schema.names), schema)
 
 
 def prepare_features(features: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     """Training features in the same shape as served records (categories as strings)."""
-    frame = features[schema.names].copy()
+    return _model_input(features[schema.names].copy(), schema, categories_as_text=True)
+
+
+def _model_input(frame: pd.DataFrame, schema: FeatureSchema, categories_as_text: bool = False) -> pd.DataFrame:
+    """Categories as Python objects (missing: NaN), numbers as floats."""
     for feature in schema.features:
+        column = frame[feature.name]
         if feature.kind == CATEGORICAL:
-            column = frame[feature.name]
-            frame[feature.name] = column.astype(str).astype(object).where(column.notna(), np.nan)
+            values = column.astype(str) if categories_as_text else column
+            frame[feature.name] = values.astype(object).where(column.notna(), np.nan)
         else:
-            frame[feature.name] = frame[feature.name].astype(float)
+            frame[feature.name] = pd.to_numeric(column, errors="coerce").astype(float)
     return frame
 
 

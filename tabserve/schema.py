@@ -127,9 +127,14 @@ def _example_row(frame: pd.DataFrame) -> pd.Series:
 
 
 def _to_python(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or pd.isna(value):
+    if value is None or pd.isna(value):
         return None
     return value.item() if hasattr(value, "item") else value
+
+
+def is_numeric(values: pd.Series) -> bool:
+    """Numbers, not booleans (pandas counts bool as numeric)."""
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
 
 
 def _infer_feature(column: pd.Series, example_row: pd.Series) -> Feature:
@@ -139,7 +144,7 @@ def _infer_feature(column: pd.Series, example_row: pd.Series) -> Feature:
         raise DataError(f"column {name!r} has no values at all; drop it with --drop {name}")
     nullable = bool(column.isna().any())
     example = _to_python(example_row[name])
-    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+    if is_numeric(column):
         numbers = values.astype(float)
         if not numbers.map(math.isfinite).all():
             raise DataError(f"column {name!r} contains infinite values")

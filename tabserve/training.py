@@ -10,7 +10,7 @@ import bentoml
 
 from tabserve import data, pipeline, store
 from tabserve.errors import DataError
-from tabserve.schema import FeatureSchema
+from tabserve.schema import FeatureSchema, is_numeric
 
 MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 
@@ -44,10 +44,10 @@ def train(path: Path, target: str, task: str | None = None, name: str | None = N
     task = task or pipeline.infer_task(training.target)
     target_values = training.target
     if task == pipeline.REGRESSION:
-        if not _is_numeric(target_values):
+        if not is_numeric(target_values):
             raise DataError(f"target {target!r} is not numeric, so it can't be a regression target")
         target_values = target_values.astype(float)
-    elif _is_numeric(target_values) and (target_values == target_values.round()).all():
+    elif is_numeric(target_values) and (target_values == target_values.round()).all():
         target_values = target_values.astype(int)  # 0/1 labels stay integers, not 0.0/1.0
 
     schema = FeatureSchema.infer(training.features)
@@ -80,9 +80,3 @@ def train(path: Path, target: str, task: str | None = None, name: str | None = N
     labels = {"task": task, "dataset": default_name(path)}
     model = store.save(name, fitted, labels=labels, metadata=metadata)
     return TrainingResult(model, task, metrics, len(x_train), len(x_test), training.dropped_rows)
-
-
-def _is_numeric(values) -> bool:
-    import pandas as pd
-
-    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)

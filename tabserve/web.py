@@ -13,24 +13,16 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from tabserve import data, pages
-from tabserve.errors import error_body, pydantic_detail, summarize
+from tabserve.errors import ModelUnavailable, error_body, pydantic_detail, summarize
 from tabserve.store import ModelCard
 
 
-class Unavailable(Exception):
-    """Raised by the predictor when the model can't answer (status 503 or 429)."""
-
-    def __init__(self, message: str, status: int = 503):
-        super().__init__(message)
-        self.status = status
-
-
-def create_app(card: ModelCard, prediction_type: type[BaseModel], settings: dict[str, Any], predictor: Callable[[], Any]) -> FastAPI:
+def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: type[BaseModel], settings: dict[str, Any],
+               predictor: Callable[[], Any]) -> FastAPI:
     """`predictor()` gives an object with `async predict_one(record) -> (item, cache_hit)`."""
     # No `from __future__ import annotations` in this module: FastAPI must see the real
     # query_record class in the route signature to expand it into query parameters.
     schema = card.schema
-    json_record = schema.record_model("Record")
     query_record = schema.record_model("QueryRecord", strict=False)  # query strings are text
 
     app = FastAPI(title="tabserve /v1", docs_url=None, redoc_url=None, openapi_url=None)
@@ -49,8 +41,8 @@ def create_app(card: ModelCard, prediction_type: type[BaseModel], settings: dict
             return JSONResponse(exc.detail, status_code=exc.status_code)
         return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code)
 
-    @app.exception_handler(Unavailable)
-    async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
+    @app.exception_handler(ModelUnavailable)
+    async def unavailable(request: Request, exc: ModelUnavailable) -> JSONResponse:
         return JSONResponse(error_body(str(exc)), status_code=exc.status, headers={"Retry-After": "1"})
 
     @app.get("/model", summary="The model card")
@@ -102,7 +94,7 @@ def create_app(card: ModelCard, prediction_type: type[BaseModel], settings: dict
         try:
             if unknown:
                 raise ValueError(f"unknown field(s): {', '.join(unknown)}")
-            record = json_record.model_validate(data.typed_cells(cells, schema)).model_dump()
+            record = record_type.model_validate(data.typed_cells(cells, schema)).model_dump()
         except ValidationError as exc:
             messages = [f"{d['loc'][0]}: {d['msg']}" for d in pydantic_detail(exc.errors(include_context=False, include_input=False))]
             return HTMLResponse(pages.form_page(card, cells, messages), status_code=400)

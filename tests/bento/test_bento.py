@@ -47,7 +47,7 @@ def test_requirements_are_locked(bento):
 
 def test_dockerfile_uses_python_311(bento):
     dockerfile = (Path(bento.path) / "env" / "docker" / "Dockerfile").read_text()
-    assert "python:3.11" in dockerfile or "3.11" in dockerfile
+    assert "FROM python:3.11-slim" in dockerfile
 
 
 def test_built_bento_serves_predictions(bento, tmp_path):

@@ -1,6 +1,5 @@
 """notebooks/quickstart.ipynb runs top to bottom (it trains, serves, calls and stops the service)."""
 
-from pathlib import Path
 
 import nbformat
 import pytest

@@ -3,7 +3,6 @@
 Bounds here are generous limits on waiting (a test fails instead of hanging), not timings.
 """
 
-import os
 import shutil
 import signal
 import threading
