@@ -9,6 +9,7 @@ so Swagger (/) documents exactly the fields, categories and ranges the model was
 """
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -29,11 +30,13 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 
 from tabserve import config, contract, http, metrics, pipeline, store, web
+from tabserve.batching import InFlightBatcher
 from tabserve.cache import PredictionCache
 from tabserve.errors import InvalidInput, ModelCorrupted, ModelUnavailable, error_body
 
 logger = logging.getLogger("tabserve")
 http.quiet_client_error_logs()
+http.release_bentoml_request_timers()
 
 MODEL = bentoml.models.BentoModel(config.MODEL_TAG)
 # Fail at start with one line naming the tag and the fix, not a traceback at the first request.
@@ -80,14 +83,17 @@ class ModelService:
     def __init__(self) -> None:
         self.pipeline = store.load_pipeline(self.model)
         self.schema = CARD.schema
+        gc.freeze()  # see PredictionService.__init__
 
     @bentoml.api(batchable=True, max_batch_size=config.MAX_BATCH_SIZE, max_latency_ms=config.MAX_LATENCY_MS)
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        metrics.observe_pipeline_call("predict", len(records))
         return pipeline.predict_records(self.pipeline, self.schema, records)
 
     @bentoml.api
     def predict_bulk(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Already a batch (from /predict_batch or /predict_csv): no queueing needed."""
+        metrics.observe_pipeline_call("predict_bulk", len(records))
         return pipeline.predict_records(self.pipeline, self.schema, records)
 
 
@@ -111,7 +117,12 @@ class PredictionService:
 
     def __init__(self) -> None:
         self.cache = PredictionCache(config.PREDICTION_CACHE_SIZE)
+        # Concurrent /predict records cross to the model service together (tabserve/batching.py).
+        self.batcher = InFlightBatcher(lambda records: self._infer("predict", records), config.MAX_BATCH_SIZE)
         self._model_suspect_until = 0.0  # after a model timeout, check it is up before each call
+        # The objects of startup (modules, the app, the model) live forever: keep them out of the full
+        # garbage collections, which otherwise rescan them every second or so under load (~100 ms each).
+        gc.freeze()
         if not config.API_KEY:
             logger.warning("API_KEY is not set: the prediction endpoints are open to anyone who can reach this port")
 
@@ -160,8 +171,11 @@ class PredictionService:
         if cached is not None:
             metrics.observe_predictions(CARD.tag, [cached], [CARD.schema.out_of_range(values)])
             return cached, True
-        api = "predict" if config.ADAPTIVE_BATCHING else "predict_bulk"
-        [answer] = self._answers(await self._infer(api, [values]), [values])
+        if config.ADAPTIVE_BATCHING:
+            result = await self.batcher.submit(values)
+        else:
+            [result] = await self._infer("predict_bulk", [values])
+        [answer] = self._answers([result], [values])
         self.cache.put(key, answer)
         return answer, False
 

@@ -3,9 +3,9 @@
 Honest on purpose: the same pipeline loaded from the same BentoML model store, the same pydantic
 Record type (built from the model card) validating every request, the same response shape.
 
-    MODEL_TAG=penguins:latest uvicorn bench.baseline_fastapi:app --workers 2 --no-access-log
+    MODEL_TAG=penguins:latest python bench/uvicorn_nodelay.py bench.baseline_fastapi:app --workers 2
 
-The runner (bench/run.py) starts it with its best measured configuration; see bench/README.md.
+(not `uvicorn --workers 2`, which stalls each answer ~40 ms; see bench/uvicorn_nodelay.py). The runner (bench/run.py) starts it with its best measured configuration; see bench/README.md.
 """
 
 from __future__ import annotations

@@ -139,7 +139,7 @@ class Server:
     label: str
     cmd: list[str]
     env: dict = field(default_factory=dict)
-    batched: bool = False  # read bentoml_service_adaptive_batch_size from /metrics
+    batched: bool = False  # read tabserve_pipeline_batch_records from /metrics
     cwd: Path | None = None  # project dir to serve from (default: --project)
 
 
@@ -152,8 +152,9 @@ def servers(args, port: int) -> list[Server]:
         "fastapi": Server(
             "fastapi",
             f"FastAPI baseline ({args.baseline_workers} workers)",
-            [str(BIN / "uvicorn"), "bench.baseline_fastapi:app", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(args.baseline_workers), "--no-access-log", "--log-level", "warning"],
+            # Not `uvicorn --workers N`: its listener loses TCP_NODELAY (+40 ms per answer); see uvicorn_nodelay.py.
+            [str(BIN / "python"), str(BENCH / "uvicorn_nodelay.py"), "bench.baseline_fastapi:app",
+             "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.baseline_workers)],
             {"BASELINE_MODE": args.baseline_mode, "OMP_NUM_THREADS": str(args.baseline_omp)},
         ),
     }
@@ -165,13 +166,13 @@ def servers(args, port: int) -> list[Server]:
 
 
 def batch_histogram(base: str) -> tuple[float, float]:
-    """(sum, count) of bentoml_service_adaptive_batch_size over all workers."""
+    """(sum, count) of records per batched pipeline call (tabserve_pipeline_batch_records), over all workers."""
     status, body = http("GET", base + "/metrics")
     total = count = 0.0
     if status != 200:
         return total, count
     for line in body.decode().splitlines():
-        match = re.match(r"bentoml_service_adaptive_batch_size_(sum|count)\{[^}]*\}\s+([0-9.eE+-]+)", line)
+        match = re.match(r'tabserve_pipeline_batch_records_(sum|count)\{[^}]*api="predict"[^}]*\}\s+([0-9.eE+-]+)', line)
         if match:
             if match.group(1) == "sum":
                 total += float(match.group(2))
@@ -442,7 +443,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bulk-size", type=int, default=1000)
     parser.add_argument("--bulk-duration", type=float, default=None)
     parser.add_argument("--baseline-workers", type=int, default=2)
-    parser.add_argument("--baseline-mode", default="threadpool", choices=("inline", "threadpool"))
+    parser.add_argument("--baseline-mode", default="inline", choices=("inline", "threadpool"))
     parser.add_argument("--baseline-omp", type=int, default=1, help="OMP_NUM_THREADS of the FastAPI workers")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the two project servers (tuning experiments)")

@@ -26,6 +26,12 @@ def _metrics() -> dict[str, Any]:
         "cache": prom.Counter(f"{PREFIX}_prediction_cache", "Prediction cache lookups", ["result"]),
         "validation_errors": prom.Counter(f"{PREFIX}_validation_errors", "Requests refused as invalid (4xx)", ["endpoint", "status"]),
         "out_of_range": prom.Counter(f"{PREFIX}_out_of_range_inputs", "Numeric inputs outside the training range", ["feature"]),
+        # BentoML's own bentoml_service_adaptive_batch_size counts the *calls* it merged; a call from the
+        # entry worker already carries several records (tabserve/batching.py), so count records here.
+        "batch_records": prom.Histogram(
+            f"{PREFIX}_pipeline_batch_records", "Records per pipeline call on the model service", ["api"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 10_000, float("inf")),
+        ),
     }
 
 
@@ -48,3 +54,7 @@ def observe_cache(hit: bool) -> None:
 
 def observe_refusal(endpoint: str, status: int) -> None:
     _metrics()["validation_errors"].labels(endpoint=endpoint, status=str(status)).inc()
+
+
+def observe_pipeline_call(api: str, records: int) -> None:
+    _metrics()["batch_records"].labels(api=api).observe(records)

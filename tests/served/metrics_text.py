@@ -21,4 +21,4 @@ def metric(url: str, name: str, **labels: str) -> float:
 
 def model_batches(url: str) -> float:
     """How many pipeline calls the batched ModelService.predict has made."""
-    return metric(url, "bentoml_service_adaptive_batch_size_count", service_name="ModelService", method_name="predict")
+    return metric(url, "tabserve_pipeline_batch_records_count", api="predict")

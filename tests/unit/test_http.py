@@ -94,3 +94,57 @@ def test_a_request_stops_counting_against_the_limit_once_answered():
 
     assert run_gate(app_with_after_work, gate)[0] == 200
     assert seen == [0] and gate.in_flight == 0
+
+
+def test_bentomls_request_timer_is_released_when_the_request_ends():
+    """BentoML 1.4's TimeoutMiddleware left a 60 s timer per request holding the request's context alive."""
+    import asyncio
+
+    from bentoml._internal.server.http.traffic import TimeoutMiddleware
+
+    from tabserve.http import release_bentoml_request_timers
+
+    release_bentoml_request_timers()
+    release_bentoml_request_timers()  # idempotent: service.py runs in several processes and test imports
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def scenario():
+        scope = {"type": "http", "path": "/predict"}
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        await TimeoutMiddleware(app, timeout=60)(scope, None, send)
+        # asyncio drops a cancelled timer's callback (and what it references) at once
+        return sent[0]["status"], [h for h in asyncio.get_running_loop()._scheduled if not h.cancelled()]
+
+    status, pending = asyncio.run(scenario())
+    assert status == 200 and pending == []
+
+
+def test_bentomls_timeout_still_answers_504():
+    import asyncio
+
+    from bentoml._internal.server.http.traffic import TimeoutMiddleware
+
+    from tabserve.http import release_bentoml_request_timers
+
+    release_bentoml_request_timers()
+
+    async def slow_app(scope, receive, send):
+        await asyncio.sleep(5)
+
+    async def scenario():
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        await TimeoutMiddleware(slow_app, timeout=0.05)({"type": "http", "path": "/"}, None, send)
+        return sent[0]["status"]
+
+    assert asyncio.run(scenario()) == 504

@@ -10,16 +10,16 @@ import requests
 from tabserve import data, pipeline, store
 
 pytestmark = pytest.mark.served
-BUCKET = re.compile(r'^bentoml_service_adaptive_batch_size_bucket\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$', re.M)
+BUCKET = re.compile(r'^tabserve_pipeline_batch_records_bucket\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$', re.M)
 
 
 def batch_histogram(url):
-    """{upper bound: cumulative count} of the model service's /predict batch sizes, summed over workers."""
+    """{upper bound: cumulative count} of records per batched pipeline call, summed over workers."""
     text = requests.get(f"{url}/metrics", timeout=10).text
     buckets: dict[float, float] = {}
     for match in BUCKET.finditer(text):
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
-        if labels.get("method_name") == "predict" and labels.get("service_name") == "ModelService":
+        if labels.get("api") == "predict":
             bound = float("inf") if labels["le"] == "+Inf" else float(labels["le"])
             buckets[bound] = buckets.get(bound, 0) + float(match["value"])
     return buckets
