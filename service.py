@@ -29,14 +29,14 @@ from bentoml.validators import ContentType
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 
-from tabserve import config, contract, http, metrics, pipeline, store, web
+from tabserve import bentoml_patches, config, contract, http, metrics, pipeline, store, web
 from tabserve.batching import InFlightBatcher
 from tabserve.cache import PredictionCache
 from tabserve.errors import InvalidInput, ModelCorrupted, ModelUnavailable, error_body
 
 logger = logging.getLogger("tabserve")
 http.quiet_client_error_logs()
-http.release_bentoml_request_timers()
+bentoml_patches.apply()  # a timer leak and per-message tracing spans: see the module
 
 MODEL = bentoml.models.BentoModel(config.MODEL_TAG)
 # Fail at start with one line naming the tag and the fix, not a traceback at the first request.
