@@ -1,13 +1,16 @@
 """The benchmark runner: one run, three servers, the same model and the same cores.
 
-    python bench/run.py                      # full run -> bench/results/ (about 8 minutes)
+    python bench/run.py                      # full run -> bench/results/ (about 9 minutes)
     python bench/run.py --smoke --out /tmp/x # a few seconds per level, for CI (no timing checks)
 
-It trains the model into a fresh temporary BENTOML_HOME, measures the pipeline in-process, then for
-each server in turn: starts it on a free port, times the cold start to /readyz 200, drives it with
-Locust (single-record /predict at each concurrency level, then bulk /predict_batch), reads the mean
-adaptive batch size from /metrics, samples the RSS of the whole process tree, and stops it. Every
-process it starts is in its own process group and is killed on exit, on failure and on Ctrl-C.
+It trains the model into a fresh temporary BENTOML_HOME and measures the pipeline in-process. Then it
+starts each server in turn on a free port (timing its cold start to /readyz 200) and leaves it running,
+idle, while the next starts. The load comes after, interleaved: for each concurrency level, ROUNDS
+rounds in which every server gets the same Locust load one after the other (the order reversed every
+other round), so a change in the machine's background load hits all servers alike instead of whichever
+ran in that minute; bulk /predict_batch the same way. It reads the records per pipeline call from
+/metrics and samples the RSS of each server's whole process tree. Every process it starts is in its
+own process group and is killed on exit, on failure and on Ctrl-C.
 Writes results.json, results.md and results.png to --out.
 """
 
@@ -23,6 +26,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -240,48 +244,108 @@ def _read_stats(path: Path, log: Path) -> dict:
     }
 
 
-def bench_server(server: Server, args, env: dict, workdir: Path, port: int) -> dict:
+@dataclass
+class Running:
+    """A started server and what was measured on it so far."""
+
+    server: Server
+    proc: subprocess.Popen
+    sampler: RssSampler
+    base: str
+    result: dict
+    rounds: dict = field(default_factory=dict)  # level ("1", "32", "bulk") -> [stats of each round]
+
+
+def start_server(server: Server, args, env: dict, workdir: Path, port: int) -> Running:
+    """Start it, time the cold start to /readyz 200, warm it up; it stays up until `finish`."""
     base = f"http://127.0.0.1:{port}"
     cwd = server.cwd or args.project
-    server_env = {**env, **server.env, "PYTHONPATH": str(cwd)}
+    # Its own BENTOML_HOME (the trained models linked in): BentoML clears the Prometheus directory under
+    # BENTOML_HOME when a server starts, which would wipe the metrics of the servers already running.
+    home = workdir / f"home_{server.name}"
+    home.mkdir()
+    (home / "models").symlink_to(Path(env["BENTOML_HOME"]) / "models")
+    server_env = {**env, **server.env, "PYTHONPATH": str(cwd), "BENTOML_HOME": str(home)}
     log = workdir / f"server_{server.name}.log"
     start = time.perf_counter()
     proc = spawn(server.cmd, server_env, cwd, log)
     sampler = RssSampler(proc.pid)
     sampler.start()
     result: dict = {"name": server.name, "label": server.label, "env": server.env, "levels": {}}
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{server.name} exited with {proc.returncode}; log:\n{log.read_text()[-3000:]}")
-            if http("GET", base + "/readyz", timeout=1.0)[0] == 200:
-                break
-            if time.perf_counter() - start > READY_TIMEOUT_S:
-                raise RuntimeError(f"{server.name} not ready after {READY_TIMEOUT_S}s; log:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        result["cold_start_s"] = round(time.perf_counter() - start, 2)
-        print(f"  {server.name}: ready in {result['cold_start_s']} s", flush=True)
-        # Warm-up: first requests pay for lazy imports and connection setup.
-        record = json.dumps(_sample_record()).encode()
-        for _ in range(20):
-            http("POST", base + "/predict", record, timeout=30)
-        for users in args.levels:
-            before = batch_histogram(base) if server.batched else (0, 0)
-            stats = run_locust(base, "SingleRecord", users, args.duration, workdir, env, server.name)
-            stats["mean_batch_size"] = _mean_batch(before, batch_histogram(base)) if server.batched else None
-            result["levels"][str(users)] = stats
-            print(f"  {server.name} users={users}: {_fmt_stats(stats)}", flush=True)
-        if args.bulk_users:
-            stats = run_locust(base, "BulkRecords", args.bulk_users, args.bulk_duration, workdir,
-                               {**env, "BENCH_BULK_SIZE": str(args.bulk_size)}, server.name)
-            stats["rows_per_s"] = round(stats["ok_rps"] * args.bulk_size, 1)
-            result["bulk"] = stats
-            print(f"  {server.name} bulk x{args.bulk_users}: {_fmt_stats(stats)} rows/s={stats['rows_per_s']}", flush=True)
-    finally:
-        sampler.halt.set()
-        sampler.join()
-        result["peak_rss_mb"] = round(sampler.peak / 2**20, 1)
-        stop(proc)
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{server.name} exited with {proc.returncode}; log:\n{log.read_text()[-3000:]}")
+        if http("GET", base + "/readyz", timeout=1.0)[0] == 200:
+            break
+        if time.perf_counter() - start > READY_TIMEOUT_S:
+            raise RuntimeError(f"{server.name} not ready after {READY_TIMEOUT_S}s; log:\n{log.read_text()[-3000:]}")
+        time.sleep(0.05)
+    result["cold_start_s"] = round(time.perf_counter() - start, 2)
+    print(f"  {server.name}: ready in {result['cold_start_s']} s on port {port}", flush=True)
+    # Warm-up: first requests pay for lazy imports and connection setup.
+    record = json.dumps(_sample_record()).encode()
+    for _ in range(20):
+        http("POST", base + "/predict", record, timeout=30)
+    return Running(server, proc, sampler, base, result)
+
+
+def measure(run: Running, users: int | None, args, workdir: Path, env: dict, round_no: int) -> dict:
+    """One Locust run against one server: single-record /predict at `users`, or bulk when users is None."""
+    tag = f"{run.server.name}_r{round_no}"
+    if users is None:
+        stats = run_locust(run.base, "BulkRecords", args.bulk_users, args.bulk_duration, workdir,
+                           {**env, "BENCH_BULK_SIZE": str(args.bulk_size)}, tag)
+        stats["rows_per_s"] = round(stats["ok_rps"] * args.bulk_size, 1)
+        print(f"  {run.server.name} bulk x{args.bulk_users} round {round_no}: {_fmt_stats(stats)} "
+              f"rows/s={stats['rows_per_s']}", flush=True)
+        return stats
+    before = batch_histogram(run.base) if run.server.batched else (0, 0)
+    stats = run_locust(run.base, "SingleRecord", users, args.duration, workdir, env, tag)
+    after = batch_histogram(run.base) if run.server.batched else (0, 0)
+    stats["batch_delta"] = [after[0] - before[0], after[1] - before[1]]
+    stats["mean_batch_size"] = _mean_batch(before, after) if run.server.batched else None
+    print(f"  {run.server.name} users={users} round {round_no}: {_fmt_stats(stats)}", flush=True)
+    return stats
+
+
+def combine(rounds: list[dict], batched: bool) -> dict:
+    """One row from several rounds: throughput and counts summed or averaged, latency the worst round's."""
+    out = {
+        "rounds": len(rounds),
+        "ok_rps_by_round": [r["ok_rps"] for r in rounds],
+        "requests": sum(r["requests"] for r in rounds),
+        "errors": sum(r["errors"] for r in rounds),
+        "ok_rps": round(statistics.mean(r["ok_rps"] for r in rounds), 1),
+        "rps": round(statistics.mean(r["rps"] for r in rounds), 1),
+        "mean_ms": round(statistics.mean(r["mean_ms"] for r in rounds), 1),
+        "loadgen_cpu_share": round(statistics.mean(r["loadgen_cpu_share"] for r in rounds), 2),
+        "error_kinds": {k: v for r in rounds for k, v in r["error_kinds"].items()},
+    }
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        values = [r[key] for r in rounds if r[key] is not None]
+        out[key] = max(values) if values else None
+    if "rows_per_s" in rounds[0]:
+        out["rows_per_s"] = round(statistics.mean(r["rows_per_s"] for r in rounds), 1)
+    if batched and "batch_delta" in rounds[0]:
+        total, count = (sum(r["batch_delta"][i] for r in rounds) for i in (0, 1))
+        out["mean_batch_size"] = round(total / count, 2) if count > 0 else None
+    elif "batch_delta" in rounds[0]:
+        out["mean_batch_size"] = None
+    return out
+
+
+def finish(run: Running) -> dict:
+    """Stop it; its result with the combined rounds and the peak RSS over the whole run."""
+    run.sampler.halt.set()
+    run.sampler.join()
+    stop(run.proc)
+    result = run.result
+    result["peak_rss_mb"] = round(run.sampler.peak / 2**20, 1)
+    for level, rounds in run.rounds.items():
+        if level == "bulk":
+            result["bulk"] = combine(rounds, False)
+        else:
+            result["levels"][level] = combine(rounds, run.server.batched)
     return result
 
 
@@ -344,9 +408,12 @@ def targets(results: dict) -> dict:
         tag = ship["name"]
         if base and "32" in ship["levels"] and "32" in base["levels"]:
             s, b = ship["levels"]["32"], base["levels"]["32"]
-            ratio = s["ok_rps"] / b["ok_rps"] if b["ok_rps"] else None
+            # Round r of both ran back to back, so each round gives a ratio; the median is the figure.
+            ratios = [x / y for x, y in zip(s["ok_rps_by_round"], b["ok_rps_by_round"]) if y]
+            ratio = statistics.median(ratios) if ratios else None
             out[f"speedup_at_32[{tag}]"] = {
                 "value": round(ratio, 2) if ratio else None,
+                "by_round": [round(r, 2) for r in ratios],
                 "p99_ms": s["p99_ms"],
                 "errors": s["errors"],
                 "met": bool(ratio and ratio >= 3 and (s["p99_ms"] or 1e9) <= 250 and s["errors"] == 0),
@@ -366,7 +433,9 @@ def write_markdown(results: dict, path: Path) -> None:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB; {m['os']}; Python {m['python']}. "
         f"Load average before / after: {results['load_before']} / {results['load_after']} "
         f"(the cores are shared with other work, so numbers are noisy).",
-        f"Each level: {results['config']['duration_s']} s of closed-loop Locust users (no think time) on the same machine; "
+        f"Each level: {results['config']['rounds']} round(s) of {results['config']['duration_s']} s per server, interleaved, "
+        f"of closed-loop Locust users (no think time) on the same machine; ok req/s is the mean of the rounds, "
+        f"p50/p95/p99 the worst round's; "
         f"bulk: {results['config']['bulk_users']} users x {results['config']['bulk_size']} records for "
         f"{results['config']['bulk_duration_s']} s. Server tuning: `{results['config']['server_env'] or 'defaults'}`.",
         "",
@@ -397,7 +466,7 @@ def write_markdown(results: dict, path: Path) -> None:
     lines += ["", "Targets:", ""]
     for name, t in results["targets"].items():
         lines.append(f"- {name}: {t['value']} -> {'met' if t['met'] else 'MISSED'}"
-                     + (f" (p99 {t['p99_ms']} ms, {t['errors']} errors)" if "p99_ms" in t else ""))
+                     + (f" (by round {t['by_round']}; p99 {t['p99_ms']} ms, {t['errors']} errors)" if "p99_ms" in t else ""))
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -439,6 +508,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--servers", default="shipped,nobatch,fastapi")
     parser.add_argument("--levels", default=None, help="concurrent users, e.g. 1,8,32,64")
     parser.add_argument("--duration", type=float, default=None, help="seconds per level")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds of every level over all servers, interleaved (default 2; 1 with --smoke)")
     parser.add_argument("--bulk-users", type=int, default=4)
     parser.add_argument("--bulk-size", type=int, default=1000)
     parser.add_argument("--bulk-duration", type=float, default=None)
@@ -453,11 +524,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.levels is None:
         args.levels = "16" if args.smoke else "1,8,32,64"
-    args.levels = [int(x) for x in args.levels.split(",")]
+    try:
+        args.levels = [int(x) for x in args.levels.split(",")]
+    except ValueError:
+        parser.error(f"--levels must be comma-separated user counts, e.g. 1,8,32,64 (got {args.levels!r})")
     if args.duration is None:
         args.duration = 3.0 if args.smoke else 15.0
     if args.bulk_duration is None:
         args.bulk_duration = 3.0 if args.smoke else 15.0
+    if args.rounds is None:
+        args.rounds = 1 if args.smoke else 2
+    for name in ("rounds", "bulk_size", "baseline_workers"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if min(args.levels) < 1 or args.duration <= 0 or args.bulk_duration <= 0 or args.bulk_users < 0:
+        parser.error("levels must be at least 1 user, durations positive, --bulk-users 0 or more")
+    unknown = set(args.servers.split(",")) - {"shipped", "nobatch", "fastapi", ""}
+    if unknown:
+        parser.error(f"unknown --servers {sorted(unknown)}; choose from shipped, nobatch, fastapi")
     args.project = args.project.resolve()
     return args
 
@@ -497,18 +581,24 @@ def main(argv: list[str] | None = None) -> int:
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": machine_info(),
             "load_before": load_before,
-            "config": {"levels": args.levels, "duration_s": args.duration, "bulk_users": args.bulk_users,
+            "config": {"levels": args.levels, "duration_s": args.duration, "rounds": args.rounds, "bulk_users": args.bulk_users,
                        "bulk_size": args.bulk_size, "bulk_duration_s": args.bulk_duration,
                        "baseline": {"workers": args.baseline_workers, "mode": args.baseline_mode, "omp": args.baseline_omp},
                        "server_env": " ".join(args.server_env)},
             "inprocess": {"runs": inproc_runs, "best_rows_per_s_at_1000": best_bulk},
             "servers": [],
         }
+        running: list[Running] = []
         for index in range(len(servers(args, 0))):
             port = free_port()
-            server = servers(args, port)[index]
-            print(f"server {server.name} on port {port}", flush=True)
-            results["servers"].append(bench_server(server, args, env, workdir, port))
+            running.append(start_server(servers(args, port)[index], args, env, workdir, port))
+        loads = [int(u) for u in args.levels] + ([None] if args.bulk_users else [])
+        for users in loads:
+            for round_no in range(1, args.rounds + 1):
+                for run in running if round_no % 2 else running[::-1]:
+                    stats = measure(run, users, args, workdir, env, round_no)
+                    run.rounds.setdefault("bulk" if users is None else str(users), []).append(stats)
+        results["servers"] = [finish(run) for run in running]
         results["load_after"] = [round(x, 2) for x in os.getloadavg()]
         results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         results["wall_s"] = round(time.perf_counter() - started, 1)
