@@ -26,7 +26,8 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
 # Which model version is served: "name:version", or "name" / "name:latest" for the newest.
 MODEL_TAG: str = os.environ.get("MODEL_TAG", "").strip() or "penguins:latest"
 
-# Adaptive batching of single-record predictions on the model service.
+# Batching of single-record predictions: records arriving together leave an entry worker as one call
+# (at most MAX_BATCH_SIZE records), and BentoML's adaptive batching merges the calls on the model service.
 # A too-small MAX_LATENCY_MS makes BentoML refuse requests with 503 "process is overloaded".
 # ADAPTIVE_BATCHING=0 sends each /predict straight to the model, one record per call (for comparison).
 ADAPTIVE_BATCHING: bool = _int("ADAPTIVE_BATCHING", 1) > 0
