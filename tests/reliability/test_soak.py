@@ -3,7 +3,7 @@ and /v1/predict. Every request is answered, nothing but 429/503 refuses, every 2
 pipeline called directly, and the server's memory stays within 20 % of its size after warm-up.
 
 Warm-up lasts until memory is flat (< 3 % growth over 15 s), and must end within 45 s. Before
-tabserve.http.release_bentoml_request_timers, BentoML's workers grew by ~300 MB over their first
+tabserve/bentoml_patches.py, BentoML's workers grew by ~300 MB over their first
 ~60,000 requests (every request's context kept alive for 60 s by a timer); now the entry worker goes
 220 -> 234 MB over 75,000 requests at 840 req/s. A leak like that one fails the warm-up itself."""
 
