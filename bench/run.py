@@ -319,8 +319,11 @@ def combine(rounds: list[dict], batched: bool) -> dict:
         "rps": round(statistics.mean(r["rps"] for r in rounds), 1),
         "mean_ms": round(statistics.mean(r["mean_ms"] for r in rounds), 1),
         "loadgen_cpu_share": round(statistics.mean(r["loadgen_cpu_share"] for r in rounds), 2),
-        "error_kinds": {k: v for r in rounds for k, v in r["error_kinds"].items()},
+        "error_kinds": {},
     }
+    for r in rounds:
+        for kind, count in r["error_kinds"].items():
+            out["error_kinds"][kind] = out["error_kinds"].get(kind, 0) + count
     for key in ("p50_ms", "p95_ms", "p99_ms"):
         values = [r[key] for r in rounds if r[key] is not None]
         out[key] = max(values) if values else None
