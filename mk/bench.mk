@@ -1,4 +1,4 @@
-# `make bench`: the load test (bench/README.md). Not part of `make test`; takes about 8 minutes.
+# `make bench`: the load test (bench/README.md). Not part of `make test`; takes about 9 minutes.
 # BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS="--servers shipped,fastapi --levels 32".
 BENCH_ARGS ?=
 
