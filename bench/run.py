@@ -169,6 +169,18 @@ def servers(args, port: int) -> list[Server]:
     return chosen
 
 
+def cache_lookups(base: str) -> tuple[float, float]:
+    """(hits, hits + misses) of the project's prediction cache; (0, 0) where there is none (FastAPI)."""
+    status, body = http("GET", base + "/metrics")
+    counts = {"hit": 0.0, "miss": 0.0}
+    if status == 200:
+        for line in body.decode().splitlines():
+            match = re.match(r'tabserve_prediction_cache_total\{result="(hit|miss)"\}\s+([0-9.eE+-]+)', line)
+            if match:
+                counts[match.group(1)] += float(match.group(2))
+    return counts["hit"], counts["hit"] + counts["miss"]
+
+
 def batch_histogram(base: str) -> tuple[float, float]:
     """(sum, count) of records per batched pipeline call (tabserve_pipeline_batch_records), over all workers."""
     status, body = http("GET", base + "/metrics")
@@ -300,7 +312,13 @@ def measure(run: Running, users: int | None, args, workdir: Path, env: dict, rou
               f"rows/s={stats['rows_per_s']}", flush=True)
         return stats
     before = batch_histogram(run.base) if run.server.batched else (0, 0)
-    stats = run_locust(run.base, "SingleRecord", users, args.duration, workdir, env, tag)
+    # The same seed for every server in a round (the same bodies), a new one for every level and round
+    # (bodies no server has seen, so the prediction cache cannot answer).
+    locust_env = {**env, "BENCH_SEED": f"{users}-{round_no}"}
+    before_cache = cache_lookups(run.base)
+    stats = run_locust(run.base, "SingleRecord", users, args.duration, workdir, locust_env, tag)
+    hits, lookups = (a - b for a, b in zip(cache_lookups(run.base), before_cache))
+    stats["cache_hit_rate"] = round(hits / lookups, 4) if lookups else None
     after = batch_histogram(run.base) if run.server.batched else (0, 0)
     stats["batch_delta"] = [after[0] - before[0], after[1] - before[1]]
     stats["mean_batch_size"] = _mean_batch(before, after) if run.server.batched else None
@@ -327,6 +345,8 @@ def combine(rounds: list[dict], batched: bool) -> dict:
     for key in ("p50_ms", "p95_ms", "p99_ms"):
         values = [r[key] for r in rounds if r[key] is not None]
         out[key] = max(values) if values else None
+    rates = [r["cache_hit_rate"] for r in rounds if r.get("cache_hit_rate") is not None]
+    out["cache_hit_rate"] = max(rates) if rates else None
     if "rows_per_s" in rounds[0]:
         out["rows_per_s"] = round(statistics.mean(r["rows_per_s"] for r in rounds), 1)
     if batched and "batch_delta" in rounds[0]:
@@ -442,14 +462,15 @@ def write_markdown(results: dict, path: Path) -> None:
         f"bulk: {results['config']['bulk_users']} users x {results['config']['bulk_size']} records for "
         f"{results['config']['bulk_duration_s']} s. Server tuning: `{results['config']['server_env'] or 'defaults'}`.",
         "",
-        "| server | users | ok req/s | p50 ms | p95 ms | p99 ms | errors | mean batch | Locust cores |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server | users | ok req/s | p50 ms | p95 ms | p99 ms | errors | mean batch | cache hits | Locust cores |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for server in results["servers"]:
         for users, s in server["levels"].items():
             batch = "-" if s["mean_batch_size"] is None else f"{s['mean_batch_size']:.1f}"
+            hits = "-" if s.get("cache_hit_rate") is None else f"{100 * s['cache_hit_rate']:.1f} %"
             lines.append(f"| {server['label']} | {users} | {s['ok_rps']:.0f} | {_ms(s['p50_ms'])} | {_ms(s['p95_ms'])} | "
-                         f"{_ms(s['p99_ms'])} | {s['errors']} | {batch} | {s['loadgen_cpu_share']} |")
+                         f"{_ms(s['p99_ms'])} | {s['errors']} | {batch} | {hits} | {s['loadgen_cpu_share']} |")
     lines += ["", "| server | bulk ok req/s | rows/s | p50 ms | p99 ms | errors | cold start s | peak RSS MB |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for server in results["servers"]:

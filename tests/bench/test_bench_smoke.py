@@ -61,3 +61,14 @@ def test_batches_under_concurrency(smoke):
     concurrent = max(shipped["levels"], key=int)
     assert int(concurrent) > 1
     assert shipped["levels"][concurrent]["mean_batch_size"] > 1
+
+
+def test_the_prediction_cache_does_not_answer_for_the_model(smoke):
+    """Bodies are new for every request, so the benchmark measures the model, not the cache."""
+    results = json.loads((smoke / "results.json").read_text())
+    for server in results["servers"]:
+        for users, level in server["levels"].items():
+            if server["name"] == "fastapi":
+                assert level["cache_hit_rate"] is None
+            else:
+                assert level["cache_hit_rate"] is not None and level["cache_hit_rate"] < 0.05, (server["name"], users)
