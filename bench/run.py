@@ -349,11 +349,9 @@ def combine(rounds: list[dict], batched: bool) -> dict:
     out["cache_hit_rate"] = max(rates) if rates else None
     if "rows_per_s" in rounds[0]:
         out["rows_per_s"] = round(statistics.mean(r["rows_per_s"] for r in rounds), 1)
-    if batched and "batch_delta" in rounds[0]:
+    if "batch_delta" in rounds[0]:  # single-record levels (bulk has no batching to report)
         total, count = (sum(r["batch_delta"][i] for r in rounds) for i in (0, 1))
-        out["mean_batch_size"] = round(total / count, 2) if count > 0 else None
-    elif "batch_delta" in rounds[0]:
-        out["mean_batch_size"] = None
+        out["mean_batch_size"] = round(total / count, 2) if batched and count > 0 else None
     return out
 
 

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qsl
 
 from tabserve import metrics
 from tabserve.errors import error_body, pydantic_detail, summarize
@@ -170,8 +171,6 @@ def _check_duplicate_keys(body: bytes) -> tuple[int, dict] | None:
 
 
 def _check_query(scope: dict) -> tuple[int, dict] | None:
-    from urllib.parse import parse_qsl
-
     query = scope.get("query_string", b"").decode("latin-1")
     names = [name for name, _ in parse_qsl(query, keep_blank_values=True)]
     repeated = sorted({name for name in names if names.count(name) > 1})
