@@ -1,9 +1,11 @@
 """Train a model on a CSV and save it to the BentoML model store.
 
     python train.py                                   # Palmer Penguins -> model "penguins"
-    python train.py --data my.csv --target churn [--task classification|regression]
-                    [--name my_model] [--drop id,signup_date]
+    python train.py --data my.csv --target churn [--task classification|regression] [--name my_model]
+                    [--drop a,b] [--id c] [--keep d] [--categorical e] [--numeric f] [--date g]
+                    [--sep ';'] [--decimal ,]
 
+Column types are inferred and printed with the reason; the options override them.
 Bad input prints one line naming the problem and exits with code 2; nothing is saved.
 """
 
@@ -16,6 +18,13 @@ from pathlib import Path
 
 from tabserve import data, pipeline, training
 from tabserve.errors import TabserveError
+from tabserve.inference import Overrides
+
+SEPARATOR_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+
+
+def _columns(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -24,12 +33,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--target", default=None, help="column to predict (default for penguins: species)")
     parser.add_argument("--task", choices=pipeline.TASKS, help="inferred from the target when not given")
     parser.add_argument("--name", help="model name in the store (default: from the file name)")
-    parser.add_argument("--drop", default="", help="comma-separated columns to ignore, e.g. id,date")
+    for option, meaning in [
+        ("drop", "columns to ignore (passed through when scoring a file)"),
+        ("id", "identifier columns: not features, passed through when scoring a file"),
+        ("keep", "columns inferred as identifiers to use as features after all"),
+        ("categorical", "columns to treat as categories (e.g. codes 1/2/3)"),
+        ("numeric", "columns to treat as numbers (other text in them is read as missing)"),
+        ("date", "columns to parse as dates"),
+    ]:
+        parser.add_argument(f"--{option}", type=_columns, default=(), metavar="COL[,COL]", help=meaning)
+    parser.add_argument("--sep", help="field separator: , ; tab | (detected when not given)")
+    parser.add_argument("--decimal", choices=[".", ","], help="decimal mark (detected when not given)")
     args = parser.parse_args(argv)
     if args.target is None:
         if args.data.resolve() != data.PENGUINS_CSV:
             parser.error("--target is required with --data")
         args.target = "species"
+    if args.sep is not None:
+        args.sep = SEPARATOR_NAMES.get(args.sep, args.sep)
     return args
 
 
@@ -37,23 +58,38 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C, so the staged model is cleaned up
 
 
+def print_summary(result: training.TrainingResult, target: str) -> None:
+    sep = {"\t": "tab"}.get(result.sep, result.sep)
+    print(f"read with separator {sep!r} and decimal mark {result.decimal!r}")
+    print(f"target {target!r}: {result.task} ({result.task_reason})")
+    print(f"{'column':<28} {'type':<12} why")
+    for feature in result.schema.features:
+        print(f"{feature.name:<28} {feature.type_name:<12} {feature.reason or ''}")
+    for name, why in result.schema.other_columns.items():
+        print(f"{name:<28} {'(not used)':<12} {why}")
+    print(f"rows: {result.train_rows} train, {result.test_rows} held out, {result.unlabelled_rows} without a target"
+          f" (not trained on; they can be scored)")
+    print(f"{'metric':<10} {'held-out':>9}")
+    for metric, value in result.metrics.items():
+        print(f"{metric:<10} {value:>9.4f}")
+    print(f"saved model {result.model.tag}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    drop = [name.strip() for name in args.drop.split(",") if name.strip()]
+    overrides = Overrides(args.categorical, args.numeric, args.date, args.id, args.keep, args.drop)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        result = training.train(args.data, args.target, task=args.task, name=args.name, drop=drop)
+        result = training.train(
+            args.data, args.target, task=args.task, name=args.name, overrides=overrides, sep=args.sep, decimal=args.decimal,
+        )
     except TabserveError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; no model was saved", file=sys.stderr)
         return 130
-    print(f"saved model {result.model.tag} ({result.task}, target {args.target!r})")
-    print(f"rows: {result.train_rows} train, {result.test_rows} held out, {result.dropped_rows} without target dropped")
-    print(f"{'metric':<10} {'held-out':>9}")
-    for metric, value in result.metrics.items():
-        print(f"{metric:<10} {value:>9.4f}")
+    print_summary(result, args.target)
     return 0
 
 

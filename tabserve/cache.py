@@ -17,8 +17,9 @@ class PredictionCache:
 
     @staticmethod
     def key(model_tag: str, record: dict[str, Any]) -> str:
-        # Validated records hold only str/float/None; sorted keys make equal records equal keys.
-        return model_tag + "\x00" + json.dumps(record, sort_keys=True)
+        # Validated records hold str/float/int/bool/None and dates (as ISO text here); sorted keys
+        # make equal records equal keys.
+        return model_tag + "\x00" + json.dumps(record, sort_keys=True, default=str)
 
     def get(self, key: str) -> Any | None:
         if self.max_size <= 0 or key not in self._entries:

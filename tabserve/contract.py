@@ -5,16 +5,17 @@ Everything here is plain pydantic and pandas, so the service stays a thin layer 
 
 from __future__ import annotations
 
+import csv
 import io
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from tabserve import data
 from tabserve.errors import DataError, InvalidInput, TooLarge, pydantic_detail
 from tabserve.pipeline import CLASSIFICATION
+from tabserve.schema import label_text
 from tabserve.store import ModelCard
 
 # Rows whose errors are listed in a 400 for a bad CSV; the count of all bad rows is always given.
@@ -25,7 +26,7 @@ MAX_REPORTED_ROWS = 50
 class ApiTypes:
     record: type[BaseModel]  # one input row
     prediction: type[BaseModel]  # answer of /predict
-    batch_request: type[BaseModel]
+    record_list: Any  # the `records` field of /predict_batch: 1 to max_records records
     batch_response: type[BaseModel]
 
     @classmethod
@@ -33,15 +34,20 @@ class ApiTypes:
         record = card.schema.record_model("Record")
         if card.task == CLASSIFICATION and card.classes:
             label: Any = Literal[tuple(card.classes)]
-            label_doc = f"Predicted {card.target!r}: one of {', '.join(map(str, card.classes))}."
+            label_doc = f"Predicted {card.target!r}: one of {', '.join(map(label_text, card.classes))}."
+            keys: dict[str, Any] = {"propertyNames": {"enum": [label_text(c) for c in card.classes]}}
         else:
             label = float
             label_doc = f"Predicted {card.target!r}."
+            keys = {}
         example = _example_result(card)
         item = create_model(
             "PredictionItem",
             prediction=(label, Field(description=label_doc, examples=[example["prediction"]])),
-            probabilities=(Optional[dict[str, float]], Field(description="Probability per class (classification); null for regression.", examples=[example["probabilities"]])),
+            probabilities=(Optional[dict[str, float]], Field(
+                description="Probability per class (classification), keyed by the class as JSON writes it (true, 1, Adelie); null for regression.",
+                examples=[example["probabilities"]], json_schema_extra=keys,
+            )),
             warnings=(list[str], Field(description="Inputs accepted but outside the training range.", examples=[[]])),
         )
         prediction = create_model(
@@ -49,23 +55,19 @@ class ApiTypes:
             __base__=item,
             model=(str, Field(description="Tag of the model version that answered.", examples=[card.tag])),
         )
-        batch_request = create_model(
-            "BatchRequest",
-            __config__=ConfigDict(extra="forbid"),
-            records=(list[record], Field(min_length=1, max_length=max_records, description=f"1 to {max_records} records.")),
-        )
+        record_list = Annotated[list[record], Field(min_length=1, max_length=max_records, description=f"1 to {max_records} records.")]
         batch_response = create_model(
             "BatchResponse",
             predictions=(list[item], Field(description="One prediction per record, in input order.")),
             model=(str, Field(description="Tag of the model version that answered.", examples=[card.tag])),
         )
-        return cls(record, prediction, batch_request, batch_response)
+        return cls(record, prediction, record_list, batch_response)
 
 
 def _example_result(card: ModelCard) -> dict[str, Any]:
     if card.task == CLASSIFICATION and card.classes:
         share = round(1 / len(card.classes), 3)
-        return {"prediction": card.classes[0], "probabilities": {str(c): share for c in card.classes}}
+        return {"prediction": card.classes[0], "probabilities": {label_text(c): share for c in card.classes}}
     return {"prediction": 0.0, "probabilities": None}
 
 
@@ -74,35 +76,76 @@ def shape(result: dict[str, Any], out_of_range: dict[str, str]) -> dict[str, Any
     return {**result, "warnings": list(out_of_range.values())}
 
 
-def records_from_csv(content: bytes, card: ModelCard, record_type: type[BaseModel], max_rows: int) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """An uploaded CSV as (the input table, validated records); InvalidInput lists every bad row."""
+@dataclass(frozen=True)
+class CsvScoring:
+    """An uploaded CSV, validated: the records to predict and, per bad row, why it was refused."""
+
+    upload: data.Upload
+    records: list[dict[str, Any]]  # validated, for the good rows only
+    good_rows: list[int]  # 0-based positions of the good rows in the upload
+    row_errors: dict[int, str]  # 0-based position -> one line naming the problem
+
+    @property
+    def failed(self) -> int:
+        return len(self.row_errors)
+
+
+def records_from_csv(content: bytes, card: ModelCard, record_type: type[BaseModel], max_rows: int, skip_bad_rows: bool = False) -> CsvScoring:
+    """An uploaded CSV as validated records. By default one bad row refuses the file: InvalidInput
+    lists the bad rows by number. With `skip_bad_rows`, the bad rows are reported, not refused."""
     try:
-        header, rows = data.parse_upload(content, card.schema, max_rows, passthrough=(card.target,))
+        upload = data.parse_upload(content, card.schema, max_rows, passthrough=(card.target,))
     except TooLarge as exc:
         raise InvalidInput(str(exc), status=413) from None
     except DataError as exc:
         raise InvalidInput(str(exc)) from None
-    records, detail, bad_rows = [], [], 0
-    for number, row in enumerate(rows, start=1):
+    decimal = upload.table.decimal
+    records, good, errors, detail = [], [], {}, []
+    for position, row in enumerate(upload.table.raw.to_dict("records")):
         try:
-            records.append(record_type.model_validate(data.typed_cells(row, card.schema)).model_dump())
+            records.append(record_type.model_validate(card.schema.parse_row(row, decimal)).model_dump())
+            good.append(position)
         except ValidationError as exc:
-            bad_rows += 1
-            if bad_rows <= MAX_REPORTED_ROWS:
-                detail.extend(pydantic_detail(exc.errors(include_context=False, include_input=False), prefix=(f"row {number}",)))
-    if bad_rows:
-        first = detail[0]["loc"][0] if detail else ""
-        raise InvalidInput(f"{bad_rows} of {len(rows)} CSV rows failed validation (first: {first}); nothing was predicted", detail)
-    return pd.DataFrame(rows, columns=header), records
+            problems = pydantic_detail(exc.errors(include_context=False, include_input=False), prefix=(f"row {position + 1}",))
+            errors[position] = "; ".join(f"{'.'.join(map(str, p['loc'][1:]))}: {p['msg']}" for p in problems)
+            if len(errors) <= MAX_REPORTED_ROWS:
+                detail.extend(problems)
+    if errors and not skip_bad_rows:
+        first = detail[0]["loc"][0]
+        raise InvalidInput(
+            f"{len(errors)} of {len(upload.table.raw)} CSV rows failed validation (first: {first}); nothing was predicted"
+            " (add ?on_error=skip to predict the good rows)", detail,
+        )
+    return CsvScoring(upload, records, good, errors)
 
 
-def csv_with_predictions(table: pd.DataFrame, results: list[dict[str, Any]], card: ModelCard) -> str:
-    """The uploaded table plus a prediction column and, for classification, proba_<class> columns."""
-    out = table.copy()
-    out["prediction"] = [r["prediction"] for r in results]
-    if card.task == CLASSIFICATION and card.classes:
-        for label in card.classes:
-            out[f"proba_{label}"] = [r["probabilities"][str(label)] for r in results]
+def csv_with_predictions(scoring: CsvScoring, results: list[dict[str, Any]], card: ModelCard) -> str:
+    """The uploaded table as it came (ids and other passed-through columns included), plus a
+    prediction column and, for classification, proba_<class> columns; in the upload's separator and
+    decimal mark. When bad rows were skipped, an `error` column says why their cells are empty."""
+    table = scoring.upload.table
+    labels = [label_text(c) for c in card.classes] if card.task == CLASSIFICATION and card.classes else []
+    header = [*table.raw.columns, "prediction", *(f"proba_{label}" for label in labels)]
+    if scoring.row_errors:
+        header.append("error")
+    by_row = dict(zip(scoring.good_rows, results))
     buffer = io.StringIO()
-    out.to_csv(buffer, index=False)
+    writer = csv.writer(buffer, delimiter=table.sep, lineterminator="\n")
+    writer.writerow(header)
+    for position, cells in enumerate(table.raw.itertuples(index=False, name=None)):
+        result = by_row.get(position)
+        if result is None:
+            extra = ["", *("" for _ in labels)]
+        else:
+            prediction = result["prediction"]
+            shown = label_text(prediction) if labels else _number(prediction, table.decimal)
+            extra = [shown, *(_number(result["probabilities"][label], table.decimal) for label in labels)]
+        if scoring.row_errors:
+            extra.append(scoring.row_errors.get(position, ""))
+        writer.writerow([*cells, *extra])
     return buffer.getvalue()
+
+
+def _number(value: float, decimal: str) -> str:
+    text = repr(float(value))
+    return text.replace(".", ",") if decimal == "," else text

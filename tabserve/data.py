@@ -1,6 +1,8 @@
-"""Reading CSVs: training data (typed by pandas) and uploaded prediction files (typed by the schema).
+"""Reading CSVs: training files and uploaded files to score, as text first, typed by the schema.
 
-Both raise DataError with one line that names what is wrong, never a pandas traceback.
+The separator and the decimal mark are detected (csv.Sniffer on a sample; a decimal comma when
+numbers like 3,14 appear with a non-comma separator) unless given. Everything raises DataError with
+one line that names what is wrong, never a pandas traceback.
 """
 
 from __future__ import annotations
@@ -8,30 +10,37 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from tabserve.errors import DataError, TooLarge
-from tabserve.schema import CATEGORICAL, FeatureSchema
-
-# Cells read as missing, in training and upload alike.
-NA_VALUES = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
+from tabserve.schema import MISSING_MARKERS, FeatureSchema
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PENGUINS_CSV = PROJECT_ROOT / "data" / "penguins.csv"
+SEPARATORS = ",;\t|"
+SNIFF_BYTES = 64 * 1024
+DECIMAL_COMMA = re.compile(r"^-?\d+,\d+$")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A CSV as text: every cell a stripped string ("" when empty), plus how the file was written."""
+
+    raw: pd.DataFrame
+    sep: str
+    decimal: str
 
 
 @dataclass(frozen=True)
 class TrainingData:
-    features: pd.DataFrame
-    target: pd.Series
+    table: Table
+    target: str
     source: str  # file name, for the model card
     sha256: str  # of the file's bytes
-    dropped_rows: int  # rows whose target was missing
 
 
 def sha256_of(path: Path) -> str:
@@ -42,120 +51,140 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_csv(path: Path) -> pd.DataFrame:
-    """A training CSV as a DataFrame, or DataError saying why it can't be read."""
+def sniff_separator(text: str) -> str:
+    """The field separator of CSV text: comma, semicolon, tab or pipe (comma when unsure)."""
+    sample = "\n".join(text[:SNIFF_BYTES].splitlines()[:50])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=SEPARATORS).delimiter
+    except csv.Error:
+        header = sample.splitlines()[0] if sample else ""
+        counts = {sep: header.count(sep) for sep in SEPARATORS}
+        best = max(counts, key=counts.get)
+        return best if counts[best] else ","
+
+
+def sniff_decimal(raw: pd.DataFrame, sep: str) -> str:
+    """"," when numbers are written with a decimal comma (only possible when commas don't separate)."""
+    if sep == ",":
+        return "."
+    sample = raw.head(200)
+    return "," if sample.apply(lambda col: col.str.match(DECIMAL_COMMA).any()).any() else "."
+
+
+def parse_text(text: str, sep: str | None = None, decimal: str | None = None, what: str = "the CSV file") -> Table:
+    """CSV text as a Table; DataError naming the problem when it is not a usable CSV."""
+    if not text.strip():
+        raise DataError(f"{what} is empty")
+    sep = sep or sniff_separator(text)
+    if sep not in SEPARATORS:
+        raise DataError(f"separator {sep!r} is not supported; use one of: , ; tab |")
+    try:
+        header = next(csv.reader(io.StringIO(text, newline=""), delimiter=sep))
+    except (csv.Error, StopIteration) as exc:
+        raise DataError(f"{what} is not a readable CSV: {exc}") from None
+    header = [name.strip() for name in header]
+    dupes = sorted({name for name in header if header.count(name) > 1 and name})
+    if dupes:
+        raise DataError(f"{what} repeats column name(s): {', '.join(dupes)}")
+    try:
+        raw = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{what} is empty") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"{what} is not a readable CSV: {_first_line(exc)}") from None
+    raw.columns = [str(name).strip() for name in raw.columns]
+    raw = raw.apply(lambda col: col.str.strip())
+    raw = raw[(raw != "").any(axis=1)].reset_index(drop=True)  # blank lines (all cells empty)
+    if raw.empty:
+        raise DataError(f"{what} has a header but no data rows")
+    if decimal not in (None, ".", ","):
+        raise DataError(f"decimal mark {decimal!r} is not supported; use . or ,")
+    return Table(raw, sep, decimal or sniff_decimal(raw, sep))
+
+
+def read_table(path: Path, sep: str | None = None, decimal: str | None = None) -> Table:
+    """A training CSV as a Table, or DataError saying why it can't be read."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     try:
-        frame = pd.read_csv(path, na_values=NA_VALUES, keep_default_na=False, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path} is empty") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not UTF-8 text") from None
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise DataError(f"{path} is not a readable CSV: {_first_line(exc)}") from None
-    if frame.empty:
-        raise DataError(f"{path} has a header but no data rows")
-    with open(path, encoding="utf-8-sig", newline="") as handle:  # pandas renames duplicates to "a.1"
-        header = next(csv.reader(handle), [])
-    dupes = sorted({name for name in header if header.count(name) > 1})
-    if dupes:
-        raise DataError(f"{path} has duplicate column names: {', '.join(dupes)}")
-    # Booleans are categories to the model; strings keep them stable between training and serving.
-    for name in frame.columns:
-        if pd.api.types.is_bool_dtype(frame[name]):
-            frame[name] = frame[name].astype(str)
-    return frame
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text (byte {exc.start} is invalid); save it as UTF-8") from None
+    if "\x00" in text[:SNIFF_BYTES]:
+        raise DataError(f"{path} is binary, not CSV text")
+    return parse_text(text, sep, decimal, what=str(path))
 
 
-def load_training_data(path: Path, target: str, drop: list[str] | None = None) -> TrainingData:
-    """Split a training CSV into features and target, checking everything a model needs."""
-    frame = read_csv(path)
-    if target not in frame.columns:
-        raise DataError(f"target column {target!r} is not in {Path(path).name}; columns are: {', '.join(frame.columns)}")
-    unknown = [name for name in drop or [] if name not in frame.columns]
-    if unknown:
-        raise DataError(f"--drop names unknown column(s): {', '.join(unknown)}")
-    if target in (drop or []):
-        raise DataError(f"--drop names the target column {target!r}")
-    frame = frame.drop(columns=drop or [])
-    labelled = frame[frame[target].notna()]
-    if labelled.empty:
+def read_csv(path: Path) -> pd.DataFrame:
+    """A CSV typed as training infers it (missing: None): for notebooks and tests."""
+    from tabserve.inference import infer_schema
+
+    table = read_table(path)
+    schema = infer_schema(table.raw, decimal=table.decimal, sep=table.sep)
+    typed = pd.DataFrame({f.name: [f.parse_cell(c, table.decimal) for c in table.raw[f.name]] for f in schema.features})
+    others = [name for name in table.raw.columns if name not in schema.names]
+    return pd.concat([table.raw[others], typed], axis=1)[list(table.raw.columns)]
+
+
+def load_training_data(path: Path, target: str, sep: str | None = None, decimal: str | None = None) -> TrainingData:
+    """A training CSV, checked for its target column."""
+    table = read_table(path, sep, decimal)
+    if target not in table.raw.columns:
+        raise DataError(f"target column {target!r} is not in {Path(path).name}; columns are: {', '.join(table.raw.columns)}")
+    if table.raw[target].isin(MISSING_MARKERS).all():
         raise DataError(f"target column {target!r} has no values")
-    all_null = [name for name in labelled.columns if labelled[name].isna().all()]
-    if all_null:
-        raise DataError(f"column(s) with no values at all: {', '.join(all_null)}; drop them with --drop {','.join(all_null)}")
-    return TrainingData(
-        features=labelled.drop(columns=[target]).reset_index(drop=True),
-        target=labelled[target].reset_index(drop=True),
-        source=Path(path).name,
-        sha256=sha256_of(Path(path)),
-        dropped_rows=len(frame) - len(labelled),
-    )
+    return TrainingData(table, target, Path(path).name, sha256_of(Path(path)))
 
 
-def parse_upload(content: bytes, schema: FeatureSchema, max_rows: int, passthrough: tuple[str, ...] = ()) -> tuple[list[str], list[dict[str, str]]]:
-    """An uploaded CSV as (header, rows of raw strings), checked for shape but not yet typed.
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded CSV to score: its table, and the columns passed through to the output."""
 
-    Columns must be exactly the schema's features, in any order; columns named in
-    `passthrough` (the training target, say) are allowed and echoed back but not used.
+    table: Table
+    passthrough: list[str]
+
+
+def parse_upload(content: bytes, schema: FeatureSchema, max_rows: int, passthrough: tuple[str, ...] = ()) -> Upload:
+    """An uploaded CSV, checked for shape but not yet typed.
+
+    Columns must be the schema's features, in any order; the training file's other columns
+    (ids, dropped columns) and `passthrough` (the target) may be there and are echoed back.
     """
     if not content.strip():
         raise DataError("the CSV file is empty")
-    if b"\x00" in content[:65536]:
+    if b"\x00" in content[:SNIFF_BYTES]:
         raise DataError("the file is binary, not CSV text")
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"the CSV file is not UTF-8 text (byte {exc.start} is invalid)") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [name.strip() for name in next(reader)]
-        rows = list(reader)
-    except csv.Error as exc:
-        raise DataError(f"the CSV file is not readable: {exc}") from None
-    dupes = sorted({name for name in header if header.count(name) > 1})
-    if dupes:
-        raise DataError(f"the CSV header repeats column(s): {', '.join(dupes)}")
+    _check_row_lengths(text)
+    table = parse_text(text, what="the CSV file")
+    header = list(table.raw.columns)
     missing = [name for name in schema.names if name not in header]
     if missing:
         raise DataError(f"the CSV lacks column(s): {', '.join(missing)}")
-    extra = [name for name in header if name not in schema.names and name not in passthrough]
+    allowed = set(schema.names) | set(schema.other_columns) | set(passthrough)
+    extra = [name for name in header if name not in allowed]
     if extra:
         raise DataError(f"the CSV has unknown column(s): {', '.join(extra)}; expected: {', '.join(schema.names)}")
-    rows = [row for row in rows if any(cell.strip() for cell in row)]  # skip blank lines
-    if not rows:
-        raise DataError("the CSV file has a header but no data rows")
-    if len(rows) > max_rows:
-        raise TooLarge(f"the CSV file has {len(rows)} rows; the limit is {max_rows}")
-    out = []
-    for number, row in enumerate(rows, start=1):
-        if len(row) != len(header):
-            raise DataError(f"row {number} has {len(row)} cells; the header has {len(header)}")
-        out.append(dict(zip(header, row)))
-    return header, out
+    if len(table.raw) > max_rows:
+        raise TooLarge(f"the CSV file has {len(table.raw)} rows; the limit is {max_rows}")
+    return Upload(table, [name for name in header if name not in schema.names])
 
 
-def typed_cells(row: dict[str, str], schema: FeatureSchema) -> dict[str, Any]:
-    """Raw CSV cells to JSON-like values: numbers parsed, missing cells None.
-
-    What does not parse is left as the string, so validation reports it like a JSON type error.
-    """
-    record: dict[str, Any] = {}
-    for feature in schema.features:
-        cell = row[feature.name].strip()
-        if cell in NA_VALUES:
-            record[feature.name] = None
-        elif feature.kind == CATEGORICAL:
-            record[feature.name] = cell
-        else:
-            try:
-                number = float(cell)
-            except ValueError:
-                number = None
-            record[feature.name] = number if number is not None and math.isfinite(number) else cell
-    return record
+def _check_row_lengths(text: str) -> None:
+    """Every non-blank row has as many cells as the header (pandas would pad or fail vaguely)."""
+    sep = sniff_separator(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    try:
+        header = next(reader, [])
+        for number, row in enumerate((r for r in reader if any(c.strip() for c in r)), start=1):
+            if len(row) != len(header):
+                raise DataError(f"row {number} has {len(row)} cells; the header has {len(header)}")
+    except csv.Error as exc:
+        raise DataError(f"the CSV file is not readable: {exc}") from None
 
 
 def _first_line(exc: Exception) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from tabserve.schema import label_text
+
 PREFIX = "tabserve"
 
 
@@ -40,10 +42,10 @@ def observe_predictions(model: str, items: list[dict[str, Any]], out_of_range: l
     metrics = _metrics()
     for item, flagged in zip(items, out_of_range):
         prediction = item["prediction"]
-        if item.get("probabilities") is None and isinstance(prediction, float):
+        if item.get("probabilities") is None and isinstance(prediction, float):  # regression
             metrics["predicted_value"].labels(model=model).observe(prediction)
         else:
-            metrics["predictions"].labels(model=model, label=str(prediction)).inc()
+            metrics["predictions"].labels(model=model, label=label_text(prediction)).inc()
         for feature in flagged:
             metrics["out_of_range"].labels(feature=feature).inc()
 

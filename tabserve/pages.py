@@ -8,7 +8,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from tabserve.schema import CATEGORICAL, Feature, FeatureSchema
+from tabserve.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, Feature, FeatureSchema, label_text
 from tabserve.store import ModelCard
 
 STYLE = """
@@ -36,16 +36,19 @@ def _page(title: str, body: str) -> str:
 
 def _field(feature: Feature, value: Any) -> str:
     name = escape(feature.name)
-    if feature.kind == CATEGORICAL:
+    if feature.kind in (CATEGORICAL, BOOLEAN):
+        choices = [True, False] if feature.kind == BOOLEAN else feature.categories or []
         options = ['<option value="">(missing)</option>'] if feature.nullable else []
-        for category in feature.categories or []:
-            selected = " selected" if category == value else ""
-            options.append(f'<option value="{escape(category)}"{selected}>{escape(category)}</option>')
+        for choice in choices:
+            text = escape(label_text(choice))
+            selected = " selected" if value is not None and label_text(choice) == label_text(value) else ""
+            options.append(f'<option value="{text}"{selected}>{text}</option>')
         control = f'<select id="{name}" name="{name}">{"".join(options)}</select>'
     else:
         shown = "" if value is None else escape(str(value))
         required = "" if feature.nullable else " required"
-        control = f'<input id="{name}" name="{name}" type="number" step="any" value="{shown}"{required}>'
+        kind = {DATE: 'type="date"', DATETIME: 'type="datetime-local" step="1"'}.get(feature.kind, 'type="number" step="any"')
+        control = f'<input id="{name}" name="{name}" {kind} value="{shown}"{required}>'
     return f'<label for="{name}">{name}</label>{control}<div class="hint">{escape(feature.description)}</div>'
 
 
@@ -77,7 +80,7 @@ def result_page(card: ModelCard, item: dict[str, Any]) -> str:
     warnings = "".join(f'<p class="warn">{escape(w)}</p>' for w in item.get("warnings", []))
     body = (
         f"<h1>Predicted {escape(card.target)}</h1>"
-        f'<p class="answer" id="prediction">{escape(str(item["prediction"]))}</p>'
+        f'<p class="answer" id="prediction">{escape(label_text(item["prediction"]))}</p>'
         f'<div id="probabilities">{bars}</div>{warnings}'
         f'<p class="muted">Model {escape(card.tag)}. <a href="form">Another prediction</a></p>'
     )

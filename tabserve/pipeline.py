@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
 from tabserve.errors import DataError
-from tabserve.schema import CATEGORICAL, FeatureSchema, is_numeric
+from tabserve.schema import BOOLEAN, CATEGORICAL, DATE, DATE_PARTS, DATETIME, NUMERIC, FeatureSchema, label_text
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -26,30 +26,30 @@ TASKS = (CLASSIFICATION, REGRESSION)
 
 TEST_FRACTION = 0.2
 RANDOM_STATE = 42
-# A numeric target with at most this many distinct whole-number values is taken as class labels.
-MAX_CLASSES_FOR_NUMERIC_TARGET = 20
 
 
-def infer_task(target: pd.Series) -> str:
-    if not is_numeric(target):
-        return CLASSIFICATION
-    values = target.dropna().astype(float)
-    if (values == values.round()).all() and values.nunique() <= MAX_CLASSES_FOR_NUMERIC_TARGET:
-        return CLASSIFICATION
-    return REGRESSION
+def model_columns(schema: FeatureSchema) -> tuple[list[str], list[str]]:
+    """The columns the model sees: (categorical, numeric). Booleans are 0/1; a date is its parts."""
+    categorical = [f.name for f in schema.features if f.kind == CATEGORICAL]
+    numeric: list[str] = []
+    for f in schema.features:
+        if f.kind in (NUMERIC, BOOLEAN):
+            numeric.append(f.name)
+        elif f.kind in (DATE, DATETIME):
+            numeric.extend(f"{f.name}.{part}" for part in (*DATE_PARTS, *(("hour",) if f.kind == DATETIME else ())))
+    return categorical, numeric
 
 
 def build(schema: FeatureSchema, task: str) -> Pipeline:
-    categorical = [f for f in schema.features if f.kind == CATEGORICAL]
-    numeric = [f.name for f in schema.features if f.kind != CATEGORICAL]
+    categorical, numeric = model_columns(schema)
     encoder = OrdinalEncoder(
-        categories=[f.categories for f in categorical],
+        categories=[[str(c) for c in schema[name].categories or []] for name in categorical],
         handle_unknown="use_encoded_value",
         unknown_value=np.nan,
         encoded_missing_value=np.nan,
     )
     columns = ColumnTransformer(
-        [("categorical", encoder, [f.name for f in categorical]), ("numeric", "passthrough", numeric)],
+        [("categorical", encoder, categorical), ("numeric", "passthrough", numeric)],
         verbose_feature_names_out=False,
     )
     is_categorical = [True] * len(categorical) + [False] * len(numeric)
@@ -58,26 +58,28 @@ def build(schema: FeatureSchema, task: str) -> Pipeline:
     return Pipeline([("columns", columns), ("model", model)])
 
 
-def to_frame(records: list[dict[str, Any]], schema: FeatureSchema) -> pd.DataFrame:
-    """Records (validated dicts) as the DataFrame the pipeline was fitted on: once per batch."""
-    return _model_input(pd.DataFrame.from_records(records, columns=schema.names), schema)
+def to_frame(records: list[dict[str, Any]] | pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """Typed records (validated dicts, missing: None) as the frame the pipeline was fitted on: once per batch.
 
-
-def prepare_features(features: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
-    """Training features in the same shape as served records (categories as strings)."""
-    return _model_input(features[schema.names].copy(), schema, categories_as_text=True)
-
-
-def _model_input(frame: pd.DataFrame, schema: FeatureSchema, categories_as_text: bool = False) -> pd.DataFrame:
-    """Categories as Python objects (missing: NaN), numbers as floats."""
+    Training calls this too, on the parsed rows of the file, so both see exactly the same columns.
+    """
+    frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(records, columns=schema.names)
+    out: dict[str, Any] = {}
     for feature in schema.features:
         column = frame[feature.name]
-        if feature.kind == CATEGORICAL:
-            values = column.astype(str) if categories_as_text else column
-            frame[feature.name] = values.astype(object).where(column.notna(), np.nan)
+        if feature.kind == CATEGORICAL:  # the encoder's categories are text: coded categories too
+            text = column.astype(str) if feature.categories and not isinstance(feature.categories[0], str) else column
+            out[feature.name] = text.astype(object).where(column.notna(), np.nan)
+        elif feature.kind == BOOLEAN:
+            out[feature.name] = column.map({True: 1.0, False: 0.0}).astype(float)
+        elif feature.kind in (DATE, DATETIME):
+            moments = pd.to_datetime(column, errors="coerce")
+            for part in (*DATE_PARTS, *(("hour",) if feature.kind == DATETIME else ())):
+                out[f"{feature.name}.{part}"] = getattr(moments.dt, part).astype(float)
         else:
-            frame[feature.name] = pd.to_numeric(column, errors="coerce").astype(float)
-    return frame
+            out[feature.name] = pd.to_numeric(column, errors="coerce").astype(float)
+    categorical, numeric = model_columns(schema)
+    return pd.DataFrame(out, index=frame.index)[categorical + numeric]
 
 
 def split(features: pd.DataFrame, target: pd.Series, task: str):
@@ -107,7 +109,11 @@ def evaluate(pipeline: Pipeline, features: pd.DataFrame, target: pd.Series, task
 
 
 def predict_records(pipeline: Pipeline, schema: FeatureSchema, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One result per record, in order: {"prediction": label or number, "probabilities": {...} or None}."""
+    """One result per record, in order: {"prediction": label or number, "probabilities": {...} or None}.
+
+    Labels keep the training labels' type (text, whole number, boolean); probability keys are the
+    labels as JSON writes them (label_text), since JSON object keys are always text.
+    """
     if not records:
         return []
     frame = to_frame(records, schema)
@@ -115,7 +121,7 @@ def predict_records(pipeline: Pipeline, schema: FeatureSchema, records: list[dic
     if hasattr(model, "predict_proba"):
         probabilities = pipeline.predict_proba(frame)
         classes = [_to_python(c) for c in model.classes_]
-        names = [str(c) for c in classes]
+        names = [label_text(c) for c in classes]
         best = probabilities.argmax(axis=1)
         return [
             {"prediction": classes[i], "probabilities": dict(zip(names, row.round(6).tolist()))}

@@ -1,54 +1,139 @@
-"""The feature schema: inferred from training data, stored as JSON in the model's metadata,
-and turned back into the pydantic types of the HTTP API.
+"""The feature schema: stored as JSON in the model's metadata, parsed from CSV text, turned into
+the pydantic types of the HTTP API. (How a schema is inferred from a file: tabserve/inference.py.)
 
-A feature is either numeric (a finite number; min/max observed in training) or categorical
-(one of the categories seen in training). It is nullable only if training data had missing
-values in that column.
+A feature is one of five kinds:
+- numeric: a finite number (min/max observed in training);
+- categorical: one of the categories seen in training (text, or whole numbers for coded categories);
+- boolean: true/false (CSV cells also yes/no, 1/0, t/f, y/n, any case);
+- date / datetime: an ISO date or date-time in JSON; CSV cells also in the training file's format.
+  The model sees year, month, day, day of week and day of year (and hour), so a new date is never refused.
+A feature is nullable only if its column had missing values in the training file.
+Columns that are not features (identifiers, empty columns, columns dropped with --drop) are
+remembered too: file scoring passes them through to the output unchanged.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, create_model
-
-from tabserve.errors import DataError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
+BOOLEAN = "boolean"
+DATE = "date"
+DATETIME = "datetime"
+KINDS = (NUMERIC, CATEGORICAL, BOOLEAN, DATE, DATETIME)
 
-# A text column with more distinct values than this is an identifier or free text, not a
-# category: it would make a useless feature and an unreadable API type.
-MAX_CATEGORIES = 200
+# Cells read as missing in every column, in training files and uploads alike. Spreadsheet and
+# statistics exports write all of these; "?" and "-" are common in public data sets.
+MISSING_MARKERS = frozenset(["", "NA", "N/A", "n/a", "na", "NaN", "nan", "null", "NULL", "Null", "None", "none", "?", "-", "--", ".", "#N/A"])
+TRUE_WORDS = frozenset(["true", "yes", "t", "y", "1"])
+FALSE_WORDS = frozenset(["false", "no", "f", "n", "0"])
+# What the model sees of a date (and of a date-time, plus the hour).
+DATE_PARTS = ("year", "month", "day", "dayofweek", "dayofyear")
 
 
 @dataclass(frozen=True)
 class Feature:
     name: str
-    kind: str  # NUMERIC or CATEGORICAL
+    kind: str  # one of KINDS
     nullable: bool
-    categories: list[str] | None = None  # categorical only, sorted
+    categories: list[Any] | None = None  # categorical only: sorted text, or sorted whole numbers
     min: float | None = None  # numeric only, observed in training
     max: float | None = None
     integer: bool = False  # numeric with only whole numbers in training (documentation only)
-    example: Any = None  # a realistic value, from a training row
+    example: Any = None  # a realistic value, from a training row (dates as ISO text)
+    date_format: str | None = None  # dates: the training file's strptime format
+    first: str | None = None  # dates: the training range, ISO
+    last: str | None = None
+    missing_markers: list[str] | None = None  # extra cells read as missing in this column (--numeric)
+    reason: str | None = None  # why this kind was chosen, for the training summary
 
     @property
     def description(self) -> str:
         if self.kind == CATEGORICAL:
             text = f"One of {len(self.categories or [])} categories seen in training."
+        elif self.kind == BOOLEAN:
+            text = "true or false."
+        elif self.kind in (DATE, DATETIME):
+            text = f"{'Date' if self.kind == DATE else 'Date-time'} (ISO 8601); training range {self.first} to {self.last}."
         else:
             kind = "Whole number" if self.integer else "Number"
             text = f"{kind}; training range {_fmt(self.min)} to {_fmt(self.max)}."
         return text + (" May be null." if self.nullable else " Required.")
 
+    @property
+    def type_name(self) -> str:
+        """The type as the API documents it: number, category, boolean, date or date-time."""
+        return {NUMERIC: "number", CATEGORICAL: "category", BOOLEAN: "boolean", DATE: "date", DATETIME: "date-time"}[self.kind]
+
+    def parse_cell(self, text: str, decimal: str = ".") -> Any:
+        """One CSV (or form) cell as the JSON value it stands for: None when missing.
+
+        What does not parse is returned as the text, so validation reports it like a JSON type error.
+        """
+        cell = text.strip()
+        if cell in MISSING_MARKERS or cell in (self.missing_markers or ()):
+            return None
+        if self.kind == NUMERIC:
+            number = parse_number(cell, decimal)
+            return cell if number is None else number
+        if self.kind == BOOLEAN:
+            word = cell.lower()
+            return True if word in TRUE_WORDS else False if word in FALSE_WORDS else cell
+        if self.kind in (DATE, DATETIME):
+            moment = parse_date(cell, self.date_format)
+            if moment is None:
+                return cell
+            return moment.date() if self.kind == DATE else moment
+        if self.categories and isinstance(self.categories[0], int):  # coded categories: 1, 2, 3
+            number = parse_number(cell, decimal)
+            return int(number) if number is not None and number.is_integer() else cell
+        return cell
+
+
+def parse_number(text: str, decimal: str = ".") -> float | None:
+    """A finite number from text ("1,5" with a decimal comma), else None."""
+    if decimal == ",":
+        text = text.replace(",", ".")
+    if "_" in text:  # float() accepts "1_000"; a CSV cell with it is not a number
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def parse_date(text: str, date_format: str | None = None) -> dt.datetime | None:
+    """A date(-time) from text in the given format or ISO 8601, else None."""
+    if date_format:
+        try:
+            return dt.datetime.strptime(text, date_format)
+        except ValueError:
+            pass
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=None) if moment.tzinfo is None else None  # time zones are not supported
+
+
+def label_text(label: Any) -> str:
+    """A class label as text: the JSON spelling (true, 1, Adelie), for probability keys and CSV columns."""
+    return json.dumps(label) if isinstance(label, bool) else str(label)
+
 
 @dataclass(frozen=True)
 class FeatureSchema:
     features: tuple[Feature, ...] = field(default_factory=tuple)
+    # Columns of the training file that are not features, with the reason: ids, empty, dropped.
+    other_columns: dict[str, str] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -62,22 +147,20 @@ class FeatureSchema:
 
     def to_dict(self) -> dict[str, Any]:
         # BentoML metadata can't hold None: absent keys fall back to the dataclass defaults.
-        return {"features": [{k: v for k, v in asdict(f).items() if v is not None} for f in self.features]}
+        features = [{k: v for k, v in asdict(f).items() if v is not None} for f in self.features]
+        return {"features": features, "other_columns": dict(self.other_columns)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureSchema:
-        return cls(tuple(Feature(**f) for f in data["features"]))
-
-    @classmethod
-    def infer(cls, frame: pd.DataFrame) -> FeatureSchema:
-        """Derive the schema of the feature columns of `frame` (target already removed)."""
-        if frame.shape[1] == 0:
-            raise DataError("no feature columns left: the CSV needs at least one column besides the target")
-        example_row = _example_row(frame)
-        return cls(tuple(_infer_feature(frame[name], example_row) for name in frame.columns))
+        return cls(tuple(Feature(**f) for f in data["features"]), dict(data.get("other_columns", {})))
 
     def example(self) -> dict[str, Any]:
+        """A real training row, as JSON values."""
         return {f.name: f.example for f in self.features}
+
+    def parse_row(self, row: dict[str, str], decimal: str = ".") -> dict[str, Any]:
+        """Raw CSV cells of one row as JSON-like values (missing: None)."""
+        return {f.name: f.parse_cell(row[f.name], decimal) for f in self.features}
 
     def out_of_range(self, record: dict[str, Any]) -> dict[str, str]:
         """{feature: warning} for numeric values outside the range seen in training."""
@@ -98,76 +181,70 @@ class FeatureSchema:
         """
         fields: dict[str, Any] = {}
         for f in self.features:
-            base: Any = Literal[tuple(f.categories or [])] if f.kind == CATEGORICAL else float
-            info = dict(description=f.description, examples=[f.example])
-            if f.kind != CATEGORICAL:
+            info: dict[str, Any] = dict(description=f.description, examples=[f.example])
+            if f.kind == NUMERIC:
                 info["allow_inf_nan"] = False
+            base = _field_type(f, strict)
+            key = f.name
+            if f.name.startswith("_") or f.name.startswith("model_"):  # names pydantic reserves
+                key, info["alias"] = f"field_{len(fields)}", f.name
             if f.nullable:  # may be null or left out
-                fields[f.name] = (Optional[base], Field(None, **info))
+                fields[key] = (Optional[base], Field(None, **info))
             else:
-                fields[f.name] = (base, Field(..., **info))
+                fields[key] = (base, Field(..., **info))
         config = ConfigDict(
             extra="forbid",
             strict=strict,
+            serialize_by_alias=True,
             json_schema_extra={"example": self.example()},  # OpenAPI 3.0 wants "example"
         )
         return create_model(name, __config__=config, **fields)
+
+
+def _field_type(feature: Feature, strict: bool) -> Any:
+    if feature.kind == CATEGORICAL:
+        allowed = Literal[tuple(feature.categories or [])]
+        if not strict and feature.categories and isinstance(feature.categories[0], int):
+            return Annotated[allowed, BeforeValidator(_whole_number_text)]  # "2" in a query string
+        return allowed
+    if feature.kind == BOOLEAN:
+        return bool
+    if feature.kind == DATE:
+        return Annotated[dt.date, BeforeValidator(_date_text(feature)), Field(strict=False)]
+    if feature.kind == DATETIME:
+        return Annotated[dt.datetime, BeforeValidator(_date_text(feature)), Field(strict=False), AfterValidator(_naive)]
+    return float
+
+
+def _whole_number_text(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return value
+
+
+def _date_text(feature: Feature):
+    """Dates arrive as text (or date objects in-process); numbers are refused, not read as epochs."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, (dt.date, dt.datetime)):
+            return value
+        if not isinstance(value, str):
+            raise ValueError(f"expected a {feature.type_name} as text, e.g. {feature.example!r}")
+        moment = parse_date(value.strip(), feature.date_format)
+        if moment is None:
+            raise ValueError(f"{value!r} is not a {feature.type_name}; use ISO 8601, e.g. {feature.example!r}")
+        return moment.date() if feature.kind == DATE else moment
+
+    return check
+
+
+def _naive(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is not None:
+        raise ValueError("time zones are not supported; send the local date-time without an offset")
+    return value
 
 
 def _fmt(value: float | None) -> str:
     if value is None:
         return "?"
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def _example_row(frame: pd.DataFrame) -> pd.Series:
-    """The first complete row (no missing values), else the first row."""
-    complete = frame.dropna()
-    return complete.iloc[0] if len(complete) else frame.iloc[0]
-
-
-def _to_python(value: Any) -> Any:
-    if value is None or pd.isna(value):
-        return None
-    return value.item() if hasattr(value, "item") else value
-
-
-def is_numeric(values: pd.Series) -> bool:
-    """Numbers, not booleans (pandas counts bool as numeric)."""
-    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-
-
-def _infer_feature(column: pd.Series, example_row: pd.Series) -> Feature:
-    name = str(column.name)
-    values = column.dropna()
-    if values.empty:
-        raise DataError(f"column {name!r} has no values at all; drop it with --drop {name}")
-    nullable = bool(column.isna().any())
-    example = _to_python(example_row[name])
-    if is_numeric(column):
-        numbers = values.astype(float)
-        if not numbers.map(math.isfinite).all():
-            raise DataError(f"column {name!r} contains infinite values")
-        integer = bool((numbers == numbers.round()).all())
-        return Feature(
-            name=name,
-            kind=NUMERIC,
-            nullable=nullable,
-            min=float(numbers.min()),
-            max=float(numbers.max()),
-            integer=integer,
-            example=None if example is None else (int(example) if integer else float(example)),
-        )
-    categories = sorted(values.astype(str).unique().tolist())
-    if len(categories) > MAX_CATEGORIES:
-        raise DataError(
-            f"column {name!r} has {len(categories)} distinct text values (more than {MAX_CATEGORIES}):"
-            f" it looks like an identifier; drop it with --drop {name}"
-        )
-    return Feature(
-        name=name,
-        kind=CATEGORICAL,
-        nullable=nullable,
-        categories=categories,
-        example=None if example is None else str(example),
-    )

@@ -1,4 +1,9 @@
-"""From a CSV to a model version in the store: load, infer schema and task, fit, evaluate, save."""
+"""From a CSV to a model version in the store: read, infer schema and task, fit, evaluate, save.
+
+The feature schema comes from every row (a category or a missing value seen only in unlabelled
+rows is still part of the API, so the file can be scored as it is); the model learns from the
+rows that have a target.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bentoml
+import pandas as pd
 
 from tabserve import data, pipeline, store
 from tabserve.errors import DataError
-from tabserve.schema import FeatureSchema, is_numeric
+from tabserve.inference import Overrides, infer_schema
+from tabserve.schema import FALSE_WORDS, MISSING_MARKERS, TRUE_WORDS, FeatureSchema, parse_number
 
 MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
+# A numeric target with at most this many distinct whole-number values is taken as class labels.
+MAX_CLASSES_FOR_NUMERIC_TARGET = 20
 
 
 @dataclass(frozen=True)
 class TrainingResult:
     model: bentoml.Model
     task: str
+    task_reason: str
+    schema: FeatureSchema
     metrics: dict[str, float]
     train_rows: int
     test_rows: int
-    dropped_rows: int
+    unlabelled_rows: int
+    sep: str
+    decimal: str
 
 
 def default_name(path: Path) -> str:
@@ -31,7 +44,44 @@ def default_name(path: Path) -> str:
     return name or "model"
 
 
-def train(path: Path, target: str, task: str | None = None, name: str | None = None, drop: list[str] | None = None) -> TrainingResult:
+def infer_target(raw: pd.Series, task: str | None, decimal: str) -> tuple[pd.Series, str, str]:
+    """The labelled target cells as labels or values of the right type: (target, task, why that task).
+
+    Booleans (true/false, yes/no) are labels true/false; whole numbers stay whole; text stays text.
+    """
+    name = str(raw.name)
+    lowered = set(raw.str.lower().unique())
+    if lowered <= TRUE_WORDS | FALSE_WORDS and not lowered <= {"0", "1"} and len(lowered) <= 2:
+        if task == pipeline.REGRESSION:
+            raise DataError(f"target {name!r} is boolean ({', '.join(sorted(raw.unique()))}), so it can't be a regression target")
+        return raw.str.lower().isin(TRUE_WORDS).rename(name), pipeline.CLASSIFICATION, "boolean target: predicted as true/false"
+    numbers = raw.map(lambda text: parse_number(text, decimal))
+    if numbers.isna().any():
+        if task == pipeline.REGRESSION:
+            bad = raw[numbers.isna()].iloc[0]
+            raise DataError(f"target {name!r} is not numeric (e.g. {bad!r}), so it can't be a regression target")
+        return raw, pipeline.CLASSIFICATION, f"text target: {raw.nunique()} classes"
+    numbers = numbers.astype(float).rename(name)
+    whole = bool((numbers == numbers.round()).all())
+    distinct = numbers.nunique()
+    if task is None:
+        if whole and distinct <= MAX_CLASSES_FOR_NUMERIC_TARGET:
+            task = pipeline.CLASSIFICATION
+            why = f"{distinct} distinct whole numbers (at most {MAX_CLASSES_FOR_NUMERIC_TARGET}) taken as classes; --task regression predicts a number instead"
+        else:
+            task = pipeline.REGRESSION
+            why = f"numeric target with {distinct} distinct values; --task classification treats them as classes"
+    else:
+        why = f"--task {task}"
+    if task == pipeline.CLASSIFICATION and whole:
+        return numbers.astype(int), task, why  # 0/1 labels stay integers, not 0.0/1.0
+    return numbers, task, why
+
+
+def train(
+    path: Path, target: str, task: str | None = None, name: str | None = None, overrides: Overrides = Overrides(),
+    sep: str | None = None, decimal: str | None = None,
+) -> TrainingResult:
     """Fit and save a model. Raises DataError (and writes nothing) when the data can't be used."""
     path = Path(path)
     name = name or default_name(path)
@@ -40,27 +90,23 @@ def train(path: Path, target: str, task: str | None = None, name: str | None = N
     if task is not None and task not in pipeline.TASKS:
         raise DataError(f"task {task!r} is unknown; use one of: {', '.join(pipeline.TASKS)}")
 
-    training = data.load_training_data(path, target, drop)
-    task = task or pipeline.infer_task(training.target)
-    target_values = training.target
-    if task == pipeline.REGRESSION:
-        if not is_numeric(target_values):
-            raise DataError(f"target {target!r} is not numeric, so it can't be a regression target")
-        target_values = target_values.astype(float)
-    elif is_numeric(target_values) and (target_values == target_values.round()).all():
-        target_values = target_values.astype(int)  # 0/1 labels stay integers, not 0.0/1.0
+    training = data.load_training_data(path, target, sep, decimal)
+    table = training.table
+    overrides.check(list(table.raw.columns), target)
+    schema = infer_schema(table.raw.drop(columns=[target]), overrides, table.decimal, table.sep)
+    labelled = ~table.raw[target].isin(MISSING_MARKERS)
+    target_values, task, task_reason = infer_target(table.raw.loc[labelled, target].reset_index(drop=True), task, table.decimal)
 
-    schema = FeatureSchema.infer(training.features)
-    features = pipeline.prepare_features(training.features, schema)
+    rows = table.raw[labelled].reset_index(drop=True)
+    typed = pd.DataFrame({f.name: rows[f.name].map(lambda cell, f=f: f.parse_cell(cell, table.decimal)) for f in schema.features})
+    features = pipeline.to_frame(typed, schema)
     x_train, x_test, y_train, y_test = pipeline.split(features, target_values, task)
     fitted = pipeline.build(schema, task).fit(x_train, y_train)
     metrics = pipeline.evaluate(fitted, x_test, y_test, task)
 
-    classes = None
-    if task == pipeline.CLASSIFICATION:
-        classes = [c.item() if hasattr(c, "item") else c for c in fitted[-1].classes_]
     metadata = {
         "task": task,
+        "task_reason": task_reason,
         "target": target,
         "feature_schema": schema.to_dict(),
         "metrics": metrics,
@@ -68,15 +114,19 @@ def train(path: Path, target: str, task: str | None = None, name: str | None = N
         "training_data": {
             "file": training.source,
             "sha256": training.sha256,
+            "separator": table.sep,
+            "decimal": table.decimal,
             "rows": len(features),
             "train_rows": len(x_train),
             "test_rows": len(x_test),
-            "rows_without_target_dropped": training.dropped_rows,
+            "unlabelled_rows": int((~labelled).sum()),
         },
         "library_versions": store.library_versions(),
     }
-    if classes is not None:
-        metadata["classes"] = classes
+    if task == pipeline.CLASSIFICATION:
+        metadata["classes"] = [c.item() if hasattr(c, "item") else c for c in fitted[-1].classes_]
     labels = {"task": task, "dataset": default_name(path)}
     model = store.save(name, fitted, labels=labels, metadata=metadata)
-    return TrainingResult(model, task, metrics, len(x_train), len(x_test), training.dropped_rows)
+    return TrainingResult(
+        model, task, task_reason, schema, metrics, len(x_train), len(x_test), int((~labelled).sum()), table.sep, table.decimal,
+    )

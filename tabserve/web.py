@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from tabserve import data, pages
+from tabserve import pages
 from tabserve.errors import ModelUnavailable, error_body, pydantic_detail, summarize
 from tabserve.store import ModelCard
 
@@ -52,6 +52,7 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
             "tag": card.tag,
             "created": card.creation_time,
             "task": card.task,
+            "task_reason": meta.get("task_reason"),
             "target": card.target,
             "classes": card.classes,
             "metrics": card.metrics,
@@ -59,6 +60,7 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
             "training_data": meta.get("training_data"),
             "library_versions": meta.get("library_versions"),
             "features": [_feature_dict(f) for f in schema.features],
+            "other_columns": schema.other_columns,
             "serving": settings,
         }
 
@@ -94,7 +96,7 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
         try:
             if unknown:
                 raise ValueError(f"unknown field(s): {', '.join(unknown)}")
-            record = record_type.model_validate(data.typed_cells(cells, schema)).model_dump()
+            record = record_type.model_validate(schema.parse_row(cells)).model_dump()
         except ValidationError as exc:
             messages = [f"{d['loc'][0]}: {d['msg']}" for d in pydantic_detail(exc.errors(include_context=False, include_input=False))]
             return HTMLResponse(pages.form_page(card, cells, messages), status_code=400)
@@ -109,12 +111,13 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
 def _feature_dict(feature: Any) -> dict[str, Any]:
     return {
         "name": feature.name,
-        "type": "number" if feature.kind == "numeric" else "category",
+        "type": feature.type_name,
         "categories": feature.categories,
         "nullable": feature.nullable,
-        "min": feature.min,
-        "max": feature.max,
+        "min": feature.min if feature.min is not None else feature.first,
+        "max": feature.max if feature.max is not None else feature.last,
         "integer": feature.integer,
         "description": feature.description,
         "example": feature.example,
+        "inferred_because": feature.reason,
     }

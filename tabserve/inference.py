@@ -1,0 +1,241 @@
+"""Inferring a feature schema from the text of a CSV: what each column is, and why.
+
+Each column is, in this order of checks: empty (ignored), boolean, numeric, date, or text; an
+integer column unique per row that counts like a row number, and a text column with too many
+distinct values, are identifiers (passed through, not features). Every choice carries a reason
+that the training summary prints, and every choice can be overridden (`Overrides`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from tabserve.errors import DataError
+from tabserve.schema import (
+    BOOLEAN, CATEGORICAL, DATE, DATETIME, FALSE_WORDS, MISSING_MARKERS, NUMERIC, TRUE_WORDS, Feature, FeatureSchema,
+    parse_date, parse_number,
+)
+
+# A text column with more distinct values than this is an identifier or free text, not a category:
+# it would make a useless feature and an unreadable API type.
+MAX_CATEGORIES = 200
+# Below this many values, uniqueness says nothing: a tiny file's categories are all distinct.
+MIN_ROWS_FOR_ID = 20
+# A text column whose distinct values exceed this share of its values is an identifier or free text.
+MAX_DISTINCT_SHARE = 0.5
+# A column whose values all come from one of these pairs (any case) is boolean; 1/0 stays numeric.
+BOOLEAN_PAIRS = ({"true", "false"}, {"yes", "no"}, {"t", "f"}, {"y", "n"})
+# Names that say "identifier" when the column is unique per row (row numbers, keys, exports' index).
+ID_NAME = re.compile(r"(?i)(.*[_ .\-])?(id|key|index|rownames|row|uuid|#)|unnamed: ?\d+|.*[a-z]Id|.*ID")
+# Date formats tried in order (ISO first); the first that reads every value of a column wins.
+DATE_FORMATS = (
+    "%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S.%f", "%Y/%m/%d", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
+    "%d.%m.%Y", "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%m/%d/%Y", "%d/%m/%Y", "%m/%d/%Y %H:%M", "%d/%m/%Y %H:%M",
+    "%m/%d/%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%d-%m-%Y", "%d %b %Y", "%b %d %Y", "%b %d, %Y", "%d-%b-%Y", "%d-%b-%y",
+)
+# With a European separator (";"), day-first formats are preferred where both read every value.
+DAY_FIRST = ("%d/%m/%Y", "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S")
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What the user said about columns (train.py's --categorical, --numeric, --date, --id, --keep, --drop)."""
+
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    date: tuple[str, ...] = ()
+    id: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+    drop: tuple[str, ...] = ()
+
+    def check(self, columns: list[str], target: str) -> None:
+        seen: dict[str, str] = {}
+        for option in ("categorical", "numeric", "date", "id", "keep", "drop"):
+            for name in getattr(self, option):
+                if name not in columns:
+                    raise DataError(f"--{option} names unknown column {name!r}; columns are: {', '.join(columns)}")
+                if name == target:
+                    raise DataError(f"--{option} names the target column {target!r}")
+                if name in seen and {seen[name], option} != {"keep", "categorical"} and {seen[name], option} != {"keep", "numeric"}:
+                    raise DataError(f"column {name!r} is given to both --{seen[name]} and --{option}; choose one")
+                seen[name] = option
+
+
+@dataclass
+class Inferred:
+    """A column's verdict: a feature, or a column kept out of the model (with the reason)."""
+
+    feature: Feature | None = None
+    other: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def infer_schema(raw: pd.DataFrame, overrides: Overrides = Overrides(), decimal: str = ".", sep: str = ",") -> FeatureSchema:
+    """The schema of `raw` (every cell as stripped text; the target column already removed)."""
+    features, others = [], {}
+    example = _example_row(raw)
+    for name in raw.columns:
+        verdict = infer_column(raw[name], example[name], overrides, decimal, sep)
+        if verdict.feature is not None:
+            features.append(verdict.feature)
+        else:
+            others[name] = verdict.other
+    if not features:
+        raise DataError("no feature columns left: the CSV needs at least one column besides the target, ids and dropped columns")
+    return FeatureSchema(tuple(features), others)
+
+
+def infer_column(column: pd.Series, example_text: str, overrides: Overrides = Overrides(), decimal: str = ".", sep: str = ",") -> Inferred:
+    name = str(column.name)
+    if name in overrides.drop:
+        return Inferred(other="dropped with --drop")
+    if name in overrides.id:
+        return Inferred(other="identifier (--id)")
+    missing = column.isin(MISSING_MARKERS)
+    values = column[~missing]
+    if values.empty:
+        return Inferred(other="empty: no values in any row")
+    nullable = bool(missing.any())
+    markers = sorted(set(column[missing]) - {""})
+    seen = f"; missing: {', '.join(repr(m) for m in markers)}" if markers else ""
+
+    if name in overrides.numeric:
+        return Inferred(_numeric(name, values, nullable, example_text, decimal, "numeric (--numeric)", forced=True, seen=seen))
+    if name in overrides.categorical:
+        return Inferred(_categorical(name, values, nullable, example_text, decimal, "categorical (--categorical)" + seen))
+    if name in overrides.date:
+        return Inferred(_date(name, values, nullable, example_text, sep, forced=True, seen=seen))
+
+    lowered = set(values.str.lower().unique())
+    if any(lowered <= pair for pair in BOOLEAN_PAIRS):
+        spelled = "/".join(sorted(values.unique())[:4])
+        example = _parse_bool(example_text)
+        return Inferred(Feature(name, BOOLEAN, nullable, example=example, reason=f"boolean: values {spelled}{seen}"))
+
+    numbers = values.map(lambda text: parse_number(text, decimal))
+    if numbers.notna().all():
+        numbers = numbers.astype(float)
+        integer = bool((numbers == numbers.round()).all())
+        if integer and name not in overrides.keep:
+            why = _id_reason(name, numbers)
+            if why:
+                return Inferred(other=f"identifier: {why} (--keep {name} makes it a feature)")
+        return Inferred(_numeric(name, values, nullable, example_text, decimal, "numeric" + seen))
+
+    date_format = _date_format(values, sep)
+    if date_format:
+        return Inferred(_date(name, values, nullable, example_text, sep, seen=seen, date_format=date_format))
+
+    distinct = values.nunique()
+    if name not in overrides.keep:
+        if distinct > MAX_CATEGORIES:
+            return Inferred(other=f"identifier or free text: {distinct} distinct values (more than {MAX_CATEGORIES}); --keep {name} makes it a category")
+        if len(values) >= MIN_ROWS_FOR_ID and distinct > MAX_DISTINCT_SHARE * len(values):
+            return Inferred(other=f"identifier or free text: {distinct} distinct values in {len(values)} rows; --keep {name} makes it a category")
+    not_numbers = sorted(values[numbers.isna()].unique())[:3]
+    reason = f"text: {distinct} categories" + (f" (e.g. {', '.join(repr(v) for v in not_numbers)} are not numbers)" if numbers.notna().any() else "")
+    return Inferred(_categorical(name, values, nullable, example_text, decimal, reason + seen))
+
+
+def _numeric(name: str, values: pd.Series, nullable: bool, example_text: str, decimal: str, reason: str, forced: bool = False, seen: str = "") -> Feature:
+    numbers = values.map(lambda text: parse_number(text, decimal))
+    extra: list[str] = []
+    if numbers.isna().any():
+        if not forced:
+            raise DataError(f"column {name!r} has cells that are not numbers")
+        extra = sorted(values[numbers.isna()].unique())
+        if len(extra) > 20:
+            raise DataError(f"--numeric {name}: {len(extra)} different non-numeric values (e.g. {extra[0]!r}); this column is not numeric")
+        nullable = True
+        reason += f"; read as missing: {', '.join(repr(v) for v in extra)}"
+    numbers = numbers.dropna().astype(float)
+    if numbers.empty:
+        raise DataError(f"--numeric {name}: no cell is a number")
+    integer = bool((numbers == numbers.round()).all())
+    example = parse_number(example_text, decimal) if example_text not in extra else None
+    if example is not None and integer:
+        example = int(example)
+    return Feature(
+        name, NUMERIC, nullable, min=float(numbers.min()), max=float(numbers.max()), integer=integer, example=example,
+        missing_markers=extra or None, reason=reason + seen,
+    )
+
+
+def _categorical(name: str, values: pd.Series, nullable: bool, example_text: str, decimal: str, reason: str) -> Feature:
+    numbers = values.map(lambda text: parse_number(text, decimal))
+    if numbers.notna().all() and (numbers == numbers.round()).all():  # coded categories stay numbers: 1, 2, 3
+        categories: list = sorted({int(n) for n in numbers})
+        example = int(parse_number(example_text, decimal)) if parse_number(example_text, decimal) is not None else None
+        reason += f"; codes {', '.join(map(str, categories[:8]))}{', ...' if len(categories) > 8 else ''}"
+    else:
+        categories = sorted(values.unique().tolist())
+        example = example_text if example_text not in MISSING_MARKERS else None
+    return Feature(name, CATEGORICAL, nullable, categories=categories, example=example, reason=reason)
+
+
+def _date(name: str, values: pd.Series, nullable: bool, example_text: str, sep: str, forced: bool = False, seen: str = "", date_format: str | None = None) -> Feature:
+    date_format = date_format or _date_format(values, sep)
+    if date_format is None:
+        bad = next(v for v in values if parse_date(v) is None)
+        raise DataError(f"--date {name}: {bad!r} is not a date in any known format (e.g. 2024-01-31, 31.01.2024, 01/31/2024)")
+    moments = values.map(lambda text: parse_date(text, date_format))
+    has_time = any(m.hour or m.minute or m.second or m.microsecond for m in moments) or "%H" in date_format
+    kind = DATETIME if has_time else DATE
+    show = (lambda m: m.isoformat()) if has_time else (lambda m: m.date().isoformat())
+    example = parse_date(example_text, date_format) if example_text not in MISSING_MARKERS else None
+    why = f"{kind}{' (--date)' if forced else ''}: every value reads as {date_format}"
+    return Feature(
+        name, kind, nullable, example=None if example is None else show(example), date_format=date_format,
+        first=show(min(moments)), last=show(max(moments)), reason=why + seen,
+    )
+
+
+def _date_format(values: pd.Series, sep: str) -> str | None:
+    """The first format that reads every value (only for text with a separator: 20240131 is a number)."""
+    sample = values.unique()
+    if not all(re.search(r"\d", v) and re.search(r"[-/. :]", v) for v in sample[:50]):
+        return None
+    formats = (*DAY_FIRST, *DATE_FORMATS) if sep == ";" else DATE_FORMATS
+    for date_format in formats:
+        if all(_reads(v, date_format) for v in sample):
+            return date_format
+    return None
+
+
+def _reads(text: str, date_format: str) -> bool:
+    try:
+        from datetime import datetime
+
+        datetime.strptime(text, date_format)
+        return True
+    except ValueError:
+        return False
+
+
+def _id_reason(name: str, numbers: pd.Series) -> str | None:
+    """Why a whole-number column unique per row is a row number or key, or None."""
+    if len(numbers) < MIN_ROWS_FOR_ID or numbers.nunique() != len(numbers):
+        return None
+    if numbers.is_monotonic_increasing:
+        return "whole numbers unique per row, increasing like a row number"
+    if numbers.max() - numbers.min() < 2 * len(numbers):
+        return "whole numbers unique per row, dense like an auto-increment id"
+    if ID_NAME.fullmatch(name):
+        return "whole numbers unique per row, named like an id"
+    return None
+
+
+def _parse_bool(text: str) -> bool | None:
+    word = text.strip().lower()
+    return True if word in TRUE_WORDS else False if word in FALSE_WORDS else None
+
+
+def _example_row(raw: pd.DataFrame) -> pd.Series:
+    """The first complete row (no missing cells, empty columns aside), else the first row."""
+    missing = raw.isin(MISSING_MARKERS)
+    complete = ~missing.loc[:, ~missing.all()].any(axis=1)
+    return raw[complete].iloc[0] if complete.any() else raw.iloc[0]
