@@ -26,6 +26,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 import bentoml
 from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
+from pydantic import ConfigDict
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 
@@ -38,10 +39,13 @@ logger = logging.getLogger("tabserve")
 http.quiet_client_error_logs()
 bentoml_patches.apply()  # a timer leak and per-message tracing spans: see the module
 
+# Fail at start with one line naming the tag, the store's models and the fix (the same line as
+# `make serve`), not a traceback at the first request.
+from tabserve import model_tags  # noqa: E402
+
+if (_missing := model_tags.missing(config.MODEL_TAG)) is not None:
+    sys.exit(_missing)
 MODEL = bentoml.models.BentoModel(config.MODEL_TAG)
-# Fail at start with one line naming the tag and the fix, not a traceback at the first request.
-if MODEL.stored is None:
-    sys.exit(f"error: model {config.MODEL_TAG!r} is not in the BentoML model store; run `make train` first")
 try:
     store.verify(MODEL.stored)
 except ModelCorrupted as exc:
@@ -49,7 +53,14 @@ except ModelCorrupted as exc:
 CARD = store.ModelCard.from_model(MODEL.stored)
 TYPES = contract.ApiTypes.from_card(CARD, max_records=config.MAX_BATCH_RECORDS)
 Record, Prediction = TYPES.record, TYPES.prediction
-BatchRequest, BatchResponse = TYPES.batch_request, TYPES.batch_response
+RecordList, BatchResponse = TYPES.record_list, TYPES.batch_response
+
+
+class BatchRequest(bentoml.IODescriptor):
+    """The body of /predict_batch, {"records": [...]}: named, so `client.predict_batch(records=[...])` works."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt top-level key is refused, not ignored
+    records: RecordList
 # Under a burst of new connections the entry->model link sometimes drops one (ServerDisconnected,
 # upstream BentoML issues #3669/#4238); inference is idempotent, so such a call is tried again.
 MODEL_CALL_ATTEMPTS = 3
@@ -140,10 +151,10 @@ class PredictionService:
         ctx.response.headers["X-Cache"] = "hit" if hit else "miss"
         return Prediction(**item, model=CARD.tag)
 
-    @bentoml.api(route="/predict_batch")
-    async def predict_batch(self, records: BatchRequest, /) -> BatchResponse:
-        """Predict 1 to MAX_BATCH_RECORDS records in one call; answers keep the input order."""
-        values = [r.model_dump() for r in records.records]
+    @bentoml.api(route="/predict_batch", input_spec=BatchRequest)
+    async def predict_batch(self, records: RecordList) -> BatchResponse:
+        """Predict 1 to MAX_BATCH_RECORDS records in one call (body {"records": [...]}); answers keep the input order."""
+        values = [r.model_dump() for r in records]
         try:
             results = await self._infer("predict_bulk", values)
         except ModelUnavailable as exc:
@@ -151,16 +162,25 @@ class PredictionService:
         return BatchResponse(predictions=self._answers(results, values), model=CARD.tag)
 
     @bentoml.api(route="/predict_csv")
-    async def predict_csv(self, file: Path) -> Annotated[str, ContentType("text/csv")]:
-        """Upload a CSV (multipart field `file`); get it back with prediction and proba_<class> columns."""
+    async def predict_csv(self, file: Path, ctx: bentoml.Context) -> Annotated[str, ContentType("text/csv")]:
+        """Upload a CSV (multipart field `file`); get it back with prediction and proba_<class> columns.
+
+        Id and dropped columns of the training file pass through. One bad row refuses the file (400
+        listing the rows) unless `?on_error=skip` (or header X-On-Error: skip): then the good rows are
+        predicted and an `error` column names each bad row's problem (X-Failed-Rows counts them).
+        """
+        on_error = ctx.request.query_params.get("on_error") or ctx.request.headers.get("x-on-error") or "fail"
+        if on_error not in ("fail", "skip"):
+            return _error_response(None, 400, f"invalid input: on_error must be 'fail' or 'skip', not {on_error!r}")
         try:
-            table, values = contract.records_from_csv(file.read_bytes(), CARD, Record, config.MAX_CSV_ROWS)
-            results = await self._infer("predict_bulk", values)
+            scoring = contract.records_from_csv(file.read_bytes(), CARD, Record, config.MAX_CSV_ROWS, skip_bad_rows=on_error == "skip")
+            results = await self._infer("predict_bulk", scoring.records) if scoring.records else []
         except InvalidInput as exc:
             return _error_response(None, exc.status, exc.message, exc.detail)
         except ModelUnavailable as exc:
             return _error_response(None, exc.status, str(exc))
-        return contract.csv_with_predictions(table, self._answers(results, values), CARD)
+        ctx.response.headers["X-Failed-Rows"] = str(scoring.failed)
+        return contract.csv_with_predictions(scoring, self._answers(results, scoring.records), CARD)
 
     async def predict_one(self, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """One record through the cache, then the batched model service: (answer, cache hit)."""

@@ -27,6 +27,7 @@ import requests  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
+DATA = ROOT / "tests" / "data"  # small CSVs made for the cases users meet (tests/data/README.md)
 PENGUIN = {
     "island": "Biscoe",
     "bill_length_mm": 48.6,

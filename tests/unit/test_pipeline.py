@@ -41,12 +41,3 @@ def test_missing_values_and_unseen_categories_do_not_break_prediction(loaded):
 
 def test_empty_batch(loaded):
     assert pipeline.predict_records(*loaded, []) == []
-
-
-def test_infer_task():
-    import pandas as pd
-
-    assert pipeline.infer_task(pd.Series(["a", "b"])) == "classification"
-    assert pipeline.infer_task(pd.Series([0, 1, 1, 0])) == "classification"
-    assert pipeline.infer_task(pd.Series([0.5, 1.25, 3.0])) == "regression"
-    assert pipeline.infer_task(pd.Series(range(100))) == "regression"

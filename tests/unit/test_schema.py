@@ -6,14 +6,18 @@ import pytest
 from pydantic import ValidationError
 
 from tabserve import data
-from tabserve.errors import DataError
-from tabserve.schema import CATEGORICAL, MAX_CATEGORIES, NUMERIC, FeatureSchema
+from tabserve.inference import infer_schema
+from tabserve.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, NUMERIC, Feature, FeatureSchema, label_text
+
+
+def schema_of(path, *drop) -> FeatureSchema:
+    table = data.read_table(path)
+    return infer_schema(table.raw.drop(columns=list(drop)), decimal=table.decimal, sep=table.sep)
 
 
 @pytest.fixture(scope="module")
 def penguins_schema():
-    frame = data.read_csv(data.PENGUINS_CSV).drop(columns=["species"])
-    return FeatureSchema.infer(frame)
+    return schema_of(data.PENGUINS_CSV, "species")
 
 
 def test_penguins_schema_types_categories_and_ranges(penguins_schema):
@@ -42,29 +46,52 @@ def test_schema_round_trips_through_metadata_without_nulls(penguins_schema):
 
 
 def test_regression_csv_schema(regression_csv):
-    frame = data.read_csv(regression_csv).drop(columns=["price", "id"])
-    schema = FeatureSchema.infer(frame)
+    schema = schema_of(regression_csv, "price")
     assert schema["a"].kind == NUMERIC and not schema["a"].nullable
     assert schema["b"].nullable and schema["colour"].categories == ["blue", "green", "red"]
+    assert "id" in schema.other_columns and "id" not in schema.names  # a row number is not a feature
 
 
-def test_nulls_booleans_and_categories(tmp_path):
-    path = tmp_path / "mixed.csv"
-    path.write_text("flag,size,colour,y\nTrue,1.5,red,a\nFalse,,blue,b\nTrue,2.5,,a\n")
-    schema = FeatureSchema.infer(data.read_csv(path).drop(columns=["y"]))
-    assert schema["flag"].kind == CATEGORICAL and schema["flag"].categories == ["False", "True"]
-    assert schema["size"].nullable and schema["colour"].nullable and not schema["flag"].nullable
+def test_cells_parse_like_json_values():
+    flag = Feature("flag", BOOLEAN, True)
+    assert [flag.parse_cell(c) for c in ["true", "False", "YES", "no", "1", "0", "NA", "maybe"]] == [True, False, True, False, True, False, None, "maybe"]
+    size = Feature("size", NUMERIC, True)
+    assert size.parse_cell("1,5", decimal=",") == 1.5 and size.parse_cell("?") is None and size.parse_cell("inf") == "inf"
+    assert size.parse_cell("1_000") == "1_000"  # float() would take it; a CSV cell with it is not a number
+    day = Feature("day", DATE, False, date_format="%d.%m.%Y")
+    assert str(day.parse_cell("31.01.2024")) == "2024-01-31" and str(day.parse_cell("2024-01-31")) == "2024-01-31"
+    coded = Feature("origin", CATEGORICAL, False, categories=[1, 2, 3])
+    assert coded.parse_cell("2") == 2 and coded.parse_cell("x") == "x"
 
 
-def test_identifier_like_text_column_is_refused():
-    frame = pd.DataFrame({"name": [f"user{i}" for i in range(MAX_CATEGORIES + 1)]})
-    with pytest.raises(DataError, match="--drop name"):
-        FeatureSchema.infer(frame)
+def test_label_text_is_the_json_spelling():
+    assert [label_text(v) for v in [True, False, 1, "Adelie"]] == ["true", "false", "1", "Adelie"]
 
 
-def test_all_null_column_is_refused():
-    with pytest.raises(DataError, match="no values"):
-        FeatureSchema.infer(pd.DataFrame({"x": [np.nan, np.nan], "y": [1.0, 2.0]}))
+def test_dates_booleans_and_coded_categories_in_the_api_types():
+    schema = FeatureSchema((
+        Feature("day", DATE, False, example="2024-01-31", date_format="%d.%m.%Y", first="2024-01-01", last="2024-12-31"),
+        Feature("at", DATETIME, True, example="2024-01-31T10:00:00", first="2024-01-01T00:00:00", last="2024-12-31T00:00:00"),
+        Feature("flag", BOOLEAN, False, example=True),
+        Feature("origin", CATEGORICAL, False, categories=[1, 2, 3], example=1),
+    ))
+    strict, lax = schema.record_model(), schema.record_model("Query", strict=False)
+    record = strict.model_validate({"day": "2030-02-01", "flag": True, "origin": 2}).model_dump()
+    assert str(record["day"]) == "2030-02-01"  # a date never seen in training is fine
+    for bad in [{"day": 20240131}, {"day": "someday"}, {"flag": "true"}, {"flag": 1}, {"origin": "2"}, {"origin": 4}]:
+        with pytest.raises(ValidationError):
+            strict.model_validate({"day": "2024-01-31", "flag": True, "origin": 1, **bad})
+    assert lax.model_validate({"day": "31.01.2024", "flag": "yes", "origin": "3"}).model_dump()["origin"] == 3
+    properties = strict.model_json_schema()["properties"]
+    assert properties["day"]["format"] == "date" and properties["flag"]["type"] == "boolean"
+    assert properties["at"]["anyOf"][0]["format"] == "date-time" and properties["origin"]["enum"] == [1, 2, 3]
+
+
+def test_reserved_names_become_aliases():
+    schema = FeatureSchema((Feature("_score", NUMERIC, False, example=1.0), Feature("model_year", NUMERIC, False, example=2.0)))
+    record = schema.record_model()
+    assert record.model_validate({"_score": 1.0, "model_year": 2.0}).model_dump() == {"_score": 1.0, "model_year": 2.0}
+    assert set(record.model_json_schema()["properties"]) == {"_score", "model_year"}
 
 
 @pytest.mark.parametrize(

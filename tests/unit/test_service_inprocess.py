@@ -1,6 +1,8 @@
 """The service classes called directly, in-process (no server): BentoML allows instantiating them."""
 
 import asyncio
+import csv
+import io
 import json
 from types import SimpleNamespace
 import importlib
@@ -37,9 +39,10 @@ def test_types_come_from_the_stored_schema(service_module):
     assert fields["year"].is_required() and not fields["sex"].is_required()
 
 
-def request_context():
+def request_context(query=None, headers=None):
     """Stands in for BentoML's per-request context, which only exists inside a server."""
-    return SimpleNamespace(response=SimpleNamespace(headers={}, status_code=200))
+    request = SimpleNamespace(query_params=query or {}, headers=headers or {})
+    return SimpleNamespace(request=request, response=SimpleNamespace(headers={}, status_code=200))
 
 
 def test_predict_shapes_the_answer_and_caches_it(service_module, entry):
@@ -55,7 +58,7 @@ def test_predict_shapes_the_answer_and_caches_it(service_module, entry):
 def test_predict_batch_in_input_order(service_module, entry):
     example = service_module.CARD.schema.example()
     request = service_module.BatchRequest.model_validate({"records": [example, PENGUIN, example]})
-    answer = asyncio.run(entry.predict_batch(request))
+    answer = asyncio.run(entry.predict_batch(request.records))
     assert [p.prediction for p in answer.predictions] == ["Adelie", "Gentoo", "Adelie"]
 
 
@@ -65,8 +68,17 @@ def test_predict_csv_reports_bad_rows_by_number(service_module, entry, tmp_path)
         "island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year\n"
         "Dream,40,18,190,3700,male,2007\nMars,40,18,190,3700,male,2007\nDream,abc,18,190,3700,,2007\n"
     )
-    answer = asyncio.run(entry.predict_csv(path))
+    answer = asyncio.run(entry.predict_csv(path, ctx=request_context()))
     assert isinstance(answer, JSONResponse) and answer.status_code == 400
     body = json.loads(answer.body)
     assert body["error"].startswith("2 of 3 CSV rows failed validation")
     assert [d["loc"] for d in body["detail"]] == [["row 2", "island"], ["row 3", "bill_length_mm"]]
+    # On request, the good rows are predicted and the bad ones say why, in an `error` column.
+    for ctx in (request_context(query={"on_error": "skip"}), request_context(headers={"x-on-error": "skip"})):
+        table = asyncio.run(entry.predict_csv(path, ctx=ctx))
+        rows = list(csv.DictReader(io.StringIO(table)))
+        assert [r["prediction"] for r in rows] == [rows[0]["prediction"], "", ""] and rows[0]["prediction"] in ("Adelie", "Chinstrap", "Gentoo")
+        assert rows[0]["error"] == "" and rows[1]["error"].startswith("island: Input should be") and rows[2]["error"].startswith("bill_length_mm:")
+        assert ctx.response.headers["X-Failed-Rows"] == "2"
+    wrong = asyncio.run(entry.predict_csv(path, ctx=request_context(query={"on_error": "ignore"})))
+    assert wrong.status_code == 400 and "on_error must be 'fail' or 'skip'" in json.loads(wrong.body)["error"]

@@ -10,7 +10,8 @@ import pytest
 
 from tabserve import data, store, training
 from tabserve.errors import DataError
-from tests.conftest import ROOT
+from tabserve.inference import Overrides
+from tests.conftest import DATA, ROOT
 
 
 def test_penguins_model_metadata(penguins_model):
@@ -34,7 +35,7 @@ def test_saved_pipeline_loads_and_predicts(penguins_model):
 
 
 def test_regression_on_any_csv(regression_csv):
-    result = training.train(regression_csv, "price", drop=["id"])
+    result = training.train(regression_csv, "price", overrides=Overrides(drop=("id",)))
     assert result.task == "regression" and str(result.model.tag.name) == "house_prices"
     assert result.metrics["r2"] > 0.9
     meta = result.model.info.metadata
@@ -43,7 +44,7 @@ def test_regression_on_any_csv(regression_csv):
 
 
 def test_numeric_labels_stay_integers(tmp_path):
-    frame = pd.DataFrame({"x": range(60), "churn": [0, 1] * 30})
+    frame = pd.DataFrame({"x": [i % 7 for i in range(60)], "churn": [0, 1] * 30})
     path = tmp_path / "churn.csv"
     frame.to_csv(path, index=False)
     result = training.train(path, "churn", name="churn-test")
@@ -52,7 +53,7 @@ def test_numeric_labels_stay_integers(tmp_path):
 
 def test_task_can_be_forced(regression_csv):
     with pytest.raises(DataError, match="only one class|not numeric"):
-        training.train(regression_csv, "colour", task="regression", drop=["id"])
+        training.train(regression_csv, "colour", task="regression")
 
 
 def _run_train(*args):
@@ -73,7 +74,9 @@ def _store_tags():
         (["--data", "{d}/one.csv", "--target", "y"], {"one.csv": b"x,y\n" + b"1,a\n" * 20}, "only one class"),
         (["--data", "{d}/empty.csv", "--target", "y"], {"empty.csv": b""}, "is empty"),
         (["--data", "{d}/header.csv", "--target", "y"], {"header.csv": b"x,y\n"}, "no data rows"),
-        (["--data", "{d}/null.csv", "--target", "y"], {"null.csv": b"x,z,y\n1,,a\n2,,b\n"}, "no values at all: z"),
+        (["--data", "{d}/null.csv", "--target", "y"], {"null.csv": b"x,y\n1,\n2,NA\n"}, "target column 'y' has no values"),
+        (["--data", "{d}/t.csv", "--target", "y", "--date", "x"], {"t.csv": b"x,y\n1,a\n"}, "--date x: '1' is not a date"),
+        (["--data", "{d}/t.csv", "--target", "y", "--numeric", "z"], {"t.csv": b"x,y\n1,a\n"}, "--numeric names unknown column 'z'"),
         (["--data", "{d}/t.csv", "--target", "y", "--name", "Bad Name!"], {"t.csv": b"x,y\n1,a\n"}, "model name"),
     ],
 )
@@ -94,3 +97,32 @@ def test_cli_trains_the_default_model_and_prints_a_metrics_table(penguins_model)
     assert result.returncode == 0, result.stderr
     assert "saved model penguins:" in result.stdout and "accuracy" in result.stdout and "f1_macro" in result.stdout
     assert len(bentoml.models.list("penguins")) == before + 1
+
+
+def test_numeric_labels_stay_integers_and_booleans_are_booleans():
+    target, task, why = training.infer_target(pd.Series(["0", "1", "1"], name="churn"), None, ".")
+    assert task == "classification" and target.tolist() == [0, 1, 1] and "--task regression" in why
+    target, task, why = training.infer_target(pd.Series(["Yes", "no", "YES"], name="bought"), None, ".")
+    assert task == "classification" and target.tolist() == [True, False, True] and "boolean" in why
+    target, task, _ = training.infer_target(pd.Series([str(v / 4) for v in range(100)], name="y"), None, ".")
+    assert task == "regression" and target.iloc[1] == 0.25
+    assert training.infer_target(pd.Series(["a", "b"], name="y"), None, ".")[1] == "classification"
+
+
+def test_cli_summary_names_types_reasons_and_unlabelled_rows(tmp_path):
+    result = _run_train("--data", str(DATA / "unlabelled_rows.csv"), "--target", "churned", "--name", "summary-test")
+    assert result.returncode == 0, result.stderr
+    assert "target 'churned': classification (boolean target" in result.stdout
+    assert "tenure_months" in result.stdout and "missing: 'NA'" in result.stdout
+    assert "10 without a target" in result.stdout
+    meta = bentoml.models.get("summary-test:latest").info.metadata
+    assert meta["classes"] == [False, True] and meta["training_data"]["unlabelled_rows"] == 10
+    assert "platinum" in meta["feature_schema"]["features"][0]["categories"]
+
+
+def test_cli_reads_a_european_file_and_takes_overrides():
+    result = _run_train("--data", str(DATA / "european.csv"), "--target", "umsatz", "--name", "eu-test", "--sep", ";", "--decimal", ",", "--categorical", "menge")
+    assert result.returncode == 0, result.stderr
+    assert "separator ';' and decimal mark ','" in result.stdout and "categorical (--categorical)" in result.stdout
+    schema = bentoml.models.get("eu-test:latest").info.metadata["feature_schema"]
+    assert {f["name"]: f["kind"] for f in schema["features"]}["menge"] == "categorical"
