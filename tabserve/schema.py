@@ -35,7 +35,7 @@ MISSING_MARKERS = frozenset(["", "NA", "N/A", "n/a", "na", "NaN", "nan", "null",
 TRUE_WORDS = frozenset(["true", "yes", "t", "y", "1"])
 FALSE_WORDS = frozenset(["false", "no", "f", "n", "0"])
 # What the model sees of a date (and of a date-time, plus the hour).
-DATE_PARTS = ("year", "month", "day", "dayofweek", "dayofyear")
+DATE_PARTS = ("year", "month", "day", "day_of_week", "day_of_year")
 
 
 @dataclass(frozen=True)
