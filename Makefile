@@ -29,8 +29,10 @@ browser:  ## Debian's chromium + chromedriver, for the form page's browser test
 train: $(INSTALLED)  ## train the default model (Palmer Penguins) into the BentoML model store
 	$(BIN)/python train.py
 
-serve: $(INSTALLED)  ## serve MODEL_TAG on PORT (trains the default model first if the store has none)
-	@$(BIN)/bentoml models get $(MODEL_TAG) >/dev/null 2>&1 || $(BIN)/python train.py
+# MODEL_TAG missing from the store: the default (penguins) is trained; any other tag stops with exit
+# code 2 and one line naming the store's models and the train.py command (tabserve/model_tags.py).
+serve: $(INSTALLED)  ## serve MODEL_TAG on PORT (trains the default model if missing; another missing tag stops)
+	@$(BIN)/python -m tabserve.model_tags ensure "$(MODEL_TAG)"
 	$(BIN)/bentoml serve service:PredictionService --port $(PORT)
 
 test: $(INSTALLED) browser  ## the whole test suite (real servers, a browser, a Bento build, the notebook)
@@ -39,7 +41,8 @@ test: $(INSTALLED) browser  ## the whole test suite (real servers, a browser, a 
 test-fast: $(INSTALLED)  ## unit tests only
 	$(BIN)/python -m pytest -m "not served and not slow"
 
-build: train  ## train, then `bentoml build` a Bento
+build: $(INSTALLED)  ## `bentoml build` a Bento packing MODEL_TAG (trains the default model if missing; another missing tag stops)
+	@$(BIN)/python -m tabserve.model_tags ensure "$(MODEL_TAG)"
 	$(BIN)/bentoml build
 
 clean:  ## remove the virtualenv and caches (the BentoML store is left alone)

@@ -7,6 +7,7 @@ Values are read when a module imports this one, so set them before `bentoml serv
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def _int(name: str, default: int, minimum: int = 0) -> int:
@@ -23,8 +24,31 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def packed_model_tag(here: Path = Path(__file__).resolve()) -> str | None:
+    """The model a built Bento packs for ModelService, when this code runs from one; else None.
+
+    `bentoml build` imports service.py, whose ModelService declares `model = BentoModel(MODEL_TAG)`,
+    and records that model, resolved to its version, in bento.yaml. A built Bento is laid out as
+    <bento>/bento.yaml beside <bento>/src/tabserve/config.py (also inside its container image), so
+    a Bento serves the model it was built with even where no MODEL_TAG is set.
+    """
+    src = here.parents[1]
+    manifest = src.parent / "bento.yaml"
+    if src.name != "src" or not manifest.is_file():
+        return None  # a work tree, not a Bento
+    import yaml  # PyYAML comes with bentoml
+
+    info = yaml.safe_load(manifest.read_text()) or {}
+    for service in info.get("services") or []:
+        if service.get("name") == "ModelService" and service.get("models"):
+            return str(service["models"][0]["tag"])
+    return None
+
+
 # Which model version is served: "name:version", or "name" / "name:latest" for the newest.
-MODEL_TAG: str = os.environ.get("MODEL_TAG", "").strip() or "penguins:latest"
+# An explicit MODEL_TAG wins; else a built Bento serves the model it packs; else the default.
+DEFAULT_MODEL_TAG = "penguins:latest"
+MODEL_TAG: str = os.environ.get("MODEL_TAG", "").strip() or packed_model_tag() or DEFAULT_MODEL_TAG
 
 # Batching of single-record predictions: records arriving together leave an entry worker as one call
 # (at most MAX_BATCH_SIZE records), and BentoML's adaptive batching merges the calls on the model service.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run the image, wait for /readyz, POST a prediction and check it, check that every process in the
-# container runs as a non-root user, stop it, clean up.
+# Run the image with no MODEL_TAG, wait for /readyz, check that it serves the model it was built
+# with (the image label tabserve.model, set by containerize.sh) by POSTing that model's own example
+# record, check that every process in the container runs as a non-root user, stop it, clean up.
 #
 #   scripts/container/container-test.sh IMAGE
 #
@@ -23,6 +24,12 @@ export PROBE_API_KEY
 RUN_PID=
 
 timeout 60 "$RUNNER" image inspect "$IMAGE" >/dev/null 2>&1 || die "image $IMAGE not found in the $RUNNER store: run \`make containerize\` first"
+# The model the image was built with; it must serve it with no MODEL_TAG in its environment.
+MODEL=$(timeout 60 "$RUNNER" image inspect --format '{{ index .Config.Labels "tabserve.model" }}' "$IMAGE")
+case "$MODEL" in "" | "<no value>") die "image $IMAGE has no label tabserve.model: build it with \`make containerize\`";; esac
+if timeout 60 "$RUNNER" image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$IMAGE" | grep -q '^MODEL_TAG='; then
+    die "image $IMAGE sets MODEL_TAG in its environment: the Bento must choose its model by itself"
+fi
 
 stop_container() {
     if [ "$RUNNER" = podman ]; then
@@ -57,14 +64,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-say "starting $IMAGE as $NAME on port $PORT ($RUNNER)"
+say "starting $IMAGE (built with model $MODEL) as $NAME on port $PORT ($RUNNER), with no MODEL_TAG"
 if [ "$RUNNER" = docker ]; then
-    timeout 120 docker run -d --name "$NAME" -p "127.0.0.1:$PORT:3000" -e API_KEY="$PROBE_API_KEY" "$IMAGE" >/dev/null || die "docker run $IMAGE failed"
+    timeout 120 env -u MODEL_TAG docker run -d --name "$NAME" -p "127.0.0.1:$PORT:3000" -e API_KEY="$PROBE_API_KEY" "$IMAGE" >/dev/null || die "docker run $IMAGE failed"
 else
     # On cgroup v1/hybrid hosts crun fails ("cgroups in hybrid mode not supported"): run without a
     # cgroup of its own, in a private mount namespace where the cgroup2 mount is hidden, with
     # explicit ulimits (crun may not raise RLIMIT_NOFILE here). Host network on a loopback port.
-    API_KEY=$PROBE_API_KEY unshare -m --propagation private sh -c '
+    env -u MODEL_TAG API_KEY="$PROBE_API_KEY" unshare -m --propagation private sh -c '
         if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
         exec podman run --rm --name "$0" --cgroups=disabled --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 \
             --network host -e PORT="$1" -e API_KEY "$2"' "$NAME" "$PORT" "$IMAGE" >"$LOG" 2>&1 &
@@ -82,7 +89,7 @@ until "$BIN/python" scripts/container/probe.py ready "$URL"; do
 done
 say "ready: GET /readyz -> 200 after $((SECONDS - start))s"
 
-"$BIN/python" scripts/container/probe.py predict "$URL" || { logs >&2; die "the prediction check failed"; }
+"$BIN/python" scripts/container/probe.py predict "$URL" "$MODEL" || { logs >&2; die "the prediction check failed"; }
 
 # Non-root: the image's configured user, and the real uid of every process in the container.
 user=$(timeout 30 "$RUNNER" image inspect --format '{{.Config.User}}' "$IMAGE")
@@ -101,4 +108,4 @@ nproc=$(if [ "$RUNNER" = docker ]; then timeout 30 docker top "$NAME" | tail -n 
 echo "non-root ok: image user '$user'; all $nproc processes in the container run as uid ${uids% } (not 0)"
 
 stop_container
-echo "container-test passed: $IMAGE answered a correct prediction, behind its API key, as a non-root user"
+echo "container-test passed: $IMAGE, started with no MODEL_TAG, served its model $MODEL (a correct prediction for the model's example record), behind its API key, as a non-root user"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Train (if the store lacks the model), `bentoml build`, make sure the base image exists (offline
-# stand-in if it can't be pulled), `bentoml containerize` with the backend that works, then slim
-# the image (drop the build tools the service does not need).
+# Check the store has MODEL_TAG (only the default model is trained when missing; any other missing
+# tag stops with exit code 2 and one line, see tabserve/model_tags.py), `bentoml build` a Bento that
+# packs exactly that model, make sure the base image exists (offline stand-in if it can't be pulled),
+# `bentoml containerize` with the backend that works, then slim the image (drop the build tools the
+# service does not need). The image serves the packed model with no MODEL_TAG set, and carries the
+# label tabserve.model=<name:version> naming it.
 #
 #   scripts/container/containerize.sh IMAGE          e.g. tabserve:latest
 #
@@ -13,19 +16,18 @@ cd "$REPO_ROOT" || exit 1
 
 IMAGE=${1:?usage: containerize.sh IMAGE}
 MODEL_TAG=${MODEL_TAG:-penguins:latest}
+export MODEL_TAG  # `bentoml build` packs the model service.py's ModelService declares: this one
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-2400}
 [ -x "$BIN/bentoml" ] || die "$BIN/bentoml not found: run \`make install\` first"
+
+# Exit code 2 and the helper's one line when another tag is missing (no ERR-trap line on top).
+timeout 900 "$BIN/python" -m tabserve.model_tags ensure "$MODEL_TAG" || exit $?
 
 BACKEND=$(pick_backend) || exit 1
 RUNNER=$(runner_for "$BACKEND") || exit 1
 say "backend: $BACKEND (images run with $RUNNER); storage: ${CONTAINER_ROOT}"
 
-if ! timeout 120 "$BIN/bentoml" models get "$MODEL_TAG" >/dev/null 2>&1; then
-    say "model $MODEL_TAG is not in the store; training it"
-    timeout 900 "$BIN/python" train.py || die "training failed"
-fi
-
-say "bentoml build"
+say "bentoml build (MODEL_TAG=$MODEL_TAG)"
 out=$(timeout 900 "$BIN/bentoml" build --output tag 2>&1) || { echo "$out" >&2; die "bentoml build failed"; }
 BENTO=$(echo "$out" | sed -n 's/^__tag__://p' | tail -n 1)
 [ -n "$BENTO" ] || { echo "$out" >&2; die "bentoml build printed no Bento tag"; }
@@ -34,7 +36,13 @@ DOCKERFILE=$BENTO_DIR/env/docker/Dockerfile
 [ -f "$DOCKERFILE" ] || die "the Bento has no generated Dockerfile at $DOCKERFILE"
 BASE=$(awk 'toupper($1) == "FROM" { print $2; exit }' "$DOCKERFILE")
 [ -n "$BASE" ] || die "no FROM line in $DOCKERFILE"
-say "built Bento $BENTO; its Dockerfile starts FROM $BASE"
+# The model the Bento packs (and serves by default), read from its bento.yaml as the service does.
+MODEL=$("$BIN/python" -c 'import sys; from pathlib import Path; from tabserve.config import packed_model_tag
+print(packed_model_tag(Path(sys.argv[1], "src", "tabserve", "config.py")) or "")' "$BENTO_DIR")
+case "${MODEL_TAG#*:}" in "$MODEL_TAG" | latest) want="${MODEL_TAG%%:*}:*" ;; *) want=$MODEL_TAG ;; esac
+# shellcheck disable=SC2254
+case "$MODEL" in $want) ;; *) die "Bento $BENTO packs model '${MODEL:-none}', not MODEL_TAG=$MODEL_TAG";; esac
+say "built Bento $BENTO with model $MODEL; its Dockerfile starts FROM $BASE"
 
 "$(dirname "$0")/base-image.sh" "$RUNNER" "$BASE" || exit 1
 
@@ -45,6 +53,7 @@ case "$BACKEND" in
 # not supported"; chroot needs no cgroups or namespaces of its own and is fine for RUN steps.
 podman | buildah) opts=(--opt isolation=chroot) ;;
 esac
+opts+=(--opt "label=tabserve.model=$MODEL")
 say "bentoml containerize --backend $BACKEND ${opts[*]} -t $IMAGE $BENTO (at most ${BUILD_TIMEOUT}s)"
 start=$SECONDS
 timeout "$BUILD_TIMEOUT" "$BIN/bentoml" containerize --backend "$BACKEND" "${opts[@]}" -t "$IMAGE" "$BENTO" \
@@ -61,4 +70,4 @@ if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
     timeout 120 "$RUNNER" rmi --no-prune "$previous" >/dev/null 2>&1 || true
 fi
 size=$(timeout 60 "$RUNNER" image inspect --format '{{.Size}}' "$IMAGE") || die "image $IMAGE is missing after the build"
-echo "image $IMAGE: $(awk -v s="$size" 'BEGIN { printf "%.0f MB", s / 1e6 }') (Bento $BENTO, base $BASE, backend $BACKEND)"
+echo "image $IMAGE: $(awk -v s="$size" 'BEGIN { printf "%.0f MB", s / 1e6 }') (model $MODEL, Bento $BENTO, base $BASE, backend $BACKEND)"

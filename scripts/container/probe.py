@@ -1,24 +1,23 @@
 """HTTP checks of a running tabserve container (stdlib only, every call bounded by a timeout).
 
-    python scripts/container/probe.py ready   URL    exit 0 when GET /readyz answers 200
-    python scripts/container/probe.py predict URL    POST /predict and check the answer; exit 1 with one line if wrong
+    python scripts/container/probe.py ready   URL          exit 0 when GET /readyz answers 200
+    python scripts/container/probe.py predict URL MODEL    POST /predict and check the answer; exit 1 with one line if wrong
 
-With PROBE_API_KEY set (the container's API_KEY), predict first checks that a call without the key
-answers 401, then sends "Authorization: Bearer <key>".
+predict works for any model: it reads the served model's card (GET /v1/model), builds a record from
+each feature's example, and checks that the card and the answer name MODEL (the name:version the
+image was built with), the answer's shape for the model's task, that an unknown field answers 400,
+and GET /livez. With PROBE_API_KEY set (the container's API_KEY), it first checks that calls without
+the key answer 401, then sends "Authorization: Bearer <key>".
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import urllib.error
 import urllib.request
-
-RECORD = {"island": "Biscoe", "bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181,
-          "body_mass_g": 3750, "sex": "male", "year": 2007}
-EXPECTED = "Adelie"
-
 
 API_KEY = os.environ.get("PROBE_API_KEY", "")
 
@@ -45,51 +44,65 @@ def ready(base: str) -> int:
     return 0 if status == 200 else 1
 
 
-def predict(base: str) -> int:
+def predict(base: str, expected_model: str) -> int:
+    def fail(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
     if API_KEY:
-        status, raw = call(f"{base}/predict", RECORD, key="")
+        status, raw = call(f"{base}/v1/model", key="")
         if status != 401:
-            print(f"error: POST /predict without the API key answered {status}, expected 401: {raw[:300]!r}", file=sys.stderr)
-            return 1
-        print("api key ok: POST /predict without the key -> 401")
-    status, raw = call(f"{base}/predict", RECORD)
+            return fail(f"GET /v1/model without the API key answered {status}, expected 401: {raw[:300]!r}")
+    status, raw = call(f"{base}/v1/model")
     if status != 200:
-        print(f"error: POST /predict answered {status}: {raw[:300]!r}", file=sys.stderr)
-        return 1
+        return fail(f"GET /v1/model answered {status}: {raw[:300]!r}")
+    card = json.loads(raw)
+    if card.get("tag") != expected_model:
+        return fail(f"GET /v1/model: the container serves {card.get('tag')!r}, expected {expected_model!r}")
+    record = {feature["name"]: feature["example"] for feature in card["features"]}
+    print(f"model card ok: GET /v1/model -> {card['tag']} ({card['task']}, target {card['target']!r}, {len(record)} features)")
+    if API_KEY:
+        status, raw = call(f"{base}/predict", record, key="")
+        if status != 401:
+            return fail(f"POST /predict without the API key answered {status}, expected 401: {raw[:300]!r}")
+        print("api key ok: GET /v1/model and POST /predict without the key -> 401")
+    status, raw = call(f"{base}/predict", record)
+    if status != 200:
+        return fail(f"POST /predict answered {status}: {raw[:300]!r}")
     answer = json.loads(raw)
-    probabilities = answer.get("probabilities") or {}
+    prediction, probabilities = answer.get("prediction"), answer.get("probabilities")
     problems = []
-    if answer.get("prediction") != EXPECTED:
-        problems.append(f"prediction {answer.get('prediction')!r}, expected {EXPECTED!r}")
-    if not probabilities or abs(sum(probabilities.values()) - 1) > 1e-6:
-        problems.append(f"probabilities {probabilities!r} do not sum to 1")
-    if not str(answer.get("model", "")).startswith("penguins:"):
-        problems.append(f"model {answer.get('model')!r} is not a penguins version")
+    if answer.get("model") != expected_model:
+        problems.append(f"model {answer.get('model')!r}, expected {expected_model!r}")
+    if card["task"] == "classification":
+        if card.get("classes") and prediction not in card["classes"]:
+            problems.append(f"prediction {prediction!r} is not one of the classes {card['classes']!r}")
+        if not probabilities or abs(sum(probabilities.values()) - 1) > 1e-6:
+            problems.append(f"probabilities {probabilities!r} do not sum to 1")
+    elif not isinstance(prediction, (int, float)) or isinstance(prediction, bool) or not math.isfinite(prediction):
+        problems.append(f"prediction {prediction!r} is not a finite number")
     if problems:
-        print(f"error: POST /predict: {'; '.join(problems)}", file=sys.stderr)
-        return 1
-    print(f"prediction ok: POST /predict -> 200 {json.dumps(answer, sort_keys=True)}")
-    bad = dict(RECORD, island="Atlantis")
-    status, raw = call(f"{base}/predict", bad)
+        return fail(f"POST /predict: {'; '.join(problems)}")
+    print(f"prediction ok: POST /predict with the card's example record -> 200 {json.dumps(answer, sort_keys=True)}")
+    status, raw = call(f"{base}/predict", dict(record, probe_unknown_field=1))
     if status != 400:
-        print(f"error: POST /predict with island 'Atlantis' answered {status}, expected 400: {raw[:300]!r}", file=sys.stderr)
-        return 1
-    print("validation ok: POST /predict with an unknown island -> 400")
+        return fail(f"POST /predict with an unknown field answered {status}, expected 400: {raw[:300]!r}")
+    print("validation ok: POST /predict with an unknown field -> 400")
     status, _ = call(f"{base}/livez", timeout=10)
     if status != 200:
-        print(f"error: GET /livez answered {status}", file=sys.stderr)
-        return 1
+        return fail(f"GET /livez answered {status}")
     return 0
 
 
 def main() -> int:
-    if len(sys.argv) != 3 or sys.argv[1] not in ("ready", "predict"):
+    args = sys.argv[1:]
+    if not (args[:1] == ["ready"] and len(args) == 2 or args[:1] == ["predict"] and len(args) == 3):
         print(__doc__, file=sys.stderr)
         return 2
-    base = sys.argv[2].rstrip("/")
+    base = args[1].rstrip("/")
     try:
-        return ready(base) if sys.argv[1] == "ready" else predict(base)
-    except (OSError, ValueError) as exc:
+        return ready(base) if args[0] == "ready" else predict(base, args[2])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"error: {sys.argv[1]} {base}: {exc}", file=sys.stderr)
         return 1
 
