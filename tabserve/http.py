@@ -4,8 +4,10 @@ Before a request reaches BentoML or the /v1 app it checks, in order: the API key
 concurrency limit (429), the content type (415), and the body size (413, read before any parsing).
 After, it rewrites every error answer as {"error": "<one line>", "detail": [...]}: BentoML's own
 shapes (pydantic dumps with doc links, a JSON list for some exceptions, plain-text 404/405) included.
-It also answers 504 past the request timeout, and adds the security scheme and the error responses
-to /docs.json so the documented contract is the real one.
+It also answers 504 past the request timeout, gives BentoML's health probes a JSON body instead of
+an empty one, and adds the security scheme, the error responses, the probes' answers and the CSV
+upload's `on_error` choice to /docs.json so the documented contract is the real one.
+Every JSON body it writes is UTF-8 with non-ASCII text as is ("Añelo", not "A\\u00f1elo").
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ DOCUMENTED_ERRORS = {
     415: "Wrong content type",
     429: "Too many requests in flight; retry shortly",
     503: "Model not ready or overloaded; retry shortly",
+    504: "No answer within the request timeout",
 }
+# BentoML's probes answer 200 with an empty text body; the gate answers {"status": <word>} instead.
+PROBES = {"/healthz": "alive", "/livez": "alive", "/readyz": "ready"}
+# Routes that score CSV rows and take the on_error choice (query parameter or header).
+ON_ERROR_ROUTES = ("/predict_csv",)
+ON_ERROR_SCHEMA = {"type": "string", "enum": ["fail", "skip"], "default": "fail"}
+ON_ERROR_DOC = ("What to do with rows that fail validation: `fail` (default) answers 400 listing them and predicts nothing; "
+                "`skip` predicts the other rows and names each bad row's problem in an `error` column (empty for good rows).")
 
 
 @dataclass
@@ -63,6 +73,8 @@ class ErrorContract:
         path, method = scope.get("path", ""), scope.get("method", "")
         if method == "GET" and path == "/docs.json":
             return await self.app(scope, receive, _DocsRewriter(send, self.gate))
+        if method in ("GET", "HEAD") and path in PROBES:
+            return await self.app(scope, receive, _ProbeAnswer(_ErrorRewriter(send, path), PROBES[path]))
         if not self.gate.is_protected(path):
             return await self.app(scope, receive, _ErrorRewriter(send, path))
 
@@ -171,7 +183,7 @@ def _check_duplicate_keys(body: bytes) -> tuple[int, dict] | None:
 
 
 def _check_query(scope: dict) -> tuple[int, dict] | None:
-    query = scope.get("query_string", b"").decode("latin-1")
+    query = scope.get("query_string", b"").decode("utf-8", "replace")
     names = [name for name, _ in parse_qsl(query, keep_blank_values=True)]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
@@ -248,6 +260,24 @@ class _ErrorRewriter:
             self.on_answered()
 
 
+class _ProbeAnswer:
+    """A `send` that turns a probe's empty 200 into {"status": <word>}; other answers pass on."""
+
+    def __init__(self, send: Any, word: str):
+        self.send, self.word = send, word
+        self.start: dict | None = None
+
+    async def __call__(self, message: dict) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 200:
+            self.start = message
+            return None
+        if message["type"] == "http.response.body" and self.start is not None:
+            if not message.get("more_body", False):
+                await _send_json(self.send, 200, {"status": self.word}, headers=_kept_headers(self.start))
+            return None
+        return await self.send(message)
+
+
 class _DocsRewriter:
     """Adds the API-key security scheme and the error responses to BentoML's generated /docs.json."""
 
@@ -266,16 +296,23 @@ class _DocsRewriter:
                 return None
             body = b"".join(self.chunks)
             if self.start and self.start["status"] == 200:
-                body = json.dumps(document_errors(json.loads(body), self.gate)).encode()
+                body = _json_bytes(document_errors(json.loads(body), self.gate))
             await self.send({**(self.start or {}), "headers": [*_kept_headers(self.start or {}), (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
             return await self.send({"type": "http.response.body", "body": body})
         return await self.send(message)
 
 
 def document_errors(spec: dict, gate: Gate) -> dict:
-    """The OpenAPI document with the Error schema on every protected operation, and the key scheme."""
+    """The OpenAPI document with the Error schema on every protected operation, the key scheme,
+    the probes' JSON answers and the on_error choice of CSV scoring."""
     components = spec.setdefault("components", {})
-    components.setdefault("schemas", {})["Error"] = {
+    schemas = components.setdefault("schemas", {})
+    schemas["Probe"] = {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "description": "`alive` (/healthz, /livez) or `ready` (/readyz)."}},
+    }
+    schemas["Error"] = {
         "type": "object",
         "required": ["error", "detail"],
         "properties": {
@@ -287,9 +324,11 @@ def document_errors(spec: dict, gate: Gate) -> dict:
         components.setdefault("securitySchemes", {})["apiKey"] = {"type": "http", "scheme": "bearer", "description": "API_KEY of the server"}
     error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     for path, operations in spec.get("paths", {}).items():
+        if path in PROBES:
+            _document_probe(operations.get("get"), path, error_ref)
         if not gate.is_protected(path):
             continue
-        for operation in operations.values():
+        for method, operation in operations.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
@@ -302,9 +341,36 @@ def document_errors(spec: dict, gate: Gate) -> dict:
                 responses[str(status)] = {"description": description, "content": error_ref}
             if "{" in path:
                 responses["404"] = {"description": "No such item (the error lists the known ones)", "content": error_ref}
+            if path in gate.form_routes and method == "post":
+                # The form's reader is a person: invalid input re-renders the form, as HTML. The gate's
+                # own refusals before the form is read (a repeated query parameter) are still JSON.
+                responses["400"] = {
+                    "description": "Invalid input: the form again, with the problems listed (HTML); or the request refused before the form was read (JSON)",
+                    "content": {"text/html": {"schema": {"type": "string"}}, **error_ref},
+                }
+            if path in ON_ERROR_ROUTES and method == "post":
+                _document_on_error(operation)
             if gate.api_key:
                 operation["security"] = [{"apiKey": []}]
     return spec
+
+
+def _document_probe(operation: dict | None, path: str, error_ref: dict) -> None:
+    if not isinstance(operation, dict):
+        return
+    responses = operation.setdefault("responses", {})
+    ok = responses.setdefault("200", {"description": "Successful Response"})
+    ok["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Probe"}, "example": {"status": PROBES[path]}}}
+    if path == "/readyz":
+        responses["503"] = {"description": "Not ready: the model service does not answer", "content": error_ref}
+
+
+def _document_on_error(operation: dict) -> None:
+    parameters = [p for p in operation.get("parameters", []) if p.get("name") not in ("on_error", "X-On-Error")]
+    parameters.append({"name": "on_error", "in": "query", "required": False, "description": ON_ERROR_DOC, "schema": dict(ON_ERROR_SCHEMA)})
+    parameters.append({"name": "X-On-Error", "in": "header", "required": False,
+                       "description": "The same choice as `on_error`, as a request header (the query parameter wins when both are given).", "schema": dict(ON_ERROR_SCHEMA)})
+    operation["parameters"] = parameters
 
 
 def _count_refusal(path: str, status: int) -> None:
@@ -314,9 +380,13 @@ def _count_refusal(path: str, status: int) -> None:
 
 
 def _header(scope: dict, name: bytes) -> str:
+    """A request header as text: UTF-8 when it is (clients send it), else Latin-1 (HTTP's old default)."""
     for key, value in scope.get("headers", []):
         if key.lower() == name:
-            return value.decode("latin-1")
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError:
+                return value.decode("latin-1")
     return ""
 
 
@@ -359,8 +429,14 @@ def _reason(status: int) -> str:
         return "error"
 
 
+def _json_bytes(body: Any) -> bytes:
+    """UTF-8 JSON with non-ASCII characters as they are, not \\u escapes. A lone surrogate (valid in
+    JSON input, not encodable in UTF-8) is written as the JSON escape it came in as."""
+    return json.dumps(body, ensure_ascii=False).encode("utf-8", "backslashreplace")
+
+
 async def _send_json(send: Any, status: int, body: dict, headers: list | None = None) -> None:
-    payload = json.dumps(body).encode()
+    payload = _json_bytes(body)
     await send({
         "type": "http.response.start",
         "status": status,

@@ -1,5 +1,6 @@
 """The whole error matrix on one served instance with an API key and small limits: every error is
-JSON {"error", "detail"} with the documented status, and the server still answers afterwards."""
+JSON {"error", "detail"} with the documented status, and the server still answers afterwards.
+Also: non-ASCII text in errors as is, the probes' JSON bodies, and client.py with and without the key."""
 
 import concurrent.futures
 import json
@@ -8,6 +9,7 @@ import pytest
 import requests
 
 from tests.conftest import PENGUIN, Server
+from tests.served.test_client import run_client
 
 pytestmark = pytest.mark.served
 KEY = "s3cret-test-key"
@@ -89,14 +91,72 @@ def test_probes_metrics_and_docs_stay_open(keyed, path):
     assert call(keyed, "GET", path, headers={}).status_code == 200
 
 
+@pytest.mark.parametrize(("path", "word"), [("/readyz", "ready"), ("/livez", "alive"), ("/healthz", "alive")])
+def test_probes_answer_a_small_json_body(server, path, word):
+    response = requests.get(f"{server.url}{path}", timeout=10)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    assert response.json() == {"status": word}
+    assert requests.head(f"{server.url}{path}", timeout=10).status_code == 200
+
+
+NON_ASCII = [
+    # (id, method, path, request kwargs, status): each answers with "Añelo" in its error, from a different layer
+    ("fastapi-404", "GET", "/v1/features/Añelo", {}, 404),  # the /v1 app's own error, rewritten by the gate
+    ("bentoml-validation", "POST", "/predict", {"json": {**PENGUIN, "Añelo": 1}}, 400),  # BentoML's pydantic dump, rewritten
+    ("gate-refusal", "POST", "/predict", {"data": '{"Añelo": 1, "Añelo": 2}'.encode(), "headers": {"Content-Type": "application/json"}}, 400),
+    ("content-type", "POST", "/predict", {"data": b"{}", "headers": {"Content-Type": "text/añelo".encode()}}, 415),
+    ("query", "POST", "/predict?a%C3%B1elo=1&a%C3%B1elo=2", {"json": PENGUIN}, 400),
+]
+
+
+@pytest.mark.parametrize("case", NON_ASCII, ids=[c[0] for c in NON_ASCII])
+def test_non_ascii_is_written_as_is(server, case):
+    """The raw bytes carry UTF-8 "Añelo", not the escape "A\\u00f1elo"."""
+    _, method, path, kwargs, status = case
+    response = requests.request(method, f"{server.url}{path}", timeout=30, **kwargs)
+    assert response.status_code == status and response.headers["content-type"] == "application/json"
+    assert "Añelo".encode().lower() in response.content.lower() and b"\\u00" not in response.content, response.content
+    assert set(json.loads(response.content.decode("utf-8"))) == {"error", "detail"}
+
+
 def test_swagger_documents_the_key_and_the_errors(keyed):
     spec = call(keyed, "GET", "/docs.json", headers={}).json()
     assert spec["components"]["securitySchemes"]["apiKey"] == {**spec["components"]["securitySchemes"]["apiKey"], "type": "http", "scheme": "bearer"}
     for path, method in [("/predict", "post"), ("/predict_csv", "post"), ("/v1/predict", "get")]:
         operation = spec["paths"][path][method]
         assert operation["security"] == [{"apiKey": []}]
-        assert {"400", "401", "413", "415", "429", "503"} <= set(operation["responses"]), path
+        assert {"400", "401", "413", "415", "429", "503", "504"} <= set(operation["responses"]), path
     assert "security" not in spec["paths"]["/readyz"]["get"]
+    assert set(spec["paths"]["/v1/form"]["post"]["responses"]["400"]["content"]) == {"text/html", "application/json"}
+    choice = {"type": "string", "enum": ["fail", "skip"], "default": "fail"}
+    parameters = {(p["in"], p["name"]): p["schema"] for p in spec["paths"]["/predict_csv"]["post"]["parameters"]}
+    assert parameters == {("query", "on_error"): choice, ("header", "X-On-Error"): choice}
+
+
+def test_the_form_answers_invalid_input_in_html_as_documented(keyed):
+    """POST /v1/form: a person reads the 400 (HTML); the gate's refusals before the form is read stay JSON."""
+    invalid = call(keyed, "POST", "/v1/form", data={**PENGUIN, "island": "Mars"})
+    assert invalid.status_code == 400 and invalid.headers["content-type"].startswith("text/html") and "Please fix" in invalid.text
+    refused = call(keyed, "POST", "/v1/form?x=1&x=2", data=PENGUIN)
+    assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
+    spec = call(keyed, "GET", "/docs.json", headers={}).json()
+    documented = spec["paths"]["/v1/form"]["post"]["responses"]["400"]["content"]
+    assert {invalid.headers["content-type"].split(";")[0], refused.headers["content-type"]} == set(documented)
+    for status in ("401", "413", "415", "429", "503"):  # answered by the gate or the /v1 app's handlers: JSON
+        assert set(spec["paths"]["/v1/form"]["post"]["responses"][status]["content"]) == {"application/json"}, status
+
+
+def test_the_client_sends_the_key(keyed, tmp_path):
+    """client.py takes the key from API_KEY (or --api-key); a wrong or missing one is one line, exit 2."""
+    result = run_client("--url", keyed.url, cwd=tmp_path, env={"API_KEY": KEY})
+    assert result.returncode == 0 and result.stdout.startswith("one:"), result.stderr
+    for args, env, message in [
+        (["--api-key", "nope"], {"API_KEY": KEY}, "error: wrong API key"),
+        ([], {}, "error: missing API key"),
+    ]:
+        refused = run_client("--url", keyed.url, *args, cwd=tmp_path, env=env)
+        assert refused.returncode == 2 and refused.stdout == "", refused
+        assert refused.stderr.startswith(message) and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
 
 
 def test_429_over_the_concurrency_limit(keyed):
