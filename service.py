@@ -171,14 +171,14 @@ class PredictionService:
         """
         on_error = ctx.request.query_params.get("on_error") or ctx.request.headers.get("x-on-error") or "fail"
         if on_error not in ("fail", "skip"):
-            return _error_response(None, 400, f"invalid input: on_error must be 'fail' or 'skip', not {on_error!r}")
+            return _error_response(ctx, 400, f"invalid input: on_error must be 'fail' or 'skip', not {on_error!r}")
         try:
             scoring = contract.records_from_csv(file.read_bytes(), CARD, Record, config.MAX_CSV_ROWS, skip_bad_rows=on_error == "skip")
             results = await self._infer("predict_bulk", scoring.records) if scoring.records else []
         except InvalidInput as exc:
-            return _error_response(None, exc.status, exc.message, exc.detail)
+            return _error_response(ctx, exc.status, exc.message, exc.detail)
         except ModelUnavailable as exc:
-            return _error_response(None, exc.status, str(exc))
+            return _error_response(ctx, exc.status, str(exc))
         ctx.response.headers["X-Failed-Rows"] = str(scoring.failed)
         return contract.csv_with_predictions(scoring, self._answers(results, scoring.records), CARD)
 
@@ -249,7 +249,7 @@ def _error_response(ctx: Any, status: int, message: str, detail: list | None = N
 if config.CORS_ORIGINS:
     PredictionService.add_asgi_middleware(
         CORSMiddleware, allow_origins=config.CORS_ORIGINS, allow_methods=["GET", "POST"],
-        allow_headers=["Authorization", "Content-Type"], expose_headers=["X-Cache"],
+        allow_headers=["Authorization", "Content-Type", "X-On-Error"], expose_headers=["X-Cache", "X-Failed-Rows"],
     )
 PredictionService.add_asgi_middleware(
     http.ErrorContract,

@@ -68,7 +68,7 @@ def test_predict_raw_http(server, penguins_model):
 
 def test_predict_with_bentoml_client(client):
     assert client.predict(EXAMPLE)["prediction"] == "Adelie"
-    batch = client.predict_batch({"records": [EXAMPLE, PENGUIN]})
+    batch = client.predict_batch(records=[EXAMPLE, PENGUIN])
     assert [p["prediction"] for p in batch["predictions"]] == ["Adelie", "Gentoo"]
 
 
