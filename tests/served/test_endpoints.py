@@ -180,7 +180,7 @@ def test_server_still_ready_after_bad_input(server):
 def test_regression_model_serves_numbers(regression_csv):
     from tabserve import training
 
-    result = training.train(regression_csv, "price", name="house_prices", drop=["id"])
+    result = training.train(regression_csv, "price", name="house_prices")  # the id column is inferred as one
     with Server(env={"MODEL_TAG": str(result.model.tag)}, name="regression") as served:
         response = post(served, "/predict", {"a": 10.0, "b": 2.0, "colour": "red"})
         assert response.status_code == 200, response.text
