@@ -16,6 +16,7 @@ from typing import Any
 import bentoml
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from pydantic import ConfigDict, create_model
 
 from tabserve import contract, pipeline, store
 
@@ -48,8 +49,11 @@ async def predict(record: Record) -> dict[str, Any]:  # type: ignore[valid-type]
     return {**item, "model": CARD.tag}
 
 
+BatchRequest = create_model("BatchRequest", __config__=ConfigDict(extra="forbid"), records=(TYPES.record_list, ...))
+
+
 @app.post("/predict_batch")
-async def predict_batch(body: TYPES.batch_request) -> dict[str, Any]:  # type: ignore[valid-type]
+async def predict_batch(body: BatchRequest) -> dict[str, Any]:  # type: ignore[valid-type]
     values = [r.model_dump() for r in body.records]
     results = pipeline.predict_records(PIPELINE, CARD.schema, values)
     return {"predictions": [contract.shape(r, CARD.schema.out_of_range(v)) for r, v in zip(results, values)], "model": CARD.tag}
