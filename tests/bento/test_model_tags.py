@@ -3,6 +3,7 @@ and service.py with exit code 2 and the same one line (the store's models and th
 only the default tag trains the default model. And where a Bento's model comes from (tabserve/config.py)."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,8 @@ def store(home: Path) -> list[str]:
 
 
 def run(cmd: list[str], home: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if k != "MODEL_TAG"}
+    # Not MODEL_TAG, nor the make variables of a `make test` this runs under (make[1] trailers, -j...).
+    environment = {k: v for k, v in os.environ.items() if k not in ("MODEL_TAG", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}
     return subprocess.run(cmd, cwd=ROOT, env={**environment, "BENTOML_HOME": str(home), **env},
                           capture_output=True, text=True, timeout=timeout)
 
@@ -68,7 +70,7 @@ def test_make_stops_on_a_missing_tag(churn_home, tmp_path, target):
     result = run(["make", "--no-print-directory", "-o", ".venv/.installed", target, "MODEL_TAG=titanik"],
                  churn_home, CONTAINER_ROOT=str(tmp_path / "containers"))
     assert result.returncode == 2, result.stdout + result.stderr
-    errors = [line for line in lines(result.stderr) if not line.startswith("make: ***")]  # make's own trailer
+    errors = [line for line in lines(result.stderr) if not re.match(r"make(\[\d+\])?: \*\*\*", line)]  # make's own trailer
     assert errors == [expected_line()]
     assert "bentoml serve" not in result.stdout and "bentoml build" not in result.stdout
     assert store(churn_home) == before
@@ -102,7 +104,8 @@ def bento_layout(root: Path, manifest: dict | None) -> Path:
 
 
 def model_tag_in(src: Path, **env: str) -> str:
-    environment = {k: v for k, v in os.environ.items() if k != "MODEL_TAG"}
+    # Not MODEL_TAG, nor the make variables of a `make test` this runs under (make[1] trailers, -j...).
+    environment = {k: v for k, v in os.environ.items() if k not in ("MODEL_TAG", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}
     result = subprocess.run([sys.executable, "-c", "from tabserve import config; print(config.MODEL_TAG)"], cwd=src,
                             env={**environment, **env}, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
