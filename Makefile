@@ -32,7 +32,7 @@ train: $(INSTALLED)  ## train the default model (Palmer Penguins) into the Bento
 # MODEL_TAG missing from the store: the default (penguins) is trained; any other tag stops with exit
 # code 2 and one line naming the store's models and the train.py command (tabserve/model_tags.py).
 serve: $(INSTALLED)  ## serve MODEL_TAG on PORT (trains the default model if missing; another missing tag stops)
-	@$(BIN)/python -m tabserve.model_tags ensure "$(MODEL_TAG)"
+	@$(BIN)/python -m tabserve.core.model_tags ensure "$(MODEL_TAG)"
 	$(BIN)/bentoml serve service:PredictionService --port $(PORT)
 
 test: $(INSTALLED) browser  ## the whole test suite (real servers, a browser, a Bento build, the notebook)
@@ -42,7 +42,7 @@ test-fast: $(INSTALLED)  ## unit tests only
 	$(BIN)/python -m pytest -m "not served and not slow"
 
 build: $(INSTALLED)  ## `bentoml build` a Bento packing MODEL_TAG (trains the default model if missing; another missing tag stops)
-	@$(BIN)/python -m tabserve.model_tags ensure "$(MODEL_TAG)"
+	@$(BIN)/python -m tabserve.core.model_tags ensure "$(MODEL_TAG)"
 	$(BIN)/bentoml build
 
 clean:  ## remove the virtualenv and caches (the BentoML store is left alone)

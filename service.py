@@ -30,10 +30,18 @@ from pydantic import ConfigDict
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 
-from tabserve import bentoml_patches, config, contract, http, metrics, pipeline, store, web
-from tabserve.batching import InFlightBatcher
-from tabserve.cache import PredictionCache
-from tabserve.errors import InvalidInput, ModelCorrupted, ModelUnavailable, error_body
+from tabserve.core.card import ModelCard
+from tabserve import bentoml_fixes as bentoml_patches
+from tabserve.core import config
+from tabserve.serving import api_types as contract
+from tabserve.serving import http_gate as http
+from tabserve.serving import metrics
+from tabserve.core import pipeline
+from tabserve.core import store
+from tabserve.serving import v1_app as web
+from tabserve.serving.batching import InFlightBatcher
+from tabserve.serving.cache import PredictionCache
+from tabserve.core.errors import InvalidInput, ModelCorrupted, ModelUnavailable, error_body
 
 logger = logging.getLogger("tabserve")
 http.quiet_client_error_logs()
@@ -41,7 +49,7 @@ bentoml_patches.apply()  # a timer leak and per-message tracing spans: see the m
 
 # Fail at start with one line naming the tag, the store's models and the fix (the same line as
 # `make serve`), not a traceback at the first request.
-from tabserve import model_tags  # noqa: E402
+from tabserve.core import model_tags  # noqa: E402
 
 if (_missing := model_tags.missing(config.MODEL_TAG)) is not None:
     sys.exit(_missing)
@@ -50,7 +58,7 @@ try:
     store.verify(MODEL.stored)
 except ModelCorrupted as exc:
     sys.exit(f"error: {exc}")
-CARD = store.ModelCard.from_model(MODEL.stored)
+CARD = ModelCard.from_model(MODEL.stored)
 TYPES = contract.ApiTypes.from_card(CARD, max_records=config.MAX_BATCH_RECORDS)
 Record, Prediction = TYPES.record, TYPES.prediction
 RecordList, BatchResponse = TYPES.record_list, TYPES.batch_response

@@ -16,9 +16,11 @@ import signal
 import sys
 from pathlib import Path
 
-from tabserve import data, pipeline, training
-from tabserve.errors import TabserveError
-from tabserve.inference import Overrides
+from tabserve.core import data
+from tabserve.core import pipeline
+from tabserve.training import trainer as training
+from tabserve.core.errors import TabserveError
+from tabserve.training.inference import Overrides
 
 SEPARATOR_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 

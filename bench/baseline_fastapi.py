@@ -18,7 +18,10 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ConfigDict, create_model
 
-from tabserve import contract, pipeline, store
+from tabserve.core.card import ModelCard
+from tabserve.serving import api_types as contract
+from tabserve.core import pipeline
+from tabserve.core import store
 
 MODEL_TAG = os.environ.get("MODEL_TAG", "").strip() or "penguins:latest"
 # "inline": the sync pipeline call runs on the event loop (one request at a time per worker, no thread hop);
@@ -26,7 +29,7 @@ MODEL_TAG = os.environ.get("MODEL_TAG", "").strip() or "penguins:latest"
 MODE = os.environ.get("BASELINE_MODE", "inline")
 
 _model = bentoml.models.get(MODEL_TAG)
-CARD = store.ModelCard.from_model(_model)
+CARD = ModelCard.from_model(_model)
 TYPES = contract.ApiTypes.from_card(CARD, max_records=10_000)
 Record, Prediction = TYPES.record, TYPES.prediction
 PIPELINE = store.load_pipeline(_model)

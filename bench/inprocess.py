@@ -24,11 +24,12 @@ def measure(batch_sizes: list[int], seconds: float, tag: str) -> dict:
     from threadpoolctl import threadpool_info
 
     from records import load_records
-    from tabserve import pipeline, store
+    from tabserve.core import pipeline
+    from tabserve.core import store
 
     model = bentoml.models.get(tag)
     pipe = store.load_pipeline(model)
-    schema = store.ModelCard.from_model(model).schema
+    schema = ModelCard.from_model(model).schema
     records = load_records()
     rng = random.Random(0)
     out: dict = {"threads": sorted({(i["internal_api"], i["num_threads"]) for i in threadpool_info()}), "batches": {}}

@@ -51,8 +51,8 @@ def bentoml_home() -> Path:
 @pytest.fixture(scope="session")
 def penguins_model(bentoml_home):
     """The default model, trained once per session into the temp store."""
-    from tabserve import training
-    from tabserve.data import PENGUINS_CSV
+    from tabserve.training import trainer as training
+    from tabserve.core.data import PENGUINS_CSV
 
     return training.train(PENGUINS_CSV, "species", name="penguins").model
 

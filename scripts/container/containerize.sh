@@ -21,7 +21,7 @@ BUILD_TIMEOUT=${BUILD_TIMEOUT:-2400}
 [ -x "$BIN/bentoml" ] || die "$BIN/bentoml not found: run \`make install\` first"
 
 # Exit code 2 and the helper's one line when another tag is missing (no ERR-trap line on top).
-timeout 900 "$BIN/python" -m tabserve.model_tags ensure "$MODEL_TAG" || exit $?
+timeout 900 "$BIN/python" -m tabserve.core.model_tags ensure "$MODEL_TAG" || exit $?
 
 BACKEND=$(pick_backend) || exit 1
 RUNNER=$(runner_for "$BACKEND") || exit 1
@@ -37,7 +37,7 @@ DOCKERFILE=$BENTO_DIR/env/docker/Dockerfile
 BASE=$(awk 'toupper($1) == "FROM" { print $2; exit }' "$DOCKERFILE")
 [ -n "$BASE" ] || die "no FROM line in $DOCKERFILE"
 # The model the Bento packs (and serves by default), read from its bento.yaml as the service does.
-MODEL=$("$BIN/python" -c 'import sys; from pathlib import Path; from tabserve.config import packed_model_tag
+MODEL=$("$BIN/python" -c 'import sys; from pathlib import Path; from tabserve.core.config import packed_model_tag
 print(packed_model_tag(Path(sys.argv[1], "src", "tabserve", "config.py")) or "")' "$BENTO_DIR")
 case "${MODEL_TAG#*:}" in "$MODEL_TAG" | latest) want="${MODEL_TAG%%:*}:*" ;; *) want=$MODEL_TAG ;; esac
 # shellcheck disable=SC2254

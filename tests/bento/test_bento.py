@@ -71,8 +71,8 @@ def test_manifest_lists_model_services_and_labels(bento, penguins_model):
 def test_bento_holds_only_what_the_service_needs(bento):
     src = Path(bento.path) / "src"
     files = sorted(str(p.relative_to(src)) for p in src.rglob("*.py"))
-    assert "service.py" in files and "tabserve/schema.py" in files
-    assert not any(f.startswith(("tests/", "bench/")) or f in ("train.py", "tabserve/training.py") for f in files)
+    assert "service.py" in files and "tabserve/core/schema.py" in files and "tabserve/serving/gate.py" in files
+    assert not any(f.startswith(("tests/", "bench/", "tabserve/training/")) or f == "train.py" for f in files)
 
 
 def test_requirements_are_locked(bento):

@@ -120,8 +120,8 @@ def test_sigterm_answers_every_accepted_request_then_exits_0(penguins_model):
 
 
 def test_model_service_down_answers_503_not_a_hang(penguins_model, bentoml_home):
-    from tabserve import training
-    from tabserve.data import PENGUINS_CSV
+    from tabserve.training import trainer as training
+    from tabserve.core.data import PENGUINS_CSV
 
     model = training.train(PENGUINS_CSV, "species", name="doomed").model
     with Server(env={"MODEL_TAG": str(model.tag), "PREDICTION_CACHE_SIZE": "0", "MODEL_TIMEOUT_S": "5"}, name="model-down") as served:

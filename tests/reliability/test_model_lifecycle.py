@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 # train.py's real main(), with the pipeline write slowed down so a signal lands mid-save.
 SLOW_SAVE = """
 import sys, time, joblib
-from tabserve import store
+from tabserve.core import store
 real_dump = joblib.dump
 def slow_dump(obj, path):
     real_dump(obj, path)
@@ -59,8 +59,8 @@ def test_missing_model_tag_exits_with_one_line(penguins_model):
 
 
 def test_damaged_model_file_exits_with_one_line(penguins_model):
-    from tabserve import training
-    from tabserve.data import PENGUINS_CSV
+    from tabserve.training import trainer as training
+    from tabserve.core.data import PENGUINS_CSV
 
     model = training.train(PENGUINS_CSV, "species", name="damaged").model
     with open(model.path_of("pipeline.joblib"), "r+b") as handle:

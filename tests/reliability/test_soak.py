@@ -18,7 +18,11 @@ import psutil
 import pytest
 import requests
 
-from tabserve import data, pipeline, store
+from tabserve.core.card import ModelCard
+from tabserve.training.inference import read_csv
+from tabserve.core import data
+from tabserve.core import pipeline
+from tabserve.core import store
 from tests.conftest import Server
 
 pytestmark = pytest.mark.slow
@@ -37,7 +41,7 @@ def server_rss(server: Server) -> int:
 def pool(penguins_model):
     """500 distinct records (training rows with jitter) and the pipeline's own answers for them."""
     rng = random.Random(7)
-    rows = data.read_csv(data.PENGUINS_CSV).drop(columns=["species"]).to_dict("records")
+    rows = read_csv(data.PENGUINS_CSV).drop(columns=["species"]).to_dict("records")
     records = []
     for i in range(500):
         row = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rng.choice(rows).items()}
@@ -45,7 +49,7 @@ def pool(penguins_model):
             row["body_mass_g"] = float(row["body_mass_g"] + rng.randint(-50, 50))
         records.append(row)
     model = bentoml.models.get(penguins_model.tag)
-    expected = pipeline.predict_records(store.load_pipeline(model), store.ModelCard.from_model(model).schema, records)
+    expected = pipeline.predict_records(store.load_pipeline(model), ModelCard.from_model(model).schema, records)
     return records, expected
 
 

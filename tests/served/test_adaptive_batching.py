@@ -7,7 +7,11 @@ import bentoml
 import pytest
 import requests
 
-from tabserve import data, pipeline, store
+from tabserve.core.card import ModelCard
+from tabserve.training.inference import read_csv
+from tabserve.core import data
+from tabserve.core import pipeline
+from tabserve.core import store
 
 pytestmark = pytest.mark.served
 BUCKET = re.compile(r'^tabserve_pipeline_batch_records_bucket\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$', re.M)
@@ -26,13 +30,13 @@ def batch_histogram(url):
 
 
 def test_concurrent_single_record_calls_are_batched_and_answered_in_order(server, penguins_model):
-    frame = data.read_csv(data.PENGUINS_CSV).drop(columns=["species"])
+    frame = read_csv(data.PENGUINS_CSV).drop(columns=["species"])
     records = [
         {k: (None if v != v else v) for k, v in row.items()}  # NaN -> null
         for row in frame.sample(32 * 4, random_state=1, replace=True).to_dict("records")
     ]
     model = bentoml.models.get(server_model_tag(server))
-    expected = pipeline.predict_records(store.load_pipeline(model), store.ModelCard.from_model(model).schema, records)
+    expected = pipeline.predict_records(store.load_pipeline(model), ModelCard.from_model(model).schema, records)
     before = batch_histogram(server.url)
 
     def call(record):

@@ -21,7 +21,9 @@ import bentoml
 import pytest
 import requests
 
-from tabserve import data, store
+from tabserve.core.card import ModelCard
+from tabserve.core import data
+from tabserve.core import store
 from tests.conftest import DATA, ROOT, Server
 
 pytestmark = pytest.mark.served
@@ -128,7 +130,7 @@ def test_a_json_record_built_from_a_row_gets_the_same_answer(served):
     content = path.read_bytes()
     table = data.parse_text(content.decode("utf-8-sig"))
     scored = list(csv.DictReader(io.StringIO(_upload(server, content).text), delimiter=table.sep))
-    card = store.ModelCard.from_model(bentoml.models.get(tag))
+    card = ModelCard.from_model(bentoml.models.get(tag))
     missing_target = table.raw[case.target].isin(["", "NA"])
     positions = [0, len(table.raw) - 1] + ([int(missing_target.idxmax())] if missing_target.any() else [])
     for position in positions:

@@ -178,7 +178,7 @@ def test_server_still_ready_after_bad_input(server):
 # --- any CSV: a regression model served by the same service.py ------------------------------
 
 def test_regression_model_serves_numbers(regression_csv):
-    from tabserve import training
+    from tabserve.training import trainer as training
 
     result = training.train(regression_csv, "price", name="house_prices")  # the id column is inferred as one
     with Server(env={"MODEL_TAG": str(result.model.tag)}, name="regression") as served:

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from tabserve.batching import InFlightBatcher
+from tabserve.serving.batching import InFlightBatcher
 
 
 class RecordingModel:

@@ -8,7 +8,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tabserve import bentoml_patches
+from tabserve import bentoml_fixes as bentoml_patches
 
 bentoml_patches.apply()
 bentoml_patches.apply()  # idempotent: service.py is imported in several processes and by the tests

@@ -1,6 +1,6 @@
 """The prediction cache: LRU eviction, and keys that never cross model versions."""
 
-from tabserve.cache import PredictionCache
+from tabserve.serving.cache import PredictionCache
 
 RECORD = {"island": "Dream", "year": 2008.0, "sex": None}
 

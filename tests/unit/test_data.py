@@ -2,10 +2,11 @@
 
 import pytest
 
-from tabserve import data
-from tabserve.errors import DataError
-from tabserve.inference import infer_schema
-from tabserve.schema import FeatureSchema
+from tabserve.training.inference import read_csv
+from tabserve.core import data
+from tabserve.core.errors import DataError
+from tabserve.training.inference import infer_schema
+from tabserve.core.schema import FeatureSchema
 
 HEADER = "island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year"
 
@@ -17,7 +18,7 @@ def schema():
 
 
 def test_penguins_csv_ships_with_the_repo():
-    frame = data.read_csv(data.PENGUINS_CSV)
+    frame = read_csv(data.PENGUINS_CSV)
     assert frame.shape == (344, 8)
     assert frame["sex"].isna().sum() == 11  # "NA" cells are missing values, not a category
 

@@ -2,7 +2,7 @@
 
 import json
 
-from tabserve.http import Gate, _rewrite, document_errors
+from tabserve.serving.http_gate import Gate, _rewrite, document_errors
 
 GATE = Gate(json_routes=("/predict",), upload_routes=("/predict_csv",), form_routes=("/v1/form",), protected_prefixes=("/v1",), api_key="k")
 ERROR_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
@@ -45,7 +45,7 @@ def run_gate_raw(app, gate, path="/predict", method="POST", body=b"{}", content_
     """Drive ErrorContract directly with one request; return (status, headers, raw body bytes)."""
     import asyncio
 
-    from tabserve.http import ErrorContract
+    from tabserve.serving.http_gate import ErrorContract
 
     sent = []
 
@@ -135,7 +135,7 @@ def test_non_ascii_is_written_as_is_in_error_bodies():
 
 def test_a_lone_surrogate_stays_a_json_escape():
     """Valid in JSON input, not encodable as UTF-8: written back as the escape it came in as."""
-    from tabserve.http import _json_bytes
+    from tabserve.serving.http_gate import _json_bytes
 
     raw = _json_bytes({"error": "A\u00f1elo \ud800"})
     assert raw == b'{"error": "A\xc3\xb1elo \\ud800"}' and json.loads(raw) == {"error": "A\u00f1elo \ud800"}

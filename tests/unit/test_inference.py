@@ -3,10 +3,10 @@
 import pandas as pd
 import pytest
 
-from tabserve import data
-from tabserve.errors import DataError
-from tabserve.inference import MAX_CATEGORIES, Overrides, infer_schema
-from tabserve.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, NUMERIC
+from tabserve.core import data
+from tabserve.core.errors import DataError
+from tabserve.training.inference import MAX_CATEGORIES, Overrides, infer_schema
+from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, NUMERIC
 from tests.conftest import DATA
 
 

@@ -3,14 +3,16 @@
 import bentoml
 import pytest
 
-from tabserve import pipeline, store
+from tabserve.core.card import ModelCard
+from tabserve.core import pipeline
+from tabserve.core import store
 from tests.conftest import PENGUIN
 
 
 @pytest.fixture(scope="module")
 def loaded(penguins_model):
     model = bentoml.models.get(penguins_model.tag)
-    return store.load_pipeline(model), store.ModelCard.from_model(model).schema
+    return store.load_pipeline(model), ModelCard.from_model(model).schema
 
 
 def test_predict_records_keeps_order_and_sums_probabilities(loaded):

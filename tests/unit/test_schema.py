@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from tabserve import data
-from tabserve.inference import infer_schema
-from tabserve.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, NUMERIC, Feature, FeatureSchema, label_text
+from tabserve.core import data
+from tabserve.training.inference import infer_schema
+from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, NUMERIC, Feature, FeatureSchema, label_text
 
 
 def schema_of(path, *drop) -> FeatureSchema:

@@ -8,9 +8,13 @@ import bentoml
 import pandas as pd
 import pytest
 
-from tabserve import data, store, training
-from tabserve.errors import DataError
-from tabserve.inference import Overrides
+from tabserve.core.card import ModelCard
+from tabserve.training.inference import read_csv
+from tabserve.core import data
+from tabserve.core import store
+from tabserve.training import trainer as training
+from tabserve.core.errors import DataError
+from tabserve.training.inference import Overrides
 from tests.conftest import DATA, ROOT
 
 
@@ -23,13 +27,13 @@ def test_penguins_model_metadata(penguins_model):
     assert meta["training_data"]["rows"] == 344 and meta["training_data"]["sha256"] == data.sha256_of(data.PENGUINS_CSV)
     assert meta["training_data"]["train_rows"] + meta["training_data"]["test_rows"] == 344
     assert set(meta["library_versions"]) >= {"bentoml", "scikit-learn", "pandas", "numpy", "pydantic", "python"}
-    card = store.ModelCard.from_model(penguins_model)
+    card = ModelCard.from_model(penguins_model)
     assert card.schema["island"].categories == ["Biscoe", "Dream", "Torgersen"]
 
 
 def test_saved_pipeline_loads_and_predicts(penguins_model):
     pipeline = store.load_pipeline(bentoml.models.get(penguins_model.tag))
-    frame = data.read_csv(data.PENGUINS_CSV)
+    frame = read_csv(data.PENGUINS_CSV)
     accuracy = (pipeline.predict(frame.drop(columns=["species"])) == frame["species"]).mean()
     assert accuracy > 0.95
 

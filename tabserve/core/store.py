@@ -1,18 +1,12 @@
-"""Model versions in the BentoML model store: the fitted pipeline plus a model card in metadata.
-
-The card is everything the service needs besides the pipeline itself (feature schema, task,
-classes), so the service builds its API types from metadata without unpickling anything.
-"""
+"""Model versions in the BentoML model store: the fitted pipeline file plus the model card
+(tabserve/core/card.py) as the version's metadata. Saved atomically, verified at start."""
 
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import bentoml
 import joblib
@@ -20,56 +14,14 @@ from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.models import ModelStore
 from sklearn.pipeline import Pipeline
 
-from tabserve.data import sha256_of
-from tabserve.errors import ModelCorrupted
-from tabserve.schema import FeatureSchema
+from tabserve.core.data import sha256_of
+from tabserve.core.errors import ModelCorrupted
+from tabserve.core.card import ModelCard
 
 PIPELINE_FILE = "pipeline.joblib"
 
 
-@dataclass(frozen=True)
-class ModelCard:
-    tag: str
-    task: str
-    target: str
-    classes: list[Any] | None
-    schema: FeatureSchema
-    metrics: dict[str, float]
-    metadata: dict[str, Any]  # everything stored, for the model card endpoint
-    creation_time: str
-
-    @classmethod
-    def from_model(cls, model: bentoml.Model) -> ModelCard:
-        meta = model.info.metadata
-        return cls(
-            tag=str(model.tag),
-            task=meta["task"],
-            target=meta["target"],
-            classes=meta.get("classes"),
-            schema=FeatureSchema.from_dict(meta["feature_schema"]),
-            metrics=meta.get("metrics", {}),
-            metadata=meta,
-            creation_time=model.info.creation_time.isoformat(),
-        )
-
-
-def library_versions() -> dict[str, str]:
-    import numpy
-    import pandas
-    import pydantic
-    import sklearn
-
-    return {
-        "python": platform.python_version(),
-        "bentoml": bentoml.__version__,
-        "scikit-learn": sklearn.__version__,
-        "pandas": pandas.__version__,
-        "numpy": numpy.__version__,
-        "pydantic": pydantic.__version__,
-    }
-
-
-def save(name: str, pipeline: Pipeline, labels: dict[str, str], metadata: dict[str, Any]) -> bentoml.Model:
+def save(name: str, pipeline: Pipeline, labels: dict[str, str], card: ModelCard) -> bentoml.Model:
     """Save one model version, atomically: the store holds all of it or none of it.
 
     BentoML copies a new version into the store file by file, so an interrupted save would leave
@@ -82,7 +34,7 @@ def save(name: str, pipeline: Pipeline, labels: dict[str, str], metadata: dict[s
     staging_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=staging_root))
     try:
-        with bentoml.models.create(name, labels=labels, metadata=metadata, _model_store=ModelStore(staging)) as model:
+        with bentoml.models.create(name, labels=labels, metadata=card.to_metadata(), _model_store=ModelStore(staging)) as model:
             joblib.dump(pipeline, model.path_of(PIPELINE_FILE))
             # A checksum in the card lets the service refuse a damaged file at start, with a clear line.
             model.info.metadata["pipeline_sha256"] = sha256_of(Path(model.path_of(PIPELINE_FILE)))

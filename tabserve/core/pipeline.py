@@ -1,7 +1,6 @@
-"""The scikit-learn pipeline: built from the feature schema, fitted, evaluated, and called on records.
+"""Calling the scikit-learn pipeline: typed records -> the frame it was fitted on -> predictions.
 
-Categories are ordinal-encoded with the categories fixed by the schema (unknown or missing -> NaN),
-then a HistGradientBoosting model handles missing values and categorical splits natively.
+Training (tabserve/training/fit.py) fits it on frames made here too, so both see the same columns.
 """
 
 from __future__ import annotations
@@ -10,22 +9,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, r2_score
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OrdinalEncoder
 
-from tabserve.errors import DataError
-from tabserve.schema import BOOLEAN, CATEGORICAL, DATE, DATE_PARTS, DATETIME, NUMERIC, FeatureSchema, label_text
+from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATE_PARTS, DATETIME, NUMERIC, FeatureSchema, label_text
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
 TASKS = (CLASSIFICATION, REGRESSION)
 
-TEST_FRACTION = 0.2
-RANDOM_STATE = 42
 
 
 def model_columns(schema: FeatureSchema) -> tuple[list[str], list[str]]:
@@ -38,24 +29,6 @@ def model_columns(schema: FeatureSchema) -> tuple[list[str], list[str]]:
         elif f.kind in (DATE, DATETIME):
             numeric.extend(f"{f.name}.{part}" for part in (*DATE_PARTS, *(("hour",) if f.kind == DATETIME else ())))
     return categorical, numeric
-
-
-def build(schema: FeatureSchema, task: str) -> Pipeline:
-    categorical, numeric = model_columns(schema)
-    encoder = OrdinalEncoder(
-        categories=[[str(c) for c in schema[name].categories or []] for name in categorical],
-        handle_unknown="use_encoded_value",
-        unknown_value=np.nan,
-        encoded_missing_value=np.nan,
-    )
-    columns = ColumnTransformer(
-        [("categorical", encoder, categorical), ("numeric", "passthrough", numeric)],
-        verbose_feature_names_out=False,
-    )
-    is_categorical = [True] * len(categorical) + [False] * len(numeric)
-    model_class = HistGradientBoostingClassifier if task == CLASSIFICATION else HistGradientBoostingRegressor
-    model = model_class(categorical_features=is_categorical, random_state=RANDOM_STATE)
-    return Pipeline([("columns", columns), ("model", model)])
 
 
 def to_frame(records: list[dict[str, Any]] | pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
@@ -80,32 +53,6 @@ def to_frame(records: list[dict[str, Any]] | pd.DataFrame, schema: FeatureSchema
             out[feature.name] = pd.to_numeric(column, errors="coerce").astype(float)
     categorical, numeric = model_columns(schema)
     return pd.DataFrame(out, index=frame.index)[categorical + numeric]
-
-
-def split(features: pd.DataFrame, target: pd.Series, task: str):
-    stratify = None
-    if task == CLASSIFICATION:
-        counts = target.value_counts()
-        if len(counts) < 2:
-            raise DataError(f"target {target.name!r} has only one class ({counts.index[0]!r}); nothing to learn")
-        if counts.min() >= 2:
-            stratify = target
-    if len(target) < 10:
-        raise DataError(f"only {len(target)} labelled rows; at least 10 are needed to train and evaluate")
-    return train_test_split(features, target, test_size=TEST_FRACTION, random_state=RANDOM_STATE, stratify=stratify)
-
-
-def evaluate(pipeline: Pipeline, features: pd.DataFrame, target: pd.Series, task: str) -> dict[str, float]:
-    predicted = pipeline.predict(features)
-    if task == CLASSIFICATION:
-        return {
-            "accuracy": round(float(accuracy_score(target, predicted)), 4),
-            "f1_macro": round(float(f1_score(target, predicted, average="macro")), 4),
-        }
-    return {
-        "rmse": round(float(np.sqrt(mean_squared_error(target, predicted))), 4),
-        "r2": round(float(r2_score(target, predicted)), 4),
-    }
 
 
 def predict_records(pipeline: Pipeline, schema: FeatureSchema, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -12,9 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from tabserve import pages
-from tabserve.errors import ModelUnavailable, error_body, pydantic_detail, summarize
-from tabserve.store import ModelCard
+from tabserve.serving import pages
+from tabserve.core.errors import ModelUnavailable, error_body, pydantic_detail, summarize
+from tabserve.core.card import ModelCard, feature_dict
 
 
 def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: type[BaseModel], settings: dict[str, Any],
@@ -47,31 +47,16 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
 
     @app.get("/model", summary="The model card")
     async def model_card() -> dict[str, Any]:
-        meta = card.metadata
-        return {
-            "tag": card.tag,
-            "created": card.creation_time,
-            "task": card.task,
-            "task_reason": meta.get("task_reason"),
-            "target": card.target,
-            "classes": card.classes,
-            "metrics": card.metrics,
-            "evaluation": meta.get("evaluation"),
-            "training_data": meta.get("training_data"),
-            "library_versions": meta.get("library_versions"),
-            "features": [_feature_dict(f) for f in schema.features],
-            "other_columns": schema.other_columns,
-            "serving": settings,
-        }
+        return card.to_dict(serving=settings)
 
     @app.get("/features", summary="Every feature of the model's input")
     async def features() -> list[dict[str, Any]]:
-        return [_feature_dict(f) for f in schema.features]
+        return [feature_dict(f) for f in schema.features]
 
     @app.get("/features/{name}", summary="One feature: type, categories, nullable, training range")
     async def feature(name: str) -> dict[str, Any]:
         try:
-            return _feature_dict(schema[name])
+            return feature_dict(schema[name])
         except KeyError:
             detail = [{"loc": ["name"], "msg": f"known features: {', '.join(schema.names)}", "type": "not_found"}]
             raise HTTPException(404, error_body(f"unknown feature {name!r}", detail)) from None
@@ -106,18 +91,3 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
         return HTMLResponse(pages.result_page(card, item))
 
     return app
-
-
-def _feature_dict(feature: Any) -> dict[str, Any]:
-    return {
-        "name": feature.name,
-        "type": feature.type_name,
-        "categories": feature.categories,
-        "nullable": feature.nullable,
-        "min": feature.min if feature.min is not None else feature.first,
-        "max": feature.max if feature.max is not None else feature.last,
-        "integer": feature.integer,
-        "description": feature.description,
-        "example": feature.example,
-        "inferred_because": feature.reason,
-    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from tabserve.schema import label_text
+from tabserve.core.schema import label_text
 
 PREFIX = "tabserve"
 

@@ -12,11 +12,11 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 
-from tabserve import data
-from tabserve.errors import DataError, InvalidInput, TooLarge, pydantic_detail
-from tabserve.pipeline import CLASSIFICATION
-from tabserve.schema import label_text
-from tabserve.store import ModelCard
+from tabserve.core import data
+from tabserve.core.errors import DataError, InvalidInput, TooLarge, pydantic_detail
+from tabserve.core.pipeline import CLASSIFICATION
+from tabserve.core.schema import label_text
+from tabserve.core.card import ModelCard
 
 # Rows whose errors are listed in a 400 for a bad CSV; the count of all bad rows is always given.
 MAX_REPORTED_ROWS = 50

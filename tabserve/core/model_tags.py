@@ -1,7 +1,7 @@
 """Is the model MODEL_TAG names in the BentoML store? One rule and one message for `make serve`,
 `make build`, `make containerize` and service.py's start-up check.
 
-    python -m tabserve.model_tags ensure [TAG]    (TAG defaults to config.MODEL_TAG)
+    python -m tabserve.core.model_tags ensure [TAG]    (TAG defaults to config.MODEL_TAG)
 
 exits 0 when the store has TAG. When it lacks it, the default model (penguins / penguins:latest) is
 trained with train.py; any other tag stops with exit code 2 and one line naming the models the store
@@ -17,9 +17,9 @@ from pathlib import Path
 import bentoml
 from bentoml.exceptions import BentoMLException
 
-from tabserve import config
+from tabserve.core import config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def is_default(tag: str) -> bool:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from tabserve.errors import DataError, TooLarge
-from tabserve.schema import MISSING_MARKERS, FeatureSchema
+from tabserve.core.errors import DataError, TooLarge
+from tabserve.core.schema import MISSING_MARKERS, FeatureSchema
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PENGUINS_CSV = PROJECT_ROOT / "data" / "penguins.csv"
 SEPARATORS = ",;\t|"
 SNIFF_BYTES = 64 * 1024
@@ -114,17 +114,6 @@ def read_table(path: Path, sep: str | None = None, decimal: str | None = None) -
     if "\x00" in text[:SNIFF_BYTES]:
         raise DataError(f"{path} is binary, not CSV text")
     return parse_text(text, sep, decimal, what=str(path))
-
-
-def read_csv(path: Path) -> pd.DataFrame:
-    """A CSV typed as training infers it (missing: None): for notebooks and tests."""
-    from tabserve.inference import infer_schema
-
-    table = read_table(path)
-    schema = infer_schema(table.raw, decimal=table.decimal, sep=table.sep)
-    typed = pd.DataFrame({f.name: [f.parse_cell(c, table.decimal) for c in table.raw[f.name]] for f in schema.features})
-    others = [name for name in table.raw.columns if name not in schema.names]
-    return pd.concat([table.raw[others], typed], axis=1)[list(table.raw.columns)]
 
 
 def load_training_data(path: Path, target: str, sep: str | None = None, decimal: str | None = None) -> TrainingData:

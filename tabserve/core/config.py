@@ -29,13 +29,13 @@ def packed_model_tag(here: Path = Path(__file__).resolve()) -> str | None:
 
     `bentoml build` imports service.py, whose ModelService declares `model = BentoModel(MODEL_TAG)`,
     and records that model, resolved to its version, in bento.yaml. A built Bento is laid out as
-    <bento>/bento.yaml beside <bento>/src/tabserve/config.py (also inside its container image), so
+    <bento>/bento.yaml beside <bento>/src/tabserve/core/config.py (also inside its container image), so
     a Bento serves the model it was built with even where no MODEL_TAG is set.
     """
-    src = here.parents[1]
-    manifest = src.parent / "bento.yaml"
-    if src.name != "src" or not manifest.is_file():
+    src = next((p for p in here.parents if p.name == "src" and (p.parent / "bento.yaml").is_file()), None)
+    if src is None:
         return None  # a work tree, not a Bento
+    manifest = src.parent / "bento.yaml"
     import yaml  # PyYAML comes with bentoml
 
     info = yaml.safe_load(manifest.read_text()) or {}

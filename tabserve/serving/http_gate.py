@@ -21,8 +21,8 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tabserve import metrics
-from tabserve.errors import error_body, pydantic_detail, summarize
+from tabserve.serving import metrics
+from tabserve.core.errors import error_body, pydantic_detail, summarize
 
 CSV_PART_TYPES = ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel", "application/octet-stream")
 DOCUMENTED_ERRORS = {

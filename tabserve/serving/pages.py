@@ -8,8 +8,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from tabserve.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, Feature, FeatureSchema, label_text
-from tabserve.store import ModelCard
+from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, Feature, FeatureSchema, label_text
+from tabserve.core.card import ModelCard
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 44rem; margin: 2rem auto; padding: 0 1rem; color: #222; }

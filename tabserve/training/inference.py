@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from tabserve.errors import DataError
-from tabserve.schema import (
+from tabserve.core import data
+from tabserve.core.errors import DataError
+from tabserve.core.schema import (
     BOOLEAN, CATEGORICAL, DATE, DATETIME, FALSE_WORDS, MISSING_MARKERS, NUMERIC, TRUE_WORDS, Feature, FeatureSchema,
     parse_date, parse_number,
 )
@@ -239,3 +240,12 @@ def _example_row(raw: pd.DataFrame) -> pd.Series:
     missing = raw.isin(MISSING_MARKERS)
     complete = ~missing.loc[:, ~missing.all()].any(axis=1)
     return raw[complete].iloc[0] if complete.any() else raw.iloc[0]
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A CSV typed as training infers it (missing: None): for notebooks and tests."""
+    table = data.read_table(path)
+    schema = infer_schema(table.raw, decimal=table.decimal, sep=table.sep)
+    typed = pd.DataFrame({f.name: [f.parse_cell(c, table.decimal) for c in table.raw[f.name]] for f in schema.features})
+    others = [name for name in table.raw.columns if name not in schema.names]
+    return pd.concat([table.raw[others], typed], axis=1)[list(table.raw.columns)]

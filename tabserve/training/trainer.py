@@ -14,10 +14,14 @@ from pathlib import Path
 import bentoml
 import pandas as pd
 
-from tabserve import data, pipeline, store
-from tabserve.errors import DataError
-from tabserve.inference import Overrides, infer_schema
-from tabserve.schema import FALSE_WORDS, MISSING_MARKERS, TRUE_WORDS, FeatureSchema, parse_number
+from tabserve.core import data
+from tabserve.training import fit
+from tabserve.core import pipeline
+from tabserve.core import store
+from tabserve.core.card import ModelCard, library_versions
+from tabserve.core.errors import DataError
+from tabserve.training.inference import Overrides, infer_schema
+from tabserve.core.schema import FALSE_WORDS, MISSING_MARKERS, TRUE_WORDS, FeatureSchema, parse_number
 
 MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 # A numeric target with at most this many distinct whole-number values is taken as class labels.
@@ -100,18 +104,19 @@ def train(
     rows = table.raw[labelled].reset_index(drop=True)
     typed = pd.DataFrame({f.name: rows[f.name].map(lambda cell, f=f: f.parse_cell(cell, table.decimal)) for f in schema.features})
     features = pipeline.to_frame(typed, schema)
-    x_train, x_test, y_train, y_test = pipeline.split(features, target_values, task)
-    fitted = pipeline.build(schema, task).fit(x_train, y_train)
-    metrics = pipeline.evaluate(fitted, x_test, y_test, task)
+    x_train, x_test, y_train, y_test = fit.split(features, target_values, task)
+    fitted = fit.build(schema, task).fit(x_train, y_train)
+    metrics = fit.evaluate(fitted, x_test, y_test, task)
 
-    metadata = {
-        "task": task,
-        "task_reason": task_reason,
-        "target": target,
-        "feature_schema": schema.to_dict(),
-        "metrics": metrics,
-        "evaluation": f"held-out {int(pipeline.TEST_FRACTION * 100)}% split (random_state={pipeline.RANDOM_STATE}); the saved pipeline is the one evaluated",
-        "training_data": {
+    card = ModelCard(
+        task=task,
+        target=target,
+        schema=schema,
+        classes=[c.item() if hasattr(c, "item") else c for c in fitted[-1].classes_] if task == pipeline.CLASSIFICATION else None,
+        task_reason=task_reason,
+        metrics=metrics,
+        evaluation=f"held-out {int(fit.TEST_FRACTION * 100)}% split (random_state={fit.RANDOM_STATE}); the saved pipeline is the one evaluated",
+        training_data={
             "file": training.source,
             "sha256": training.sha256,
             "separator": table.sep,
@@ -121,12 +126,10 @@ def train(
             "test_rows": len(x_test),
             "unlabelled_rows": int((~labelled).sum()),
         },
-        "library_versions": store.library_versions(),
-    }
-    if task == pipeline.CLASSIFICATION:
-        metadata["classes"] = [c.item() if hasattr(c, "item") else c for c in fitted[-1].classes_]
+        library_versions=library_versions(),
+    )
     labels = {"task": task, "dataset": default_name(path)}
-    model = store.save(name, fitted, labels=labels, metadata=metadata)
+    model = store.save(name, fitted, labels=labels, card=card)
     return TrainingResult(
         model, task, task_reason, schema, metrics, len(x_train), len(x_test), int((~labelled).sum()), table.sep, table.decimal,
     )

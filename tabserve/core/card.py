@@ -1,0 +1,119 @@
+"""The model card: everything known about a model version besides its pipeline, kept as the
+version's metadata in the BentoML store. This class is the one owner of that format: training
+writes it with `to_metadata`, serving reads it with `from_model`, /v1/model shows `to_dict`.
+
+The service builds its API types from the card alone, without unpickling anything.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from typing import Any
+
+from tabserve.core.schema import FeatureSchema
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    task: str
+    target: str
+    schema: FeatureSchema
+    classes: list[Any] | None = None  # classification: the labels, in the model's order
+    task_reason: str | None = None  # why this task (inferred, or --task)
+    metrics: dict[str, float] = field(default_factory=dict)
+    evaluation: str | None = None  # how the metrics were measured
+    training_data: dict[str, Any] = field(default_factory=dict)  # file, SHA-256, rows, separator, ...
+    library_versions: dict[str, str] = field(default_factory=dict)
+    pipeline_sha256: str | None = None  # of the pipeline file, so a damaged one is refused at start
+    tag: str = ""  # given by the store, not stored in the metadata
+    creation_time: str = ""
+
+    def to_metadata(self) -> dict[str, Any]:
+        """JSON-safe metadata for the BentoML store (which can't hold None: absent keys are defaults)."""
+        meta = {
+            "task": self.task,
+            "task_reason": self.task_reason,
+            "target": self.target,
+            "classes": self.classes,
+            "feature_schema": self.schema.to_dict(),
+            "metrics": self.metrics,
+            "evaluation": self.evaluation,
+            "training_data": self.training_data,
+            "library_versions": self.library_versions,
+            "pipeline_sha256": self.pipeline_sha256,
+        }
+        return {key: value for key, value in meta.items() if value is not None}
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, Any], tag: str = "", creation_time: str = "") -> ModelCard:
+        return cls(
+            task=meta["task"],
+            target=meta["target"],
+            schema=FeatureSchema.from_dict(meta["feature_schema"]),
+            classes=meta.get("classes"),
+            task_reason=meta.get("task_reason"),
+            metrics=dict(meta.get("metrics", {})),
+            evaluation=meta.get("evaluation"),
+            training_data=dict(meta.get("training_data", {})),
+            library_versions=dict(meta.get("library_versions", {})),
+            pipeline_sha256=meta.get("pipeline_sha256"),
+            tag=tag,
+            creation_time=creation_time,
+        )
+
+    @classmethod
+    def from_model(cls, model: Any) -> ModelCard:
+        """The card of a stored model version (a bentoml.Model)."""
+        return cls.from_metadata(model.info.metadata, str(model.tag), model.info.creation_time.isoformat())
+
+    def to_dict(self, serving: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The card as /v1/model shows it."""
+        return {
+            "tag": self.tag,
+            "created": self.creation_time,
+            "task": self.task,
+            "task_reason": self.task_reason,
+            "target": self.target,
+            "classes": self.classes,
+            "metrics": self.metrics,
+            "evaluation": self.evaluation,
+            "training_data": self.training_data,
+            "library_versions": self.library_versions,
+            "features": [feature_dict(f) for f in self.schema.features],
+            "other_columns": self.schema.other_columns,
+            **({"serving": serving} if serving is not None else {}),
+        }
+
+
+def feature_dict(feature: Any) -> dict[str, Any]:
+    """One feature as the API shows it (/v1/model, /v1/features)."""
+    return {
+        "name": feature.name,
+        "type": feature.type_name,
+        "categories": feature.categories,
+        "nullable": feature.nullable,
+        "min": feature.min if feature.min is not None else feature.first,
+        "max": feature.max if feature.max is not None else feature.last,
+        "integer": feature.integer,
+        "description": feature.description,
+        "example": feature.example,
+        "inferred_because": feature.reason,
+    }
+
+
+def library_versions() -> dict[str, str]:
+    import bentoml
+    import numpy
+    import pandas
+    import pydantic
+    import sklearn
+
+    return {
+        "python": platform.python_version(),
+        "bentoml": bentoml.__version__,
+        "scikit-learn": sklearn.__version__,
+        "pandas": pandas.__version__,
+        "numpy": numpy.__version__,
+        "pydantic": pydantic.__version__,
+    }

@@ -1,0 +1,1 @@
+"""Training: which type each column is (and why), fitting and evaluating the pipeline, saving a model version."""
