@@ -8,12 +8,10 @@ The request and response types are built at import from the served model's featu
 so Swagger (/) documents exactly the fields, categories and ranges the model was trained on.
 """
 
-import asyncio
 import gc
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,64 +22,28 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import bentoml
-from bentoml.exceptions import BentoMLException
 from bentoml.validators import ContentType
-from pydantic import ConfigDict
-from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import JSONResponse
 
-from tabserve.core.card import ModelCard
-from tabserve import bentoml_fixes as bentoml_patches
-from tabserve.core import config
-from tabserve.serving import api_types as contract
-from tabserve.serving import http_gate as http
-from tabserve.serving import metrics
-from tabserve.core import pipeline
-from tabserve.core import store
-from tabserve.serving import v1_app as web
+from tabserve import bentoml_fixes
+from tabserve.core import config, pipeline, store
+from tabserve.core.errors import InvalidInput, ModelUnavailable, TabserveError
+from tabserve.serving import csv_scoring, http_gate, metrics, v1_app
+from tabserve.serving.api_types import ApiTypes, error_response, shape
 from tabserve.serving.batching import InFlightBatcher
 from tabserve.serving.cache import PredictionCache
-from tabserve.core.errors import InvalidInput, ModelCorrupted, ModelUnavailable, error_body
+from tabserve.serving.model_link import ModelLink
 
 logger = logging.getLogger("tabserve")
-http.quiet_client_error_logs()
-bentoml_patches.apply()  # a timer leak and per-message tracing spans: see the module
+bentoml_fixes.apply()  # what this project changes in BentoML's internals, each with a version guard
 
-# Fail at start with one line naming the tag, the store's models and the fix (the same line as
-# `make serve`), not a traceback at the first request.
-from tabserve.core import model_tags  # noqa: E402
-
-if (_missing := model_tags.missing(config.MODEL_TAG)) is not None:
-    sys.exit(_missing)
-MODEL = bentoml.models.BentoModel(config.MODEL_TAG)
+# Fail at start with one line naming the tag and the fix, not a traceback at the first request.
 try:
-    store.verify(MODEL.stored)
-except ModelCorrupted as exc:
+    MODEL, CARD = store.served_model(config.MODEL_TAG)
+except TabserveError as exc:
     sys.exit(f"error: {exc}")
-CARD = ModelCard.from_model(MODEL.stored)
-TYPES = contract.ApiTypes.from_card(CARD, max_records=config.MAX_BATCH_RECORDS)
-Record, Prediction = TYPES.record, TYPES.prediction
-RecordList, BatchResponse = TYPES.record_list, TYPES.batch_response
-
-
-class BatchRequest(bentoml.IODescriptor):
-    """The body of /predict_batch, {"records": [...]}: named, so `client.predict_batch(records=[...])` works."""
-
-    model_config = ConfigDict(extra="forbid")  # a misspelt top-level key is refused, not ignored
-    records: RecordList
-# Under a burst of new connections the entry->model link sometimes drops one (ServerDisconnected,
-# upstream BentoML issues #3669/#4238); inference is idempotent, so such a call is tried again.
-MODEL_CALL_ATTEMPTS = 3
-SETTINGS = {
-    "adaptive_batching": config.ADAPTIVE_BATCHING,
-    "max_batch_size": config.MAX_BATCH_SIZE,
-    "max_latency_ms": config.MAX_LATENCY_MS,
-    "api_workers": config.API_WORKERS,
-    "model_workers": config.MODEL_WORKERS,
-    "model_threads": config.MODEL_THREADS,
-    "prediction_cache_size": config.PREDICTION_CACHE_SIZE,
-    "api_key_required": bool(config.API_KEY),
-}
+# The API's types come from the model's feature schema: Swagger documents exactly what it was trained on.
+TYPES = ApiTypes.from_card(CARD, max_records=config.MAX_BATCH_RECORDS)
+Record, Prediction, BatchRequest, BatchResponse = TYPES.record, TYPES.prediction, TYPES.batch_request, TYPES.batch_response
 
 
 @bentoml.service(
@@ -116,13 +78,10 @@ class ModelService:
         return pipeline.predict_records(self.pipeline, self.schema, records)
 
 
-V1 = web.create_app(CARD, Record, Prediction, SETTINGS, predictor=bentoml.get_current_service)
-
-
-@bentoml.asgi_app(V1, path="/v1")
+@bentoml.asgi_app(v1_app.create_app(CARD, Record, Prediction, config.serving_settings(), predictor=bentoml.get_current_service), path="/v1")
 @bentoml.service(
     workers=config.API_WORKERS,
-    # The gate in tabserve/http.py answers 504 at REQUEST_TIMEOUT_S; BentoML's own timeout is a backstop.
+    # The gate (tabserve/serving/http_gate.py) answers 504 at REQUEST_TIMEOUT_S; BentoML's own timeout is a backstop.
     traffic={"timeout": config.REQUEST_TIMEOUT_S + 5},
     # /readyz asks __is_ready__ below instead: BentoML's own probe of the model service can hang
     # when the model worker is gone but its socket still listens.
@@ -135,10 +94,10 @@ class PredictionService:
     model_service = bentoml.depends(ModelService)
 
     def __init__(self) -> None:
+        self.model = ModelLink(lambda: self.model_service, timeout_s=config.MODEL_TIMEOUT_S)
         self.cache = PredictionCache(config.PREDICTION_CACHE_SIZE)
-        # Concurrent /predict records cross to the model service together (tabserve/batching.py).
-        self.batcher = InFlightBatcher(lambda records: self._infer("predict", records), config.MAX_BATCH_SIZE)
-        self._model_suspect_until = 0.0  # after a model timeout, check it is up before each call
+        # Concurrent /predict records cross to the model service together (tabserve/serving/batching.py).
+        self.batcher = InFlightBatcher(lambda records: self.model.call("predict", records), config.MAX_BATCH_SIZE)
         # The objects of startup (modules, the app, the model) live forever: keep them out of the full
         # garbage collections, which otherwise rescan them every second or so under load (~100 ms each).
         gc.freeze()
@@ -146,8 +105,7 @@ class PredictionService:
             logger.warning("API_KEY is not set: the prediction endpoints are open to anyone who can reach this port")
 
     async def __is_ready__(self) -> bool:
-        service = self.model_service
-        return await _is_up(service) if hasattr(service, "to_async") else True
+        return await self.model.is_up()
 
     @bentoml.api(route="/predict")
     async def predict(self, record: Record, /, ctx: bentoml.Context) -> Prediction:
@@ -155,18 +113,18 @@ class PredictionService:
         try:
             item, hit = await self.predict_one(record.model_dump())
         except ModelUnavailable as exc:
-            return _error_response(ctx, exc.status, str(exc))
+            return error_response(ctx, exc.status, str(exc))
         ctx.response.headers["X-Cache"] = "hit" if hit else "miss"
         return Prediction(**item, model=CARD.tag)
 
     @bentoml.api(route="/predict_batch", input_spec=BatchRequest)
-    async def predict_batch(self, records: RecordList) -> BatchResponse:
+    async def predict_batch(self, records: list[Record]) -> BatchResponse:
         """Predict 1 to MAX_BATCH_RECORDS records in one call (body {"records": [...]}); answers keep the input order."""
         values = [r.model_dump() for r in records]
         try:
-            results = await self._infer("predict_bulk", values)
+            results = await self.model.call("predict_bulk", values)
         except ModelUnavailable as exc:
-            return _error_response(None, exc.status, str(exc))
+            return error_response(None, exc.status, str(exc))
         return BatchResponse(predictions=self._answers(results, values), model=CARD.tag)
 
     @bentoml.api(route="/predict_csv")
@@ -179,16 +137,16 @@ class PredictionService:
         """
         on_error = ctx.request.query_params.get("on_error") or ctx.request.headers.get("x-on-error") or "fail"
         if on_error not in ("fail", "skip"):
-            return _error_response(ctx, 400, f"invalid input: on_error must be 'fail' or 'skip', not {on_error!r}")
+            return error_response(ctx, 400, f"invalid input: on_error must be 'fail' or 'skip', not {on_error!r}")
         try:
-            scoring = contract.records_from_csv(file.read_bytes(), CARD, Record, config.MAX_CSV_ROWS, skip_bad_rows=on_error == "skip")
-            results = await self._infer("predict_bulk", scoring.records) if scoring.records else []
+            scoring = csv_scoring.records_from_csv(file.read_bytes(), CARD, Record, config.MAX_CSV_ROWS, skip_bad_rows=on_error == "skip")
+            results = await self.model.call("predict_bulk", scoring.records) if scoring.records else []
         except InvalidInput as exc:
-            return _error_response(ctx, exc.status, exc.message, exc.detail)
+            return error_response(ctx, exc.status, exc.message, exc.detail)
         except ModelUnavailable as exc:
-            return _error_response(ctx, exc.status, str(exc))
+            return error_response(ctx, exc.status, str(exc))
         ctx.response.headers["X-Failed-Rows"] = str(scoring.failed)
-        return contract.csv_with_predictions(scoring, self._answers(results, scoring.records), CARD)
+        return csv_scoring.csv_with_predictions(scoring, self._answers(results, scoring.records), CARD)
 
     async def predict_one(self, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """One record through the cache, then the batched model service: (answer, cache hit)."""
@@ -202,7 +160,7 @@ class PredictionService:
         if config.ADAPTIVE_BATCHING:
             result = await self.batcher.submit(values)
         else:
-            [result] = await self._infer("predict_bulk", [values])
+            [result] = await self.model.call("predict_bulk", [values])
         [answer] = self._answers([result], [values])
         self.cache.put(key, answer)
         return answer, False
@@ -210,65 +168,9 @@ class PredictionService:
     def _answers(self, results: list[dict[str, Any]], values: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Model results as API items (with warnings), counted on /metrics."""
         flagged = [CARD.schema.out_of_range(v) for v in values]
-        answers = [contract.shape(r, f) for r, f in zip(results, flagged)]
+        answers = [shape(r, f) for r, f in zip(results, flagged)]
         metrics.observe_predictions(CARD.tag, answers, flagged)
         return answers
 
-    async def _infer(self, api: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        service = self.model_service
-        if not hasattr(service, "to_async"):  # in-process instance (no server): call it directly
-            return getattr(service, api)(records)
-        if time.monotonic() < self._model_suspect_until and not await _is_up(service):
-            raise ModelUnavailable("the model service is down; retry shortly")  # fail fast, don't queue
-        for attempt in range(1, MODEL_CALL_ATTEMPTS + 1):
-            if attempt > 1:
-                await asyncio.sleep(0.05 * attempt)
-            try:
-                return await asyncio.wait_for(getattr(service.to_async, api)(records), config.MODEL_TIMEOUT_S)
-            except asyncio.TimeoutError:
-                self._model_suspect_until = time.monotonic() + 5
-                raise ModelUnavailable(f"the model service did not answer within {config.MODEL_TIMEOUT_S} s") from None
-            except BentoMLException as exc:
-                status = int(getattr(exc, "error_code", 500))
-                if status in (429, 503):
-                    raise ModelUnavailable("the model service is overloaded; retry shortly", status) from None
-                logger.error("model service failed: %s", exc)
-                raise ModelUnavailable("the model service failed to answer") from None
-            except Exception as exc:  # connection-level: the idempotent inference is retried
-                logger.info("model service call failed (attempt %d of %d): %r", attempt, MODEL_CALL_ATTEMPTS, exc)
-        logger.warning("model service call failed %d times; answering 503", MODEL_CALL_ATTEMPTS)
-        raise ModelUnavailable("the model service is unavailable")
 
-
-async def _is_up(service: Any) -> bool:
-    """A quick readiness probe of the model service that never raises."""
-    try:
-        return bool(await asyncio.wait_for(service.is_ready(1), 2))
-    except Exception:  # timeouts and connection errors of aiohttp/httpx alike mean "not up"
-        return False
-
-
-def _error_response(ctx: Any, status: int, message: str, detail: list | None = None) -> JSONResponse:
-    if ctx is not None:  # BentoML copies the context's status onto the response
-        ctx.response.status_code = status
-    return JSONResponse(error_body(message, detail), status_code=status)
-
-
-if config.CORS_ORIGINS:
-    PredictionService.add_asgi_middleware(
-        CORSMiddleware, allow_origins=config.CORS_ORIGINS, allow_methods=["GET", "POST"],
-        allow_headers=["Authorization", "Content-Type", "X-On-Error"], expose_headers=["X-Cache", "X-Failed-Rows"],
-    )
-PredictionService.add_asgi_middleware(
-    http.ErrorContract,
-    gate=http.Gate(
-        json_routes=("/predict", "/predict_batch"),
-        upload_routes=("/predict_csv",),
-        form_routes=("/v1/form",),
-        protected_prefixes=("/v1",),
-        api_key=config.API_KEY,
-        max_body_bytes=config.MAX_BODY_BYTES,
-        max_concurrency=config.MAX_CONCURRENCY,
-        timeout_s=config.REQUEST_TIMEOUT_S,
-    ),
-)
+http_gate.install(PredictionService)  # the gate in front of every route, and CORS when configured

@@ -17,15 +17,17 @@ fails without it, which is also what catches a BentoML upgrade that moves the co
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 _APPLIED = "_tabserve_patched"
 
 
 def apply() -> None:
-    """Apply both; idempotent."""
+    """Apply all; idempotent."""
     release_request_timers()
     trace_requests_not_messages()
+    quiet_client_error_logs()
 
 
 def release_request_timers() -> None:
@@ -76,3 +78,24 @@ def trace_requests_not_messages() -> None:
 
     setattr(__init__, _APPLIED, True)
     OpenTelemetryMiddleware.__init__ = __init__
+
+
+class _ClientErrorsInOneLine(logging.Filter):
+    """BentoML logs every invalid request as an ERROR with a full traceback; it is the client's
+    mistake, already answered 400, so it becomes one WARNING line naming the first problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pydantic import ValidationError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            first = error.errors(include_url=False)[0] if error.error_count() else {}
+            record.msg = f"{record.getMessage()}: invalid input answered 400 ({'.'.join(map(str, first.get('loc', ())))}: {first.get('msg', '')})"
+            record.args, record.exc_info, record.exc_text = (), None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_client_error_logs() -> None:
+    """Invalid requests logged in one line (BentoML's request logger is private: a touchpoint)."""
+    logging.getLogger("bentoml._internal.server.http_app").addFilter(_ClientErrorsInOneLine())

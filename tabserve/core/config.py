@@ -86,3 +86,17 @@ CORS_ORIGINS: list[str] = [o.strip() for o in os.environ.get("CORS_ORIGINS", "")
 
 # Predictions kept in an in-process LRU cache, keyed by model tag and validated record; 0 disables it.
 PREDICTION_CACHE_SIZE: int = _int("PREDICTION_CACHE_SIZE", 10_000)
+
+
+def serving_settings() -> dict[str, object]:
+    """The settings /v1/model reports under "serving"."""
+    return {
+        "adaptive_batching": ADAPTIVE_BATCHING,
+        "max_batch_size": MAX_BATCH_SIZE,
+        "max_latency_ms": MAX_LATENCY_MS,
+        "api_workers": API_WORKERS,
+        "model_workers": MODEL_WORKERS,
+        "model_threads": MODEL_THREADS,
+        "prediction_cache_size": PREDICTION_CACHE_SIZE,
+        "api_key_required": bool(API_KEY),
+    }

@@ -21,6 +21,10 @@ class TooLarge(DataError):
     """More data than the configured limits allow (answered with HTTP 413)."""
 
 
+class ModelNotFound(TabserveError):
+    """The model version named is not in the store."""
+
+
 class ModelCorrupted(TabserveError):
     """The model version exists but its files are missing or damaged."""
 

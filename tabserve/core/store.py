@@ -15,7 +15,7 @@ from bentoml._internal.models import ModelStore
 from sklearn.pipeline import Pipeline
 
 from tabserve.core.data import sha256_of
-from tabserve.core.errors import ModelCorrupted
+from tabserve.core.errors import ModelCorrupted, ModelNotFound
 from tabserve.core.card import ModelCard
 
 PIPELINE_FILE = "pipeline.joblib"
@@ -64,3 +64,16 @@ def verify(model: bentoml.Model) -> None:
 
 def load_pipeline(model: bentoml.Model) -> Pipeline:
     return joblib.load(model.path_of(PIPELINE_FILE))
+
+
+def served_model(tag: str) -> tuple[bentoml.models.BentoModel, ModelCard]:
+    """The model version to serve (declared on the service class, so `bentoml build` packs it) and
+    its card. ModelNotFound or ModelCorrupted, with one line naming the fix, when it can't be served."""
+    from tabserve.core import model_tags
+
+    problem = model_tags.missing(tag)
+    if problem is not None:
+        raise ModelNotFound(problem.removeprefix("error: "))
+    model = bentoml.models.BentoModel(tag)
+    verify(model.stored)
+    return model, ModelCard.from_model(model.stored)

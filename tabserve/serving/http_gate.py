@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import logging
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -445,21 +444,27 @@ async def _send_json(send: Any, status: int, body: dict, headers: list | None = 
     await send({"type": "http.response.body", "body": payload})
 
 
-class _ClientErrorsInOneLine(logging.Filter):
-    """BentoML logs every invalid request as an ERROR with a full traceback; it is the client's
-    mistake, already answered 400, so it becomes one WARNING line naming the first problem."""
+def install(service: Any) -> None:
+    """Put the gate (and CORS, when CORS_ORIGINS is set) in front of every route of the entry service."""
+    from starlette.middleware.cors import CORSMiddleware
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        from pydantic import ValidationError
+    from tabserve.core import config
 
-        error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, ValidationError):
-            first = error.errors(include_url=False)[0] if error.error_count() else {}
-            record.msg = f"{record.getMessage()}: invalid input answered 400 ({'.'.join(map(str, first.get('loc', ())))}: {first.get('msg', '')})"
-            record.args, record.exc_info, record.exc_text = (), None, None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-def quiet_client_error_logs() -> None:
-    logging.getLogger("bentoml._internal.server.http_app").addFilter(_ClientErrorsInOneLine())
+    if config.CORS_ORIGINS:
+        service.add_asgi_middleware(
+            CORSMiddleware, allow_origins=config.CORS_ORIGINS, allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-On-Error"], expose_headers=["X-Cache", "X-Failed-Rows"],
+        )
+    service.add_asgi_middleware(
+        ErrorContract,
+        gate=Gate(
+            json_routes=("/predict", "/predict_batch"),
+            upload_routes=("/predict_csv",),
+            form_routes=("/v1/form",),
+            protected_prefixes=("/v1",),
+            api_key=config.API_KEY,
+            max_body_bytes=config.MAX_BODY_BYTES,
+            max_concurrency=config.MAX_CONCURRENCY,
+            timeout_s=config.REQUEST_TIMEOUT_S,
+        ),
+    )
