@@ -67,7 +67,7 @@ def predict_records(pipeline: Pipeline, schema: FeatureSchema, records: list[dic
     model = pipeline[-1]
     if hasattr(model, "predict_proba"):
         probabilities = pipeline.predict_proba(frame)
-        classes = [_to_python(c) for c in model.classes_]
+        classes = class_labels(pipeline)
         names = [label_text(c) for c in classes]
         best = probabilities.argmax(axis=1)
         return [
@@ -77,5 +77,6 @@ def predict_records(pipeline: Pipeline, schema: FeatureSchema, records: list[dic
     return [{"prediction": float(value), "probabilities": None} for value in pipeline.predict(frame)]
 
 
-def _to_python(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
+def class_labels(pipeline: Pipeline) -> list[Any]:
+    """The classifier's labels as plain Python values (numpy's int64/bool_ are not JSON)."""
+    return [c.item() if hasattr(c, "item") else c for c in pipeline[-1].classes_]

@@ -16,7 +16,7 @@ import pandas as pd
 from tabserve.core import data
 from tabserve.core.errors import DataError
 from tabserve.core.schema import (
-    BOOLEAN, CATEGORICAL, DATE, DATETIME, FALSE_WORDS, MISSING_MARKERS, NUMERIC, TRUE_WORDS, Feature, FeatureSchema,
+    BOOLEAN, CATEGORICAL, DATE, DATETIME, MISSING_MARKERS, NUMERIC, Feature, FeatureSchema,
     parse_date, parse_number,
 )
 
@@ -114,14 +114,13 @@ def infer_column(column: pd.Series, example_text: str, overrides: Overrides = Ov
     lowered = set(values.str.lower().unique())
     if any(lowered <= pair for pair in BOOLEAN_PAIRS):
         spelled = "/".join(sorted(values.unique())[:4])
-        example = _parse_bool(example_text)
+        example = Feature(name, BOOLEAN, nullable).parse_cell(example_text)
         return Inferred(Feature(name, BOOLEAN, nullable, example=example, reason=f"boolean: values {spelled}{seen}"))
 
     numbers = values.map(lambda text: parse_number(text, decimal))
     if numbers.notna().all():
         numbers = numbers.astype(float)
-        integer = bool((numbers == numbers.round()).all())
-        if integer and name not in overrides.keep:
+        if all_whole(numbers) and name not in overrides.keep:
             why = _id_reason(name, numbers)
             if why:
                 return Inferred(other=f"identifier: {why} (--keep {name} makes it a feature)")
@@ -156,7 +155,7 @@ def _numeric(name: str, values: pd.Series, nullable: bool, example_text: str, de
     numbers = numbers.dropna().astype(float)
     if numbers.empty:
         raise DataError(f"--numeric {name}: no cell is a number")
-    integer = bool((numbers == numbers.round()).all())
+    integer = all_whole(numbers)
     example = parse_number(example_text, decimal) if example_text not in extra else None
     if example is not None and integer:
         example = int(example)
@@ -168,7 +167,7 @@ def _numeric(name: str, values: pd.Series, nullable: bool, example_text: str, de
 
 def _categorical(name: str, values: pd.Series, nullable: bool, example_text: str, decimal: str, reason: str) -> Feature:
     numbers = values.map(lambda text: parse_number(text, decimal))
-    if numbers.notna().all() and (numbers == numbers.round()).all():  # coded categories stay numbers: 1, 2, 3
+    if numbers.notna().all() and all_whole(numbers.astype(float)):  # coded categories stay numbers: 1, 2, 3
         categories: list = sorted({int(n) for n in numbers})
         example = int(parse_number(example_text, decimal)) if parse_number(example_text, decimal) is not None else None
         reason += f"; codes {', '.join(map(str, categories[:8]))}{', ...' if len(categories) > 8 else ''}"
@@ -217,6 +216,11 @@ def _reads(text: str, date_format: str) -> bool:
         return False
 
 
+def all_whole(numbers: pd.Series) -> bool:
+    """Every number is a whole number (1.0 counts; NaN does not occur here)."""
+    return bool((numbers == numbers.round()).all())
+
+
 def _id_reason(name: str, numbers: pd.Series) -> str | None:
     """Why a whole-number column unique per row is a row number or key, or None."""
     if len(numbers) < MIN_ROWS_FOR_ID or numbers.nunique() != len(numbers):
@@ -228,11 +232,6 @@ def _id_reason(name: str, numbers: pd.Series) -> str | None:
     if ID_NAME.fullmatch(name):
         return "whole numbers unique per row, named like an id"
     return None
-
-
-def _parse_bool(text: str) -> bool | None:
-    word = text.strip().lower()
-    return True if word in TRUE_WORDS else False if word in FALSE_WORDS else None
 
 
 def _example_row(raw: pd.DataFrame) -> pd.Series:

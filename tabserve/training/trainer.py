@@ -20,7 +20,7 @@ from tabserve.core import pipeline
 from tabserve.core import store
 from tabserve.core.card import ModelCard, library_versions
 from tabserve.core.errors import DataError
-from tabserve.training.inference import Overrides, infer_schema
+from tabserve.training.inference import Overrides, all_whole, infer_schema
 from tabserve.core.schema import FALSE_WORDS, MISSING_MARKERS, TRUE_WORDS, FeatureSchema, parse_number
 
 MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
@@ -66,7 +66,7 @@ def infer_target(raw: pd.Series, task: str | None, decimal: str) -> tuple[pd.Ser
             raise DataError(f"target {name!r} is not numeric (e.g. {bad!r}), so it can't be a regression target")
         return raw, pipeline.CLASSIFICATION, f"text target: {raw.nunique()} classes"
     numbers = numbers.astype(float).rename(name)
-    whole = bool((numbers == numbers.round()).all())
+    whole = all_whole(numbers)
     distinct = numbers.nunique()
     if task is None:
         if whole and distinct <= MAX_CLASSES_FOR_NUMERIC_TARGET:
@@ -112,7 +112,7 @@ def train(
         task=task,
         target=target,
         schema=schema,
-        classes=[c.item() if hasattr(c, "item") else c for c in fitted[-1].classes_] if task == pipeline.CLASSIFICATION else None,
+        classes=pipeline.class_labels(fitted) if task == pipeline.CLASSIFICATION else None,
         task_reason=task_reason,
         metrics=metrics,
         evaluation=f"held-out {int(fit.TEST_FRACTION * 100)}% split (random_state={fit.RANDOM_STATE}); the saved pipeline is the one evaluated",
