@@ -1,7 +1,6 @@
-"""One source of pins: pyproject.toml's [project].dependencies are the runtime pins of the virtualenv and
-of the Bento. `bentoml build` reads its options from pyproject.toml's [tool.bentoml.build] (there is no
-bentofile.yaml to shadow it) and takes the Bento's packages from [project].dependencies; these tests
-write the Bento's requirements with BentoML's own code, without building (no model, no network).
+"""One source of pins: requirements.txt holds the runtime pins; pyproject.toml reads it for the
+virtualenv (dynamic dependencies) and bentofile.yaml packs it into the Bento (python.requirements_txt).
+These tests write the Bento's requirements with BentoML's own code, without building (no model, no network).
 The built Bento's locked requirements are checked in test_bento.py (test_requirements_are_locked)."""
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ def pyproject() -> dict:
 
 
 def runtime_pins() -> dict[str, str]:
-    found = pins(pyproject()["project"]["dependencies"])
+    found = pins((ROOT / "requirements.txt").read_text().splitlines())
     assert all(len(versions) == 1 for versions in found.values()), found
     return {name: versions.pop() for name, versions in found.items()}
 
@@ -50,8 +49,8 @@ def build_config():
     from bentoml._internal.bento.build_config import BentoBuildConfig
 
     present = [name for name in DEFAULT_BENTO_BUILD_FILES if (ROOT / name).is_file()]
-    assert present[0] == "pyproject.toml", f"{present[0]} would shadow pyproject.toml's [tool.bentoml.build]"
-    return BentoBuildConfig.from_file(str(ROOT / "pyproject.toml")).with_defaults()
+    assert present[0] == "bentofile.yaml", f"bentoml build would read {present[0]}"
+    return BentoBuildConfig.from_file(str(ROOT / "bentofile.yaml")).with_defaults()
 
 
 def test_runtime_dependencies_are_pinned_and_installed():
@@ -61,14 +60,15 @@ def test_runtime_dependencies_are_pinned_and_installed():
     assert installed == runtime, "the virtualenv differs from pyproject.toml: .venv/bin/pip install -e '.[dev]'"
 
 
-def test_build_options_come_from_pyproject():
+def test_pyproject_and_the_bento_read_the_same_file():
+    project = pyproject()
+    assert "dependencies" not in project["project"] and project["project"]["dynamic"] == ["dependencies"]
+    assert project["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["requirements.txt"]}
     config = build_config()
-    assert "bentoml" in pyproject()["tool"] and config.service == "service:PredictionService"
-    assert config.name == "prediction_service" and config.python.lock_packages
+    assert config.service == "service:PredictionService" and config.name == "prediction_service" and config.python.lock_packages
+    assert config.python.requirements_txt == "./requirements.txt" and not config.python.packages
     assert config.include == ["service.py", "tabserve/"] and "tabserve/training/" in config.exclude
     assert config.docker.python_version == "3.11"
-    # Not one pin listed in the build options themselves: they come from [project].dependencies.
-    assert "packages" not in pyproject()["tool"]["bentoml"]["build"].get("python", {})
 
 
 def test_the_bentos_requirements_are_pyprojects_runtime_pins(tmp_path):
@@ -77,8 +77,8 @@ def test_the_bentos_requirements_are_pyprojects_runtime_pins(tmp_path):
     from _bentoml_sdk.images import populate_image_from_build_config
     from bentoml._internal.bento.build_config import BentoBuildConfig
 
-    build_config()  # pyproject.toml is the build file
-    options = BentoBuildConfig.from_file(str(ROOT / "pyproject.toml"))
+    build_config()  # bentofile.yaml is the build file
+    options = BentoBuildConfig.from_file(str(ROOT / "bentofile.yaml"))
     image = attrs.evolve(populate_image_from_build_config(None, options, str(ROOT)), lock_python_packages=False)
     image.freeze(tmp_path, [], None)
     written = (tmp_path / "env" / "python" / "requirements.in").read_text().splitlines()
