@@ -1,0 +1,70 @@
+"""The README's architecture is the real one: every module it lists exists, every module is listed,
+and imports run one way (core <- training, core <- serving; serving never imports scikit-learn)."""
+
+import ast
+import re
+
+import pytest
+
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "tabserve"
+
+
+def architecture_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Architecture", 1)[1]
+    return section.split("```", 2)[1]
+
+
+def listed_modules() -> set[str]:
+    """tabserve/... paths named in the architecture tree, from its indentation."""
+    paths, stack = set(), []
+    for line in architecture_block().splitlines():
+        match = re.match(r"^( *)(\S+)", line)
+        if not match or not line.strip():
+            continue
+        depth = len(match.group(1)) // 2
+        names = [n.strip().rstrip(",") for n in re.split(r",\s*", line.strip().split("  ")[0])]
+        stack = stack[:depth]
+        for name in names:
+            if name.endswith("/"):
+                stack.append(name.rstrip("/"))
+            elif name.endswith(".py") and stack and stack[0] == "tabserve":
+                paths.add("/".join([*stack, name]))
+    return paths
+
+
+def test_every_module_is_listed_and_every_listed_module_exists():
+    actual = {str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
+    listed = listed_modules()
+    assert listed, "no tabserve/ modules found in the README's architecture block"
+    assert sorted(listed - actual) == [], "listed in the README but missing"
+    assert sorted(actual - listed) == [], "in tabserve/ but not in the README's architecture"
+
+
+def imports_of(path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize(
+    "stage, forbidden",
+    [
+        ("core", ("tabserve.training", "tabserve.serving", "tabserve.bentoml_fixes")),
+        ("training", ("tabserve.serving",)),
+        ("serving", ("tabserve.training", "sklearn")),
+    ],
+)
+def test_imports_run_one_way(stage, forbidden):
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(m for m in imports_of(path) if m.startswith(forbidden))
+        for path in (PACKAGE / stage).rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
