@@ -65,10 +65,12 @@ def print_summary(result: training.TrainingResult, target: str) -> None:
     print(f"read with separator {sep!r} and decimal mark {result.decimal!r}")
     print(f"target {target!r}: {result.task} ({result.task_reason})")
     print(f"{'column':<28} {'type':<12} why")
-    for feature in result.schema.features:
-        print(f"{feature.name:<28} {feature.type_name:<12} {feature.reason or ''}")
-    for name, why in result.schema.other_columns.items():
-        print(f"{name:<28} {'(not used)':<12} {why}")
+    for name in result.columns:  # in file order
+        if name in result.schema.other_columns:
+            print(f"{name:<28} {'(not used)':<12} {result.schema.other_columns[name]}")
+        else:
+            feature = result.schema[name]
+            print(f"{name:<28} {feature.type_name:<12} {feature.reason or ''}")
     print(f"rows: {result.train_rows} train, {result.test_rows} held out, {result.unlabelled_rows} without a target"
           f" (not trained on; they can be scored)")
     print(f"{'metric':<10} {'held-out':>9}")

@@ -40,6 +40,7 @@ class TrainingResult:
     unlabelled_rows: int
     sep: str
     decimal: str
+    columns: list[str]  # the file's feature-side columns, in file order (the target left out)
 
 
 def default_name(path: Path) -> str:
@@ -132,4 +133,5 @@ def train(
     model = store.save(name, fitted, labels=labels, card=card)
     return TrainingResult(
         model, task, task_reason, schema, metrics, len(x_train), len(x_test), int((~labelled).sum()), table.sep, table.decimal,
+        [name for name in table.raw.columns if name != target],
     )
