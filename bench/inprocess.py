@@ -1,4 +1,4 @@
-"""The in-process limit: rows/s of tabserve.pipeline.predict_records itself, no HTTP, at batch 1 and 1,000.
+"""The in-process limit: rows/s of tabserve.core.pipeline.predict_records itself, no HTTP, at batch 1 and 1,000.
 
     BENTOML_HOME=... python bench/inprocess.py [--seconds 3] [--tag penguins:latest]
 
@@ -24,8 +24,8 @@ def measure(batch_sizes: list[int], seconds: float, tag: str) -> dict:
     from threadpoolctl import threadpool_info
 
     from records import load_records
-    from tabserve.core import pipeline
-    from tabserve.core import store
+    from tabserve.core import pipeline, store
+    from tabserve.core.card import ModelCard
 
     model = bentoml.models.get(tag)
     pipe = store.load_pipeline(model)
