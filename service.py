@@ -27,7 +27,7 @@ from bentoml.validators import ContentType
 from tabserve import bentoml_fixes
 from tabserve.core import config, pipeline, store
 from tabserve.core.errors import InvalidInput, ModelUnavailable, TabserveError
-from tabserve.serving import csv_scoring, http_gate, metrics, v1_app
+from tabserve.serving import csv_scoring, gate, metrics, v1_app
 from tabserve.serving.api_types import ApiTypes, error_response, shape
 from tabserve.serving.batching import InFlightBatcher
 from tabserve.serving.cache import PredictionCache
@@ -173,4 +173,4 @@ class PredictionService:
         return answers
 
 
-http_gate.install(PredictionService)  # the gate in front of every route, and CORS when configured
+gate.install(PredictionService)  # the gate in front of every route, and CORS when configured

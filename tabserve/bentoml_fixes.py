@@ -1,36 +1,90 @@
-"""Two changes to BentoML 1.4's HTTP stack, applied by service.py in every worker (`apply()`).
+"""Every place this project touches BentoML's internals (private modules, attributes, logger names,
+the model store's layout), each behind one version guard.
 
-Both were found by profiling the benchmark (bench/README.md, "Findings"); each has a unit test that
-fails without it, which is also what catches a BentoML upgrade that moves the code they replace.
+The guard: each touchpoint was read and tested against the BentoML versions in CHECKED. On any other
+version `require_checked_bentoml()` stops the process at start with one line (service.py calls it
+through `apply()`, train.py through importing tabserve/core/store.py), instead of a patch silently
+replacing code that has changed. To upgrade BentoML: run tests/test_bentoml_fixes.py against it, read
+each touchpoint's code again, then add the version to CHECKED. TABSERVE_ALLOW_UNCHECKED_BENTOML=1
+runs on an unchecked version anyway, with a warning (for trying an upgrade, not for production).
 
-1. A fix: BentoML's TimeoutMiddleware schedules `loop.call_later(timeout, ...)` for every request and
-   never cancels it, so each request's waiter and context (its tracing span and all they reference)
-   stay alive for the whole traffic timeout, 60 s. Under load that was ~300 MB of extra memory in the
-   entry worker and a full garbage collection of 100-250 ms every second or so: the p98-p99 latency.
-   The replacement is the same code plus the cancel.
-2. A cost cut: OpenTelemetry's ASGI middleware, as BentoML sets it up, records a child span for every
-   ASGI message (request body received, response start, response body) beside the request's own span,
-   about a quarter of the entry worker's CPU at 32 clients. The request span and its trace id (in
-   the access log) stay; the per-message spans go (`exclude_spans`).
+The touchpoints; each has a test in tests/test_bentoml_fixes.py that fails when it can go:
+
+1. `release_request_timers`, a fix (found profiling the benchmark, bench/README.md "Findings"):
+   BentoML's TimeoutMiddleware (bentoml._internal.server.http.traffic) schedules
+   `loop.call_later(timeout, ...)` for every request and never cancels it, so each request's waiter
+   and context (its tracing span and all they reference) stay alive for the whole traffic timeout,
+   60 s. Under load that was ~300 MB of extra memory in the entry worker and a full garbage collection
+   of 100-250 ms every second or so: the p98-p99 latency. The replacement is the same code plus the cancel.
+2. `trace_requests_not_messages`, a cost cut: OpenTelemetry's ASGI middleware, as BentoML sets it up
+   (_bentoml_impl/server/app.py), records a child span for every ASGI message (request body
+   received, response start, response body) beside the request's own span, about a quarter of the
+   entry worker's CPU at 32 clients. The request span and its trace id (in the access log) stay; the
+   per-message spans go (`exclude_spans`).
+3. `quiet_client_error_logs`: BentoML logs every invalid request as an ERROR with a full traceback,
+   through the private logger `bentoml._internal.server.http_app`; here it is one WARNING line.
+4. `atomic_model_version`, the model store: BentoML copies a new version into the store file by file
+   and cleans up only on an Exception, so a SIGINT/SIGTERM (KeyboardInterrupt) mid-copy leaves a
+   partial version that `bentoml.models.list()` shows and `name:latest` resolves to (measured with
+   bentoml.models.create alone). Here the version is saved into a staging store beside the real one
+   (private: BentoMLContainer, ModelStore, its `_path`, `create(_model_store=...)`) and published by
+   one rename into the store's layout (<store>/<name>/<version>/, then the `latest` file).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import bentoml
+
+from tabserve.core.errors import pydantic_detail
+
+CHECKED = ("1.4.40",)  # the BentoML versions every touchpoint below was read and tested against
+ALLOW_UNCHECKED = "TABSERVE_ALLOW_UNCHECKED_BENTOML"
+HTTP_APP_LOGGER = "bentoml._internal.server.http_app"  # where BentoML logs a request's exception
+STAGING_DIR = ".tabserve-staging"  # beside the model store folder: same filesystem, so one rename publishes
+
 _APPLIED = "_tabserve_patched"
+_REPLACED = "_tabserve_replaces"  # the patched function keeps the original: the tests check upstream still needs the patch
+_warned = False
+logger = logging.getLogger("tabserve")
+
+
+def require_checked_bentoml() -> None:
+    """SystemExit with one line unless the installed BentoML is one the touchpoints were checked against."""
+    global _warned
+    version = bentoml.__version__
+    if version in CHECKED:
+        return
+    if os.environ.get(ALLOW_UNCHECKED) == "1":
+        if not _warned:
+            _warned = True
+            logger.warning("BentoML %s is not one tabserve/bentoml_fixes.py was checked against (%s); running anyway (%s=1)",
+                           version, ", ".join(CHECKED), ALLOW_UNCHECKED)
+        return
+    raise SystemExit(
+        f"error: BentoML {version} is installed, but tabserve/bentoml_fixes.py was checked against BentoML {', '.join(CHECKED)} only: "
+        f"install that version, or run tests/test_bentoml_fixes.py against {version} and add it to CHECKED ({ALLOW_UNCHECKED}=1 runs anyway)"
+    )
 
 
 def apply() -> None:
-    """Apply all; idempotent."""
+    """Apply the HTTP-stack touchpoints (service.py, in every worker); idempotent."""
     release_request_timers()
     trace_requests_not_messages()
     quiet_client_error_logs()
 
 
 def release_request_timers() -> None:
+    require_checked_bentoml()
     from bentoml._internal.server.http.traffic import TimeoutMiddleware
     from starlette.responses import JSONResponse
 
@@ -62,10 +116,12 @@ def release_request_timers() -> None:
             timer.cancel()
 
     setattr(__call__, _APPLIED, True)
+    setattr(__call__, _REPLACED, TimeoutMiddleware.__call__)
     TimeoutMiddleware.__call__ = __call__
 
 
 def trace_requests_not_messages() -> None:
+    require_checked_bentoml()
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
     original = OpenTelemetryMiddleware.__init__
@@ -77,6 +133,7 @@ def trace_requests_not_messages() -> None:
         original(self, app, *args, **kwargs)
 
     setattr(__init__, _APPLIED, True)
+    setattr(__init__, _REPLACED, original)
     OpenTelemetryMiddleware.__init__ = __init__
 
 
@@ -89,7 +146,7 @@ class _ClientErrorsInOneLine(logging.Filter):
 
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, ValidationError):
-            first = error.errors(include_url=False)[0] if error.error_count() else {}
+            first = (pydantic_detail(error.errors(include_url=False)) or [{}])[0]
             record.msg = f"{record.getMessage()}: invalid input answered 400 ({'.'.join(map(str, first.get('loc', ())))}: {first.get('msg', '')})"
             record.args, record.exc_info, record.exc_text = (), None, None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
@@ -97,5 +154,47 @@ class _ClientErrorsInOneLine(logging.Filter):
 
 
 def quiet_client_error_logs() -> None:
-    """Invalid requests logged in one line (BentoML's request logger is private: a touchpoint)."""
-    logging.getLogger("bentoml._internal.server.http_app").addFilter(_ClientErrorsInOneLine())
+    """Invalid requests logged in one line; idempotent."""
+    require_checked_bentoml()
+    http_app_logger = logging.getLogger(HTTP_APP_LOGGER)
+    if not any(isinstance(f, _ClientErrorsInOneLine) for f in http_app_logger.filters):
+        http_app_logger.addFilter(_ClientErrorsInOneLine())
+
+
+def model_store_root() -> Path:
+    """The folder of BentoML's model store (BentoML has no public accessor for it)."""
+    require_checked_bentoml()
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return Path(BentoMLContainer.model_store.get()._path)
+
+
+@contextmanager
+def atomic_model_version(name: str, *, labels: dict[str, str], metadata: dict[str, Any], store_root: Path | None = None) -> Iterator[bentoml.Model]:
+    """`bentoml.models.create`, but the store gets all of the version or none of it.
+
+    Write the version's files into the model it gives (`model.path_of(...)`), as with `create`. On a
+    clean exit the version is saved into a staging store beside the real one (same filesystem) and
+    published with one rename; "latest" moves after that, also by a rename. On an exception or an
+    interruption (KeyboardInterrupt: train.py turns SIGTERM into one) the staging is removed and the
+    store is as it was. `store_root` (default: BentoML's model store) is for tests.
+    """
+    require_checked_bentoml()
+    from bentoml._internal.models import ModelStore
+
+    root = Path(store_root) if store_root is not None else model_store_root()
+    staging_root = root.parent / STAGING_DIR
+    staging_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=staging_root))
+    try:
+        with bentoml.models.create(name, labels=labels, metadata=metadata, _model_store=ModelStore(staging)) as model:
+            yield model
+        tag = model.tag
+        final = root / tag.name / tag.version
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(staging / tag.name / tag.version, final)  # the one step that publishes the version
+        latest = final.parent / f".latest-{tag.version}"
+        latest.write_text(tag.version)
+        os.replace(latest, final.parent / "latest")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tabserve.core.errors import DataError, TooLarge
+from tabserve.core.errors import DataError, TooLarge, repeated
 from tabserve.core.schema import MISSING_MARKERS, FeatureSchema
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +83,7 @@ def parse_text(text: str, sep: str | None = None, decimal: str | None = None, wh
     except (csv.Error, StopIteration) as exc:
         raise DataError(f"{what} is not a readable CSV: {exc}") from None
     header = [name.strip() for name in header]
-    dupes = sorted({name for name in header if header.count(name) > 1 and name})
+    dupes = [name for name in repeated(header) if name]
     if dupes:
         raise DataError(f"{what} repeats column name(s): {', '.join(dupes)}")
     try:

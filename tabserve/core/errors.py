@@ -6,6 +6,8 @@ what is allowed instead.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -52,12 +54,21 @@ def error_body(message: str, detail: list[dict[str, Any]] | None = None) -> dict
     return {"error": message, "detail": detail or []}
 
 
-def pydantic_detail(errors: list[dict[str, Any]], prefix: tuple = ()) -> list[dict[str, Any]]:
-    """Pydantic errors as JSON-safe dicts: where (loc), what (msg) and the error type."""
-    return [
-        {"loc": [*prefix, *err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type", "")}
-        for err in errors
-    ]
+# Where FastAPI's RequestValidationError says a value came from: the first part of its `loc`.
+REQUEST_PARTS = ("query", "path", "body", "header", "cookie")
+
+
+def pydantic_detail(errors: list[dict[str, Any]], prefix: tuple = (), request: bool = False) -> list[dict[str, Any]]:
+    """Pydantic errors as JSON-safe dicts: where (loc), what (msg) and the error type; the rest
+    (input, context, documentation links) left out. `request=True` for FastAPI's errors: the part
+    of the request (query, path, body) is left out of `loc`, which then names the field alone."""
+    detail = []
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        if request and loc and loc[0] in REQUEST_PARTS:
+            loc = loc[1:]
+        detail.append({"loc": [*prefix, *loc], "msg": err.get("msg", ""), "type": err.get("type", "")})
+    return detail
 
 
 def summarize(detail: list[dict[str, Any]]) -> str:
@@ -68,3 +79,9 @@ def summarize(detail: list[dict[str, Any]]) -> str:
     where = ".".join(str(part) for part in first.get("loc", [])) or "body"
     more = f" (and {len(detail) - 1} more)" if len(detail) > 1 else ""
     return f"invalid input: {where}: {first.get('msg', '')}{more}"
+
+
+def repeated(names: Iterable[str]) -> list[str]:
+    """The names given more than once, sorted: for refusing a CSV header that repeats a column, a
+    query that repeats a parameter, a JSON object that repeats a key."""
+    return sorted(name for name, count in Counter(names).items() if count > 1)

@@ -3,51 +3,35 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import bentoml
 import joblib
-from bentoml._internal.configuration.containers import BentoMLContainer
-from bentoml._internal.models import ModelStore
 from sklearn.pipeline import Pipeline
 
+from tabserve import bentoml_fixes
 from tabserve.core.data import sha256_of
 from tabserve.core.errors import ModelCorrupted, ModelNotFound
 from tabserve.core.card import ModelCard
 
 PIPELINE_FILE = "pipeline.joblib"
 
+# Saving needs BentoML's internals (bentoml_fixes.atomic_model_version): stop at start, not after fitting.
+bentoml_fixes.require_checked_bentoml()
+
 
 def save(name: str, pipeline: Pipeline, labels: dict[str, str], card: ModelCard) -> bentoml.Model:
     """Save one model version, atomically: the store holds all of it or none of it.
 
-    BentoML copies a new version into the store file by file, so an interrupted save would leave
-    a partial version behind. Here the version is written to a staging store beside the real one
-    (same filesystem) and published with one rename; "latest" moves after that.
+    `bentoml.models.create` alone is not enough: BentoML copies a new version into the store file by
+    file, and a SIGINT/SIGTERM during that copy leaves a partial version that `bentoml.models.list()`
+    shows (tabserve/bentoml_fixes.py, touchpoint 4).
     """
-    store = BentoMLContainer.model_store.get()
-    root = Path(store._path)  # BentoML has no public accessor for the store folder
-    staging_root = root.parent / ".tabserve-staging"
-    staging_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=staging_root))
-    try:
-        with bentoml.models.create(name, labels=labels, metadata=card.to_metadata(), _model_store=ModelStore(staging)) as model:
-            joblib.dump(pipeline, model.path_of(PIPELINE_FILE))
-            # A checksum in the card lets the service refuse a damaged file at start, with a clear line.
-            model.info.metadata["pipeline_sha256"] = sha256_of(Path(model.path_of(PIPELINE_FILE)))
-        tag = model.tag
-        final = root / tag.name / tag.version
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(staging / tag.name / tag.version, final)  # the one step that publishes the version
-        latest = final.parent / f".latest-{tag.version}"
-        latest.write_text(tag.version)
-        os.replace(latest, final.parent / "latest")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return bentoml.models.get(tag)
+    with bentoml_fixes.atomic_model_version(name, labels=labels, metadata=card.to_metadata()) as model:
+        joblib.dump(pipeline, model.path_of(PIPELINE_FILE))
+        # A checksum in the card lets the service refuse a damaged file at start, with a clear line.
+        model.info.metadata["pipeline_sha256"] = sha256_of(Path(model.path_of(PIPELINE_FILE)))
+    return bentoml.models.get(model.tag)
 
 
 def verify(model: bentoml.Model) -> None:

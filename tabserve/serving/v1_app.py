@@ -29,10 +29,7 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = [
-            {"loc": [p for p in e.get("loc", ()) if p not in ("query", "path", "body")], "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
+        detail = pydantic_detail(exc.errors(), request=True)
         return JSONResponse(error_body(summarize(detail), detail), status_code=400)
 
     @app.exception_handler(HTTPException)

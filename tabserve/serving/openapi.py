@@ -1,0 +1,119 @@
+"""What /docs.json adds to BentoML's generated OpenAPI document, so the documented contract is the
+real one: the API-key security scheme, the error responses of every protected operation (Error
+schema), the probes' JSON answers, and the CSV upload's `on_error` choice.
+
+`DocsRewriter` is the ASGI `send` the gate puts on GET /docs.json; `document_errors` is the edit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from tabserve.serving.error_shape import PROBES, AnswerRewriter, json_bytes, kept_headers
+
+if TYPE_CHECKING:
+    from tabserve.serving.gate import Gate
+
+DOCUMENTED_ERRORS = {
+    400: "Invalid input: the error names the field (and row, for CSV)",
+    401: "Missing or wrong API key",
+    413: "Body or CSV over the configured limit",
+    415: "Wrong content type",
+    429: "Too many requests in flight; retry shortly",
+    503: "Model not ready or overloaded; retry shortly",
+    504: "No answer within the request timeout",
+}
+# Routes that score CSV rows and take the on_error choice (query parameter or header).
+ON_ERROR_ROUTES = ("/predict_csv",)
+ON_ERROR_SCHEMA = {"type": "string", "enum": ["fail", "skip"], "default": "fail"}
+ON_ERROR_DOC = ("What to do with rows that fail validation: `fail` (default) answers 400 listing them and predicts nothing; "
+                "`skip` predicts the other rows and names each bad row's problem in an `error` column (empty for good rows).")
+
+
+class DocsRewriter(AnswerRewriter):
+    """A `send` that passes BentoML's generated /docs.json through `document_errors`."""
+
+    def __init__(self, send: Any, gate: Gate):
+        super().__init__(send)
+        self.gate = gate
+
+    def holds(self, start: dict) -> bool:
+        return True
+
+    async def answer(self, start: dict, body: bytes) -> None:
+        if start["status"] == 200:
+            body = json_bytes(document_errors(json.loads(body), self.gate))
+        await self.send({**start, "headers": [*kept_headers(start), (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await self.send({"type": "http.response.body", "body": body})
+
+
+def document_errors(spec: dict, gate: Gate) -> dict:
+    """The OpenAPI document with the Error schema on every protected operation, the key scheme,
+    the probes' JSON answers and the on_error choice of CSV scoring."""
+    components = spec.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["Probe"] = {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "description": "`alive` (/healthz, /livez) or `ready` (/readyz)."}},
+    }
+    schemas["Error"] = {
+        "type": "object",
+        "required": ["error", "detail"],
+        "properties": {
+            "error": {"type": "string", "description": "One line naming what was wrong."},
+            "detail": {"type": "array", "items": {"type": "object"}, "description": "Per-field details: loc, msg, type."},
+        },
+    }
+    if gate.api_key:
+        components.setdefault("securitySchemes", {})["apiKey"] = {"type": "http", "scheme": "bearer", "description": "API_KEY of the server"}
+    error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, operations in spec.get("paths", {}).items():
+        if path in PROBES:
+            _document_probe(operations.get("get"), path, error_ref)
+        if not gate.is_protected(path):
+            continue
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            # FastAPI's 422 and BentoML's generic 400/404/500 shapes are not what this service answers.
+            for status in ("422", "400", "404", "500"):
+                responses.pop(status, None)
+            for status, description in DOCUMENTED_ERRORS.items():
+                if status == 401 and not gate.api_key:
+                    continue
+                responses[str(status)] = {"description": description, "content": error_ref}
+            if "{" in path:
+                responses["404"] = {"description": "No such item (the error lists the known ones)", "content": error_ref}
+            if path in gate.form_routes and method == "post":
+                # The form's reader is a person: invalid input re-renders the form, as HTML. The gate's
+                # own refusals before the form is read (a repeated query parameter) are still JSON.
+                responses["400"] = {
+                    "description": "Invalid input: the form again, with the problems listed (HTML); or the request refused before the form was read (JSON)",
+                    "content": {"text/html": {"schema": {"type": "string"}}, **error_ref},
+                }
+            if path in ON_ERROR_ROUTES and method == "post":
+                _document_on_error(operation)
+            if gate.api_key:
+                operation["security"] = [{"apiKey": []}]
+    return spec
+
+
+def _document_probe(operation: dict | None, path: str, error_ref: dict) -> None:
+    if not isinstance(operation, dict):
+        return
+    responses = operation.setdefault("responses", {})
+    ok = responses.setdefault("200", {"description": "Successful Response"})
+    ok["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Probe"}, "example": {"status": PROBES[path]}}}
+    if path == "/readyz":
+        responses["503"] = {"description": "Not ready: the model service does not answer", "content": error_ref}
+
+
+def _document_on_error(operation: dict) -> None:
+    parameters = [p for p in operation.get("parameters", []) if p.get("name") not in ("on_error", "X-On-Error")]
+    parameters.append({"name": "on_error", "in": "query", "required": False, "description": ON_ERROR_DOC, "schema": dict(ON_ERROR_SCHEMA)})
+    parameters.append({"name": "X-On-Error", "in": "header", "required": False,
+                       "description": "The same choice as `on_error`, as a request header (the query parameter wins when both are given).", "schema": dict(ON_ERROR_SCHEMA)})
+    operation["parameters"] = parameters
