@@ -81,7 +81,7 @@ class ModelService:
 @bentoml.asgi_app(v1_app.create_app(CARD, Record, Prediction, config.serving_settings(), predictor=bentoml.get_current_service), path="/v1")
 @bentoml.service(
     workers=config.API_WORKERS,
-    # The gate (tabserve/serving/http_gate.py) answers 504 at REQUEST_TIMEOUT_S; BentoML's own timeout is a backstop.
+    # The gate (tabserve/serving/gate.py) answers 504 at REQUEST_TIMEOUT_S; BentoML's own timeout is a backstop.
     traffic={"timeout": config.REQUEST_TIMEOUT_S + 5},
     # /readyz asks __is_ready__ below instead: BentoML's own probe of the model service can hang
     # when the model worker is gone but its socket still listens.

@@ -1,5 +1,6 @@
 """The README's architecture is the real one: every module it lists exists, every module is listed,
-and imports run one way (core <- training, core <- serving; serving never imports scikit-learn)."""
+and imports run one way (core <- training, core <- serving; serving never imports scikit-learn;
+bentoml_fixes, the one home of BentoML's internals, imports neither stage)."""
 
 import ast
 import re
@@ -51,20 +52,21 @@ def imports_of(path) -> set[str]:
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}  # from tabserve import serving
     return found
 
 
 @pytest.mark.parametrize(
     "stage, forbidden",
     [
-        ("core", ("tabserve.training", "tabserve.serving", "tabserve.bentoml_fixes")),
+        # bentoml_fixes is the one home of BentoML's internals: core's store uses it for the atomic save.
+        ("core", ("tabserve.training", "tabserve.serving")),
         ("training", ("tabserve.serving",)),
         ("serving", ("tabserve.training", "sklearn")),
+        ("bentoml_fixes", ("tabserve.training", "tabserve.serving")),
     ],
 )
 def test_imports_run_one_way(stage, forbidden):
-    offenders = {
-        str(path.relative_to(ROOT)): sorted(m for m in imports_of(path) if m.startswith(forbidden))
-        for path in (PACKAGE / stage).rglob("*.py")
-    }
+    files = [PACKAGE / "bentoml_fixes.py"] if stage == "bentoml_fixes" else (PACKAGE / stage).rglob("*.py")
+    offenders = {str(path.relative_to(ROOT)): sorted(m for m in imports_of(path) if m.startswith(forbidden)) for path in files}
     assert {k: v for k, v in offenders.items() if v} == {}
