@@ -35,10 +35,10 @@ serve: $(INSTALLED)  ## serve MODEL_TAG on PORT (trains the default model if mis
 	@$(BIN)/python -m tabserve.core.model_tags ensure "$(MODEL_TAG)"
 	$(BIN)/bentoml serve service:PredictionService --port $(PORT)
 
-test: $(INSTALLED) browser  ## the whole test suite (real servers, a browser, a Bento build, the notebook)
+test: $(INSTALLED) browser  ## the whole test suite, every marker (real servers, a browser, a Bento build, the notebook)
 	$(BIN)/python -m pytest
 
-test-fast: $(INSTALLED)  ## unit tests only
+test-fast: $(INSTALLED)  ## the tests that start no server and build nothing (not marked served or slow)
 	$(BIN)/python -m pytest -m "not served and not slow"
 
 build: $(INSTALLED)  ## `bentoml build` a Bento packing MODEL_TAG (trains the default model if missing; another missing tag stops)

@@ -1,5 +1,12 @@
 """Shared fixtures. Every test session gets its own BentoML home (model store, bentos) in a temp dir,
 so tests never touch ~/bentoml and always train the models they use.
+
+Every test says what it needs with a marker (pyproject.toml, [tool.pytest.ini_options] markers):
+`served` starts a real `bentoml serve`, `slow` builds a Bento, runs the notebook or runs for minutes,
+`browser` drives Chromium. `make test-fast` runs `-m "not served and not slow"`: nothing that starts a
+server or builds. Tests under tests/served/ and tests using the `server` fixture are marked `served`
+here; and a test that starts `bentoml serve` (Server included) without `served`, or builds a Bento
+without `slow`, fails at once saying so (see `_refuse_unmarked`).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ os.environ["BENTOML_HOME"] = _HOME
 os.environ.pop("MODEL_TAG", None)
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
+import re  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -41,6 +49,56 @@ PENGUIN = {
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_HOME, ignore_errors=True)
+
+
+# --- Markers: what each test needs -------------------------------------------------------------
+
+SERVED_DIR = ROOT / "tests" / "served"
+
+
+def pytest_collection_modifyitems(config, items):
+    """tests/served/ is the folder of tests against a real server; the `server` fixture is one."""
+    for item in items:
+        if item.get_closest_marker("served") is None and (
+            SERVED_DIR in Path(item.path).parents or "server" in getattr(item, "fixturenames", ())
+        ):
+            item.add_marker(pytest.mark.served)
+
+
+# (marker, what it means, commands that need it): a subprocess matching the pattern may only start
+# in a test carrying the marker. `make serve|build|...` counts too: its recipe runs `bentoml`.
+_NEEDS = [
+    ("served", "starts a real `bentoml serve`",
+     re.compile(r"\bbentoml\s+(serve|start-[\w-]+)\b|\bbench/run\.py\b|\bmake\b.*\s(serve|container-test|bench|bench-smoke)(\s|$)")),
+    ("slow", "builds a Bento or an image",
+     re.compile(r"\bbentoml\s+(build|containerize)\b|\bmake\b.*\s(build|containerize|container-test)(\s|$)")),
+]
+_running: pytest.Item | None = None  # the test being set up, run or torn down
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    global _running
+    _running = item
+    try:
+        return (yield)
+    finally:
+        _running = None
+
+
+def _refuse_unmarked(event: str, args: tuple) -> None:
+    """An audit hook: every subprocess start (subprocess.run, Popen, Server) passes here."""
+    if event != "subprocess.Popen" or _running is None:
+        return
+    command = args[1]
+    text = os.fsdecode(command) if isinstance(command, (str, bytes)) else " ".join(os.fsdecode(str(a)) for a in command)
+    for marker, meaning, pattern in _NEEDS:
+        if pattern.search(text) and _running.get_closest_marker(marker) is None:
+            pytest.fail(f"{_running.nodeid} {meaning} ({text[:120]!r}) but is not marked `{marker}`: add "
+                        f"@pytest.mark.{marker} (`make test-fast` must start no server and build nothing)", pytrace=False)
+
+
+sys.addaudithook(_refuse_unmarked)
 
 
 @pytest.fixture(scope="session")
@@ -98,15 +156,22 @@ class Server:
             (Path(_HOME) / shared).mkdir(exist_ok=True)
             (self.home / shared).symlink_to(Path(_HOME) / shared)
         command = [str(Path(sys.executable).parent / "bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            command, cwd=cwd, env={**os.environ, "BENTOML_HOME": str(self.home), **(env or {})},
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        try:
+            self.process = subprocess.Popen(
+                command, cwd=cwd, env={**os.environ, "BENTOML_HOME": str(self.home), **(env or {})},
+                stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        except BaseException:  # e.g. refused in a test not marked `served`
+            self._log.close()
+            self.log_path.unlink(missing_ok=True)
+            shutil.rmtree(self.home, ignore_errors=True)
+            raise
 
     def wait_ready(self, timeout: float = 90) -> Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
                 if requests.get(f"{self.url}/readyz", timeout=5).status_code == 200:
@@ -117,8 +182,19 @@ class Server:
         self.stop()
         raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
 
+    def wait_exit(self, timeout: float = 60) -> tuple[int, str]:
+        """For a server expected to refuse to start: its exit code and everything it printed."""
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise RuntimeError(f"server still running after {timeout}s:\n{self.log()}") from None
+        self.stop()
+        return code, self.log_path.read_text()
+
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()[-5000:]
 
     def stop(self) -> None:

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # find_spec, not import: importing locust monkey-patches the test process with gevent.
 _missing = [name for name in ("locust", "fastapi") if importlib.util.find_spec(name) is None]
 pytestmark = [
-    pytest.mark.served,
+    pytest.mark.served,  # bench/run.py starts the servers it measures
+    pytest.mark.slow,
     pytest.mark.timeout(300),
     pytest.mark.skipif(bool(_missing), reason=f"the benchmark needs the dev extras: {_missing}"),
 ]

@@ -101,6 +101,7 @@ def test_dockerfile_uses_python_311(bento):
     assert "FROM python:3.11-slim" in dockerfile
 
 
+@pytest.mark.served
 def test_built_bento_serves_predictions(bento, penguins_model, tmp_path):
     # Serve from an empty directory, with no MODEL_TAG: everything must come from the Bento, not the work tree.
     assert "MODEL_TAG" not in os.environ
@@ -139,6 +140,7 @@ def test_bento_packs_exactly_the_model_model_tag_names(diabetes):
     assert sorted(p.name for p in (diabetes["home"] / "models").iterdir()) == ["diabetes"]
 
 
+@pytest.mark.served
 def test_bento_serves_its_model_without_model_tag(diabetes, tmp_path):
     assert "MODEL_TAG" not in os.environ
     env = {"BENTOML_HOME": str(diabetes["home"]), "API_KEY": "probe-key"}
@@ -161,6 +163,7 @@ def test_bento_serves_its_model_without_model_tag(diabetes, tmp_path):
         assert wrong.returncode == 1 and f"serves {diabetes['tag']!r}, expected 'penguins:latest'" in wrong.stderr
 
 
+@pytest.mark.served
 def test_explicit_model_tag_wins_over_the_packed_model(diabetes, tmp_path):
     from sklearn.datasets import load_wine
 

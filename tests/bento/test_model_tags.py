@@ -63,7 +63,7 @@ def test_helper_passes_a_present_tag(churn_home):
     assert result.returncode == 0 and result.stdout == result.stderr == ""
 
 
-@pytest.mark.parametrize("target", ["serve", "build", "containerize"])
+@pytest.mark.parametrize("target", [pytest.param("serve", marks=pytest.mark.served), "build", "containerize"])
 def test_make_stops_on_a_missing_tag(churn_home, tmp_path, target):
     before = store(churn_home)
     # -o: never (re)install the venv here; CONTAINER_ROOT: keep the container scripts' storage out of the tree.
@@ -77,6 +77,7 @@ def test_make_stops_on_a_missing_tag(churn_home, tmp_path, target):
     assert not list((churn_home / "bentos").glob("*/*"))  # no Bento built
 
 
+@pytest.mark.served
 def test_service_start_gives_the_same_line(churn_home):
     result = run([str(Path(sys.executable).parent / "bentoml"), "serve", "--port", "0"], churn_home, MODEL_TAG="titanik")
     assert result.returncode != 0

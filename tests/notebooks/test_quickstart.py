@@ -7,7 +7,6 @@ from nbclient import NotebookClient
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.slow
 NOTEBOOK = ROOT / "notebooks" / "quickstart.ipynb"
 
 
@@ -16,6 +15,8 @@ def test_notebook_is_stored_without_outputs():
     assert all(not cell.get("outputs") and not cell.get("execution_count") for cell in notebook.cells if cell.cell_type == "code")
 
 
+@pytest.mark.served  # the notebook starts `bentoml serve` (from its kernel: the conftest guard can't see it)
+@pytest.mark.slow
 def test_notebook_runs_top_to_bottom(bentoml_home):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()

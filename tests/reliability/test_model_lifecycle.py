@@ -1,7 +1,7 @@
-"""Faults around the model itself: interrupted training leaves no partial version, and a server asked
-for a missing or damaged model exits at once with one line naming the tag and the fix."""
+"""Faults around the model itself: interrupted training leaves no partial version (no server), and a
+server asked for a missing or damaged model, or given a bad setting, exits at once with one line naming
+the problem and the fix (`served`: each starts a real `bentoml serve`)."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,7 +10,7 @@ from pathlib import Path
 import bentoml
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Server
 
 # train.py's real main(), with the pipeline write slowed down so a signal lands mid-save.
 SLOW_SAVE = """
@@ -44,20 +44,21 @@ def test_training_interrupted_mid_save_leaves_no_model(bentoml_home, penguins_mo
     assert not any((bentoml_home / ".tabserve-staging").iterdir())
 
 
-def serve_once(env: dict) -> subprocess.CompletedProcess:
-    bentoml_cli = str(Path(sys.executable).parent / "bentoml")
-    return subprocess.run([bentoml_cli, "serve", "--port", "0"], cwd=ROOT, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=60)
+def serve_once(env: dict) -> tuple[int, list[str]]:
+    """`bentoml serve` expected to refuse to start: its exit code and the lines it printed."""
+    code, output = Server(env=env, name="refused").wait_exit(timeout=60)
+    return code, [line for line in output.strip().splitlines() if line.strip()]
 
 
+@pytest.mark.served
 def test_missing_model_tag_exits_with_one_line(penguins_model):
-    result = serve_once({"MODEL_TAG": "no_such_model:latest"})
-    assert result.returncode != 0
-    lines = [line for line in (result.stdout + result.stderr).strip().splitlines() if line.strip()]
+    code, lines = serve_once({"MODEL_TAG": "no_such_model:latest"})
+    assert code != 0
     assert len(lines) == 1 and lines[0].startswith("error: model 'no_such_model:latest' is not in the BentoML model store (it has: ")
     assert lines[0].endswith("); train one with: .venv/bin/python train.py --data your.csv --target COLUMN --name no_such_model")
 
 
+@pytest.mark.served
 def test_damaged_model_file_exits_with_one_line(penguins_model):
     from tabserve.training import trainer as training
     from tabserve.core.data import PENGUINS_CSV
@@ -66,17 +67,17 @@ def test_damaged_model_file_exits_with_one_line(penguins_model):
     with open(model.path_of("pipeline.joblib"), "r+b") as handle:
         handle.seek(100)
         handle.write(b"\x00" * 64)
-    result = serve_once({"MODEL_TAG": str(model.tag)})
-    assert result.returncode != 0
-    lines = [line for line in (result.stdout + result.stderr).strip().splitlines() if line.strip()]
+    code, lines = serve_once({"MODEL_TAG": str(model.tag)})
+    assert code != 0
     assert lines == [f"error: model {model.tag} is damaged (pipeline.joblib does not match its checksum); retrain with `make train`"]
 
 
+@pytest.mark.served
 @pytest.mark.parametrize("env, line", [
     ({"MAX_BATCH_SIZE": "lots"}, "error: MAX_BATCH_SIZE='lots' is not an integer"),
     ({"MODEL_WORKERS": "0"}, "error: MODEL_WORKERS=0 must be at least 1"),
 ])
 def test_bad_setting_exits_with_one_line(penguins_model, env, line):
-    result = serve_once(env)
-    assert result.returncode != 0
-    assert [l for l in (result.stdout + result.stderr).strip().splitlines() if l.strip()] == [line]
+    code, lines = serve_once(env)
+    assert code != 0
+    assert lines == [line]

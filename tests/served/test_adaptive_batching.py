@@ -1,7 +1,6 @@
 """Adaptive batching, observed: concurrent single-record calls are merged into larger pipeline calls."""
 
 import concurrent.futures
-import re
 
 import bentoml
 import pytest
@@ -12,21 +11,14 @@ from tabserve.training.inference import read_csv
 from tabserve.core import data
 from tabserve.core import pipeline
 from tabserve.core import store
+from tests.served.metrics_text import histogram
 
 pytestmark = pytest.mark.served
-BUCKET = re.compile(r'^tabserve_pipeline_batch_records_bucket\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$', re.M)
 
 
 def batch_histogram(url):
     """{upper bound: cumulative count} of records per batched pipeline call, summed over workers."""
-    text = requests.get(f"{url}/metrics", timeout=10).text
-    buckets: dict[float, float] = {}
-    for match in BUCKET.finditer(text):
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
-        if labels.get("api") == "predict":
-            bound = float("inf") if labels["le"] == "+Inf" else float(labels["le"])
-            buckets[bound] = buckets.get(bound, 0) + float(match["value"])
-    return buckets
+    return histogram(url, "tabserve_pipeline_batch_records", api="predict")
 
 
 def test_concurrent_single_record_calls_are_batched_and_answered_in_order(server, penguins_model):

@@ -8,6 +8,9 @@ import bentoml
 import pytest
 import requests
 
+from tabserve.core import pipeline, store
+from tabserve.core.card import ModelCard
+from tabserve.serving.csv_scoring import MAX_REPORTED_ROWS
 from tests.conftest import PENGUIN, Server
 
 pytestmark = pytest.mark.served
@@ -86,13 +89,20 @@ def test_predict_batch_keeps_input_order(server):
     assert predictions[:100] == ["Adelie", "Gentoo"] * 50 and len(predictions) == 101
 
 
-def test_predict_csv_returns_the_table_with_predictions(server, client, tmp_path):
+def test_predict_csv_returns_the_table_with_predictions(server, client, penguins_model, tmp_path):
+    sparse = {name: None for name in HEADER} | {"island": "Dream", "year": 2008}  # empty cells are missing values
     content = csv_bytes([list(EXAMPLE.values()), list(PENGUIN.values()), ["Dream", "", "", "", "", "", "2008"]])
     response = requests.post(f"{server.url}/predict_csv", files={"file": ("in.csv", content, "text/csv")}, timeout=30)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert list(rows[0]) == HEADER + ["prediction", "proba_Adelie", "proba_Chinstrap", "proba_Gentoo"]
-    assert [r["prediction"] for r in rows] == ["Adelie", "Gentoo", rows[2]["prediction"]] and len(rows) == 3
+    # Each row as the pipeline itself answers its record, called directly on the served model version.
+    model = bentoml.models.get(penguins_model.tag)
+    expected = pipeline.predict_records(store.load_pipeline(model), ModelCard.from_model(model).schema, [EXAMPLE, PENGUIN, sparse])
+    assert [r["prediction"] for r in rows] == [e["prediction"] for e in expected] and len(rows) == 3
+    assert [e["prediction"] for e in expected[:2]] == ["Adelie", "Gentoo"]
+    for row, want in zip(rows, expected):
+        assert {k: float(row[f"proba_{k}"]) for k in want["probabilities"]} == pytest.approx(want["probabilities"], abs=1e-9)
     path = tmp_path / "upload.csv"
     path.write_bytes(content)
     assert "proba_Gentoo" in client.predict_csv(file=path)
@@ -143,6 +153,16 @@ def test_csv_bad_rows_are_reported_by_row_number(server):
     response = requests.post(f"{server.url}/predict_csv", files={"file": ("in.csv", content, "text/csv")}, timeout=30)
     body = assert_error(response, 400, "2 of 3 CSV rows failed validation")
     assert [d["loc"][:2] for d in body["detail"]] == [["row 2", "island"], ["row 3", "bill_length_mm"]]
+
+
+def test_csv_errors_listed_are_capped_and_all_counted(server):
+    """More than MAX_REPORTED_ROWS bad rows: the 400 lists the first MAX_REPORTED_ROWS, its message counts all."""
+    bad = ["Mars", *list(EXAMPLE.values())[1:]]
+    rows = [list(EXAMPLE.values())] + [bad] * (MAX_REPORTED_ROWS + 20)
+    response = requests.post(f"{server.url}/predict_csv", files={"file": ("in.csv", csv_bytes(rows), "text/csv")}, timeout=30)
+    body = assert_error(response, 400)
+    assert body["error"].startswith(f"{MAX_REPORTED_ROWS + 20} of {len(rows)} CSV rows failed validation (first: row 2)")
+    assert [d["loc"] for d in body["detail"]] == [[f"row {n}", "island"] for n in range(2, MAX_REPORTED_ROWS + 2)]
 
 
 @pytest.mark.parametrize(

@@ -203,3 +203,25 @@ def test_503_when_the_model_service_is_overloaded(penguins_model):
         assert refused.json() == {"error": "the model service is overloaded; retry shortly", "detail": []}
         assert refused.headers["retry-after"] == "1"
         assert requests.get(f"{served.url}/readyz", timeout=10).status_code == 200
+
+
+def test_429_from_the_model_service_reaches_the_client(penguins_model):
+    """The model service's own concurrency limit (BentoML's traffic.max_concurrency, set here through
+    BentoML's config override; service.py sets none) refuses a second concurrent call with 429; the
+    entry passes it on as 429, not retried and not 500, in the contract shape."""
+    limit = {"services": {"ModelService": {"traffic": {"max_concurrency": 1}}}}
+    env = {"BENTOML_CONFIG_OVERRIDES": json.dumps(limit), "PREDICTION_CACHE_SIZE": "0", "MODEL_TAG": str(penguins_model.tag)}
+    with Server(env=env, name="model-limited") as served:
+        records = [PENGUIN] * 10_000  # each call keeps the one model worker busy while the others arrive
+
+        def send(_):
+            return requests.post(f"{served.url}/predict_batch", json={"records": records}, timeout=120)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+            responses = list(pool.map(send, range(6)))
+        statuses = sorted(r.status_code for r in responses)
+        assert set(statuses) <= {200, 429} and 200 in statuses and 429 in statuses, statuses
+        refused = next(r for r in responses if r.status_code == 429)
+        assert refused.json() == {"error": "the model service is overloaded; retry shortly", "detail": []}
+        assert refused.headers["retry-after"] == "1"
+        assert "more than" not in refused.text  # not the entry's own MAX_CONCURRENCY refusal

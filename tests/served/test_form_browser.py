@@ -8,7 +8,7 @@ import requests
 
 from tests.conftest import ARTIFACTS, PENGUIN
 
-pytestmark = pytest.mark.served
+pytestmark = [pytest.mark.served, pytest.mark.browser]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 

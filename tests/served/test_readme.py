@@ -1,33 +1,102 @@
-"""Every curl command in the README works as printed (against a test server instead of :3000)."""
+"""Every curl command in the README works as printed (against a test server instead of :3000), and
+answers what the README says; every `train.py` command prints the summary the README quotes."""
 
+import json
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Server
+from tests.served.metrics_text import parse
 
 pytestmark = pytest.mark.served
+README_KEY = "change-me"  # the README's example API key
 
 
 def readme_commands(prefix: str) -> list[str]:
     return [line.strip() for line in (ROOT / "README.md").read_text().splitlines() if line.strip().startswith(prefix)]
 
 
-def test_readme_curl_commands(server, tmp_path):
+@pytest.fixture(scope="module")
+def keyed_as_in_the_readme(penguins_model):
+    """`API_KEY=change-me make serve`, for the README's command with that key."""
+    with Server(env={"API_KEY": README_KEY, "MODEL_TAG": str(penguins_model.tag)}, name="readme-keyed") as running:
+        yield running
+
+
+def run_curl(command: str, url: str, cwd: Path) -> tuple[int, str]:
+    """The command as printed, against `url`; curl also writes the HTTP status to stderr (after any
+    pipe, the command's output is unchanged). (status, stdout)."""
+    runnable = command.replace("http://localhost:3000", url).replace("curl ", "curl -w '%{stderr}%{http_code}\\n' ", 1)
+    result = subprocess.run(["bash", "-c", runnable], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"{command}\n{result.stderr}"
+    statuses = re.findall(r"^(\d{3})$", result.stderr, re.M)
+    assert len(statuses) == 1, f"{command}\n{result.stderr}"
+    return int(statuses[0]), result.stdout
+
+
+def route(command: str) -> str:
+    return re.search(r"localhost:3000(/[^\s'?]*)", command).group(1)
+
+
+def check(command: str, status: int, out: str, model_tag: str) -> None:
+    """What each README command must answer; a command without an expectation here fails."""
+    path, where = route(command), f"{command}\n-> {status} {out[:500]}"
+    if path == "/predict" and "Atlantis" in command:
+        assert status == 400, where
+        assert json.loads(out)["error"] == "invalid input: island: Input should be 'Biscoe', 'Dream' or 'Torgersen'", where
+    elif path == "/predict":
+        assert status == 200, where
+        body = json.loads(out)
+        assert body["model"] == model_tag and body["prediction"] in ("Adelie", "Chinstrap", "Gentoo"), where
+        if "Biscoe" in command:  # the README shows this one's answer
+            assert body["prediction"] == "Gentoo", where
+    elif path == "/predict_batch":
+        assert status == 200, where
+        body = json.loads(out)
+        assert len(body["predictions"]) == 2 and body["model"] == model_tag, where
+    elif path == "/predict_csv":  # | head -3: the header and two rows
+        assert status == 200, where
+        header, *rows = out.splitlines()
+        assert len(rows) == 2, where
+        assert header.split(",")[-4:] == ["prediction", "proba_Adelie", "proba_Chinstrap", "proba_Gentoo"], where
+        assert all(row.split(",")[-4] in ("Adelie", "Chinstrap", "Gentoo") for row in rows), where
+    elif path == "/readyz":
+        assert status == 200 and json.loads(out) == {"status": "ready"}, where
+    elif path == "/v1/model":
+        assert status == 200 and json.loads(out)["tag"] == model_tag, where
+    elif path.startswith("/v1/features/"):
+        assert status == 200 and json.loads(out)["name"] == path.rsplit("/", 1)[1], where
+    elif path == "/v1/predict" and " -i " in command:  # | grep -i x-cache: the header only
+        assert status == 200 and re.fullmatch(r"(?i)x-cache: (hit|miss)\s*", out), where
+    elif path == "/v1/predict":
+        assert status == 200 and json.loads(out)["prediction"] in ("Adelie", "Chinstrap", "Gentoo"), where
+    elif path == "/v1/form":  # | grep -o '<p class="answer"...': the answer paragraph
+        assert status == 200 and re.fullmatch(r'<p class="answer"[^>]*>(Adelie|Chinstrap|Gentoo)\s*', out), where
+    elif path == "/metrics":  # | grep '^tabserve_': the service's own samples
+        assert status == 200, where
+        names = {sample.name for sample in parse(out)}
+        assert names and all(name.startswith("tabserve_") for name in names), where
+        assert "tabserve_predictions_total" in names, where
+    else:
+        pytest.fail(f"the README's {command!r} has no expectation in {__file__}")
+
+
+def test_readme_curl_commands(server, keyed_as_in_the_readme, penguins_model, tmp_path):
     (tmp_path / "data").symlink_to(ROOT / "data")
     commands = readme_commands("curl ")
-    assert len(commands) >= 5
-    outputs = {}
+    assert len(commands) >= 12
     for command in commands:
-        runnable = command.replace("http://localhost:3000", server.url)
-        result = subprocess.run(["bash", "-c", runnable], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, f"{command}\n{result.stderr}"
-        outputs[command] = result.stdout
-    joined = "\n".join(outputs.values())
-    assert '"prediction":"Gentoo"' in joined
-    assert "invalid input: island: Input should be 'Biscoe', 'Dream' or 'Torgersen'" in joined
-    assert "proba_Adelie" in joined and "Internal Server Error" not in joined
+        keyed = f"Bearer {README_KEY}" in command
+        target = keyed_as_in_the_readme if keyed else server
+        status, out = run_curl(command, target.url, tmp_path)
+        check(command, status, out, str(penguins_model.tag))
+        if keyed:  # the key is what opens it
+            status, out = run_curl(command.replace(f"-H 'Authorization: Bearer {README_KEY}' ", ""), target.url, tmp_path)
+            assert status == 401 and "missing API key" in json.loads(out)["error"], out
     # Run where a reader runs them (the work tree), they must leave nothing behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
@@ -40,8 +109,6 @@ def test_readme_names_the_client_script():
 def test_readme_train_commands_print_what_the_readme_shows(bentoml_home):
     """Each `train.py --data tests/data/...` command runs as printed; the summary lines the README
     quotes after it are what it prints."""
-    import sys
-
     text = (ROOT / "README.md").read_text()
     commands = readme_commands(".venv/bin/python train.py --data tests/data/")
     assert len(commands) >= 2
