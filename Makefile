@@ -30,7 +30,7 @@ train: $(INSTALLED)  ## train the default model (Palmer Penguins) into the Bento
 	$(BIN)/python train.py
 
 # MODEL_TAG missing from the store: the default (penguins) is trained; any other tag stops with exit
-# code 2 and one line naming the store's models and the train.py command (tabserve/model_tags.py).
+# code 2 and one line naming the store's models and the train.py command (tabserve/core/model_tags.py).
 serve: $(INSTALLED)  ## serve MODEL_TAG on PORT (trains the default model if missing; another missing tag stops)
 	@$(BIN)/python -m tabserve.core.model_tags ensure "$(MODEL_TAG)"
 	$(BIN)/bentoml serve service:PredictionService --port $(PORT)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Check the store has MODEL_TAG (only the default model is trained when missing; any other missing
-# tag stops with exit code 2 and one line, see tabserve/model_tags.py), `bentoml build` a Bento that
+# tag stops with exit code 2 and one line, see tabserve/core/model_tags.py), `bentoml build` a Bento that
 # packs exactly that model, make sure the base image exists (offline stand-in if it can't be pulled),
 # `bentoml containerize` with the backend that works, then slim the image (drop the build tools the
 # service does not need). The image serves the packed model with no MODEL_TAG set, and carries the

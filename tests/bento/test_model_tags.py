@@ -1,6 +1,6 @@
 """No silent penguins: a MODEL_TAG the store lacks stops `make serve`, `make build`, `make containerize`
 and service.py with exit code 2 and the same one line (the store's models and the train.py command);
-only the default tag trains the default model. And where a Bento's model comes from (tabserve/config.py)."""
+only the default tag trains the default model. And where a Bento's model comes from (tabserve/core/config.py)."""
 
 import os
 import re
@@ -52,14 +52,14 @@ def expected_line(tag: str = "titanik") -> str:
 
 def test_helper_refuses_a_missing_tag_and_trains_nothing(churn_home):
     before = store(churn_home)
-    result = run([sys.executable, "-m", "tabserve.model_tags", "ensure", "titanik"], churn_home)
+    result = run([sys.executable, "-m", "tabserve.core.model_tags", "ensure", "titanik"], churn_home)
     assert result.returncode == 2 and result.stdout == ""
     assert lines(result.stderr) == [expected_line()]
     assert store(churn_home) == before  # no penguins, nothing new
 
 
 def test_helper_passes_a_present_tag(churn_home):
-    result = run([sys.executable, "-m", "tabserve.model_tags", "ensure", "churn"], churn_home)
+    result = run([sys.executable, "-m", "tabserve.core.model_tags", "ensure", "churn"], churn_home)
     assert result.returncode == 0 and result.stdout == result.stderr == ""
 
 
@@ -86,19 +86,20 @@ def test_service_start_gives_the_same_line(churn_home):
 
 def test_default_tag_missing_trains_the_default_model(tmp_path):
     home = tmp_path / "bentoml"
-    result = run([sys.executable, "-m", "tabserve.model_tags", "ensure", "penguins:latest"], home, timeout=600)
+    result = run([sys.executable, "-m", "tabserve.core.model_tags", "ensure", "penguins:latest"], home, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert [tag.split(":")[0] for tag in store(home)] == ["penguins"]
-    again = run([sys.executable, "-m", "tabserve.model_tags", "ensure", "penguins"], home)
+    again = run([sys.executable, "-m", "tabserve.core.model_tags", "ensure", "penguins"], home)
     assert again.returncode == 0 and len(store(home)) == 1  # present: not trained again
 
 
 def bento_layout(root: Path, manifest: dict | None) -> Path:
-    """<root>/src/tabserve/ with this project's config.py, and <root>/bento.yaml if given."""
-    package = root / "src" / "tabserve"
+    """<root>/src/tabserve/core/ with this project's config.py, and <root>/bento.yaml if given."""
+    package = root / "src" / "tabserve" / "core"
     package.mkdir(parents=True)
+    (package.parent / "__init__.py").write_text("")
     (package / "__init__.py").write_text("")
-    shutil.copy(ROOT / "tabserve" / "config.py", package / "config.py")
+    shutil.copy(ROOT / "tabserve" / "core" / "config.py", package / "config.py")
     if manifest is not None:
         (root / "bento.yaml").write_text(yaml.safe_dump(manifest))
     return root / "src"
@@ -107,7 +108,7 @@ def bento_layout(root: Path, manifest: dict | None) -> Path:
 def model_tag_in(src: Path, **env: str) -> str:
     # Not MODEL_TAG, nor the make variables of a `make test` this runs under (make[1] trailers, -j...).
     environment = {k: v for k, v in os.environ.items() if k not in ("MODEL_TAG", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}
-    result = subprocess.run([sys.executable, "-c", "from tabserve import config; print(config.MODEL_TAG)"], cwd=src,
+    result = subprocess.run([sys.executable, "-c", "from tabserve.core import config; print(config.MODEL_TAG)"], cwd=src,
                             env={**environment, **env}, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
