@@ -29,6 +29,11 @@ The touchpoints; each has a test in tests/test_bentoml_fixes.py that fails when 
    bentoml.models.create alone). Here the version is saved into a staging store beside the real one
    (private: BentoMLContainer, ModelStore, its `_path`, `create(_model_store=...)`) and published by
    one rename into the store's layout (<store>/<name>/<version>/, then the `latest` file).
+5. `consumer_in_access_log`: the consumer (team) whose key a request carried, in BentoML's access log
+   line (`... 3.1ms (consumer=fraud-team) (trace=...)`). BentoML writes that line through the logger
+   `bentoml.access` (bentoml._internal.server.http.access.AccessLogMiddleware, format
+   "%s (%s) (%s) %.3fms"); a filter on that logger appends the consumer the gate put in a context
+   variable. One line per request, as before, rather than a second line of our own per request.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +56,7 @@ from tabserve.core.errors import pydantic_detail
 CHECKED = ("1.4.40",)  # the BentoML versions every touchpoint below was read and tested against
 ALLOW_UNCHECKED = "TABSERVE_ALLOW_UNCHECKED_BENTOML"
 HTTP_APP_LOGGER = "bentoml._internal.server.http_app"  # where BentoML logs a request's exception
+ACCESS_LOGGER = "bentoml.access"  # where BentoML's AccessLogMiddleware writes one line per request
 STAGING_DIR = ".tabserve-staging"  # beside the model store folder: same filesystem, so one rename publishes
 
 _APPLIED = "_tabserve_patched"
@@ -159,6 +166,29 @@ def quiet_client_error_logs() -> None:
     http_app_logger = logging.getLogger(HTTP_APP_LOGGER)
     if not any(isinstance(f, _ClientErrorsInOneLine) for f in http_app_logger.filters):
         http_app_logger.addFilter(_ClientErrorsInOneLine())
+
+
+class _ConsumerInAccessLog(logging.Filter):
+    """Appends "(consumer=<name>)" to BentoML's access log line when the request had one."""
+
+    def __init__(self, current: ContextVar[str]):
+        super().__init__()
+        self.current = current
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = self.current.get(None)
+        if name is not None and isinstance(record.args, tuple) and record.msg == "%s (%s) (%s) %.3fms":
+            record.msg = "%s (%s) (%s) %.3fms (consumer=%s)"
+            record.args = (*record.args, name)
+        return True
+
+
+def consumer_in_access_log(current: ContextVar[str]) -> None:
+    """Name the consumer in each access log line, read from `current` (set by the gate); idempotent."""
+    require_checked_bentoml()
+    access_logger = logging.getLogger(ACCESS_LOGGER)
+    if not any(isinstance(f, _ConsumerInAccessLog) for f in access_logger.filters):
+        access_logger.addFilter(_ConsumerInAccessLog(current))
 
 
 def model_store_root() -> Path:

@@ -80,6 +80,11 @@ MAX_BODY_BYTES: int = _int("MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1024)
 # When set, every prediction and /v1 route needs "Authorization: Bearer <API_KEY>";
 # health probes, /metrics and the API docs stay open.
 API_KEY: str = os.environ.get("API_KEY", "")
+# A key per consumer (team): a YAML (or .toml) file mapping each consumer to the SHA-256 of its key,
+# with optional limits (rps, burst, records_per_minute) and allowed route prefixes; written by
+# `python -m tabserve.keys add TEAM`, re-read when it changes (tabserve/serving/consumers.py). With
+# API_KEY set too, that key is one more consumer, "default". Quotas are per entry worker.
+API_KEYS_FILE: str = os.environ.get("API_KEYS_FILE", "").strip()
 
 # Browser origins allowed to call the API (comma-separated, "*" for any); empty: CORS off.
 CORS_ORIGINS: list[str] = [o.strip() for o in os.environ.get("CORS_ORIGINS", "").split(",") if o.strip()]
@@ -98,5 +103,5 @@ def serving_settings() -> dict[str, object]:
         "model_workers": MODEL_WORKERS,
         "model_threads": MODEL_THREADS,
         "prediction_cache_size": PREDICTION_CACHE_SIZE,
-        "api_key_required": bool(API_KEY),
+        "api_key_required": bool(API_KEY or API_KEYS_FILE),
     }

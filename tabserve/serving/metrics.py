@@ -7,6 +7,7 @@ never reach /metrics.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -30,6 +31,9 @@ def _metrics() -> dict[str, Any]:
         "out_of_range": prom.Counter(f"{PREFIX}_out_of_range_inputs", "Numeric inputs outside the training range", ["feature"]),
         # BentoML's own bentoml_service_adaptive_batch_size counts the *calls* it merged; a call from the
         # entry worker already carries several records (tabserve/batching.py), so count records here.
+        # Usage per consumer (tabserve/serving/consumers.py), counted by the gate on protected routes.
+        "requests": prom.Counter(f"{PREFIX}_requests", "Requests to protected routes, per consumer, route template and status", ["consumer", "route", "status"]),
+        "records": prom.Counter(f"{PREFIX}_records", "Records scored (answered 2xx), per consumer", ["consumer"]),
         "batch_records": prom.Histogram(
             f"{PREFIX}_pipeline_batch_records", "Records per pipeline call on the model service", ["api"],
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 10_000, float("inf")),
@@ -60,3 +64,33 @@ def observe_refusal(endpoint: str, status: int) -> None:
 
 def observe_pipeline_call(api: str, records: int) -> None:
     _metrics()["batch_records"].labels(api=api).observe(records)
+
+
+# Route templates for the `route` label: raw paths (/v1/features/<anything>) would make a series per path.
+ROUTES = [(re.compile(pattern), template) for pattern, template in [
+    (r"/predict", "/predict"), (r"/predict_batch", "/predict_batch"), (r"/predict_csv", "/predict_csv"),
+    (r"/v1/model", "/v1/model"), (r"/v1/features", "/v1/features"), (r"/v1/features/[^/]+", "/v1/features/{name}"),
+    (r"/v1/predict", "/v1/predict"), (r"/v1/form", "/v1/form"),
+    (r"/v2/?", "/v2"), (r"/v2/health/live", "/v2/health/live"), (r"/v2/health/ready", "/v2/health/ready"),
+    (r"/v2/models/[^/]+", "/v2/models/{model}"), (r"/v2/models/[^/]+/(ready|infer)", "/v2/models/{model}/\\1"),
+    (r"/v2/models/[^/]+/versions/[^/]+", "/v2/models/{model}/versions/{version}"),
+    (r"/v2/models/[^/]+/versions/[^/]+/(ready|infer)", "/v2/models/{model}/versions/{version}/\\1"),
+]]
+
+
+def route_label(path: str) -> str:
+    """The route template a path matches, or "other"."""
+    for pattern, template in ROUTES:
+        match = pattern.fullmatch(path)
+        if match:
+            return match.expand(template)
+    return "other"
+
+
+def observe_request(consumer: str, path: str, status: int) -> None:
+    _metrics()["requests"].labels(consumer=consumer, route=route_label(path), status=str(status)).inc()
+
+
+def observe_records(consumer: str, records: int) -> None:
+    if records:
+        _metrics()["records"].labels(consumer=consumer).inc(records)
