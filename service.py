@@ -27,7 +27,7 @@ from bentoml.validators import ContentType
 from tabserve import bentoml_fixes
 from tabserve.core import config, pipeline, store
 from tabserve.core.errors import InvalidInput, ModelUnavailable, TabserveError
-from tabserve.serving import csv_scoring, gate, metrics, v1_app
+from tabserve.serving import csv_scoring, gate, metrics, oip, v1_app
 from tabserve.serving.api_types import ApiTypes, error_response, shape
 from tabserve.serving.batching import InFlightBatcher
 from tabserve.serving.cache import PredictionCache
@@ -79,6 +79,8 @@ class ModelService:
 
 
 @bentoml.asgi_app(v1_app.create_app(CARD, Record, Prediction, config.serving_settings(), predictor=bentoml.get_current_service), path="/v1")
+# The Open Inference Protocol V2 (KServe, Triton, MLServer clients), through the same cache and batching.
+@bentoml.asgi_app(oip.create_app(CARD, Record, predictor=bentoml.get_current_service, max_records=config.MAX_BATCH_RECORDS), path="/v2")
 @bentoml.service(
     workers=config.API_WORKERS,
     # The gate (tabserve/serving/gate.py) answers 504 at REQUEST_TIMEOUT_S; BentoML's own timeout is a backstop.
@@ -120,12 +122,11 @@ class PredictionService:
     @bentoml.api(route="/predict_batch", input_spec=BatchRequest)
     async def predict_batch(self, records: list[Record]) -> BatchResponse:
         """Predict 1 to MAX_BATCH_RECORDS records in one call (body {"records": [...]}); answers keep the input order."""
-        values = [r.model_dump() for r in records]
         try:
-            results = await self.model.call("predict_bulk", values)
+            predictions = await self.predict_many([r.model_dump() for r in records])
         except ModelUnavailable as exc:
             return error_response(None, exc.status, str(exc))
-        return BatchResponse(predictions=self._answers(results, values), model=CARD.tag)
+        return BatchResponse(predictions=predictions, model=CARD.tag)
 
     @bentoml.api(route="/predict_csv")
     async def predict_csv(self, file: Path, ctx: bentoml.Context) -> Annotated[str, ContentType("text/csv")]:
@@ -164,6 +165,11 @@ class PredictionService:
         [answer] = self._answers([result], [values])
         self.cache.put(key, answer)
         return answer, False
+
+    async def predict_many(self, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Records that are already a batch (/predict_batch, /v2 infer) through the model service's bulk API; answers in order."""
+        results = await self.model.call("predict_bulk", values)
+        return self._answers(results, values)
 
     def _answers(self, results: list[dict[str, Any]], values: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Model results as API items (with warnings), counted on /metrics."""
