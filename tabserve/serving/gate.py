@@ -117,7 +117,7 @@ class GateMiddleware:
             if refusal is None and method == "POST":
                 refusal, receive, body = await self._read_body(scope, receive, path)
             if refusal is None and how_many is not None:
-                records = _count_records(how_many, body, scope)
+                records = _count_records(how_many, body)
                 if consumer is not None and records:
                     refusal = self._take(stamp, self.gate.keyring.take_records(consumer, records), consumer, "records", records)
             if refusal is not None:
@@ -198,7 +198,7 @@ class GateMiddleware:
 
     async def _read_body(self, scope: dict, receive: Any, path: str) -> tuple[tuple[int, dict] | None, Any, bytes]:
         """Read the body up to the limit (refusing 413 early), check uploads, hand the bytes on
-        (and give back what holds the records, to count them: the JSON body, or the uploaded file)."""
+        (and give back what holds the records, to count them: the JSON body parsed, the uploaded file)."""
         limit = self.gate.max_body_bytes
         declared = _header(scope, b"content-length")
         if declared.isdigit() and int(declared) > limit:
@@ -220,7 +220,10 @@ class GateMiddleware:
         if path in self.gate.upload_routes:
             refusal, counted = await _check_upload(scope, body)
         elif path in self.gate.json_routes:
-            refusal = (400, error_body("invalid input: the request body is empty; send a JSON object")) if not body.strip() else _check_duplicate_keys(body)
+            if not body.strip():
+                refusal = 400, error_body("invalid input: the request body is empty; send a JSON object")
+            else:
+                refusal, counted = _check_duplicate_keys(body)
         return refusal, _replay(body, then=receive), counted
 
 
@@ -247,17 +250,19 @@ def _check_key_in_query(scope: dict) -> tuple[int, dict] | None:
     return None
 
 
-def _count_records(how: str, body: bytes, scope: dict) -> int:
-    """Records a request scores, read cheaply from the body the gate holds anyway (0 when it cannot tell:
-    the endpoint then refuses the body itself)."""
+def _count_records(how: str, body: Any) -> int:
+    """Records a request scores, read from what the gate has read anyway: the JSON body it parsed for
+    repeated keys, the CSV part of an upload (0 when it cannot tell: the endpoint refuses the body)."""
     if how == "one":
         return 1
     if how == "csv":
-        return _csv_rows(body)
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        return 0
+        return _csv_rows(body) if isinstance(body, bytes) else 0
+    data = body
+    if isinstance(body, bytes):  # a route whose JSON the gate does not check (/v2)
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            return 0
     if how == "records":
         records = data.get("records") if isinstance(data, dict) else None
         return len(records) if isinstance(records, list) else 0
@@ -290,15 +295,15 @@ def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict:
     return obj
 
 
-def _check_duplicate_keys(body: bytes) -> tuple[int, dict] | None:
-    """JSON parsers keep the last of duplicate keys silently; a record with two values is refused."""
+def _check_duplicate_keys(body: bytes) -> tuple[tuple[int, dict] | None, Any]:
+    """JSON parsers keep the last of duplicate keys silently; a record with two values is refused.
+    Also gives back the parsed body (None if it is not JSON), to count its records."""
     try:
-        json.loads(body, object_pairs_hook=_refuse_duplicates)
+        return None, json.loads(body, object_pairs_hook=_refuse_duplicates)
     except _DuplicateKey as exc:
-        return 400, error_body(f"invalid input: the key {str(exc)!r} appears twice in one JSON object")
+        return (400, error_body(f"invalid input: the key {str(exc)!r} appears twice in one JSON object")), None
     except (ValueError, RecursionError):
-        return None  # not JSON at all: the endpoint's own parser says why
-    return None
+        return None, None  # not JSON at all: the endpoint's own parser says why
 
 
 def _check_query(scope: dict) -> tuple[int, dict] | None:

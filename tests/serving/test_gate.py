@@ -158,3 +158,23 @@ def test_cors_still_allows_what_it_allows():
     assert (status, raw) == (200, b"{}") and headers[b"access-control-allow-origin"] == ORIGIN.encode()
     # An error of the app behind CORS is the gate's to rewrite, not CORS's: it passes as it is.
     assert drive(cors_in_front_of(answering(404, b"Not Found")), headers=[(b"origin", ORIGIN.encode())])[2] == b"Not Found"
+
+
+def test_a_single_api_key_works_as_before_as_the_consumer_default():
+    """API_KEY alone (no keys file): the same 401s as ever, no rate-limit headers, no 403."""
+    app = answering(200, b"{}", b"application/json")
+    assert GATE.requires_key and not Gate().requires_key
+    status, headers, _ = through_gate(app, GATE, headers=[(b"authorization", b"Bearer k")])
+    assert status == 200 and not any(h.startswith(b"x-ratelimit") for h in headers)
+    assert drive_json(GateMiddleware(app, GATE), headers=[(b"authorization", b"Bearer nope")]) == (401, {"error": "wrong API key", "detail": []})
+    assert drive_json(GateMiddleware(app, GATE))[1]["error"] == "missing API key: send 'Authorization: Bearer <key>'"
+    assert through_gate(app, GATE, path="/v1/model", method="GET", headers=[(b"authorization", b"Bearer k")])[0] == 200
+
+
+def test_a_key_in_the_query_string_is_refused_before_the_key_is_checked():
+    """Same answer whatever the key in the URL: valid, wrong or none in the header."""
+    app = answering(200, b"{}", b"application/json")
+    answers = [drive_json(GateMiddleware(app, GATE), query=query, headers=headers)
+               for query in (b"api_key=k", b"api_key=wrong") for headers in ([], [(b"authorization", b"Bearer k")])]
+    assert all(answer == answers[0] for answer in answers)
+    assert answers[0][0] == 400 and "never in the URL" in answers[0][1]["error"]
