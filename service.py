@@ -179,4 +179,5 @@ class PredictionService:
         return answers
 
 
+PredictionService.add_asgi_middleware(oip.ServerRoot)  # GET /v2 itself, not only /v2/
 gate.install(PredictionService)  # the gate in front of every route, and CORS when configured

@@ -7,8 +7,8 @@ Routes: GET /v2 (server metadata), /v2/health/live, /v2/health/ready, /v2/models
 Infer takes the columnar form: one named input per feature, a column of N values (`shape` [N] or [N, 1],
 `data` a flat list, or binary data after the JSON header: Triton's binary tensor extension, which
 tritonclient sends by default); MLServer's pandas codec (`parameters: {"content_type": "pd"}`) is the
-same form. A missing value is JSON null in `data` (nullable features only); in FP16/FP32/FP64 tensors NaN
-is missing too, since binary floats have no null. The columns become records validated by the service's
+same form. A missing value (nullable features only) is JSON null in `data`; as binary data has no null,
+NaN in a float tensor (FP16/FP32/FP64) and the empty string in a BYTES tensor are missing too. The columns become records validated by the service's
 strict Record type, so a bad value gets the same 400 message as /predict (naming the row for N > 1).
 One row goes through the entry service's cache and in-flight batching (`predict_one`), more rows through
 its bulk path (`predict_many`). Answers are JSON; errors are {"error": "<one line>", "detail": [...]},
@@ -303,8 +303,10 @@ def column(tensor: RequestInput, feature: Feature) -> list[Any]:
         raise OipError(400, f"invalid input: input {name!r}: shape {shape} says {shape[0]} values but data has {len(data)}")
     if tensor.datatype in FLOATS:
         return [None if isinstance(v, float) and math.isnan(v) else v for v in data]
-    if tensor.datatype == "BYTES" and (tensor.parameters or {}).get("content_type") == "base64":
-        return [v if not isinstance(v, str) else _text(name, _b64(name, v)) for v in data]
+    if tensor.datatype == "BYTES":  # no null in binary BYTES (tritonclient sends None as "None"): "" is missing
+        if (tensor.parameters or {}).get("content_type") == "base64":
+            data = [v if not isinstance(v, str) else _text(name, _b64(name, v)) for v in data]
+        return [None if v == "" else v for v in data]
     return list(data)
 
 
@@ -510,6 +512,19 @@ def create_app(card: ModelCard, record_type: type[BaseModel], predictor: Callabl
         return await infer(request, response, model_name, model_version)
 
     return app
+
+
+class ServerRoot:
+    """ASGI middleware: GET /v2 (server metadata, what clients ask first) reaches the app mounted at
+    /v2, whose root the mount only matches as /v2/ (else the answer is a 307 redirect clients don't follow)."""
+
+    def __init__(self, app: Any, path: str = "/v2"):
+        self.app, self.path = app, path
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path") == self.path:
+            scope = {**scope, "path": self.path + "/", "raw_path": (self.path + "/").encode()}
+        await self.app(scope, receive, send)
 
 
 def _inline(schema: dict) -> dict:
