@@ -273,15 +273,11 @@ def _count_records(how: str, body: Any) -> int:
 
 
 def _csv_rows(data: bytes) -> int:
-    """Data rows of an uploaded CSV: its non-blank lines but the header (a few ms for 10 MB); a file
-    with quotes, which may hold line breaks, is read with the csv module."""
-    if b'"' not in data:
-        return max(0, sum(1 for line in data.splitlines() if line.strip()) - 1)
-    import csv
-    import io
-
-    rows = csv.reader(io.StringIO(data.decode("utf-8", "replace"), newline=""))
-    return max(0, sum(1 for row in rows if any(cell.strip() for cell in row)) - 1)
+    """Data rows of an uploaded CSV, counted cheaply (~20 ms for 10 MB): its non-empty lines but the
+    header. A quoted cell holding a line break counts once per line: reading the CSV properly here
+    would cost a second parse of every upload (~1 s for 10 MB with quotes) for a rare case."""
+    lines = data.splitlines()
+    return max(0, len(lines) - lines.count(b"") - 1)
 
 
 class _DuplicateKey(ValueError):

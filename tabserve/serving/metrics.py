@@ -78,12 +78,20 @@ ROUTES = [(re.compile(pattern), template) for pattern, template in [
 ]]
 
 
+EXACT = {template for pattern, template in ROUTES if pattern.pattern == template}
+
+
+@lru_cache(maxsize=4096)
 def route_label(path: str) -> str:
     """The route template a path matches, or "other"."""
+    if path in EXACT:
+        return path
+    if not path.startswith(("/v1/features/", "/v2")):
+        return "other"
     for pattern, template in ROUTES:
         match = pattern.fullmatch(path)
         if match:
-            return match.expand(template)
+            return template.replace("\\1", match.group(1)) if match.groups() else template  # (not match.expand: it parses the template each time)
     return "other"
 
 
