@@ -5,6 +5,7 @@ the access log, the file re-read while serving (a broken change keeps the last g
 file at start stopping the server with one line."""
 
 import concurrent.futures
+import json
 import subprocess
 import sys
 import time
@@ -142,6 +143,31 @@ def test_the_keys_file_is_reread_without_a_restart(teams):
         assert time.monotonic() < deadline, "a removed key still works"
         time.sleep(0.3)
     assert post(server, keys["calm"]).status_code == 200
+
+
+# The README's "Keys per team" example, as printed there (its keys file beside the server's here).
+README_EXAMPLE = """\
+export API_KEYS_FILE=keys.yaml
+KEY=$(.venv/bin/python -m tabserve.keys add fraud-team --rps 5 --burst 10 --records-per-minute 6000 --routes /predict,/predict_batch | tail -1)
+curl -s -X POST http://localhost:3000/predict -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' -d '{"island": "Dream", "year": 2008}'
+.venv/bin/python -m tabserve.keys list
+"""
+
+
+def test_the_readme_example_works_as_printed(teams):
+    server, _, path = teams
+    script = README_EXAMPLE.replace(".venv/bin/python", sys.executable).replace("http://localhost:3000", server.url)
+    lines = script.splitlines()
+    setup, call_and_list = "\n".join(lines[:2]), lines[2:]
+    # The key is taken up within a second or so: the curl is retried until then, as a reader would.
+    script = setup + "\nfor i in $(seq 20); do out=$(" + call_and_list[0] + "); case $out in *prediction*) break;; esac; sleep 0.5; done\n" \
+        + 'echo "$out"\n' + call_and_list[1] + "\n"
+    done = subprocess.run(["bash", "-c", script], cwd=path.parent, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    answer, *listing = done.stdout.splitlines()
+    assert json.loads(answer)["prediction"] in ("Adelie", "Chinstrap", "Gentoo"), done.stdout
+    assert any(line.startswith("fraud-team  sha256:") and line.endswith("rps 5, burst 10; 6000 records/min; routes /predict,/predict_batch")
+               for line in listing), listing
 
 
 def test_a_broken_keys_file_at_start_stops_the_server_with_one_line(tmp_path, penguins_model):
