@@ -103,8 +103,8 @@ class PredictionService:
         # The objects of startup (modules, the app, the model) live forever: keep them out of the full
         # garbage collections, which otherwise rescan them every second or so under load (~100 ms each).
         gc.freeze()
-        if not config.API_KEY:
-            logger.warning("API_KEY is not set: the prediction endpoints are open to anyone who can reach this port")
+        if not (config.API_KEY or config.API_KEYS_FILE):
+            logger.warning("neither API_KEY nor API_KEYS_FILE is set: the prediction endpoints are open to anyone who can reach this port")
 
     async def __is_ready__(self) -> bool:
         return await self.model.is_up()

@@ -399,7 +399,7 @@ def install(service: Any) -> None:
     if config.CORS_ORIGINS:
         service.add_asgi_middleware(
             CORS, allow_origins=config.CORS_ORIGINS, allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "X-On-Error"], expose_headers=["X-Cache", "X-Failed-Rows"],
+            allow_headers=["Authorization", "Content-Type", "X-On-Error", "Inference-Header-Content-Length"], expose_headers=["X-Cache", "X-Failed-Rows"],
         )
     service.add_asgi_middleware(
         GateMiddleware,
@@ -407,7 +407,7 @@ def install(service: Any) -> None:
             json_routes=("/predict", "/predict_batch"),
             upload_routes=("/predict_csv",),
             form_routes=("/v1/form",),
-            protected_prefixes=("/v1",),
+            protected_prefixes=("/v1", "/v2/models"),  # /v2 and /v2/health/* stay open, like /healthz
             api_key=config.API_KEY,
             keyring=keyring,
             max_body_bytes=config.MAX_BODY_BYTES,

@@ -18,12 +18,19 @@ if TYPE_CHECKING:
 DOCUMENTED_ERRORS = {
     400: "Invalid input: the error names the field (and row, for CSV)",
     401: "Missing or wrong API key",
-    413: "Body or CSV over the configured limit",
+    403: "The key's consumer may not call this route (its `routes` in API_KEYS_FILE)",
+    413: "Body or CSV over the configured limit, or more records than the consumer's records_per_minute",
     415: "Wrong content type",
-    429: "Too many requests in flight; retry shortly",
+    429: "Too many requests in flight, the consumer's quota (rps and burst, records_per_minute) used up, or the model service overloaded; retry after Retry-After seconds",
     503: "Model not ready or overloaded; retry shortly",
     504: "No answer within the request timeout",
 }
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": {"description": "The consumer's bucket: its burst of requests, or its records per minute", "schema": {"type": "integer"}},
+    "X-RateLimit-Remaining": {"description": "What is left in that bucket now", "schema": {"type": "integer"}},
+    "X-RateLimit-Reset": {"description": "Seconds until the bucket is full again", "schema": {"type": "integer"}},
+}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
 # Routes that score CSV rows and take the on_error choice (query parameter or header).
 ON_ERROR_ROUTES = ("/predict_csv",)
 ON_ERROR_SCHEMA = {"type": "string", "enum": ["fail", "skip"], "default": "fail"}
@@ -66,8 +73,11 @@ def document_errors(spec: dict, gate: Gate) -> dict:
             "detail": {"type": "array", "items": {"type": "object"}, "description": "Per-field details: loc, msg, type."},
         },
     }
-    if gate.api_key:
-        components.setdefault("securitySchemes", {})["apiKey"] = {"type": "http", "scheme": "bearer", "description": "API_KEY of the server"}
+    if gate.requires_key:
+        components.setdefault("securitySchemes", {})["apiKey"] = {
+            "type": "http", "scheme": "bearer",
+            "description": "API_KEY of the server, or a consumer's key from API_KEYS_FILE (python -m tabserve.keys add)",
+        }
     error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     for path, operations in spec.get("paths", {}).items():
         if path in PROBES:
@@ -82,9 +92,14 @@ def document_errors(spec: dict, gate: Gate) -> dict:
             for status in ("422", "400", "404", "500"):
                 responses.pop(status, None)
             for status, description in DOCUMENTED_ERRORS.items():
-                if status == 401 and not gate.api_key:
+                if status in (401, 403) and not gate.requires_key:
                     continue
                 responses[str(status)] = {"description": description, "content": error_ref}
+            responses["429"]["headers"] = {**RETRY_AFTER, **(RATE_LIMIT_HEADERS if gate.requires_key else {})}
+            if gate.requires_key:
+                for status, response in responses.items():
+                    if status.startswith("2"):
+                        response.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
             if "{" in path:
                 responses["404"] = {"description": "No such item (the error lists the known ones)", "content": error_ref}
             if path in gate.form_routes and method == "post":
@@ -96,7 +111,7 @@ def document_errors(spec: dict, gate: Gate) -> dict:
                 }
             if path in ON_ERROR_ROUTES and method == "post":
                 _document_on_error(operation)
-            if gate.api_key:
+            if gate.requires_key:
                 operation["security"] = [{"apiKey": []}]
     return spec
 

@@ -15,7 +15,10 @@ def test_documents_errors_and_security_on_protected_operations_only():
                       "/v1/predict": {"get": {"responses": {"200": {}, "422": {}}}},
                       "/readyz": {"get": {"responses": {"200": {}}}}}}
     out = document_errors(spec, GATE)
-    assert set(out["paths"]["/predict"]["post"]["responses"]) == {"200", "400", "401", "413", "415", "429", "503", "504"}
+    responses = out["paths"]["/predict"]["post"]["responses"]
+    assert set(responses) == {"200", "400", "401", "403", "413", "415", "429", "503", "504"}
+    assert set(responses["429"]["headers"]) == {"Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+    assert "X-RateLimit-Remaining" in responses["200"]["headers"]  # every answer to a consumer with a quota
     assert "422" not in out["paths"]["/v1/predict"]["get"]["responses"]
     assert out["paths"]["/predict"]["post"]["security"] == [{"apiKey": []}]
     assert set(out["paths"]["/readyz"]["get"]["responses"]) == {"200", "503"} and "security" not in out["paths"]["/readyz"]["get"]
@@ -24,7 +27,9 @@ def test_documents_errors_and_security_on_protected_operations_only():
 
 def test_no_security_scheme_without_a_key():
     spec = document_errors({"paths": {"/predict": {"post": {"responses": {}}}}}, Gate(json_routes=("/predict",)))
-    assert "securitySchemes" not in spec["components"] and "401" not in spec["paths"]["/predict"]["post"]["responses"]
+    responses = spec["paths"]["/predict"]["post"]["responses"]
+    assert "securitySchemes" not in spec["components"] and "401" not in responses and "403" not in responses
+    assert set(responses["429"]["headers"]) == {"Retry-After"} and "headers" not in responses.get("200", {})
 
 
 def bentoml_like_spec():
