@@ -81,6 +81,17 @@ def check(command: str, status: int, out: str, model_tag: str) -> None:
         names = {sample.name for sample in parse(out)}
         assert names and all(name.startswith("tabserve_") for name in names), where
         assert "tabserve_predictions_total" in names, where
+    elif path == "/v2/health/ready":
+        assert status == 200 and json.loads(out) == {"ready": True}, where
+    elif path == "/v2/models/penguins":
+        body = json.loads(out)
+        assert status == 200 and body["name"] == "penguins" and model_tag.endswith(":" + body["versions"][0]), where
+        assert [i["name"] for i in body["inputs"]] == ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"], where
+    elif path == "/v2/models/penguins/infer":  # the README shows this one's answer
+        body = json.loads(out)
+        assert status == 200 and body["id"] == "1" and body["model_name"] == "penguins", where
+        outputs = {o["name"]: o for o in body["outputs"]}
+        assert outputs["predict"]["data"] == ["Gentoo", "Chinstrap"] and outputs["predict_proba"]["shape"] == [2, 3], where
     else:
         pytest.fail(f"the README's {command!r} has no expectation in {__file__}")
 
