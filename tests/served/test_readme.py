@@ -132,3 +132,15 @@ def test_readme_train_commands_print_what_the_readme_shows(bentoml_home):
         quoted = after[after.index("```\n") + 4:].split("```")[0]  # the next (output) block
         for line in quoted.strip().splitlines():
             assert line in result.stdout, f"{command}: the README shows {line!r}, the command printed:\n{result.stdout}"
+
+
+def test_readme_tritonclient_example_runs_as_printed(server):
+    """The README's tritonclient snippet, run against the test server, prints what its comments say."""
+    text = (ROOT / "README.md").read_text()
+    snippet = text.split("With Triton's client", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    host = server.url.removeprefix("http://")
+    result = subprocess.run([sys.executable, "-c", snippet.replace("localhost:3000", host)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    first, *rest = result.stdout.splitlines()
+    assert first == "['Gentoo' 'Chinstrap']", result.stdout
+    assert "[[" in rest[0], result.stdout  # a [2, 3] array of probabilities
