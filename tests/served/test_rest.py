@@ -104,5 +104,5 @@ def test_metrics_move(server):
 
 
 def test_open_server_says_so_in_its_log(server):
-    assert "API_KEY is not set" in server.log_path.read_text()
+    assert "neither API_KEY nor API_KEYS_FILE is set" in server.log_path.read_text()
     assert requests.post(f"{server.url}/predict", json=PENGUIN, timeout=30).status_code == 200
