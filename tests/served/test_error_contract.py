@@ -160,17 +160,23 @@ def test_the_client_sends_the_key(keyed, tmp_path):
 
 
 def test_429_over_the_concurrency_limit(keyed):
-    """MAX_CONCURRENCY=1: of several large batches sent at once, some are refused with 429."""
+    """MAX_CONCURRENCY=1: of several large batches sent at once, some are refused with 429. Whether
+    two overlap depends on the machine's timing, so bursts are sent until one does (at most 5); every
+    answer of every burst must be 200 or 429. (The gate's count itself is tested in-process.)"""
     records = [PENGUIN] * 8000
 
     def send(_):
         return call(keyed, "POST", "/predict_batch", json={"records": records})
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
-        responses = list(pool.map(send, range(6)))
-    statuses = sorted(r.status_code for r in responses)
+    bursts = []
+    for _ in range(5):
+        with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+            bursts.append(list(pool.map(send, range(6))))
+        if any(r.status_code == 429 for r in bursts[-1]):
+            break
+    statuses = sorted(r.status_code for burst in bursts for r in burst)
     assert set(statuses) <= {200, 429} and 200 in statuses and 429 in statuses, statuses
-    refused = next(r for r in responses if r.status_code == 429)
+    refused = next(r for burst in bursts for r in burst if r.status_code == 429)
     assert refused.json()["error"].startswith("more than 1 requests in flight") and refused.headers["retry-after"] == "1"
 
 
