@@ -85,3 +85,15 @@ def repeated(names: Iterable[str]) -> list[str]:
     """The names given more than once, sorted: for refusing a CSV header that repeats a column, a
     query that repeats a parameter, a JSON object that repeats a key."""
     return sorted(name for name, count in Counter(names).items() if count > 1)
+
+
+class DuplicateKey(ValueError):
+    """A JSON object repeats a key (raised by `refuse_duplicate_keys`)."""
+
+
+def refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """A json.loads object_pairs_hook: JSON parsers keep the last of duplicate keys silently."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        raise DuplicateKey(repeated(key for key, _ in pairs)[0])
+    return obj

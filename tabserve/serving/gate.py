@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tabserve.core.errors import error_body, repeated
+from tabserve.core.errors import DuplicateKey, error_body, refuse_duplicate_keys, repeated
 from tabserve.serving import metrics
 from tabserve.serving.consumers import ANONYMOUS, CURRENT, Consumer, Decision, Keyring
 from tabserve.serving.error_shape import PROBES, ErrorRewriter, ProbeAnswer, extra_headers, send_json
@@ -280,23 +280,12 @@ def _csv_rows(data: bytes) -> int:
     return max(0, len(lines) - lines.count(b"") - 1)
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    obj = dict(pairs)
-    if len(obj) < len(pairs):
-        raise _DuplicateKey(repeated(key for key, _ in pairs)[0])
-    return obj
-
-
 def _check_duplicate_keys(body: bytes) -> tuple[tuple[int, dict] | None, Any]:
     """JSON parsers keep the last of duplicate keys silently; a record with two values is refused.
     Also gives back the parsed body (None if it is not JSON), to count its records."""
     try:
-        return None, json.loads(body, object_pairs_hook=_refuse_duplicates)
-    except _DuplicateKey as exc:
+        return None, json.loads(body, object_pairs_hook=refuse_duplicate_keys)
+    except DuplicateKey as exc:
         return (400, error_body(f"invalid input: the key {str(exc)!r} appears twice in one JSON object")), None
     except (ValueError, RecursionError):
         return None, None  # not JSON at all: the endpoint's own parser says why

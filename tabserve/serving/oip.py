@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tabserve.core.card import ModelCard
-from tabserve.core.errors import ModelUnavailable, error_body, pydantic_detail, repeated, summarize
+from tabserve.core.errors import DuplicateKey, ModelUnavailable, error_body, pydantic_detail, refuse_duplicate_keys, repeated, summarize
 from tabserve.core.pipeline import CLASSIFICATION
 from tabserve.core.schema import BOOLEAN, CATEGORICAL, NUMERIC, Feature
 
@@ -207,8 +207,8 @@ def parse_request(body: bytes, header_length: str | None) -> InferenceRequest:
     if not header.strip():
         raise OipError(400, "invalid input: the request body is empty; send an inference request (JSON)")
     try:
-        parsed = json.loads(header, object_pairs_hook=_refuse_duplicates)
-    except _DuplicateKey as exc:
+        parsed = json.loads(header, object_pairs_hook=refuse_duplicate_keys)
+    except DuplicateKey as exc:
         raise OipError(400, f"invalid input: the key {str(exc)!r} appears twice in one JSON object") from None
     except (ValueError, RecursionError) as exc:
         raise OipError(400, f"invalid input: the body is not JSON: {exc}") from None
@@ -221,17 +221,6 @@ def parse_request(body: bytes, header_length: str | None) -> InferenceRequest:
         raise OipError(400, summarize(detail), detail) from None
     _attach_binary(request, raw)
     return request
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    obj = dict(pairs)
-    if len(obj) < len(pairs):
-        raise _DuplicateKey(repeated(key for key, _ in pairs)[0])
-    return obj
 
 
 def _attach_binary(request: InferenceRequest, raw: bytes) -> None:
