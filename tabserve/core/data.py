@@ -148,8 +148,9 @@ def parse_upload(content: bytes, schema: FeatureSchema, max_rows: int, passthrou
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"the CSV file is not UTF-8 text (byte {exc.start} is invalid)") from None
-    _check_row_lengths(text)
-    table = parse_text(text, what="the CSV file")
+    sep = sniff_separator(text)  # once: the row check and the parse read the same dialect
+    _check_row_lengths(text, sep)
+    table = parse_text(text, sep, what="the CSV file")
     header = list(table.raw.columns)
     missing = [name for name in schema.names if name not in header]
     if missing:
@@ -163,9 +164,8 @@ def parse_upload(content: bytes, schema: FeatureSchema, max_rows: int, passthrou
     return Upload(table, [name for name in header if name not in schema.names])
 
 
-def _check_row_lengths(text: str) -> None:
+def _check_row_lengths(text: str, sep: str) -> None:
     """Every non-blank row has as many cells as the header (pandas would pad or fail vaguely)."""
-    sep = sniff_separator(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
     try:
         header = next(reader, [])

@@ -9,6 +9,7 @@ that the training summary prints, and every choice can be overridden (`Overrides
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -208,8 +209,6 @@ def _date_format(values: pd.Series, sep: str) -> str | None:
 
 def _reads(text: str, date_format: str) -> bool:
     try:
-        from datetime import datetime
-
         datetime.strptime(text, date_format)
         return True
     except ValueError:
