@@ -8,7 +8,7 @@ PORT ?= 3000
 MODEL_TAG ?= penguins:latest
 export MODEL_TAG
 
-.PHONY: help install browser train serve test test-fast build clean
+.PHONY: help install browser engines train serve test test-fast build clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ help:  ## list the targets
 $(INSTALLED): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,scoring]"
 	touch $@
 
 install: $(INSTALLED)  ## create .venv with the pinned dependencies
@@ -25,6 +25,15 @@ browser:  ## Debian's chromium + chromedriver, for the form page's browser test
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else echo "error: the browser test needs chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2; exit 2; fi; }
+
+# The real engines the tests start in temporary directories (tests/engines.py): Redis for the shared
+# cache, PostgreSQL for the feature table, Prometheus for the monitoring test. Java (for Spark) is
+# expected on the machine; PySpark itself comes from pip (the `scoring` extra).
+engines:  ## Debian's redis-server, postgresql and prometheus, for the tests on real engines
+	@command -v redis-server >/dev/null && command -v prometheus >/dev/null && [ -x /usr/lib/postgresql/15/bin/initdb ] || { \
+	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server postgresql prometheus >/dev/null; \
+	  else echo "error: the tests need redis-server, postgresql and prometheus: sudo apt-get install redis-server postgresql prometheus" >&2; exit 2; fi; }
+	@command -v java >/dev/null || { echo "error: the Spark tests need Java 17: sudo apt-get install openjdk-17-jre-headless" >&2; exit 2; }
 
 train: $(INSTALLED)  ## train the default model (Palmer Penguins) into the BentoML model store
 	$(BIN)/python train.py
@@ -35,7 +44,7 @@ serve: $(INSTALLED)  ## serve MODEL_TAG on PORT (trains the default model if mis
 	@$(BIN)/python -m tabserve.core.model_tags ensure "$(MODEL_TAG)"
 	$(BIN)/bentoml serve service:PredictionService --port $(PORT)
 
-test: $(INSTALLED) browser  ## the whole test suite, every marker (real servers, a browser, a Bento build, the notebook)
+test: $(INSTALLED) browser engines  ## the whole test suite, every marker (real servers, a browser, a Bento build, the notebook)
 	$(BIN)/python -m pytest
 
 test-fast: $(INSTALLED)  ## the tests that start no server and build nothing (not marked served or slow)

@@ -93,6 +93,25 @@ CORS_ORIGINS: list[str] = [o.strip() for o in os.environ.get("CORS_ORIGINS", "")
 PREDICTION_CACHE_SIZE: int = _int("PREDICTION_CACHE_SIZE", 10_000)
 
 
+# The prediction cache shared by every worker and replica: a Redis URL ("redis://host:6379/0"); empty
+# keeps the in-process LRU above. Keys carry the model tag; entries expire after CACHE_TTL_S. A Redis
+# call slower than REDIS_TIMEOUT_MS counts as a failure: the prediction goes on uncached, the failure is
+# counted on /metrics, and Redis is tried again after a pause (tabserve/serving/cache.py).
+REDIS_URL: str = os.environ.get("REDIS_URL", "").strip()
+CACHE_TTL_S: int = _int("CACHE_TTL_S", 3600, minimum=1)
+REDIS_TIMEOUT_MS: int = _int("REDIS_TIMEOUT_MS", 100, minimum=1)
+
+# Features looked up by entity id (GET /v1/entities/{id}/predict): the database as a SQLAlchemy URL
+# (SQLite needs no server; "postgresql+psycopg://user@host/db" for PostgreSQL), the table, and its id
+# column (empty: the table's primary key). `python -m tabserve.features load data.csv --id-column ID`
+# fills the table. A lookup slower than FEATURE_DB_TIMEOUT_MS answers 503; connections are pooled.
+FEATURE_DB_URL: str = os.environ.get("FEATURE_DB_URL", "").strip() or "sqlite:///features.db"
+FEATURE_TABLE: str = os.environ.get("FEATURE_TABLE", "").strip() or "features"
+FEATURE_ID_COLUMN: str = os.environ.get("FEATURE_ID_COLUMN", "").strip()
+FEATURE_DB_TIMEOUT_MS: int = _int("FEATURE_DB_TIMEOUT_MS", 1000, minimum=1)
+FEATURE_DB_POOL_SIZE: int = _int("FEATURE_DB_POOL_SIZE", 5, minimum=1)
+
+
 def serving_settings() -> dict[str, object]:
     """The settings /v1/model reports under "serving"."""
     return {
@@ -103,5 +122,6 @@ def serving_settings() -> dict[str, object]:
         "model_workers": MODEL_WORKERS,
         "model_threads": MODEL_THREADS,
         "prediction_cache_size": PREDICTION_CACHE_SIZE,
+        "prediction_cache": "redis" if REDIS_URL else "memory",
         "api_key_required": bool(API_KEY or API_KEYS_FILE),
     }
