@@ -1,6 +1,7 @@
 """What /docs.json adds to BentoML's generated OpenAPI document, so the documented contract is the
 real one: the API-key security scheme, the error responses of every protected operation (Error
-schema), the probes' JSON answers, and the CSV upload's `on_error` choice.
+schema), the probes' JSON answers, the CSV upload's `on_error` choice, and what predict-by-id's
+404, 422 and 503 mean.
 
 `DocsRewriter` is the ASGI `send` the gate puts on GET /docs.json; `document_errors` is the edit.
 """
@@ -31,6 +32,16 @@ RATE_LIMIT_HEADERS = {
     "X-RateLimit-Reset": {"description": "Seconds until the bucket is full again", "schema": {"type": "integer"}},
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
+# Predict by entity id (tabserve/serving/entities.py): what its 404, 422 and 503 mean there.
+ENTITY_ROUTES = ("/v1/entities/{id}/predict",)
+ENTITY_ERRORS = {
+    404: "No entity with this id in the feature table",
+    422: ("The entity's row holds a value the model cannot take, or the table lacks a feature the model requires: the error "
+          "names the entity, the column and the table. The request is right, the stored data is not; giving that feature "
+          "as a query parameter scores the entity anyway"),
+    503: ("The feature database is unreachable, the table is missing (fill it with `python -m tabserve.features load`), or "
+          "the lookup took longer than FEATURE_DB_TIMEOUT_MS; or the model is not ready. Retry after Retry-After seconds"),
+}
 # Routes that score CSV rows and take the on_error choice (query parameter or header).
 ON_ERROR_ROUTES = ("/predict_csv",)
 ON_ERROR_SCHEMA = {"type": "string", "enum": ["fail", "skip"], "default": "fail"}
@@ -102,6 +113,10 @@ def document_errors(spec: dict, gate: Gate) -> dict:
                         response.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
             if "{" in path:
                 responses["404"] = {"description": "No such item (the error lists the known ones)", "content": error_ref}
+            if path in ENTITY_ROUTES:
+                for status, description in ENTITY_ERRORS.items():
+                    responses[str(status)] = {"description": description, "content": error_ref}
+                responses["503"]["headers"] = dict(RETRY_AFTER)
             if path in gate.form_routes and method == "post":
                 # The form's reader is a person: invalid input re-renders the form, as HTML. The gate's
                 # own refusals before the form is read (a repeated query parameter) are still JSON.

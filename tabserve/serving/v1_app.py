@@ -5,25 +5,33 @@ Predictions go through the entry service's own path (cache, then the batched mod
 which `predictor()` returns; errors use the same {"error", "detail"} body as everything else.
 """
 
-from typing import Annotated, Any, Callable
+import copy
+from typing import Annotated, Any, Callable, Optional
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from tabserve.serving import pages
+from tabserve.serving.entities import EntityLookup, EntityNotFound, InvalidEntity, LookupFailed, entity_record
 from tabserve.core.errors import ModelUnavailable, error_body, pydantic_detail, summarize
 from tabserve.core.card import ModelCard, feature_dict
 
 
 def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: type[BaseModel], settings: dict[str, Any],
-               predictor: Callable[[], Any]) -> FastAPI:
-    """`predictor()` gives an object with `async predict_one(record) -> (item, cache_hit)`."""
+               predictor: Callable[[], Any], entities: EntityLookup | None = None) -> FastAPI:
+    """`predictor()` gives an object with `async predict_one(record) -> (item, cache_hit)`; `entities`
+    reads an entity's features for GET /entities/{id}/predict (the route exists only with it)."""
     # No `from __future__ import annotations` in this module: FastAPI must see the real
     # query_record class in the route signature to expand it into query parameters.
     schema = card.schema
     query_record = schema.record_model("QueryRecord", strict=False)  # query strings are text
+    overrides_record = optional_fields(query_record, "EntityOverrides")
+    entity_prediction = create_model(
+        "EntityPrediction", __base__=prediction_type,
+        entity_id=(str, Field(description="The entity's id, as given in the path.", examples=["42"])),
+    )
 
     app = FastAPI(title="tabserve /v1", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -64,6 +72,35 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
         response.headers["X-Cache"] = "hit" if hit else "miss"
         return {**item, "model": card.tag}
 
+    @app.exception_handler(EntityNotFound)
+    async def unknown_entity(request: Request, exc: EntityNotFound) -> JSONResponse:
+        detail = [{"loc": ["id"], "msg": str(exc), "type": "not_found"}]
+        return JSONResponse(error_body(str(exc), detail), status_code=404)
+
+    @app.exception_handler(LookupFailed)
+    async def lookup_failed(request: Request, exc: LookupFailed) -> JSONResponse:
+        return JSONResponse(error_body(str(exc)), status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(InvalidEntity)
+    async def invalid_entity(request: Request, exc: InvalidEntity) -> JSONResponse:
+        return JSONResponse(error_body(exc.message, exc.detail), status_code=422)
+
+    if entities is not None:
+        @app.get("/entities/{id}/predict", summary="Predict for an entity whose features are in the feature table",
+                 response_model=entity_prediction)
+        async def predict_entity(entity_id: Annotated[str, Path(alias="id", description="The entity's id in the feature table")],
+                                 overrides: Annotated[overrides_record, Query()], response: Response) -> Any:
+            """Reads the entity's row (FEATURE_TABLE in FEATURE_DB_URL, by FEATURE_ID_COLUMN or the primary key) and
+            predicts as POST /predict would with that record. Query parameters give features instead of the
+            row's values, or those the table lacks. 404: no such entity; 422: the row holds a value the model
+            cannot take (the error names the column); 503: the database is down, the table missing, or the
+            lookup slower than FEATURE_DB_TIMEOUT_MS."""
+            found = await entities.lookup(entity_id)
+            record = entity_record(schema, record_type, found, overrides.model_dump(exclude_unset=True), entity_id, entities.table_name)
+            item, hit = await predictor().predict_one(record)
+            response.headers["X-Cache"] = "hit" if hit else "miss"
+            return {**item, "model": card.tag, "entity_id": entity_id}
+
     @app.get("/form", response_class=HTMLResponse, summary="An HTML form for one prediction")
     async def form() -> HTMLResponse:
         return HTMLResponse(pages.form_page(card))
@@ -87,4 +124,18 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
         item, _ = await predictor().predict_one(record)
         return HTMLResponse(pages.result_page(card, item))
 
+    from tabserve.serving.drift import drift_router  # GET /v1/drift: live traffic against the training data
+    app.include_router(drift_router(card))
     return app
+
+
+def optional_fields(model: type[BaseModel], name: str) -> type[BaseModel]:
+    """`model` with every field optional and unset by default: values given instead of others."""
+    fields: dict[str, Any] = {}
+    for key, info in model.model_fields.items():
+        optional = copy.copy(info)
+        optional.default, optional.default_factory = None, None
+        described = (info.description or "").replace(" Required.", "").replace(" May be null.", "")
+        optional.description = f"{described} Given instead of the entity's value in the table.".strip()
+        fields[key] = (Optional[info.annotation], optional)
+    return create_model(name, __config__=model.model_config, **fields)
