@@ -11,11 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from tabserve.core import data
+from tabserve.core import data, rows
 from tabserve.core.card import ModelCard
-from tabserve.core.errors import DataError, InvalidInput, TooLarge, pydantic_detail
-from tabserve.core.pipeline import CLASSIFICATION
-from tabserve.core.schema import label_text
+from tabserve.core.errors import DataError, InvalidInput, TooLarge
 
 # Rows whose errors are listed in a 400 for a bad CSV; the count of all bad rows is always given.
 MAX_REPORTED_ROWS = 50
@@ -48,11 +46,11 @@ def records_from_csv(content: bytes, card: ModelCard, record_type: type[BaseMode
     records, good, errors, detail = [], [], {}, []
     for position, row in enumerate(upload.table.raw.to_dict("records")):
         try:
-            records.append(record_type.model_validate(card.schema.parse_row(row, decimal)).model_dump())
+            records.append(rows.validate(record_type, card.schema, row, decimal))
             good.append(position)
         except ValidationError as exc:
-            problems = pydantic_detail(exc.errors(include_context=False, include_input=False), prefix=(f"row {position + 1}",))
-            errors[position] = "; ".join(f"{'.'.join(map(str, p['loc'][1:]))}: {p['msg']}" for p in problems)
+            problems = rows.problems(exc, position)
+            errors[position] = rows.error_line(problems)
             if len(errors) <= MAX_REPORTED_ROWS:
                 detail.extend(problems)
     if errors and not skip_bad_rows:
@@ -69,8 +67,8 @@ def csv_with_predictions(scoring: CsvScoring, results: list[dict[str, Any]], car
     prediction column and, for classification, proba_<class> columns; in the upload's separator and
     decimal mark. When bad rows were skipped, an `error` column says why their cells are empty."""
     table = scoring.upload.table
-    labels = [label_text(c) for c in card.classes] if card.task == CLASSIFICATION and card.classes else []
-    header = [*table.raw.columns, "prediction", *(f"proba_{label}" for label in labels)]
+    labels = rows.class_texts(card)
+    header = [*table.raw.columns, *rows.result_columns(card)]
     if scoring.row_errors:
         header.append("error")
     by_row = dict(zip(scoring.good_rows, results))
@@ -82,15 +80,8 @@ def csv_with_predictions(scoring: CsvScoring, results: list[dict[str, Any]], car
         if result is None:
             extra = ["", *("" for _ in labels)]
         else:
-            prediction = result["prediction"]
-            shown = label_text(prediction) if labels else _number(prediction, table.decimal)
-            extra = [shown, *(_number(result["probabilities"][label], table.decimal) for label in labels)]
+            extra = [rows.cell(value, table.decimal) for value in rows.result_values(result, labels)]
         if scoring.row_errors:
             extra.append(scoring.row_errors.get(position, ""))
         writer.writerow([*cells, *extra])
     return buffer.getvalue()
-
-
-def _number(value: float, decimal: str) -> str:
-    text = repr(float(value))
-    return text.replace(".", ",") if decimal == "," else text

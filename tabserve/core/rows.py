@@ -1,0 +1,56 @@
+"""The rows of a scored file, shared by /predict_csv (tabserve/serving/csv_scoring.py) and batch scoring
+(tabserve/scoring/): each row's text cells checked into a validated record, or one line naming its
+problems; each result as the output's `prediction` and `proba_<class>` values and cells."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from tabserve.core.card import ModelCard
+from tabserve.core.errors import pydantic_detail
+from tabserve.core.pipeline import CLASSIFICATION
+from tabserve.core.schema import FeatureSchema, label_text
+
+PREDICTION = "prediction"
+
+
+def validate(record_type: type[BaseModel], schema: FeatureSchema, row: dict[str, str], decimal: str = ".") -> dict[str, Any]:
+    """One row of text cells as the record the API validates (missing: None); ValidationError if it fails."""
+    return record_type.model_validate(schema.parse_row(row, decimal)).model_dump()
+
+
+def problems(exc: ValidationError, position: int) -> list[dict[str, Any]]:
+    """A failed row's errors, each located as ["row N", field] (N counts from 1)."""
+    return pydantic_detail(exc.errors(include_context=False, include_input=False), prefix=(f"row {position + 1}",))
+
+
+def error_line(row_problems: list[dict[str, Any]]) -> str:
+    """One line naming every problem of a row: "island: Input should be ...; bill_length_mm: ..."."""
+    return "; ".join(f"{'.'.join(map(str, p['loc'][1:]))}: {p['msg']}" for p in row_problems)
+
+
+def class_texts(card: ModelCard) -> list[str]:
+    """The classes as the output's columns spell them (proba_<class>); [] for regression."""
+    return [label_text(c) for c in card.classes] if card.task == CLASSIFICATION and card.classes else []
+
+
+def result_columns(card: ModelCard) -> list[str]:
+    return [PREDICTION, *(f"proba_{label}" for label in class_texts(card))]
+
+
+def result_values(result: dict[str, Any], labels: list[str]) -> list[Any]:
+    """A result as the output's values, in result_columns' order: the label as text (classification) or
+    the number (regression), then each class's probability."""
+    prediction = result["prediction"]
+    shown = label_text(prediction) if labels else float(prediction)
+    return [shown, *(float(result["probabilities"][label]) for label in labels)]
+
+
+def cell(value: Any, decimal: str = ".") -> str:
+    """A result value as a CSV cell: labels as they are, numbers as Python writes them, in the decimal mark."""
+    if isinstance(value, str):
+        return value
+    text = repr(float(value))
+    return text.replace(".", ",") if decimal == "," else text

@@ -1,0 +1,1 @@
+"""Batch scoring of big files (score.py): on Spark or locally, with the service's checks and pipeline call."""

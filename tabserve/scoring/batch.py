@@ -1,0 +1,74 @@
+"""Batch scoring, start to end: the model version from the store, the input checked, an engine run,
+the outputs closed, and the summary score.py prints. Every failure a user can fix is a TabserveError
+with one line (a missing model, file or column; an unsupported file type)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tabserve.core import store
+from tabserve.scoring import engines
+from tabserve.scoring.files import Sink, Source
+from tabserve.scoring.frames import ScoringModel
+
+
+@dataclass(frozen=True)
+class Summary:
+    model: str
+    engine: str  # "local", or "spark (local[2])"
+    data: Path
+    read: int
+    scored: int
+    rejected: int
+    out: Path
+    rejects: Path | None  # None when no row was rejected
+    seconds: float
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+    def text(self) -> str:
+        rejects = f"{self.rejected:>10,}  -> {self.rejects}" if self.rejects else f"{0:>10,}"
+        return "\n".join([
+            f"model     {self.model}",
+            f"engine    {self.engine}",
+            f"read      {self.read:>10,}  <- {self.data}",
+            f"scored    {self.scored:>10,}  -> {self.out}",
+            f"rejected  {rejects}",
+            f"time      {self.seconds:>10.1f} s ({self.rows_per_s:,.0f} rows/s)",
+        ])
+
+
+def load_model(tag: str) -> ScoringModel:
+    """The model version `tag` names, verified as the service verifies it at start; ModelNotFound or
+    ModelCorrupted (one line naming what the store has and the train.py command) when it can't be used."""
+    model, card = store.served_model(tag)
+    return ScoringModel(card, store.load_pipeline(model.stored))
+
+
+def score(data: Path, out: Path, tag: str, engine: str = "spark", master: str = "local[2]",
+          conf: dict[str, str] | None = None, chunk_rows: int = engines.CHUNK_ROWS) -> Summary:
+    """Score `data` into `out` (and <out stem>.rejects.csv) with the model `tag`."""
+    if engine not in engines.ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(engines.ENGINES)}")
+    model = load_model(tag)
+    source = Source.open(Path(data), model)
+    sink = Sink(Path(out), model, source)
+    start = time.perf_counter()
+    try:
+        if engine == "local":
+            read = engines.run_local(model, source, sink, chunk_rows)
+        else:
+            read = engines.run_spark(model, source, sink, master, conf)
+    except BaseException:
+        sink.close()
+        sink.out.unlink(missing_ok=True)  # no half-written output taken for a whole one
+        sink.rejects_path.unlink(missing_ok=True)
+        raise
+    sink.close()
+    seconds = time.perf_counter() - start
+    return Summary(model.tag, "local" if engine == "local" else f"spark ({master})", Path(data), read, sink.scored, sink.rejected,
+                   sink.out, sink.rejects_path if sink.rejected else None, seconds)

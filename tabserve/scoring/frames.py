@@ -1,0 +1,120 @@
+"""The work on one chunk of rows, the same on every engine (a Spark partition's batch, a local chunk):
+cells as text, each row checked as /predict_csv checks it (tabserve/core/rows.py), the good rows
+through the service's pipeline call (tabserve/core/pipeline.py), results as /predict_csv spells them.
+
+Kept light (no Spark, no BentoML): Spark's Python workers import this module and unpickle a ScoringModel.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ValidationError
+
+from tabserve.core import pipeline, rows
+from tabserve.core.card import ModelCard
+
+ERROR = "error"
+
+
+@dataclass
+class ScoringModel:
+    """A stored model version as batch scoring needs it: its card and its fitted pipeline."""
+
+    card: ModelCard
+    pipeline: Any
+    _record_type: type[BaseModel] | None = field(default=None, repr=False)
+
+    @property
+    def tag(self) -> str:
+        return self.card.tag
+
+    @property
+    def record_type(self) -> type[BaseModel]:
+        """The service's record type (strict, like JSON and /predict_csv), made once per process."""
+        if self._record_type is None:
+            self._record_type = self.card.schema.record_model("Record")
+        return self._record_type
+
+    @property
+    def result_columns(self) -> list[str]:
+        return rows.result_columns(self.card)
+
+    def __getstate__(self) -> dict[str, Any]:  # pydantic's generated class is not picklable: made again
+        return {"card": self.card, "pipeline": self.pipeline, "_record_type": None}
+
+
+def text_cell(value: Any) -> str:
+    """A cell of any type (from Parquet, or from Spark's pandas batches) as the CSV text /predict_csv
+    would read: missing (None, NaN, pd.NA, NaT) is "", booleans true/false, numbers as Python writes
+    them, dates in ISO 8601 (a time-zone-aware moment in UTC, without the zone)."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return "" if math.isnan(value) else repr(float(value))
+    if isinstance(value, dt.datetime):  # pd.Timestamp too
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace").strip()
+    return str(value).strip()
+
+
+def as_text(frame: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """The columns as text cells (text_cell), as object columns of str."""
+    out = {}
+    for name in columns if columns is not None else list(frame.columns):
+        column = frame[name]
+        out[name] = column.astype(object).map(text_cell) if len(column) else column.astype(object)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def drop_blank(text: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose cells are all empty are not rows (blank lines, ",,,,"): /predict_csv drops them too."""
+    return text[(text != "").any(axis=1)] if len(text.columns) else text
+
+
+def score_frame(model: ScoringModel, frame: pd.DataFrame, decimal: str = ".") -> pd.DataFrame:
+    """The result columns for a chunk of rows (same index): `prediction`, `proba_<class>` (classification)
+    and `error`, which names a bad row's problems (its other result cells empty) and is None for a good one.
+
+    `frame` holds at least the schema's features, as text or typed values; numbers in text use `decimal`.
+    """
+    schema = model.card.schema
+    text = as_text(frame, schema.names)
+    records, good, errors = [], [], [None] * len(text)
+    for position, row in enumerate(text.to_dict("records")):
+        try:
+            records.append(rows.validate(model.record_type, schema, row, decimal))
+            good.append(position)
+        except ValidationError as exc:
+            errors[position] = rows.error_line(rows.problems(exc, position))
+    columns = model.result_columns
+    labels = rows.class_texts(model.card)
+    values: list[list[Any]] = [[None] * len(text) for _ in columns]
+    if records:
+        results = pipeline.predict_records(model.pipeline, schema, records)
+        for position, result in zip(good, results):
+            for column, value in zip(values, rows.result_values(result, labels)):
+                column[position] = value
+    out = {name: pd.Series(column, index=frame.index, dtype=object if name == rows.PREDICTION and labels else float)
+           for name, column in zip(columns, values)}
+    out[ERROR] = pd.Series(errors, index=frame.index, dtype=object)
+    return pd.DataFrame(out, index=frame.index)
