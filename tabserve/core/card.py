@@ -11,6 +11,7 @@ import platform
 from dataclasses import dataclass, field
 from typing import Any
 
+from tabserve.core.profile import Reference
 from tabserve.core.schema import FeatureSchema
 
 
@@ -26,6 +27,8 @@ class ModelCard:
     training_data: dict[str, Any] = field(default_factory=dict)  # file, SHA-256, rows, separator, ...
     library_versions: dict[str, str] = field(default_factory=dict)
     pipeline_sha256: str | None = None  # of the pipeline file, so a damaged one is refused at start
+    # The training data's profile for drift (tabserve/core/profile.py); None for models trained before it.
+    reference: Reference | None = None
     tag: str = ""  # given by the store, not stored in the metadata
     creation_time: str = ""
 
@@ -42,6 +45,7 @@ class ModelCard:
             "training_data": self.training_data,
             "library_versions": self.library_versions,
             "pipeline_sha256": self.pipeline_sha256,
+            "reference": self.reference.to_dict() if self.reference is not None else None,
         }
         return {key: value for key, value in meta.items() if value is not None}
 
@@ -58,6 +62,7 @@ class ModelCard:
             training_data=dict(meta.get("training_data", {})),
             library_versions=dict(meta.get("library_versions", {})),
             pipeline_sha256=meta.get("pipeline_sha256"),
+            reference=Reference.from_dict(meta["reference"]) if meta.get("reference") else None,
             tag=tag,
             creation_time=creation_time,
         )
@@ -82,7 +87,20 @@ class ModelCard:
             "library_versions": self.library_versions,
             "features": [feature_dict(f) for f in self.schema.features],
             "other_columns": self.schema.other_columns,
+            "drift_reference": self.reference_summary(),
             **({"serving": serving} if serving is not None else {}),
+        }
+
+    def reference_summary(self) -> dict[str, Any] | None:
+        """What the drift reference covers (GET /v1/drift compares live traffic with it); None without one."""
+        if self.reference is None:
+            return None
+        return {
+            "rows": self.reference.rows,
+            "prediction_rows": self.reference.prediction_rows,
+            "features": list(self.reference.features),
+            "not_profiled": dict(self.reference.not_profiled),
+            "predictions": "on the held-out split" if self.reference.prediction is not None else None,
         }
 
 

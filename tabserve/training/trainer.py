@@ -19,6 +19,7 @@ from tabserve.training import fit
 from tabserve.core import pipeline
 from tabserve.core import store
 from tabserve.core.card import ModelCard, library_versions
+from tabserve.core.profile import Reference, build_reference
 from tabserve.core.errors import DataError
 from tabserve.training.inference import Overrides, all_whole, infer_schema
 from tabserve.core.schema import FALSE_WORDS, MISSING_MARKERS, TRUE_WORDS, FeatureSchema, parse_number
@@ -83,6 +84,12 @@ def infer_target(raw: pd.Series, task: str | None, decimal: str) -> tuple[pd.Ser
     return numbers, task, why
 
 
+def training_reference(schema: FeatureSchema, typed: pd.DataFrame, fitted, x_test: pd.DataFrame, classes) -> Reference:
+    """The drift reference (tabserve/core/profile.py): every feature over the labelled rows (what the model
+    was fitted and evaluated on), and the model's predictions on the held-out split."""
+    return build_reference(schema, typed, fitted.predict(x_test), classes)
+
+
 def train(
     path: Path, target: str, task: str | None = None, name: str | None = None, overrides: Overrides = Overrides(),
     sep: str | None = None, decimal: str | None = None,
@@ -108,12 +115,13 @@ def train(
     x_train, x_test, y_train, y_test = fit.split(features, target_values, task)
     fitted = fit.build(schema, task).fit(x_train, y_train)
     metrics = fit.evaluate(fitted, x_test, y_test, task)
+    classes = pipeline.class_labels(fitted) if task == pipeline.CLASSIFICATION else None
 
     card = ModelCard(
         task=task,
         target=target,
         schema=schema,
-        classes=pipeline.class_labels(fitted) if task == pipeline.CLASSIFICATION else None,
+        classes=classes,
         task_reason=task_reason,
         metrics=metrics,
         evaluation=f"held-out {int(fit.TEST_FRACTION * 100)}% split (random_state={fit.RANDOM_STATE}); the saved pipeline is the one evaluated",
@@ -128,6 +136,7 @@ def train(
             "unlabelled_rows": int((~labelled).sum()),
         },
         library_versions=library_versions(),
+        reference=training_reference(schema, typed, fitted, x_test, classes),
     )
     labels = {"task": task, "dataset": default_name(path)}
     model = store.save(name, fitted, labels=labels, card=card)
