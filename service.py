@@ -27,10 +27,10 @@ from bentoml.validators import ContentType
 from tabserve import bentoml_fixes
 from tabserve.core import config, pipeline, store
 from tabserve.core.errors import InvalidInput, ModelUnavailable, TabserveError
-from tabserve.serving import csv_scoring, gate, metrics, oip, v1_app
+from tabserve.serving import csv_scoring, entities, gate, metrics, oip, v1_app
 from tabserve.serving.api_types import ApiTypes, error_response, shape
 from tabserve.serving.batching import InFlightBatcher
-from tabserve.serving.cache import PredictionCache
+from tabserve.serving.cache import PredictionCache, open_cache
 from tabserve.serving.model_link import ModelLink
 
 logger = logging.getLogger("tabserve")
@@ -78,7 +78,9 @@ class ModelService:
         return pipeline.predict_records(self.pipeline, self.schema, records)
 
 
-@bentoml.asgi_app(v1_app.create_app(CARD, Record, Prediction, config.serving_settings(), predictor=bentoml.get_current_service), path="/v1")
+# GET /v1/entities/{id}/predict reads the features from the feature table (FEATURE_DB_URL), lazily.
+@bentoml.asgi_app(v1_app.create_app(CARD, Record, Prediction, config.serving_settings(), predictor=bentoml.get_current_service,
+                                    entities=entities.EntityLookup.from_config(CARD.schema)), path="/v1")
 # The Open Inference Protocol V2 (KServe, Triton, MLServer clients), through the same cache and batching.
 @bentoml.asgi_app(oip.create_app(CARD, Record, predictor=bentoml.get_current_service, max_records=config.MAX_BATCH_RECORDS), path="/v2")
 @bentoml.service(
@@ -97,7 +99,8 @@ class PredictionService:
 
     def __init__(self) -> None:
         self.model = ModelLink(lambda: self.model_service, timeout_s=config.MODEL_TIMEOUT_S)
-        self.cache = PredictionCache(config.PREDICTION_CACHE_SIZE)
+        # In-process LRU, or Redis shared by every worker and replica when REDIS_URL is set (tabserve/serving/cache.py).
+        self.cache = open_cache(config.PREDICTION_CACHE_SIZE, config.REDIS_URL, config.CACHE_TTL_S, config.REDIS_TIMEOUT_MS)
         # Concurrent /predict records cross to the model service together (tabserve/serving/batching.py).
         self.batcher = InFlightBatcher(lambda records: self.model.call("predict", records), config.MAX_BATCH_SIZE)
         # The objects of startup (modules, the app, the model) live forever: keep them out of the full
@@ -152,8 +155,8 @@ class PredictionService:
     async def predict_one(self, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """One record through the cache, then the batched model service: (answer, cache hit)."""
         key = PredictionCache.key(CARD.tag, values)
-        cached = self.cache.get(key)
-        if self.cache.max_size:
+        cached = await self.cache.get(key)  # None on a miss, and when Redis fails (counted on /metrics)
+        if self.cache.enabled:
             metrics.observe_cache(hit=cached is not None)
         if cached is not None:
             metrics.observe_predictions(CARD.tag, [cached], [CARD.schema.out_of_range(values)])
@@ -163,7 +166,7 @@ class PredictionService:
         else:
             [result] = await self.model.call("predict_bulk", [values])
         [answer] = self._answers([result], [values])
-        self.cache.put(key, answer)
+        await self.cache.put(key, answer)
         return answer, False
 
     async def predict_many(self, values: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,14 +18,6 @@ from tests.conftest import DATA, ROOT, free_port
 from tests.engines import Postgres
 
 
-class FastStopPostgres(Postgres):
-    """stop() by fast shutdown (SIGINT): Postgres's SIGTERM waits for every client to leave."""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            self.process.wait(timeout=60)
-        self.process = None
 
 
 def penguins_raw() -> Path:
@@ -65,7 +56,7 @@ def primary_key(url: str, table: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def postgres():
-    with FastStopPostgres() as running:
+    with Postgres() as running:
         yield running
 
 

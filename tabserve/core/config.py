@@ -98,6 +98,8 @@ PREDICTION_CACHE_SIZE: int = _int("PREDICTION_CACHE_SIZE", 10_000)
 # call slower than REDIS_TIMEOUT_MS counts as a failure: the prediction goes on uncached, the failure is
 # counted on /metrics, and Redis is tried again after a pause (tabserve/serving/cache.py).
 REDIS_URL: str = os.environ.get("REDIS_URL", "").strip()
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise SystemExit(f"error: REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix:// (e.g. redis://localhost:6379/0)")
 CACHE_TTL_S: int = _int("CACHE_TTL_S", 3600, minimum=1)
 REDIS_TIMEOUT_MS: int = _int("REDIS_TIMEOUT_MS", 100, minimum=1)
 
@@ -122,6 +124,7 @@ def serving_settings() -> dict[str, object]:
         "model_workers": MODEL_WORKERS,
         "model_threads": MODEL_THREADS,
         "prediction_cache_size": PREDICTION_CACHE_SIZE,
-        "prediction_cache": "redis" if REDIS_URL else "memory",
+        "prediction_cache": "off" if PREDICTION_CACHE_SIZE == 0 else "redis" if REDIS_URL else "memory",
         "api_key_required": bool(API_KEY or API_KEYS_FILE),
     }
+

@@ -78,7 +78,9 @@ class ErrorRewriter(AnswerRewriter):
         status, shaped = rewrite(start["status"], body)
         if self.on_error is not None:
             self.on_error(status)
-        await send_json(self.send, status, shaped, headers=kept_headers(start) + extra_headers(status))
+        kept = kept_headers(start)
+        present = {name.lower() for name, _ in kept}  # the app's own Retry-After (a quota's, say) wins
+        await send_json(self.send, status, shaped, headers=kept + [h for h in extra_headers(status) if h[0] not in present])
 
     def answered(self) -> None:
         if self.on_answered is not None:

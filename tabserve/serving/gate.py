@@ -35,7 +35,7 @@ KEY_PARAMETERS = ("api_key", "apikey", "api-key", "key", "token", "access_token"
 # length of the JSON body's "records", the CSV upload's rows, or an Open Inference Protocol body's batch.
 RECORD_ROUTES = {
     ("POST", "/predict"): "one", ("POST", "/predict_batch"): "records", ("POST", "/predict_csv"): "csv",
-    ("GET", "/v1/predict"): "one", ("POST", "/v1/form"): "one",
+    ("GET", "/v1/predict"): "one", ("POST", "/v1/form"): "one", ("GET", "/v1/entities/{id}/predict"): "one",
     ("POST", "/v2/models/{model}/infer"): "oip", ("POST", "/v2/models/{model}/versions/{version}/infer"): "oip",
 }
 

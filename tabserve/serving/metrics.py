@@ -14,6 +14,7 @@ from typing import Any
 from tabserve.core.schema import label_text
 
 PREFIX = "tabserve"
+SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, float("inf"))
 
 
 @lru_cache(maxsize=1)
@@ -27,6 +28,7 @@ def _metrics() -> dict[str, Any]:
             buckets=(-1000, -100, -10, -1, 0, 1, 10, 100, 1000, 10_000, 100_000, float("inf")),
         ),
         "cache": prom.Counter(f"{PREFIX}_prediction_cache", "Prediction cache lookups", ["result"]),
+        "cache_errors": prom.Counter(f"{PREFIX}_cache_errors", "Prediction cache (Redis) calls that failed or timed out; the prediction went on uncached", ["operation"]),
         "validation_errors": prom.Counter(f"{PREFIX}_validation_errors", "Requests refused as invalid (4xx)", ["endpoint", "status"]),
         "out_of_range": prom.Counter(f"{PREFIX}_out_of_range_inputs", "Numeric inputs outside the training range", ["feature"]),
         # BentoML's own bentoml_service_adaptive_batch_size counts the *calls* it merged; a call from the
@@ -38,6 +40,10 @@ def _metrics() -> dict[str, Any]:
             f"{PREFIX}_pipeline_batch_records", "Records per pipeline call on the model service", ["api"],
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 10_000, float("inf")),
         ),
+        # Where a predict-by-id request spends its time: the feature lookup (per result: found, not_found,
+        # error, timeout) beside the entry worker's calls to the model service (per model-service API).
+        "feature_lookup": prom.Histogram(f"{PREFIX}_feature_lookup_seconds", "Feature table lookups by entity id, per result", ["result"], buckets=SECONDS),
+        "model_call": prom.Histogram(f"{PREFIX}_model_call_seconds", "Calls from the entry worker to the model service, per API", ["api"], buckets=SECONDS),
     }
 
 
@@ -58,6 +64,10 @@ def observe_cache(hit: bool) -> None:
     _metrics()["cache"].labels(result="hit" if hit else "miss").inc()
 
 
+def observe_cache_error(operation: str) -> None:
+    _metrics()["cache_errors"].labels(operation=operation).inc()
+
+
 def observe_refusal(endpoint: str, status: int) -> None:
     _metrics()["validation_errors"].labels(endpoint=endpoint, status=str(status)).inc()
 
@@ -66,11 +76,19 @@ def observe_pipeline_call(api: str, records: int) -> None:
     _metrics()["batch_records"].labels(api=api).observe(records)
 
 
+def observe_feature_lookup(result: str, seconds: float) -> None:
+    _metrics()["feature_lookup"].labels(result=result).observe(seconds)
+
+
+def observe_model_call(api: str, seconds: float) -> None:
+    _metrics()["model_call"].labels(api=api).observe(seconds)
+
+
 # Route templates for the `route` label: raw paths (/v1/features/<anything>) would make a series per path.
 ROUTES = [(re.compile(pattern), template) for pattern, template in [
     (r"/predict", "/predict"), (r"/predict_batch", "/predict_batch"), (r"/predict_csv", "/predict_csv"),
     (r"/v1/model", "/v1/model"), (r"/v1/features", "/v1/features"), (r"/v1/features/[^/]+", "/v1/features/{name}"),
-    (r"/v1/predict", "/v1/predict"), (r"/v1/form", "/v1/form"),
+    (r"/v1/predict", "/v1/predict"), (r"/v1/form", "/v1/form"), (r"/v1/entities/[^/]+/predict", "/v1/entities/{id}/predict"),
     (r"/v2/?", "/v2"), (r"/v2/health/live", "/v2/health/live"), (r"/v2/health/ready", "/v2/health/ready"),
     (r"/v2/models/[^/]+", "/v2/models/{model}"), (r"/v2/models/[^/]+/(ready|infer)", "/v2/models/{model}/\\1"),
     (r"/v2/models/[^/]+/versions/[^/]+", "/v2/models/{model}/versions/{version}"),
@@ -86,7 +104,7 @@ def route_label(path: str) -> str:
     """The route template a path matches, or "other"."""
     if path in EXACT:
         return path
-    if not path.startswith(("/v1/features/", "/v2")):
+    if not path.startswith(("/v1/features/", "/v1/entities/", "/v2")):
         return "other"
     for pattern, template in ROUTES:
         match = pattern.fullmatch(path)
@@ -102,3 +120,4 @@ def observe_request(consumer: str, path: str, status: int) -> None:
 def observe_records(consumer: str, records: int) -> None:
     if records:
         _metrics()["records"].labels(consumer=consumer).inc(records)
+

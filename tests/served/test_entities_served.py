@@ -4,7 +4,6 @@ PostgreSQL down at start and stopped under load: 503s (never 500s or hangs), the
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 
@@ -20,14 +19,6 @@ from tests.served.metrics_text import metric
 pytestmark = pytest.mark.served
 
 
-class FastStopPostgres(Postgres):
-    """stop() by fast shutdown (SIGINT): Postgres's SIGTERM waits for every client (the pool) to leave."""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            self.process.wait(timeout=60)
-        self.process = None
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -41,7 +32,7 @@ def served(request, penguins_model, tmp_path_factory):
             features.load(PENGUINS_CSV, "penguin_id", "features", url, number_rows=True)
             yield server, None, early
         return
-    postgres = FastStopPostgres()  # made, not started: the server starts without its database
+    postgres = Postgres()  # made, not started: the server starts without its database
     try:
         with Server(env={**env, "FEATURE_DB_URL": postgres.url}, name="entities-postgres") as server:
             early = requests.get(f"{server.url}/v1/entities/1/predict", timeout=30)

@@ -5,7 +5,6 @@ a database that is down or slow (answered 503, never a hang: the test's own time
 from __future__ import annotations
 
 import asyncio
-import signal
 import sqlite3
 
 import pytest
@@ -24,14 +23,6 @@ from tests.conftest import free_port
 from tests.engines import Postgres
 
 
-class FastStopPostgres(Postgres):
-    """stop() by fast shutdown (SIGINT): Postgres's SIGTERM waits for every client to leave."""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            self.process.wait(timeout=60)
-        self.process = None
 
 
 class Predictor:
@@ -63,7 +54,7 @@ def predictor(penguins_model, card):
 
 @pytest.fixture(scope="module")
 def postgres():
-    with FastStopPostgres() as running:
+    with Postgres() as running:
         features.load(PENGUINS_CSV, "penguin_id", "features", running.url, number_rows=True)
         yield running
 
