@@ -32,6 +32,7 @@ from tabserve.serving.api_types import ApiTypes, error_response, shape
 from tabserve.serving.batching import InFlightBatcher
 from tabserve.serving.cache import PredictionCache, open_cache
 from tabserve.serving.model_link import ModelLink
+from tabserve.serving import drift  # drift against the training data: counted per answer, GET /v1/drift
 
 logger = logging.getLogger("tabserve")
 bentoml_fixes.apply()  # what this project changes in BentoML's internals, each with a version guard
@@ -112,6 +113,11 @@ class PredictionService:
     async def __is_ready__(self) -> bool:
         return await self.model.is_up()
 
+    @bentoml.on_startup
+    async def start_drift_sampler(self) -> None:
+        """Sample the drift counters of every worker and refresh the PSI gauges (tabserve/serving/drift.py)."""
+        drift.monitor(CARD).start()
+
     @bentoml.api(route="/predict")
     async def predict(self, record: Record, /, ctx: bentoml.Context) -> Prediction:
         """Predict one record. The body is the record itself. X-Cache says whether the cache answered."""
@@ -160,6 +166,7 @@ class PredictionService:
             metrics.observe_cache(hit=cached is not None)
         if cached is not None:
             metrics.observe_predictions(CARD.tag, [cached], [CARD.schema.out_of_range(values)])
+            drift.monitor(CARD).observe([values], [cached])
             return cached, True
         if config.ADAPTIVE_BATCHING:
             result = await self.batcher.submit(values)
@@ -179,6 +186,7 @@ class PredictionService:
         flagged = [CARD.schema.out_of_range(v) for v in values]
         answers = [shape(r, f) for r, f in zip(results, flagged)]
         metrics.observe_predictions(CARD.tag, answers, flagged)
+        drift.monitor(CARD).observe(values, answers)
         return answers
 
 

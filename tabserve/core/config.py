@@ -128,3 +128,32 @@ def serving_settings() -> dict[str, object]:
         "api_key_required": bool(API_KEY or API_KEYS_FILE),
     }
 
+
+def _float(name: str, default: float, minimum: float = 0.0) -> float:
+    """A decimal setting; a bad value stops the process with one line naming the variable."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"error: {name}={raw!r} is not a number") from None
+    if not value >= minimum or value == float("inf"):
+        raise SystemExit(f"error: {name}={raw} must be a finite number of at least {minimum:g}")
+    return value
+
+
+# Drift against the training data (GET /v1/drift, tabserve_feature_drift_psi on /metrics; tabserve/serving/drift.py).
+# Every prediction counts its inputs and prediction into the bins of the reference profile train.py keeps in
+# the model card; the counters add up across workers and replicas. The live window is the last DRIFT_WINDOW_S
+# seconds (0: since the server started), sampled every DRIFT_REFRESH_S seconds, which also refreshes the PSI
+# gauges. Per feature and overall: "ok" below DRIFT_WARN_PSI, "warn" from it, "alert" from DRIFT_ALERT_PSI, and
+# "too few" while the window holds fewer than DRIFT_MIN_RECORDS records (a sample of n records from the
+# training distribution itself reads a PSI of about 10/n from noise alone).
+DRIFT_WINDOW_S: int = _int("DRIFT_WINDOW_S", 0)
+DRIFT_REFRESH_S: float = _float("DRIFT_REFRESH_S", 5.0, minimum=0.1)
+DRIFT_MIN_RECORDS: int = _int("DRIFT_MIN_RECORDS", 500, minimum=1)
+DRIFT_WARN_PSI: float = _float("DRIFT_WARN_PSI", 0.1)
+DRIFT_ALERT_PSI: float = _float("DRIFT_ALERT_PSI", 0.25)
+if DRIFT_WARN_PSI > DRIFT_ALERT_PSI:
+    raise SystemExit(f"error: DRIFT_WARN_PSI={DRIFT_WARN_PSI:g} must not exceed DRIFT_ALERT_PSI={DRIFT_ALERT_PSI:g}")

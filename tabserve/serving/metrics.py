@@ -88,6 +88,7 @@ def observe_model_call(api: str, seconds: float) -> None:
 ROUTES = [(re.compile(pattern), template) for pattern, template in [
     (r"/predict", "/predict"), (r"/predict_batch", "/predict_batch"), (r"/predict_csv", "/predict_csv"),
     (r"/v1/model", "/v1/model"), (r"/v1/features", "/v1/features"), (r"/v1/features/[^/]+", "/v1/features/{name}"),
+    (r"/v1/drift", "/v1/drift"),
     (r"/v1/predict", "/v1/predict"), (r"/v1/form", "/v1/form"), (r"/v1/entities/[^/]+/predict", "/v1/entities/{id}/predict"),
     (r"/v2/?", "/v2"), (r"/v2/health/live", "/v2/health/live"), (r"/v2/health/ready", "/v2/health/ready"),
     (r"/v2/models/[^/]+", "/v2/models/{model}"), (r"/v2/models/[^/]+/(ready|infer)", "/v2/models/{model}/\\1"),
@@ -121,3 +122,29 @@ def observe_records(consumer: str, records: int) -> None:
     if records:
         _metrics()["records"].labels(consumer=consumer).inc(records)
 
+
+# Drift against the training reference (tabserve/serving/drift.py, tabserve/core/profile.py). The counters
+# add up across workers, processes and replicas: increase(tabserve_feature_values_total[1h]) per bin is the
+# live distribution of the last hour. The gauges are set by every entry worker from the totals of all of them
+# ("mostrecent": the latest write wins), refreshed every DRIFT_REFRESH_S; NaN while the window holds fewer
+# than DRIFT_MIN_RECORDS records.
+FEATURE_VALUES = f"{PREFIX}_feature_values"
+PREDICTED_VALUES = f"{PREFIX}_predicted_values"
+DRIFT_SINCE = f"{PREFIX}_drift_counting_since_seconds"
+
+
+@lru_cache(maxsize=1)
+def drift_metrics() -> dict[str, Any]:
+    import prometheus_client as prom
+
+    return {
+        "feature_values": prom.Counter(FEATURE_VALUES, "Served input values per feature and bin of the training reference", ["model", "feature", "bin"]),
+        "predicted_values": prom.Counter(PREDICTED_VALUES, "Served predictions per bin of the reference's prediction distribution", ["model", "bin"]),
+        "feature_psi": prom.Gauge(f"{PREFIX}_feature_drift_psi", "PSI of the drift window against the training reference, per feature",
+                                  ["model", "feature"], multiprocess_mode="mostrecent"),
+        "prediction_psi": prom.Gauge(f"{PREFIX}_prediction_drift_psi", "PSI of the window's predictions against those on the held-out split",
+                                     ["model"], multiprocess_mode="mostrecent"),
+        "window_records": prom.Gauge(f"{PREFIX}_drift_window_records", "Records in the drift window", ["model"], multiprocess_mode="mostrecent"),
+        # The earliest entry worker's start: when the counters began (DRIFT_WINDOW_S=0 windows start here).
+        "since": prom.Gauge(DRIFT_SINCE, "Unix time the drift counters started counting", ["model"], multiprocess_mode="min"),
+    }
