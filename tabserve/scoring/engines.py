@@ -17,6 +17,7 @@ import warnings
 import pandas as pd
 import pyarrow as pa
 
+from tabserve.core.errors import TabserveError
 from tabserve.scoring.files import Sink, Source, result_fields
 from tabserve.scoring.frames import ScoringModel, as_text, drop_blank, score_frame
 
@@ -31,6 +32,10 @@ appender.console.target = SYSTEM_ERR
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
 """
+
+
+class EngineFailed(TabserveError):
+    """Spark could not start, or a job failed: one line from its error, not the JVM's stack trace."""
 
 
 def with_results(inputs: pa.Table, results: pd.DataFrame, model: ScoringModel) -> pa.Table:
@@ -89,10 +94,21 @@ def run_spark(model: ScoringModel, source: Source, sink: Sink, master: str = "lo
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(CHUNK_ROWS))
         .config("spark.python.worker.reuse", "true")
         .config("spark.driver.maxResultSize", "0")  # the scored rows come back here to be written in order
+        # Scoring is CPU-bound: a file of a few MB is split across the cores too (the floor is otherwise 4 MB).
+        .config("spark.sql.files.openCostInBytes", str(1 << 20))
     )
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+    from pyspark.errors.exceptions.captured import PythonException
+
+    try:
+        spark = builder.getOrCreate()
+    except (PySparkException, Py4JError) as exc:
+        os.unlink(log4j.name)
+        raise EngineFailed(f"Spark could not start with master {master!r} (Java 17 or later must be on PATH or JAVA_HOME): "
+                           f"{_line(str(exc))}") from None
     spark.sparkContext.setLogLevel("ERROR")
     try:
         # Spark resolves column names as paths ("Solar.R" is field R of Solar): it sees positional names
@@ -123,8 +139,17 @@ def run_spark(model: ScoringModel, source: Source, sink: Sink, master: str = "lo
                 yield scored
 
         table = frame.mapInPandas(score_partition, out_schema).toArrow().rename_columns(names)
+    except PythonException as exc:  # raised in a worker: its last line is the Python error
+        raise EngineFailed(f"Spark's Python worker failed: {_line(str(exc), last=True)}") from None
+    except (PySparkException, Py4JError) as exc:
+        raise EngineFailed(f"Spark failed: {_line(str(exc))}") from None
     finally:
         spark.stop()
         os.unlink(log4j.name)
     sink.write(table)
     return table.num_rows
+
+
+def _line(text: str, last: bool = False) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[-1] if last else lines[0]) if lines else "no message"

@@ -78,12 +78,26 @@ def text_cell(value: Any) -> str:
 
 
 def as_text(frame: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
-    """The columns as text cells (text_cell), as object columns of str."""
+    """The columns as text cells, as text_cell writes them (object columns of str); the common column
+    types without a call per cell."""
     out = {}
     for name in columns if columns is not None else list(frame.columns):
-        column = frame[name]
-        out[name] = column.astype(object).map(text_cell) if len(column) else column.astype(object)
+        out[name] = pd.Series(_column_text(frame[name]), index=frame.index, dtype=object)
     return pd.DataFrame(out, index=frame.index)
+
+
+def _column_text(column: pd.Series) -> list[str]:
+    kind = column.dtype.kind if isinstance(column.dtype, np.dtype) else ""  # not pandas' nullable Int64, boolean: pd.NA
+    if kind == "f":  # float64 and float32, NaN for missing
+        return ["" if v != v else repr(v) for v in column.tolist()]
+    if kind in ("i", "u"):  # no missing values in a numpy integer column
+        return [str(v) for v in column.tolist()]
+    if kind == "b":
+        return ["true" if v else "false" for v in column.tolist()]
+    values = column.tolist()
+    if all(type(v) is str for v in values):  # CSV text: the common case
+        return [v.strip() for v in values]
+    return [text_cell(v) for v in values]
 
 
 def drop_blank(text: pd.DataFrame) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import pytest
 import score
 from tabserve.core import pipeline, store
 from tabserve.scoring import batch
-from tabserve.scoring.frames import text_cell
+from tabserve.scoring.frames import as_text, text_cell
 from tabserve.serving import csv_scoring
 from tests.conftest import DATA
 from tests.scoring.scoring_data import PENGUIN_BAD, penguins_frame, run_score
@@ -163,3 +163,17 @@ def test_typed_cells_read_as_the_text_the_service_parses():
     assert text_cell(dt.date(2024, 1, 31)) == "2024-01-31"
     assert text_cell(pd.Timestamp("2024-01-31 10:00")) == "2024-01-31 10:00:00"
     assert text_cell(pd.Timestamp("2024-01-31 10:00", tz="Europe/Berlin")) == "2024-01-31 09:00:00"  # in UTC
+
+
+def test_whole_columns_read_as_text_exactly_as_cell_by_cell():
+    """as_text's per-type shortcuts (floats, integers, booleans, plain text) give text_cell's text, and the
+    nullable and mixed columns pandas 3 and Spark hand over (pd.NA, NaN, None) take the slow path."""
+    frame = pd.DataFrame({
+        "float": [1.5, np.nan, 39.1], "int": [1, 2, 3], "bool": [True, False, True], "text": [" x", "y ", None],
+        "Int64": pd.array([1, None, 3], dtype="Int64"), "float32": np.array([0.5, 0.25, 0.1], dtype="float32"),
+        "moment": pd.Series([pd.Timestamp("2024-01-01"), pd.NaT, pd.Timestamp("2024-02-03 10:00")]), "boolean": pd.array([True, None, False], dtype="boolean"),
+        "str": pd.Series(["a", None, " b"], dtype="str"), "mixed": pd.Series([dt.date(2024, 1, 1), None, "x"], dtype=object),
+    })
+    text = as_text(frame)
+    assert text.values.tolist() == [[text_cell(v) for v in row] for row in frame.astype(object).values.tolist()]
+    assert text["Int64"].tolist() == ["1", "", "3"] and text["text"].tolist() == ["x", "y", ""]
