@@ -150,6 +150,8 @@ def _float(name: str, default: float, minimum: float = 0.0) -> float:
 # gauges. Per feature and overall: "ok" below DRIFT_WARN_PSI, "warn" from it, "alert" from DRIFT_ALERT_PSI, and
 # "too few" while the window holds fewer than DRIFT_MIN_RECORDS records (a sample of n records from the
 # training distribution itself reads a PSI of about 10/n from noise alone).
+# DRIFT_COUNTING=0 counts nothing (the benchmark measures its cost; /v1/drift then answers status "off").
+DRIFT_COUNTING: bool = _int("DRIFT_COUNTING", 1) > 0
 DRIFT_WINDOW_S: int = _int("DRIFT_WINDOW_S", 0)
 DRIFT_REFRESH_S: float = _float("DRIFT_REFRESH_S", 5.0, minimum=0.1)
 DRIFT_MIN_RECORDS: int = _int("DRIFT_MIN_RECORDS", 500, minimum=1)

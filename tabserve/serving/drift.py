@@ -43,6 +43,7 @@ from tabserve.serving import metrics
 
 logger = logging.getLogger("tabserve")
 RING_SIZE = 720  # samples kept at most: a long window is sampled every DRIFT_WINDOW_S / 720 seconds
+OFF = "off"  # the /v1/drift status with DRIFT_COUNTING=0
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,11 @@ class Snapshot:
 class DriftMonitor:
     """Counts one model's live traffic into its reference's bins and compares a window with the reference."""
 
-    def __init__(self, card: ModelCard, thresholds: Thresholds = Thresholds(), window_s: float = 0, refresh_s: float = 5.0):
+    def __init__(self, card: ModelCard, thresholds: Thresholds = Thresholds(), window_s: float = 0, refresh_s: float = 5.0,
+                 counting: bool = True):
         self.card = card
-        self.reference = card.reference
+        self.counting = counting  # DRIFT_COUNTING=0: nothing counted, /v1/drift says so
+        self.reference = card.reference if counting else None
         self.thresholds = thresholds
         self.window_s = window_s
         self.refresh_s = refresh_s
@@ -158,6 +161,11 @@ class DriftMonitor:
         """The /v1/drift answer."""
         settings = {"window_s": self.window_s, "warn_psi": self.thresholds.warn, "alert_psi": self.thresholds.alert,
                     "min_records": self.thresholds.min_records}
+        if not self.counting:
+            return {
+                "model": self.card.tag, "status": OFF, "message": "drift counting is off (DRIFT_COUNTING=0); unset it to watch drift",
+                "window": None, "settings": settings, "features": [], "prediction": None,
+            }
         if self.reference is None:
             return {
                 "model": self.card.tag, "status": profile.NO_REFERENCE,
@@ -234,7 +242,8 @@ def monitor(card: ModelCard) -> DriftMonitor:
         from tabserve.core import config
 
         thresholds = Thresholds(warn=config.DRIFT_WARN_PSI, alert=config.DRIFT_ALERT_PSI, min_records=config.DRIFT_MIN_RECORDS)
-        _monitor = DriftMonitor(card, thresholds, window_s=config.DRIFT_WINDOW_S, refresh_s=config.DRIFT_REFRESH_S)
+        _monitor = DriftMonitor(card, thresholds, window_s=config.DRIFT_WINDOW_S, refresh_s=config.DRIFT_REFRESH_S,
+                                counting=config.DRIFT_COUNTING)
     return _monitor
 
 
@@ -314,8 +323,9 @@ class DriftSettings(BaseModel):
 
 class DriftAnswer(BaseModel):
     model: str = Field(description="Tag of the model version served.")
-    status: Literal["ok", "warn", "alert", "too few", "no reference"] = Field(
-        description="The worst feature (or prediction) status; too few under DRIFT_MIN_RECORDS; no reference for a model trained before references were kept.")
+    status: Literal["ok", "warn", "alert", "too few", "no reference", "off"] = Field(
+        description="The worst feature (or prediction) status; too few under DRIFT_MIN_RECORDS; no reference for a model "
+                    "trained before references were kept; off with DRIFT_COUNTING=0.")
     message: str = Field(description="One sentence: what drifted, or why nothing can be said.")
     window: Optional[DriftWindow] = Field(None, description="Absent without a reference.")
     settings: DriftSettings

@@ -139,3 +139,12 @@ def test_route_answers_the_report(fresh, records):
     island = next(f for f in body["features"] if f["name"] == "island")
     assert [b["bin"] for b in island["bins"]] == ["Biscoe", "Dream", "Torgersen", "unseen", "missing"] and "reason" not in island
     assert body["settings"]["min_records"] == drift.monitor(fresh).thresholds.min_records
+
+
+def test_counting_off_counts_nothing_and_says_so(fresh, records):
+    """DRIFT_COUNTING=0 (the benchmark's "drift off"): no counter moves, the route answers status off."""
+    monitor = DriftMonitor(fresh, counting=False)
+    monitor.observe(features_only(records), answers(records))
+    assert DriftMonitor(fresh).report()["window"]["records"] == 0
+    report = monitor.report()
+    assert report["status"] == "off" and "DRIFT_COUNTING=0" in report["message"] and report["features"] == []
