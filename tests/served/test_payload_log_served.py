@@ -1,0 +1,207 @@
+"""The payload log on a real `bentoml serve` with two entry workers: one line per predicted record over every
+prediction path (cache hits too), the documented fields, the answer's X-BentoML-Request-ID in its lines,
+redaction; an unwritable PAYLOAD_LOG_DIR answers every prediction and counts on /metrics; an unknown
+PAYLOAD_LOG_REDACT name stops the server with one line. Then the drift report of that log in headless
+Chromium, its screenshot in artifacts/drift-report.png (docs/drift-report.png is a copy)."""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pandas as pd
+import pytest
+import requests
+
+from tabserve.core.data import PENGUINS_CSV
+from tests.conftest import ARTIFACTS, ROOT, Server
+from tests.served.metrics_text import samples
+
+pytestmark = pytest.mark.served
+FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
+FIELDS = ["timestamp", "request_id", "trace_id", "model", "route", "latency_ms", "inputs", "prediction", "probabilities",
+          "warnings", "redacted"]
+ONE = {"island": "Dream", "bill_length_mm": 40.1, "bill_depth_mm": 18.9, "flipper_length_mm": 190, "body_mass_g": 3900,
+       "sex": "female", "year": 2008}
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+def penguin_records() -> list[dict]:
+    frame = pd.read_csv(PENGUINS_CSV)[FEATURES]
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def shifted(records: list[dict]) -> list[dict]:
+    return [{**r, "body_mass_g": None if r["body_mass_g"] is None else r["body_mass_g"] * 1.3,
+             "island": "Biscoe" if r["island"] == "Torgersen" else r["island"]} for r in records]
+
+
+def log_lines(directory) -> list[dict]:
+    return [json.loads(line) for path in sorted(directory.glob("*/data/data.*.log")) for line in path.read_text().splitlines()]
+
+
+def wait_for_lines(directory, expected: int, timeout: float = 60) -> list[dict]:
+    """The lines, once there are `expected` of them (written off the answer's path) and no more come."""
+    deadline = time.monotonic() + timeout
+    found = log_lines(directory)
+    while len(found) < expected and time.monotonic() < deadline:
+        time.sleep(0.3)
+        found = log_lines(directory)
+    time.sleep(1.5)  # a line too many would have arrived by now
+    return log_lines(directory)
+
+
+@pytest.fixture(scope="module")
+def logged(penguins_model, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("payload-log-served")
+    env = {"MODEL_TAG": str(penguins_model.tag), "API_WORKERS": "2", "PAYLOAD_LOG": "1", "PAYLOAD_LOG_DIR": str(directory),
+           "PAYLOAD_LOG_REDACT": "sex", "PAYLOAD_LOG_SALT": "served-test-salt"}
+    with Server(env=env, name="payload-log") as running:
+        running.payload_dir = directory
+        yield running
+
+
+@pytest.fixture(scope="module")
+def traffic(logged, penguins_model):
+    """Every prediction path once or more; the shifted penguins twice through /predict_batch on both workers.
+    Returns {route: records sent} and the request ids the answers carried."""
+    url, ids = logged.url, {}
+    for attempt in ("miss", "hit"):
+        answer = requests.post(f"{url}/predict", json=ONE, timeout=30)
+        assert answer.status_code == 200 and answer.headers["X-Cache"] == attempt, answer.text
+        ids[f"/predict {attempt}"] = answer.headers.get("X-BentoML-Request-ID")
+    assert requests.get(f"{url}/v1/predict", params={**ONE, "year": 2009}, timeout=30).status_code == 200
+    form = requests.post(f"{url}/v1/form", data={**ONE, "year": 2007}, timeout=30)
+    assert form.status_code == 200, form.text
+    csv_text = ",".join(FEATURES) + "\n" + "\n".join(",".join(str(ONE[f]) for f in FEATURES) for _ in range(3)) + "\n"
+    answer = requests.post(f"{url}/predict_csv", files={"file": ("p.csv", csv_text, "text/csv")}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    name = str(penguins_model.tag).split(":")[0]
+    for rows in (1, 2):
+        inputs = [{"name": f, "shape": [rows], "datatype": "BYTES" if isinstance(ONE[f], str) else "FP64", "data": [ONE[f]] * rows}
+                  for f in FEATURES]
+        assert requests.post(f"{url}/v2/models/{name}/infer", json={"inputs": inputs}, timeout=30).status_code == 200
+    records = shifted(penguin_records())
+    chunks = [records[i:i + 8] for i in range(0, len(records), 8)] * 2
+
+    def send(chunk):
+        answer = requests.post(f"{url}/predict_batch", json={"records": chunk}, timeout=60)
+        return answer.status_code, answer.headers.get("X-BentoML-Request-ID"), len(chunk)
+
+    with ThreadPoolExecutor(8) as pool:
+        batches = list(pool.map(send, chunks))
+    assert {status for status, _, _ in batches} == {200}
+    ids["/predict_batch"] = batches[0][1]
+    sent = {"/predict": 2, "/v1/predict": 1, "/v1/form": 1, "/predict_csv": 3, "/v2/models/{model}/infer": 3,
+            "/predict_batch": 2 * len(records)}
+    lines = wait_for_lines(logged.payload_dir, sum(sent.values()))
+    return sent, ids, lines, {n for _, rid, n in batches if rid == ids["/predict_batch"]}
+
+
+def test_one_line_per_predicted_record_on_every_path(logged, traffic, penguins_model):
+    sent, _, lines, _ = traffic
+    assert Counter(line["route"] for line in lines) == Counter(sent)
+    assert all(list(line) == FIELDS and line["model"] == str(penguins_model.tag) for line in lines)
+    files = sorted(p.name for p in logged.payload_dir.glob(f"{penguins_model.tag.name}/data/data.*.log"))
+    assert files == ["data.1.log", "data.2.log"], files  # a file per entry worker, both took some
+    assert all(line["latency_ms"] > 0 for line in lines)
+    singles = [line for line in lines if line["route"] == "/predict"]
+    assert [s["inputs"]["island"] for s in singles] == ["Dream", "Dream"] and singles[0]["prediction"] == singles[1]["prediction"]
+    assert all(set(line["probabilities"]) == {"Adelie", "Chinstrap", "Gentoo"} for line in lines)
+
+
+def test_the_answers_request_id_is_in_its_lines(traffic):
+    _, ids, lines, batch_sizes = traffic
+    by_id = Counter(line["request_id"] for line in lines)
+    assert ids["/predict miss"] and len(ids["/predict miss"]) == 16, ids
+    for key in ("/predict miss", "/predict hit"):
+        assert by_id[ids[key]] == 1 and next(line for line in lines if line["request_id"] == ids[key])["route"] == "/predict"
+    assert by_id[ids["/predict_batch"]] == batch_sizes.pop()  # every record of the request
+    assert len(by_id) == len({line["request_id"] for line in lines}) and None not in by_id
+
+
+def test_redacted_features_are_hashes(traffic):
+    _, _, lines, _ = traffic
+    sexes = Counter(line["inputs"]["sex"] for line in lines)
+    assert all(value.startswith("hmac-sha256:") for value in sexes) and 2 <= len(sexes) <= 3, sexes  # female, male, missing
+    assert all(line["redacted"] == ["sex"] for line in lines)
+    singles = [line["inputs"]["sex"] for line in lines if line["route"] in ("/predict", "/v1/predict", "/predict_csv")]
+    assert len(set(singles)) == 1  # "female" each time, on either worker
+    assert all(line["inputs"]["island"] in ("Biscoe", "Dream", "Torgersen") for line in lines)
+
+
+def test_an_unwritable_directory_answers_every_prediction_and_counts(penguins_model, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a regular file: nothing can be made under it")
+    env = {"MODEL_TAG": str(penguins_model.tag), "PAYLOAD_LOG": "1", "PAYLOAD_LOG_DIR": str(blocker / "payload")}
+    with Server(env=env, name="payload-log-unwritable") as server:
+        for i in range(5):
+            assert requests.post(f"{server.url}/predict", json={**ONE, "bill_length_mm": 40 + i}, timeout=30).status_code == 200
+        batch = requests.post(f"{server.url}/predict_batch", json={"records": [ONE] * 4}, timeout=30)
+        assert batch.status_code == 200
+
+        def counted():
+            return sum(s.value for s in samples(server.url) if s.name == "tabserve_payload_log_errors_total" and s.labels["reason"] == "write")
+
+        deadline = time.monotonic() + 30
+        while counted() < 9 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert counted() == 9
+        log = server.log()
+    said = [line for line in log.splitlines() if "payload log: cannot write to" in line]
+    assert len(said) == 1 and "Traceback" not in log, log[-3000:]
+
+
+def test_an_unknown_redacted_name_stops_the_server_with_one_line(penguins_model, tmp_path):
+    env = {"MODEL_TAG": str(penguins_model.tag), "PAYLOAD_LOG": "1", "PAYLOAD_LOG_DIR": str(tmp_path),
+           "PAYLOAD_LOG_REDACT": "sex,colour", "PAYLOAD_LOG_SALT": "s"}
+    code, output = Server(env=env, name="payload-log-bad-redact").wait_exit()
+    assert code != 0
+    line = f"error: PAYLOAD_LOG_REDACT names 'colour', not a feature of model {penguins_model.tag}; its features: {', '.join(FEATURES)}"
+    assert line in output.splitlines(), output[-2000:]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.fail("Debian's chromium and chromium-driver are needed: `make browser` installs them")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1000,1500",
+                 "--allow-file-access-from-files"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+@pytest.mark.browser
+def test_the_drift_report_of_the_served_log_in_chromium(logged, traffic, browser, penguins_model, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    out = tmp_path / "drift-report.html"
+    done = subprocess.run([sys.executable, "-m", "tabserve.drift_report", "--log", str(logged.payload_dir), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.startswith(f"wrote {out}: {penguins_model.tag}, 698 records, ") and "status alert" in done.stdout, done.stdout
+    browser.get(out.as_uri())
+    assert browser.title == f"Drift report: {penguins_model.tag}"
+    assert browser.find_element(By.ID, "status").text == "alert"
+    assert browser.find_element(By.ID, "records").text == "698"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#features tr[data-feature]")
+    assert {r.get_attribute("data-feature") for r in rows[:2]} == {"island", "body_mass_g"}
+    assert [r.find_element(By.CSS_SELECTOR, ".status").text for r in rows[:2]] == ["alert", "alert"]
+    assert "sex" in browser.find_element(By.ID, "redacted").text
+    images = browser.find_elements(By.CSS_SELECTOR, "section.feature img")
+    assert len(images) == len(rows) + 1 and all(browser.execute_script("return arguments[0].naturalWidth", i) > 300 for i in images)
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "drift-report.png"))
+    assert (ARTIFACTS / "drift-report.png").stat().st_size > 10_000
