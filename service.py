@@ -33,6 +33,7 @@ from tabserve.serving.batching import InFlightBatcher
 from tabserve.serving.cache import PredictionCache, open_cache
 from tabserve.serving.model_link import ModelLink
 from tabserve.serving import drift  # drift against the training data: counted per answer, GET /v1/drift
+from tabserve.serving import payload_log  # PAYLOAD_LOG=1: every predicted record as a JSON line, through bentoml.monitor
 
 logger = logging.getLogger("tabserve")
 bentoml_fixes.apply()  # what this project changes in BentoML's internals, each with a version guard
@@ -167,6 +168,7 @@ class PredictionService:
         if cached is not None:
             metrics.observe_predictions(CARD.tag, [cached], [CARD.schema.out_of_range(values)])
             drift.monitor(CARD).observe([values], [cached])
+            payload_log.observe([values], [cached])  # PAYLOAD_LOG=1: one JSON line per record (tabserve/serving/payload_log.py)
             return cached, True
         if config.ADAPTIVE_BATCHING:
             result = await self.batcher.submit(values)
@@ -187,8 +189,10 @@ class PredictionService:
         answers = [shape(r, f) for r, f in zip(results, flagged)]
         metrics.observe_predictions(CARD.tag, answers, flagged)
         drift.monitor(CARD).observe(values, answers)
+        payload_log.observe(values, answers)
         return answers
 
 
 PredictionService.add_asgi_middleware(oip.ServerRoot)  # GET /v2 itself, not only /v2/
+payload_log.install(PredictionService, CARD)  # PAYLOAD_LOG=1: checks its settings at start, notes each request's route and arrival
 gate.install(PredictionService)  # the gate in front of every route, and CORS when configured

@@ -60,9 +60,10 @@ def imports_of(path) -> set[str]:
     "stage, forbidden",
     [
         # bentoml_fixes is the one home of BentoML's internals: core's store uses it for the atomic save.
-        ("core", ("tabserve.training", "tabserve.serving")),
-        ("training", ("tabserve.serving",)),
-        ("serving", ("tabserve.training", "sklearn")),
+        ("core", ("tabserve.training", "tabserve.serving", "tabserve.scoring")),
+        ("training", ("tabserve.serving", "tabserve.scoring")),
+        ("scoring", ("tabserve.training", "tabserve.serving")),
+        ("serving", ("tabserve.training", "tabserve.scoring", "sklearn")),
         ("bentoml_fixes", ("tabserve.training", "tabserve.serving")),
     ],
 )

@@ -159,3 +159,20 @@ DRIFT_WARN_PSI: float = _float("DRIFT_WARN_PSI", 0.1)
 DRIFT_ALERT_PSI: float = _float("DRIFT_ALERT_PSI", 0.25)
 if DRIFT_WARN_PSI > DRIFT_ALERT_PSI:
     raise SystemExit(f"error: DRIFT_WARN_PSI={DRIFT_WARN_PSI:g} must not exceed DRIFT_ALERT_PSI={DRIFT_ALERT_PSI:g}")
+
+# The payload log (tabserve/serving/payload_log.py): PAYLOAD_LOG=1 writes every predicted record (the inputs as
+# validated, the prediction and probabilities, warnings, model tag, route, request id, latency) as one JSON line
+# through BentoML's monitoring API (bentoml.monitor) into PAYLOAD_LOG_DIR/<model name>/data/data.<worker>.log, off
+# the answer's path; `python -m tabserve.drift_report` reads it. A relative PAYLOAD_LOG_DIR is relative to the
+# directory the service runs in (the project folder under `make serve`). PAYLOAD_LOG_SAMPLE keeps each record with
+# that probability (0-1). PAYLOAD_LOG_REDACT (comma-separated feature names) writes those features' values as a
+# keyed hash, HMAC-SHA256 with the secret PAYLOAD_LOG_SALT (required with it; the same on every worker and replica),
+# first 16 hex digits; a name that is not a feature stops the server at start with one line. A write that fails
+# never fails a prediction: counted on /metrics (tabserve_payload_log_errors_total) and logged once.
+PAYLOAD_LOG: bool = _int("PAYLOAD_LOG", 0) > 0
+PAYLOAD_LOG_SAMPLE: float = _float("PAYLOAD_LOG_SAMPLE", 1.0)
+if PAYLOAD_LOG_SAMPLE > 1:
+    raise SystemExit(f"error: PAYLOAD_LOG_SAMPLE={PAYLOAD_LOG_SAMPLE:g} must be between 0 and 1")
+PAYLOAD_LOG_DIR: str = os.environ.get("PAYLOAD_LOG_DIR", "").strip() or "payload_log"
+PAYLOAD_LOG_REDACT: list[str] = [f.strip() for f in os.environ.get("PAYLOAD_LOG_REDACT", "").split(",") if f.strip()]
+PAYLOAD_LOG_SALT: str = os.environ.get("PAYLOAD_LOG_SALT", "")

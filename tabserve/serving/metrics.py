@@ -148,3 +148,17 @@ def drift_metrics() -> dict[str, Any]:
         # The earliest entry worker's start: when the counters began (DRIFT_WINDOW_S=0 windows start here).
         "since": prom.Gauge(DRIFT_SINCE, "Unix time the drift counters started counting", ["model"], multiprocess_mode="min"),
     }
+
+
+# The payload log (tabserve/serving/payload_log.py): records predicted and answered but not written, per reason:
+# "write" (a full disk, a directory that cannot be created or written) or "backlog" (more requests waiting for the
+# writer thread than it keeps).
+@lru_cache(maxsize=1)
+def payload_log_metrics() -> dict[str, Any]:
+    import prometheus_client as prom
+
+    return {"errors": prom.Counter(f"{PREFIX}_payload_log_errors", "Predicted records the payload log could not write, per reason", ["reason"])}
+
+
+def observe_payload_log_error(reason: str, records: int) -> None:
+    payload_log_metrics()["errors"].labels(reason=reason).inc(records)

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import requests
 
 from tests.conftest import ROOT, Server
 from tests.served.metrics_text import parse
@@ -81,6 +83,10 @@ def check(command: str, status: int, out: str, model_tag: str) -> None:
         names = {sample.name for sample in parse(out)}
         assert names and all(name.startswith("tabserve_") for name in names), where
         assert "tabserve_predictions_total" in names, where
+    elif path == "/v1/drift":
+        body = json.loads(out)
+        assert status == 200 and body["model"] == model_tag and body["status"] in ("ok", "warn", "alert", "too few"), where
+        assert {f["name"] for f in body["features"]} >= {"island", "body_mass_g"}, where
     elif path == "/v2/health/ready":
         assert status == 200 and json.loads(out) == {"ready": True}, where
     elif path == "/v2/models/penguins":
@@ -98,7 +104,7 @@ def check(command: str, status: int, out: str, model_tag: str) -> None:
 
 def test_readme_curl_commands(server, keyed_as_in_the_readme, penguins_model, tmp_path):
     (tmp_path / "data").symlink_to(ROOT / "data")
-    commands = readme_commands("curl ")
+    commands = [c for c in readme_commands("curl ") if "/v1/entities/" not in c]  # those need a feature table: below
     assert len(commands) >= 12
     for command in commands:
         keyed = f"Bearer {README_KEY}" in command
@@ -144,3 +150,54 @@ def test_readme_tritonclient_example_runs_as_printed(server):
     first, *rest = result.stdout.splitlines()
     assert first == "['Gentoo' 'Chinstrap']", result.stdout
     assert "[[" in rest[0], result.stdout  # a [2, 3] array of probabilities
+
+
+def test_readme_entity_commands_run_as_printed(penguins_model, tmp_path):
+    """The feature table loaded with the README's command, then its /v1/entities curls against a server
+    reading that table."""
+    (tmp_path / "data").symlink_to(ROOT / "data")
+    [load] = readme_commands(".venv/bin/python -m tabserve.features load")
+    result = subprocess.run(["bash", "-c", load.replace(".venv/bin/python", sys.executable, 1)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    text = (ROOT / "README.md").read_text()
+    after = text.split(load, 1)[1]
+    shown = after[after.index("```\n", after.index("```") + 3) + 4:].split("```")[0].strip()
+    assert shown and shown in result.stdout, result.stdout
+    commands = [c for c in readme_commands("curl ") if "/v1/entities/" in c]
+    assert len(commands) == 2
+    tag = str(penguins_model.tag)
+    with Server(env={"MODEL_TAG": tag, "FEATURE_DB_URL": f"sqlite:///{tmp_path / 'features.db'}"}, name="readme-entities") as server:
+        for command in commands:
+            status, out = run_curl(command, server.url, tmp_path)
+            body = json.loads(out)
+            assert status == 200 and body["entity_id"] == "1" and body["model"] == tag, out
+            assert body["prediction"] == ("Chinstrap" if "island=Dream" in command else "Adelie"), out
+
+
+def test_readme_payload_log_and_drift_report_run_as_printed(penguins_model, tmp_path):
+    """The README's payload-log server settings, then its drift_report command as printed, on a log of
+    the penguins data sent through /predict_batch: it prints the line the README shows (tag, counts and
+    times are this run's) and writes the page."""
+    [serve] = [c for c in readme_commands("PAYLOAD_LOG=1 ") if c.endswith("make serve")]
+    settings = dict(re.findall(r"(\w+)=(\$\([^)]*\)|\S+)", serve))
+    assert settings.keys() == {"PAYLOAD_LOG", "PAYLOAD_LOG_REDACT", "PAYLOAD_LOG_SALT"}
+    env = {**settings, "PAYLOAD_LOG_SALT": "a-test-secret", "PAYLOAD_LOG_DIR": str(tmp_path / "payload_log"),
+           "MODEL_TAG": str(penguins_model.tag)}
+    frame = pd.read_csv(ROOT / "data" / "penguins.csv").drop(columns=["species"])
+    records = [{k: v for k, v in row.items() if pd.notna(v)} for row in frame.to_dict("records")]
+    with Server(env=env, name="readme-payload-log") as server:
+        for _ in range(2):  # 688 records: more than DRIFT_MIN_RECORDS
+            answer = requests.post(f"{server.url}/predict_batch", json={"records": records}, timeout=60)
+            assert answer.status_code == 200, answer.text
+    # Stopped: the writer thread has flushed every line.
+    [report] = readme_commands(".venv/bin/python -m tabserve.drift_report")
+    result = subprocess.run(["bash", "-c", report.replace(".venv/bin/python", sys.executable, 1)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    text = (ROOT / "README.md").read_text()
+    after = text.split(report, 1)[1]
+    shown = after[after.index("```\n", after.index("```") + 3) + 4:].split("```")[0].strip()
+    assert shown.startswith("wrote report.html: penguins:<version>, ") and " records, " in shown and ", status " in shown
+    printed = result.stdout.strip()
+    assert re.fullmatch(r"wrote report\.html: penguins:\S+, 688 records, \S+ to \S+, status ok", printed), printed
+    assert (tmp_path / "report.html").stat().st_size > 10_000
