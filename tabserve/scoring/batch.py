@@ -38,7 +38,7 @@ class Summary:
             f"read      {self.read:>10,}  <- {self.data}",
             f"scored    {self.scored:>10,}  -> {self.out}",
             f"rejected  {rejects}",
-            f"time      {self.seconds:>10.2f} s ({self.rows_per_s:,.0f} rows/s)",
+            f"time      {self.seconds:>10.2f} s ({self.rows_per_s:,.0f} rows/s{', Spark starting included' if self.engine != 'local' else ''})",
         ])
 
 
