@@ -34,6 +34,12 @@ The touchpoints; each has a test in tests/test_bentoml_fixes.py that fails when 
    `bentoml.access` (bentoml._internal.server.http.access.AccessLogMiddleware, format
    "%s (%s) (%s) %.3fms"); a filter on that logger appends the consumer the gate put in a context
    variable. One line per request, as before, rather than a second line of our own per request.
+6. The payload log's monitor (`PayloadMonitor` in tabserve/serving/payload_log.py, a `bentoml.monitor`
+   class): it overrides DefaultMonitor's private `_init_logger` (BentoML's closes every logging handler of
+   the process and prints a traceback per failed write) and fills the record being built through the
+   context variables of bentoml._internal.monitoring.base (`monitor_record_vars`); each line carries the
+   request id BentoML's `X-BentoML-Request-ID` header shows, from bentoml._internal.context (`request_ids`).
+   Tested in tests/serving/test_payload_log.py.
 """
 
 from __future__ import annotations
@@ -228,3 +234,17 @@ def atomic_model_version(name: str, *, labels: dict[str, str], metadata: dict[st
         os.replace(latest, final.parent / "latest")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def monitor_record_vars() -> tuple[ContextVar, ContextVar]:
+    """The context variables `bentoml.monitor` builds a record in: (column schema, column values)."""
+    from bentoml._internal.monitoring.base import MON_COLUMN_VAR, MON_DATAS_VAR
+
+    return MON_COLUMN_VAR, MON_DATAS_VAR
+
+
+def request_ids() -> tuple[Any, Any]:
+    """The current request's (request id, trace id), as BentoML's tracing context holds them."""
+    from bentoml._internal.context import trace_context
+
+    return trace_context.request_id, trace_context.trace_id

@@ -48,9 +48,8 @@ lifecycle), the layout of the files, the schema line, python-json-logger's forma
 - `log`, `log_batch`: BentoML's warns on every call for a role or type it does not know (our columns
   "model", "route", ... are role "metadata"), and for every value of a first batch ("duplicated"); here a
   column of a request's records is added in one call.
-(BentoML internals touched: DefaultMonitor._init_logger, bentoml._internal.context.trace_context and the
-record context variables of bentoml._internal.monitoring.base; checked against bentoml 1.4.40, the
-version tabserve/bentoml_fixes.py requires at start.)
+(BentoML internals touched: DefaultMonitor._init_logger here; the record's context variables and the request
+id through tabserve/bentoml_fixes.py, touchpoint 6, checked against the version it requires at start.)
 """
 
 from __future__ import annotations
@@ -72,9 +71,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import bentoml
-from bentoml._internal.monitoring.base import MON_COLUMN_VAR, MON_DATAS_VAR
-from bentoml._internal.context import trace_context
 from bentoml.monitoring import DefaultMonitor
+
+from tabserve import bentoml_fixes
 
 from tabserve.serving import metrics
 
@@ -181,9 +180,10 @@ class PayloadMonitor(DefaultMonitor):
 
     def log_batch(self, data_batch: Any, name: str, role: str, data_type: str) -> None:
         """A column of the record(s) being written (one call per column, not per value)."""
+        columns, datas = bentoml_fixes.monitor_record_vars()
         if self.columns_schema is None:
-            MON_COLUMN_VAR.get().setdefault(name, {"name": name, "role": role, "type": data_type})
-        MON_DATAS_VAR.get()[name].extend(data_batch)
+            columns.get().setdefault(name, {"name": name, "role": role, "type": data_type})
+        datas.get()[name].extend(data_batch)
 
     def export_data(self, datas: dict[str, Any]) -> None:
         """Every record as one line (BentoML's adds its own time of writing and a decimal request id: the
@@ -263,7 +263,7 @@ class PayloadLog:
                 return
             stamp = _REQUEST.get()
             route, latency = (stamp[0], round((time.perf_counter() - stamp[1]) * 1000, 3)) if stamp else (None, None)
-            request_id, trace_id = trace_context.request_id, trace_context.trace_id
+            request_id, trace_id = bentoml_fixes.request_ids()
             self._ensure_thread()
             self.queue.put_nowait((time.time(), request_id, trace_id, route, latency, values, answers))
         except queue.Full:

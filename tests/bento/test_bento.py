@@ -72,7 +72,8 @@ def test_bento_holds_only_what_the_service_needs(bento):
     src = Path(bento.path) / "src"
     files = sorted(str(p.relative_to(src)) for p in src.rglob("*.py"))
     assert "service.py" in files and "tabserve/core/schema.py" in files and "tabserve/serving/gate.py" in files
-    assert not any(f.startswith(("tests/", "bench/", "tabserve/training/")) or f == "train.py" for f in files)
+    assert not any(f.startswith(("tests/", "bench/", "tabserve/training/", "tabserve/scoring/", "tabserve/templates/"))
+                   or f in ("train.py", "score.py", "tabserve/features.py", "tabserve/drift_report.py") for f in files)
 
 
 def test_requirements_are_locked(bento):
