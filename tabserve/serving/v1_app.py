@@ -137,5 +137,9 @@ def optional_fields(model: type[BaseModel], name: str) -> type[BaseModel]:
         optional.default, optional.default_factory = None, None
         described = (info.description or "").replace(" Required.", "").replace(" May be null.", "")
         optional.description = f"{described} Given instead of the entity's value in the table.".strip()
-        fields[key] = (Optional[info.annotation], optional)
+        # The field's constraints (a date's lax parsing, a number's bounds) belong to the value, not to
+        # Optional[...]: pydantic cannot apply `strict` to a nullable schema.
+        annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        optional.metadata = []
+        fields[key] = (Optional[annotation], optional)
     return create_model(name, __config__=model.model_config, **fields)

@@ -5,6 +5,7 @@ a database that is down or slow (answered 503, never a hang: the test's own time
 from __future__ import annotations
 
 import asyncio
+import datetime
 import sqlite3
 
 import pytest
@@ -19,7 +20,7 @@ from tabserve.core.data import PENGUINS_CSV, read_table
 from tabserve.serving import v1_app
 from tabserve.serving.api_types import ApiTypes
 from tabserve.serving.entities import EntityLookup, LookupFailed
-from tests.conftest import free_port
+from tests.conftest import DATA, free_port
 from tests.engines import Postgres
 
 
@@ -302,3 +303,25 @@ def test_a_bad_database_url_stops_the_server_with_one_line(card, monkeypatch):
     assert str(stopped.value).startswith("error: FEATURE_DB_URL: cannot use nosuchdb://x: ")
     monkeypatch.setattr(config, "FEATURE_DB_URL", f"postgresql+psycopg://x@127.0.0.1:{free_port()}/x")
     EntityLookup.from_config(card.schema).close()  # a database that is down is no reason not to start
+
+
+def test_a_model_with_dates_is_looked_up_and_a_date_can_be_given(tmp_path):
+    """Date and date-time features: the route builds (its optional query types keep the lax date parsing)
+    and a row's dates reach the model as dates; a date given as a query parameter replaces the row's."""
+    from tabserve.training import trainer
+
+    model = trainer.train(DATA / "dates.csv", "visitors", name="entity_dates").model
+    card = ModelCard.from_model(model)
+    types = ApiTypes.from_card(card, max_records=10)
+    url = f"sqlite:///{tmp_path / 'features.db'}"
+    features.load(DATA / "dates.csv", "row", "features", url, number_rows=True)
+    predictor = Predictor(model, card)
+    http = client(card, types, predictor, lookup_for(card, url))
+    answer = http.get("/entities/1/predict")
+    assert answer.status_code == 200, answer.text
+    assert predictor.records[-1]["day"] == datetime.date(2024, 11, 4)
+    assert predictor.records[-1]["last_order_at"] == datetime.datetime(2024, 11, 4, 14, 20)
+    answer = http.get("/entities/1/predict", params={"day": "2025-01-31"})
+    assert answer.status_code == 200, answer.text
+    assert predictor.records[-1]["day"] == datetime.date(2025, 1, 31)
+    assert http.get("/entities/1/predict", params={"day": "31 January"}).status_code == 400
