@@ -35,6 +35,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from tabserve.core.cli import OneLineParser, fail
 from tabserve.core import profile
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # drift_report.html
@@ -45,18 +46,8 @@ class ReportError(Exception):
     """A one-line reason the report cannot be made."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints the usage too)
-        raise SystemExit(_fail(message))
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m tabserve.drift_report",
+    parser = OneLineParser(prog="python -m tabserve.drift_report",
                      description="Compare the payload log (PAYLOAD_LOG=1) with the model's training data: one HTML file.")
     parser.add_argument("--log", required=True, help="the payload log directory (PAYLOAD_LOG_DIR)")
     parser.add_argument("--model", help="the model's tag or name (default: the one model the log holds)")
@@ -249,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             raise ReportError(f"{out}: {exc.strerror}") from None
     except ReportError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     drifted = [f["name"] for f in report["features"] if f["status"] in (profile.WARN, profile.ALERT)]
     print(f"wrote {out}: {tag}, {report['records']} records, {report['first'] or '?'} to {report['last'] or '?'}, "
           f"status {report['status']}" + (f" (drift in {', '.join(drifted)})" if drifted else ""))

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tabserve.core.cli import OneLineParser, fail
 from tabserve.core.errors import DataError, repeated
 from tabserve.core.feature_db import FeatureDbError, first_line, make_engine, safe_url
 from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, MISSING_MARKERS, NUMERIC
@@ -36,21 +37,11 @@ class LoadError(Exception):
     """Why the load stops, in one line."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints the usage too)
-        raise SystemExit(_fail(message))
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
 def _parser() -> argparse.ArgumentParser:
     from tabserve.core import config
 
-    parser = _Parser(prog="python -m tabserve.features", description="Fill the feature table read by GET /v1/entities/{id}/predict.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="python -m tabserve.features", description="Fill the feature table read by GET /v1/entities/{id}/predict.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     load = commands.add_parser("load", help="make the feature table from a CSV, keyed by its id column")
     load.add_argument("csv", help="the CSV file (read as training reads it)")
     load.add_argument("--id-column", default=config.FEATURE_ID_COLUMN or None, required=not config.FEATURE_ID_COLUMN,
@@ -67,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows, columns = load(Path(args.csv), args.id_column, args.table, args.db, replace=args.replace, number_rows=args.number_rows)
     except (LoadError, DataError, FeatureDbError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     print(f"loaded {rows} rows, {columns} columns (id column {args.id_column!r}) into table {args.table!r} of {safe_url(args.db)}")
     return 0
 

@@ -17,22 +17,13 @@ import secrets
 import sys
 from pathlib import Path
 
+from tabserve.core.cli import OneLineParser, fail
 from tabserve.serving.consumers import Consumer, KeysFileError, check_name, consumer_from, hash_key, read_keys_file, write_keys_file
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints the usage too)
-        raise SystemExit(_fail(message))
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m tabserve.keys", description="Manage the API keys file: one key per consumer (team), stored as a hash.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="python -m tabserve.keys", description="Manage the API keys file: one key per consumer (team), stored as a hash.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     add = commands.add_parser("add", help="make a key for a team and print it once")
     add.add_argument("team")
     add.add_argument("--rps", type=float, help="requests per second (per entry worker)")
@@ -102,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             write_keys_file(path, {name: c for name, c in consumers.items() if name != args.team})
             print(f"removed {args.team} from {path}")
     except KeysFileError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except OSError as exc:
-        return _fail(f"{exc.filename or path}: {exc.strerror}")
+        return fail(f"{exc.filename or path}: {exc.strerror}")
     return 0
 
 
