@@ -27,13 +27,11 @@ from bentoml.validators import ContentType
 from tabserve import bentoml_fixes
 from tabserve.core import config, pipeline, store
 from tabserve.core.errors import InvalidInput, ModelUnavailable, TabserveError
-from tabserve.serving import csv_scoring, entities, gate, metrics, oip, v1_app
+from tabserve.serving import csv_scoring, drift, entities, gate, metrics, oip, payload_log, v1_app
 from tabserve.serving.api_types import ApiTypes, error_response, shape
 from tabserve.serving.batching import InFlightBatcher
 from tabserve.serving.cache import PredictionCache, open_cache
 from tabserve.serving.model_link import ModelLink
-from tabserve.serving import drift  # drift against the training data: counted per answer, GET /v1/drift
-from tabserve.serving import payload_log  # PAYLOAD_LOG=1: every predicted record as a JSON line, through bentoml.monitor
 
 logger = logging.getLogger("tabserve")
 bentoml_fixes.apply()  # what this project changes in BentoML's internals, each with a version guard
@@ -166,9 +164,7 @@ class PredictionService:
         if self.cache.enabled:
             metrics.observe_cache(hit=cached is not None)
         if cached is not None:
-            metrics.observe_predictions(CARD.tag, [cached], [CARD.schema.out_of_range(values)])
-            drift.monitor(CARD).observe([values], [cached])
-            payload_log.observe([values], [cached])  # PAYLOAD_LOG=1: one JSON line per record (tabserve/serving/payload_log.py)
+            self._observe([values], [cached], [CARD.schema.out_of_range(values)])
             return cached, True
         if config.ADAPTIVE_BATCHING:
             result = await self.batcher.submit(values)
@@ -184,13 +180,19 @@ class PredictionService:
         return self._answers(results, values)
 
     def _answers(self, results: list[dict[str, Any]], values: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Model results as API items (with warnings), counted on /metrics."""
+        """Model results as API items (with warnings), observed."""
         flagged = [CARD.schema.out_of_range(v) for v in values]
         answers = [shape(r, f) for r, f in zip(results, flagged)]
+        self._observe(values, answers, flagged)
+        return answers
+
+    @staticmethod
+    def _observe(values: list[dict[str, Any]], answers: list[dict[str, Any]], flagged: list[dict[str, str]]) -> None:
+        """Every answer, from the model or the cache: counted on /metrics (per label, out-of-range inputs),
+        into the drift reference's bins (/v1/drift), and written to the payload log when PAYLOAD_LOG=1."""
         metrics.observe_predictions(CARD.tag, answers, flagged)
         drift.monitor(CARD).observe(values, answers)
         payload_log.observe(values, answers)
-        return answers
 
 
 PredictionService.add_asgi_middleware(oip.ServerRoot)  # GET /v2 itself, not only /v2/

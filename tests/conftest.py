@@ -216,8 +216,20 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def server(penguins_model):
+def feature_db(tmp_path_factory) -> str:
+    """A feature table of the penguins data (ids 1-344), loaded as the README loads it, for predict by id."""
+    from tabserve import features
+    from tabserve.core.data import PENGUINS_CSV
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('feature-db') / 'features.db'}"
+    features.load(PENGUINS_CSV, "penguin_id", "features", url, number_rows=True)
+    return url
+
+
+@pytest.fixture(scope="session")
+def server(penguins_model, feature_db):
     """The project served as `make serve` does, shared by the served tests. Pinned to the session's
-    model: other tests train newer "penguins" versions while it runs."""
-    with Server(env={"MODEL_TAG": str(penguins_model.tag)}, name="served") as running:
+    model: other tests train newer "penguins" versions while it runs. Its feature table holds the
+    penguins (GET /v1/entities/{1..344}/predict)."""
+    with Server(env={"MODEL_TAG": str(penguins_model.tag), "FEATURE_DB_URL": feature_db}, name="served") as running:
         yield running

@@ -80,8 +80,8 @@ def test_requirements_are_locked(bento):
     """The Bento's requirements are requirements.txt's runtime pins, and its lock keeps each at that version."""
     import re
 
-    def name(requirement: str) -> str:
-        return re.sub(r"[-_.]+", "-", requirement).lower()
+    def name(requirement: str) -> str:  # psycopg[binary] -> psycopg: the lock names the extra's packages apart
+        return re.sub(r"[-_.]+", "-", requirement.split("[")[0].strip()).lower()
 
     def pins(text: str) -> dict[str, str]:
         lines = [line.split("#")[0].strip() for line in text.splitlines()]

@@ -60,6 +60,6 @@ def test_fuzz_the_open_server(server):
     assert_clean(server.url, *schemathesis(server.url, "open"))
 
 
-def test_fuzz_behind_an_api_key(penguins_model):
-    with Server(env={"API_KEY": "fuzz-key", "MODEL_TAG": str(penguins_model.tag)}, name="fuzz-keyed") as served:
+def test_fuzz_behind_an_api_key(penguins_model, feature_db):
+    with Server(env={"API_KEY": "fuzz-key", "MODEL_TAG": str(penguins_model.tag), "FEATURE_DB_URL": feature_db}, name="fuzz-keyed") as served:
         assert_clean(served.url, *schemathesis(served.url, "keyed", "--header", "Authorization: Bearer fuzz-key"))

@@ -76,7 +76,7 @@ def test_damaged_model_file_exits_with_one_line(penguins_model):
 @pytest.mark.parametrize("env, line", [
     ({"MAX_BATCH_SIZE": "lots"}, "error: MAX_BATCH_SIZE='lots' is not an integer"),
     ({"MODEL_WORKERS": "0"}, "error: MODEL_WORKERS=0 must be at least 1"),
-    ({"REDIS_URL": "localhost:6379"}, "error: REDIS_URL='localhost:6379' must start with redis://, rediss:// or unix://"),
+    ({"REDIS_URL": "localhost:6379"}, "error: REDIS_URL='localhost:6379' must start with redis://, rediss:// or unix:// (e.g. redis://localhost:6379/0)"),
 ])
 def test_bad_setting_exits_with_one_line(penguins_model, env, line):
     code, lines = serve_once(env)

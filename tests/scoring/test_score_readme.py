@@ -27,7 +27,7 @@ def test_readme_score_commands_run_as_printed(command, penguins_model, tmp_path)
     result = subprocess.run(["bash", "-c", runnable], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    assert re.search(rf"^model +{re.escape(str(penguins_model.tag))}$", out, re.M), out
+    assert re.search(r"^model +penguins:\w+$", out, re.M), out  # penguins:latest: other tests may have saved a newer one
     assert re.search(r"^read +344 +<- data/penguins\.csv$", out, re.M), out
     target = command.split("--out ", 1)[1].split()[0]
     assert re.search(rf"^scored +344 +-> {re.escape(target)}$", out, re.M) and re.search(r"^rejected +0$", out, re.M), out

@@ -7,29 +7,17 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pandas as pd
 import pytest
 import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tabserve.core.data import PENGUINS_CSV
 from tests.conftest import Server
 from tests.served.metrics_text import samples
+from tests.served.penguin_data import FEATURES, penguin_records, shifted
 
 pytestmark = pytest.mark.served
 KEY = "drift-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
-
-
-def penguin_records() -> list[dict]:
-    frame = pd.read_csv(PENGUINS_CSV)[FEATURES]
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
-
-
-def shifted(records: list[dict]) -> list[dict]:
-    return [{**r, "body_mass_g": None if r["body_mass_g"] is None else r["body_mass_g"] * 1.3,
-             "island": "Biscoe" if r["island"] == "Torgersen" else r["island"]} for r in records]
 
 
 def send_batches(server: Server, records: list[dict], size: int = 8, headers: dict | None = None) -> None:

@@ -1,34 +1,19 @@
 """The /v1/form page in a real headless Chromium (Debian's chromium + chromedriver, via Selenium):
 fill the form, submit, read the result, and keep screenshots in artifacts/."""
 
-import shutil
 
 import pytest
 import requests
 
 from tests.conftest import ARTIFACTS, PENGUIN
+from tests.served.chromium import headless_chromium
 
 pytestmark = [pytest.mark.served, pytest.mark.browser]
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.fail("Debian's chromium and chromium-driver are needed: `make browser` installs them")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=900,1000"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
+    yield from headless_chromium("900,1000")
 
 
 def wait_for(browser, selector):
