@@ -13,7 +13,11 @@ after the first round the cache answers and the request pays the lookup only. Ne
 
 How the time splits shows on /metrics: tabserve_feature_lookup_seconds{result} (the database) beside
 tabserve_model_call_seconds{api="predict"} (the model service); bench/run.py can read both (see
-`lookup_vs_model`) before and after a level, like it reads tabserve_pipeline_batch_records.
+`lookup_vs_model`) before and after a level, like it reads tabserve_pipeline_batch_records: its "byid"
+level is `ById` at 32 users against the shipped server.
+
+The Locust users are defined only when Locust loads this file (locust is imported by then): importing
+locust patches the process with gevent, which bench/run.py, importing `lookup_vs_model` from here, must not.
 """
 
 from __future__ import annotations
@@ -22,36 +26,11 @@ import itertools
 import os
 import random
 import re
-
-from locust import FastHttpUser, constant, task
+import sys
 
 ENTITIES = int(os.environ.get("BENCH_ENTITIES", "344"))
 SEED = os.environ.get("BENCH_SEED", "0")
 _user_numbers = itertools.count()
-
-
-class ById(FastHttpUser):
-    wait_time = constant(0)
-
-    def on_start(self) -> None:
-        self.rng = random.Random(f"{SEED}-byid-{next(_user_numbers)}")
-
-    @task
-    def predict_by_id(self) -> None:
-        entity = self.rng.randint(1, ENTITIES)
-        year = self.rng.randint(1900, 2100) + round(self.rng.random(), 3)  # a new record (almost) every time: no cache hit
-        self.client.get(f"/v1/entities/{entity}/predict?year={year}", name="/v1/entities/{id}/predict")
-
-
-class ByIdCached(FastHttpUser):
-    wait_time = constant(0)
-
-    def on_start(self) -> None:
-        self.rng = random.Random(f"{SEED}-byid-cached-{next(_user_numbers)}")
-
-    @task
-    def predict_by_id(self) -> None:
-        self.client.get(f"/v1/entities/{self.rng.randint(1, ENTITIES)}/predict", name="/v1/entities/{id}/predict (cached)")
 
 
 def lookup_vs_model(metrics_text: str) -> dict[str, tuple[float, float]]:
@@ -69,3 +48,29 @@ def lookup_vs_model(metrics_text: str) -> dict[str, tuple[float, float]]:
             if match:
                 totals[name][0 if match.group(1) == "sum" else 1] += float(match.group(2))
     return {name: (seconds, count) for name, (seconds, count) in totals.items()}
+
+
+if "locust" in sys.modules:  # loaded by Locust; bench/run.py imports only lookup_vs_model
+    from locust import FastHttpUser, constant, task
+
+    class ById(FastHttpUser):
+        wait_time = constant(0)
+
+        def on_start(self) -> None:
+            self.rng = random.Random(f"{SEED}-byid-{next(_user_numbers)}")
+
+        @task
+        def predict_by_id(self) -> None:
+            entity = self.rng.randint(1, ENTITIES)
+            year = self.rng.randint(1900, 2100) + round(self.rng.random(), 3)  # a new record (almost) every time: no cache hit
+            self.client.get(f"/v1/entities/{entity}/predict?year={year}", name="/v1/entities/{id}/predict")
+
+    class ByIdCached(FastHttpUser):
+        wait_time = constant(0)
+
+        def on_start(self) -> None:
+            self.rng = random.Random(f"{SEED}-byid-cached-{next(_user_numbers)}")
+
+        @task
+        def predict_by_id(self) -> None:
+            self.client.get(f"/v1/entities/{self.rng.randint(1, ENTITIES)}/predict", name="/v1/entities/{id}/predict (cached)")

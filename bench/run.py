@@ -1,6 +1,6 @@
-"""The benchmark runner: one run, three servers, the same model and the same cores.
+"""The benchmark runner: one run, the project's servers and a FastAPI baseline, the same model and the same cores.
 
-    python bench/run.py                      # full run -> bench/results/ (about 9 minutes)
+    python bench/run.py                      # full run -> bench/results/ (about 15 minutes)
     python bench/run.py --smoke --out /tmp/x # a few seconds per level, for CI (no timing checks)
 
 It trains the model into a fresh temporary BENTOML_HOME and measures the pipeline in-process. Then it
@@ -8,10 +8,14 @@ starts each server in turn on a free port (timing its cold start to /readyz 200)
 idle, while the next starts. The load comes after, interleaved: for each concurrency level, ROUNDS
 rounds in which every server gets the same Locust load one after the other (the order reversed every
 other round), so a change in the machine's background load hits all servers alike instead of whichever
-ran in that minute; bulk /predict_batch the same way. It reads the records per pipeline call from
-/metrics and samples the RSS of each server's whole process tree. Every process it starts is in its
+ran in that minute; bulk /predict_batch the same way. Two variants of the shipped project take part
+in the 32-user level only (drift counting off; the payload log on), so their cost is a per-round ratio
+against the shipped server in the same minute; the shipped server also gets a predict-by-id level
+(bench/entities.py, features in a SQLite table). It reads the records per pipeline call, the cache hits
+and the feature lookup and model call times from /metrics and samples the RSS of each server's whole
+process tree. After the servers are stopped, bench/scoring.py measures batch scoring (score.py). Every process it starts is in its
 own process group and is killed on exit, on failure and on Ctrl-C.
-Writes results.json, results.md and results.png to --out.
+Writes results.json, results.md and results.png (and scoring.json, scoring.md) to --out.
 """
 
 from __future__ import annotations
@@ -39,10 +43,15 @@ from pathlib import Path
 
 import psutil
 
-BENCH = Path(__file__).resolve().parent
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+from entities import lookup_vs_model  # noqa: E402 - without locust (it would patch this process with gevent)
+
+BENCH = BENCH_DIR
 ROOT = BENCH.parent
 BIN = Path(sys.executable).parent
 LOCUSTFILE = BENCH / "locustfile.py"
+ENTITIES_LOCUSTFILE = BENCH / "entities.py"
 READY_TIMEOUT_S = 90
 
 _children: list[subprocess.Popen] = []
@@ -145,14 +154,35 @@ class Server:
     env: dict = field(default_factory=dict)
     batched: bool = False  # read tabserve_pipeline_batch_records from /metrics
     cwd: Path | None = None  # project dir to serve from (default: --project)
+    levels: tuple[str, ...] | None = None  # the only levels it takes part in ("32"); None: every /predict level and bulk
+    byid: bool = False  # also the predict-by-id level ("byid": bench/entities.py's ById, features from SQLite)
+
+    def takes(self, level: str) -> bool:
+        if level == "byid":
+            return self.byid
+        return self.levels is None or level in self.levels
+
+
+# Where each server runs within a round (reversed every other round): the pairs whose ratio is reported
+# run back to back: nodrift and payloadlog beside shipped, shipped beside fastapi, candidates after it.
+RUN_ORDER = {"payloadlog": 0, "nodrift": 1, "shipped": 2, "fastapi": 3, "nobatch": 9}
 
 
 def servers(args, port: int) -> list[Server]:
     serve = [str(BIN / "bentoml"), "serve", "service:PredictionService", "--host", "127.0.0.1", "--port", str(port)]
     tuned = dict(kv.split("=", 1) for kv in args.server_env)
+    focus = (str(args.focus),)
     out = {
-        "shipped": Server("shipped", "project (adaptive batching)", serve, {**tuned}, batched=True),
+        # FEATURE_DB_URL: the feature table of the predict-by-id level (read only by that route).
+        "shipped": Server("shipped", "project (adaptive batching)", serve, {**tuned, "FEATURE_DB_URL": args.feature_db},
+                          batched=True, byid=args.byid_users > 0),
         "nobatch": Server("nobatch", "project, ADAPTIVE_BATCHING=0", serve, {**tuned, "ADAPTIVE_BATCHING": "0"}),
+        # Drift counting's and the payload log's cost: the shipped project with one setting changed, at 32 users only.
+        "nodrift": Server("nodrift", "project, DRIFT_COUNTING=0", serve, {**tuned, "DRIFT_COUNTING": "0"}, batched=True,
+                          levels=focus),
+        "payloadlog": Server("payloadlog", "project, PAYLOAD_LOG=1", serve,
+                             {**tuned, "PAYLOAD_LOG": "1", "PAYLOAD_LOG_DIR": str(args.workdir / "payload_log")},
+                             batched=True, levels=focus),
         "fastapi": Server(
             "fastapi",
             f"FastAPI baseline ({args.baseline_workers} workers)",
@@ -197,9 +227,15 @@ def batch_histogram(base: str) -> tuple[float, float]:
     return total, count
 
 
-def run_locust(base: str, user_class: str, users: int, seconds: float, workdir: Path, env: dict, tag: str = "") -> dict:
+def metrics_text(base: str) -> str:
+    status, body = http("GET", base + "/metrics")
+    return body.decode() if status == 200 else ""
+
+
+def run_locust(base: str, locustfile: Path, user_class: str, users: int, seconds: float, workdir: Path, env: dict,
+               tag: str = "") -> dict:
     prefix = workdir / f"locust_{tag}_{user_class}_{users}"
-    cmd = [str(BIN / "locust"), "-f", str(LOCUSTFILE), "--headless", "-u", str(users), "-r", str(users),
+    cmd = [str(BIN / "locust"), "-f", str(locustfile), "--headless", "-u", str(users), "-r", str(users),
            "-t", f"{max(1, round(seconds))}s", "--stop-timeout", "10", "--host", base, "--csv", str(prefix), "--only-summary",
            "--loglevel", "WARNING", user_class]
     usage_before = _children_cpu()
@@ -296,34 +332,53 @@ def start_server(server: Server, args, env: dict, workdir: Path, port: int) -> R
     print(f"  {server.name}: ready in {result['cold_start_s']} s on port {port}", flush=True)
     # Warm-up: first requests pay for lazy imports and connection setup.
     record = json.dumps(_sample_record()).encode()
-    for _ in range(20):
-        http("POST", base + "/predict", record, timeout=30)
+    result["warmup_ok"] = sum(http("POST", base + "/predict", record, timeout=30)[0] == 200 for _ in range(20))
     return Running(server, proc, sampler, base, result)
 
 
-def measure(run: Running, users: int | None, args, workdir: Path, env: dict, round_no: int) -> dict:
-    """One Locust run against one server: single-record /predict at `users`, or bulk when users is None."""
+def measure(run: Running, level: str, args, workdir: Path, env: dict, round_no: int) -> dict:
+    """One Locust run against one server: single-record /predict at `level` users, bulk, or predict by id."""
     tag = f"{run.server.name}_r{round_no}"
-    if users is None:
-        stats = run_locust(run.base, "BulkRecords", args.bulk_users, args.bulk_duration, workdir,
+    if level == "bulk":
+        stats = run_locust(run.base, LOCUSTFILE, "BulkRecords", args.bulk_users, args.bulk_duration, workdir,
                            {**env, "BENCH_BULK_SIZE": str(args.bulk_size)}, tag)
         stats["rows_per_s"] = round(stats["ok_rps"] * args.bulk_size, 1)
         print(f"  {run.server.name} bulk x{args.bulk_users} round {round_no}: {_fmt_stats(stats)} "
               f"rows/s={stats['rows_per_s']}", flush=True)
         return stats
     before = batch_histogram(run.base) if run.server.batched else (0, 0)
-    # The same seed for every server in a round (the same bodies), a new one for every level and round
-    # (bodies no server has seen, so the prediction cache cannot answer).
-    locust_env = {**env, "BENCH_SEED": f"{users}-{round_no}"}
     before_cache = cache_lookups(run.base)
-    stats = run_locust(run.base, "SingleRecord", users, args.duration, workdir, locust_env, tag)
+    if level == "byid":
+        # Random entity ids with a random `year` in the query: each request is one lookup and one model call.
+        before_split = lookup_vs_model(metrics_text(run.base))
+        stats = run_locust(run.base, ENTITIES_LOCUSTFILE, "ById", args.byid_users, args.duration, workdir,
+                           {**env, "BENCH_SEED": f"byid-{round_no}"}, tag)
+        after_split = lookup_vs_model(metrics_text(run.base))
+        for name in ("lookup", "model"):
+            stats[f"{name}_delta"] = [after_split[name][i] - before_split[name][i] for i in (0, 1)]
+    else:
+        # The same seed for every server in a round (the same bodies), a new one for every level and round
+        # (bodies no server has seen, so the prediction cache cannot answer).
+        stats = run_locust(run.base, LOCUSTFILE, "SingleRecord", int(level), args.duration, workdir,
+                           {**env, "BENCH_SEED": f"{level}-{round_no}"}, tag)
     hits, lookups = (a - b for a, b in zip(cache_lookups(run.base), before_cache))
     stats["cache_hit_rate"] = round(hits / lookups, 4) if lookups else None
     after = batch_histogram(run.base) if run.server.batched else (0, 0)
     stats["batch_delta"] = [after[0] - before[0], after[1] - before[1]]
     stats["mean_batch_size"] = _mean_batch(before, after) if run.server.batched else None
-    print(f"  {run.server.name} users={users} round {round_no}: {_fmt_stats(stats)}", flush=True)
+    extra = ""
+    if level == "byid":
+        extra = " " + _fmt_split(stats["lookup_delta"], stats["model_delta"])
+    print(f"  {run.server.name} {'byid x' + str(args.byid_users) if level == 'byid' else 'users=' + level} "
+          f"round {round_no}: {_fmt_stats(stats)}{extra}", flush=True)
     return stats
+
+
+def _fmt_split(lookup: list[float], model: list[float]) -> str:
+    def mean_ms(delta: list[float]) -> str:
+        return f"{1000 * delta[0] / delta[1]:.2f} ms" if delta[1] else "-"
+
+    return f"lookup {mean_ms(lookup)} ({lookup[1]:.0f}) vs model call {mean_ms(model)} ({model[1]:.0f})"
 
 
 def combine(rounds: list[dict], batched: bool) -> dict:
@@ -352,6 +407,13 @@ def combine(rounds: list[dict], batched: bool) -> dict:
     if "batch_delta" in rounds[0]:  # single-record levels (bulk has no batching to report)
         total, count = (sum(r["batch_delta"][i] for r in rounds) for i in (0, 1))
         out["mean_batch_size"] = round(total / count, 2) if batched and count > 0 else None
+    if "lookup_delta" in rounds[0]:  # predict by id: mean time of a feature lookup and of a model call
+        for name, key in (("lookup", "lookup_ms"), ("model", "model_call_ms")):
+            seconds, count = (sum(r[f"{name}_delta"][i] for r in rounds) for i in (0, 1))
+            out[key] = round(1000 * seconds / count, 3) if count > 0 else None
+            out[f"{name}_count"] = int(count)
+        if out["lookup_ms"] is not None and out["model_call_ms"] is not None:
+            out["bottleneck"] = "feature lookup" if out["lookup_ms"] > out["model_call_ms"] else "model call"
     return out
 
 
@@ -363,11 +425,23 @@ def finish(run: Running) -> dict:
     result = run.result
     result["peak_rss_mb"] = round(run.sampler.peak / 2**20, 1)
     for level, rounds in run.rounds.items():
-        if level == "bulk":
-            result["bulk"] = combine(rounds, False)
+        if level in ("bulk", "byid"):
+            result[level] = combine(rounds, run.server.batched and level == "byid")
         else:
             result["levels"][level] = combine(rounds, run.server.batched)
+    log_dir = run.server.env.get("PAYLOAD_LOG_DIR")
+    if log_dir and run.server.env.get("PAYLOAD_LOG") == "1":
+        # Read after the server stopped (its writer drained): lines written vs requests answered.
+        lines = sum(_count_lines(f) for f in Path(log_dir).glob("*/data/*") if f.is_file())
+        answered = result["warmup_ok"] + sum(s["requests"] - s["errors"] for s in result["levels"].values())
+        result["payload_log"] = {"lines": lines, "answered": answered,
+                                 "lines_per_answer": round(lines / answered, 4) if answered else None}
     return result
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
 def _sample_record() -> dict:
@@ -424,7 +498,7 @@ def targets(results: dict) -> dict:
     inproc = results["inprocess"]["best_rows_per_s_at_1000"]
     out = {}
     for ship in results["servers"]:
-        if ship["name"] in ("nobatch", "fastapi"):
+        if ship["name"] in VARIANTS:
             continue
         tag = ship["name"]
         if base and "32" in ship["levels"] and "32" in base["levels"]:
@@ -443,7 +517,34 @@ def targets(results: dict) -> dict:
             share = ship["bulk"]["rows_per_s"] / inproc
             out[f"bulk_share_of_inprocess[{tag}]"] = {"value": round(share, 2), "met": share >= 0.5}
         out[f"cold_start_s[{tag}]"] = {"value": ship["cold_start_s"], "met": ship["cold_start_s"] <= 10}
+    cost = variant_cost(results, "nodrift")
+    if cost:  # drift counting: 1 - shipped / nodrift, per round; the median
+        out["drift_cost"] = {**cost, "met": cost["value"] is not None and cost["value"] <= DRIFT_COST_TARGET}
     return out
+
+
+VARIANTS = ("nobatch", "fastapi", "nodrift", "payloadlog")  # servers the targets compare the shipped project with
+DRIFT_COST_TARGET = 0.05  # drift counting may cost at most 5 % of the shipped server's throughput at 32 users
+
+
+def variant_cost(results: dict, name: str) -> dict | None:
+    """The throughput cost of a setting, from the shipped server and a variant that differs in that setting
+    alone, at the level the variant ran (32 users): per round (run back to back), 1 - with / without; the
+    median of the rounds is the figure. "nodrift" is the setting off (shipped has it), "payloadlog" on."""
+    by = {s["name"]: s for s in results["servers"]}
+    ship, other = by.get("shipped"), by.get(name)
+    if not ship or not other or not other["levels"]:
+        return None
+    level = next(iter(other["levels"]))
+    if level not in ship["levels"]:
+        return None
+    s, o = ship["levels"][level]["ok_rps_by_round"], other["levels"][level]["ok_rps_by_round"]
+    with_, without = (s, o) if name == "nodrift" else (o, s)
+    ratios = [w / wo for w, wo in zip(with_, without) if wo]  # throughput with the setting / without it
+    ratio = statistics.median(ratios) if ratios else None
+    return {"users": int(level), "value": round(1 - ratio, 3) if ratio is not None else None,
+            "ratio": round(ratio, 3) if ratio is not None else None, "by_round": [round(1 - r, 3) for r in ratios],
+            "ratio_by_round": [round(r, 3) for r in ratios]}
 
 
 def write_markdown(results: dict, path: Path) -> None:
@@ -485,11 +586,87 @@ def write_markdown(results: dict, path: Path) -> None:
         threads = ", ".join(f"{a}={n}" for a, n in run["threads"])
         for size, b in run["batches"].items():
             lines.append(f"| OMP_NUM_THREADS={run['omp']} ({threads}) | {size} | {b['ms_per_call']} | {b['rows_per_s']:.0f} |")
+    lines += _settings_section(results) + _byid_section(results) + _scoring_section(results.get("scoring"))
     lines += ["", "Targets:", ""]
     for name, t in results["targets"].items():
+        if name == "drift_cost":
+            lines.append(f"- drift counting costs <= {100 * DRIFT_COST_TARGET:.0f} % of throughput at {t['users']} users: "
+                         f"{_pct(t['value'])} (1 - median of shipped / nodrift; by round {', '.join(_pct(c) for c in t['by_round'])}) "
+                         f"-> {'met' if t['met'] else 'MISSED'}")
+            continue
         lines.append(f"- {name}: {t['value']} -> {'met' if t['met'] else 'MISSED'}"
                      + (f" (by round {t['by_round']}; p99 {t['p99_ms']} ms, {t['errors']} errors)" if "p99_ms" in t else ""))
     path.write_text("\n".join(lines) + "\n")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _settings_section(results: dict) -> list[str]:
+    """Drift counting's and the payload log's cost: each variant against the shipped server, round by round."""
+    by = {s["name"]: s for s in results["servers"]}
+    drift, log = results["targets"].get("drift_cost"), results.get("payload_log")
+    if not drift and not log:
+        return []
+    users = (drift or log)["users"]
+    ship = by["shipped"]["levels"][str(users)]
+    lines = ["", f"Settings' cost at {users} users (each variant is the shipped project with one setting changed; it "
+             "runs beside the shipped server in every round; per round, throughput with the setting / without it, and "
+             "the cost = 1 - the median):", "",
+             "| server | ok req/s (rounds) | p99 ms | errors | with / without, by round | cost |",
+             "| --- | --- | ---: | ---: | --- | ---: |",
+             f"| {by['shipped']['label']} | {_rounds(ship)} | {_ms(ship['p99_ms'])} | {ship['errors']} | | |"]
+    for name, cost in (("nodrift", drift), ("payloadlog", log)):
+        if cost and name in by:
+            s = by[name]["levels"][str(users)]
+            lines.append(f"| {by[name]['label']} | {_rounds(s)} | {_ms(s['p99_ms'])} | {s['errors']} | "
+                         f"{', '.join(f'{r:.3f}' for r in cost['ratio_by_round'])} | {_pct(cost['value'])} |")
+    if log and "lines" in log:
+        lines += ["", f"Payload log: {log['lines']:,} lines for {log['answered']:,} answered requests "
+                  f"(warm-up included): {log['lines_per_answer']} lines per answer (a few more per user and round: the "
+                  "requests in flight when Locust stops are answered and logged, but not in Locust's count)."]
+    return lines
+
+
+def _rounds(level: dict) -> str:
+    return f"{level['ok_rps']:.0f} ({', '.join(f'{r:.0f}' for r in level['ok_rps_by_round'])})"
+
+
+def _byid_section(results: dict) -> list[str]:
+    ship = next((s for s in results["servers"] if s.get("byid")), None)
+    if not ship:
+        return []
+    b = ship["byid"]
+    batch = "-" if b.get("mean_batch_size") is None else f"{b['mean_batch_size']:.1f}"
+    return ["", f"Predict by id (`GET /v1/entities/{{id}}/predict`, bench/entities.py `ById`, "
+            f"{results['config']['byid_users']} users, {ship['label']}, features in SQLite; the lookup and the model "
+            "call are each request's two waits, their mean times from /metrics over the level):", "",
+            "| ok req/s (rounds) | p50 ms | p99 ms | errors | cache hits | mean lookup ms | mean model call ms | "
+            "records per model call | the larger |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            f"| {_rounds(b)} | {_ms(b['p50_ms'])} | {_ms(b['p99_ms'])} | {b['errors']} | "
+            f"{'-' if b.get('cache_hit_rate') is None else _pct(b['cache_hit_rate'])} | {b.get('lookup_ms')} | "
+            f"{b.get('model_call_ms')} | {batch} | {b.get('bottleneck', '-')} |"]
+
+
+def _scoring_section(scoring: dict | None) -> list[str]:
+    """bench/scoring.py's rows/s, after the load test (scoring.md has its whole table)."""
+    if not scoring:
+        return []
+    if "error" in scoring:
+        return ["", f"Batch scoring: bench/scoring.py failed: {scoring['error']}"]
+    limit = scoring["inprocess"]["checks+pipeline"]["rows_per_s"]
+    lines = ["", f"Batch scoring (bench/scoring.py after the servers stopped, {scoring['rows']:,} rows; "
+             f"[scoring.md](scoring.md)): the in-process limit is {limit:,.0f} rows/s with the row checks "
+             f"({scoring['inprocess']['pipeline']['rows_per_s']:,.0f} for the pipeline alone).", "",
+             "| score.py engine | input | rows/s | of the in-process limit | rows/s once Spark has started | wall s |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for run in scoring["runs"]:
+        after = f"{run['rows_per_s_after_start']:,.0f}" if "rows_per_s_after_start" in run else ""
+        lines.append(f"| {run['engine']} | {run['input']} | {run['rows_per_s']:,.0f} | {_pct(run['rows_per_s'] / limit)} | "
+                     f"{after} | {run['wall_s']} |")
+    return lines
 
 
 def _ms(value: float | None) -> str:
@@ -523,15 +700,50 @@ def write_plot(results: dict, path: Path) -> None:
 # ---------------------------------------------------------------- main
 
 
+def write_results(results: dict, out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_markdown(results, out / "results.md")
+    write_plot(results, out / "results.png")
+
+
+def run_scoring(args) -> dict:
+    """bench/scoring.py into --out (scoring.json, scoring.md); its rows/s for results.json. In --smoke: 2,000 rows,
+    the local engine only (no Spark). It trains into its own BENTOML_HOME."""
+    cmd = [sys.executable, str(BENCH / "scoring.py"), "--out", str(args.out)]
+    if args.smoke:
+        cmd += ["--rows", "2000", "--engines", "local"]
+    env = {k: v for k, v in os.environ.items() if k not in ("BENTOML_HOME", "MODEL_TAG")}
+    print(f"batch scoring: {' '.join(cmd[1:])}", flush=True)
+    path = args.out / "scoring.json"
+    path.unlink(missing_ok=True)  # never report an earlier run's
+    # Its own process group, killed with the rest on exit or Ctrl-C (Spark's JVM included); output to ours.
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    _children.append(proc)
+    try:
+        returncode = proc.wait(timeout=3600)
+    finally:
+        stop(proc)
+    if returncode != 0 or not path.exists():
+        return {"error": f"bench/scoring.py exited with {returncode}"}
+    scoring = json.loads(path.read_text())
+    return {key: scoring[key] for key in ("started", "rows", "load_before", "load_after", "inprocess", "spark_start", "runs")}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="CI mode: 16 users and bulk, 3 s each, per server")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
-    parser.add_argument("--servers", default="shipped,nobatch,fastapi")
+    parser.add_argument("--servers", default=",".join(SERVER_NAMES),
+                        help="nodrift and payloadlog (the shipped project with DRIFT_COUNTING=0 / PAYLOAD_LOG=1) run at "
+                             "32 users only (the largest level when 32 is not among --levels)")
     parser.add_argument("--levels", default=None, help="concurrent users, e.g. 1,8,32,64")
     parser.add_argument("--duration", type=float, default=None, help="seconds per level")
     parser.add_argument("--rounds", type=int, default=None,
                         help="rounds of every level over all servers, interleaved (default 2; 1 with --smoke)")
+    parser.add_argument("--byid-users", type=int, default=None,
+                        help="users of the predict-by-id level on the shipped server (default: 32, as nodrift; 0: none)")
+    parser.add_argument("--no-scoring", action="store_true",
+                        help="skip bench/scoring.py (batch scoring; run after the servers stopped)")
     parser.add_argument("--bulk-users", type=int, default=4)
     parser.add_argument("--bulk-size", type=int, default=1000)
     parser.add_argument("--bulk-duration", type=float, default=None)
@@ -561,11 +773,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if min(args.levels) < 1 or args.duration <= 0 or args.bulk_duration <= 0 or args.bulk_users < 0:
         parser.error("levels must be at least 1 user, durations positive, --bulk-users 0 or more")
-    unknown = set(args.servers.split(",")) - {"shipped", "nobatch", "fastapi", ""}
+    unknown = set(args.servers.split(",")) - {*SERVER_NAMES, ""}
     if unknown:
-        parser.error(f"unknown --servers {sorted(unknown)}; choose from shipped, nobatch, fastapi")
+        parser.error(f"unknown --servers {sorted(unknown)}; choose from {', '.join(SERVER_NAMES)}")
+    # The level of the settings' cost and of predict by id: 32 users (in --smoke, whose only level is 16: 16).
+    args.focus = 32 if 32 in args.levels else max(args.levels)
+    if args.byid_users is None:
+        args.byid_users = args.focus
+    if args.byid_users < 0:
+        parser.error("--byid-users must be 0 or more")
     args.project = args.project.resolve()
     return args
+
+
+SERVER_NAMES = ("shipped", "nobatch", "fastapi", "nodrift", "payloadlog")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -576,6 +797,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="tabserve-bench-home-"))
     workdir = Path(tempfile.mkdtemp(prefix="tabserve-bench-work-"))
+    args.workdir = workdir
+    args.feature_db = f"sqlite:///{workdir / 'features.db'}"
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", "PYTHONUNBUFFERED": "1"}
     env.pop("MODEL_TAG", None)
     env["PYTHONPATH"] = str(args.project)
@@ -598,6 +821,10 @@ def main(argv: list[str] | None = None) -> int:
             inproc_runs.append({"omp": omp if omp == "1" else env.get("OMP_NUM_THREADS", "default"), **json.loads(out.stdout)})
             print(f"  in-process OMP={omp}: {inproc_runs[-1]['batches']}", flush=True)
         best_bulk = max(r["batches"][str(args.bulk_size)]["rows_per_s"] for r in inproc_runs)
+        if args.byid_users:  # the feature table of the predict-by-id level, numbered rows of the training data
+            subprocess.run([sys.executable, "-m", "tabserve.features", "load", str(args.project / "data" / "penguins.csv"),
+                            "--id-column", "penguin_id", "--number-rows", "--db", args.feature_db],
+                           cwd=args.project, env=env, check=True, timeout=120)
         results = {
             "smoke": args.smoke,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -606,31 +833,45 @@ def main(argv: list[str] | None = None) -> int:
             "config": {"levels": args.levels, "duration_s": args.duration, "rounds": args.rounds, "bulk_users": args.bulk_users,
                        "bulk_size": args.bulk_size, "bulk_duration_s": args.bulk_duration,
                        "baseline": {"workers": args.baseline_workers, "mode": args.baseline_mode, "omp": args.baseline_omp},
-                       "server_env": " ".join(args.server_env)},
+                       "server_env": " ".join(args.server_env), "focus_users": args.focus,
+                       "byid_users": args.byid_users},
             "inprocess": {"runs": inproc_runs, "best_rows_per_s_at_1000": best_bulk},
             "servers": [],
         }
+        loads = ([str(u) for u in args.levels] + (["byid"] if args.byid_users else [])
+                 + (["bulk"] if args.bulk_users else []))
         running: list[Running] = []
-        for index in range(len(servers(args, 0))):
+        for index, server in enumerate(servers(args, 0)):
+            if not any(server.takes(level) for level in loads):
+                continue
             port = free_port()
             running.append(start_server(servers(args, port)[index], args, env, workdir, port))
-        loads = [int(u) for u in args.levels] + ([None] if args.bulk_users else [])
-        for users in loads:
+        in_order = sorted(running, key=lambda run: RUN_ORDER.get(run.server.name, 5))
+        for level in loads:
+            taking = [run for run in in_order if run.server.takes(level)]
             for round_no in range(1, args.rounds + 1):
-                for run in running if round_no % 2 else running[::-1]:
-                    stats = measure(run, users, args, workdir, env, round_no)
-                    run.rounds.setdefault("bulk" if users is None else str(users), []).append(stats)
+                for run in taking if round_no % 2 else taking[::-1]:
+                    run.rounds.setdefault(level, []).append(measure(run, level, args, workdir, env, round_no))
         results["servers"] = [finish(run) for run in running]
+        _kill_all()
         results["load_after"] = [round(x, 2) for x in os.getloadavg()]
         results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         results["wall_s"] = round(time.perf_counter() - started, 1)
         results["targets"] = targets(results)
-        (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        write_markdown(results, args.out / "results.md")
-        write_plot(results, args.out / "results.png")
+        log_cost = variant_cost(results, "payloadlog")
+        if log_cost:
+            logged = next(s for s in results["servers"] if s["name"] == "payloadlog").get("payload_log", {})
+            results["payload_log"] = {**log_cost, **logged}
+        write_results(results, args.out)
+        status = 0
+        if not args.no_scoring:  # after the load test, never beside it: both would measure the other
+            results["scoring"] = run_scoring(args)
+            status = 1 if "error" in results["scoring"] else 0
+            results["wall_s"] = round(time.perf_counter() - started, 1)
+            write_results(results, args.out)
         print((args.out / "results.md").read_text())
         print(f"wrote {args.out}/results.{{json,md,png}} in {results['wall_s']} s")
-        return 0
+        return status
     finally:
         _kill_all()
         shutil.rmtree(home, ignore_errors=True)

@@ -1,11 +1,11 @@
-# `make bench`: the load test (bench/README.md). Not part of `make test`; takes about 9 minutes.
-# BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS="--servers shipped,fastapi --levels 32".
+# `make bench`: the load test, then batch scoring (bench/README.md). Not part of `make test`; takes about 15 minutes.
+# BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS="--servers shipped,fastapi --levels 32 --no-scoring".
 BENCH_ARGS ?=
 
 .PHONY: bench bench-smoke
 
-bench: $(INSTALLED)  ## benchmark: batched service vs batching off vs a FastAPI baseline -> bench/results/
+bench: $(INSTALLED)  ## benchmark: batched service vs batching off vs FastAPI, drift/payload log cost, by id, batch scoring -> bench/results/
 	$(BIN)/python bench/run.py --out bench/results $(BENCH_ARGS)
 
-bench-smoke: $(INSTALLED)  ## the benchmark's CI mode (a few seconds per server), into a temp dir
+bench-smoke: $(INSTALLED)  ## the benchmark's CI mode (a few seconds per server, scoring local only), into a temp dir
 	$(BIN)/python bench/run.py --smoke --out $$(mktemp -d) $(BENCH_ARGS)

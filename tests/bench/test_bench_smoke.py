@@ -1,6 +1,7 @@
-"""CI smoke run of the benchmark (bench/run.py --smoke): it runs end to end against all three servers,
-writes its files, sees no errors, and the batched service really batches under concurrency.
-No timing thresholds: the cores are shared, timings are noise here."""
+"""CI smoke run of the benchmark (bench/run.py --smoke): it runs end to end against all its servers,
+writes its files, sees no errors, and the batched service really batches under concurrency; the
+settings' costs (drift counting off, payload log on), the predict-by-id level and batch scoring (local
+engine, a few rows) are reported. No timing thresholds: the cores are shared, timings are noise here."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ _missing = [name for name in ("locust", "fastapi") if importlib.util.find_spec(n
 pytestmark = [
     pytest.mark.served,  # bench/run.py starts the servers it measures
     pytest.mark.slow,
-    pytest.mark.timeout(300),
+    pytest.mark.timeout(480),
     pytest.mark.skipif(bool(_missing), reason=f"the benchmark needs the dev extras: {_missing}"),
 ]
 
@@ -31,14 +32,14 @@ def smoke(tmp_path_factory) -> Path:
     env = {k: v for k, v in os.environ.items() if k not in ("BENTOML_HOME", "MODEL_TAG")}
     proc = subprocess.run(
         [sys.executable, "bench/run.py", "--smoke", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=280,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=450,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
 
 
 def test_writes_json_markdown_and_plot(smoke):
-    for name in ("results.json", "results.md", "results.png"):
+    for name in ("results.json", "results.md", "results.png", "scoring.json", "scoring.md"):
         assert (smoke / name).stat().st_size > 0, name
     assert (smoke / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| server | users | ok req/s" in (smoke / "results.md").read_text()
@@ -46,13 +47,16 @@ def test_writes_json_markdown_and_plot(smoke):
 
 def test_every_server_answered_without_errors(smoke):
     results = json.loads((smoke / "results.json").read_text())
-    assert [s["name"] for s in results["servers"]] == ["shipped", "nobatch", "fastapi"]
+    assert [s["name"] for s in results["servers"]] == ["shipped", "nobatch", "fastapi", "nodrift", "payloadlog"]
     for server in results["servers"]:
         assert server["cold_start_s"] > 0 and server["peak_rss_mb"] > 0
         for users, level in server["levels"].items():
             assert level["requests"] > 0, (server["name"], users)
             assert level["errors"] == 0, (server["name"], users, level)
-        assert server["bulk"]["requests"] > 0 and server["bulk"]["errors"] == 0, server["name"]
+        if server["name"] in ("nodrift", "payloadlog"):  # the settings' variants: one level, no bulk
+            assert list(server["levels"]) == [str(results["config"]["focus_users"])] and "bulk" not in server
+        else:
+            assert server["bulk"]["requests"] > 0 and server["bulk"]["errors"] == 0, server["name"]
     assert results["inprocess"]["best_rows_per_s_at_1000"] > 0
 
 
@@ -73,3 +77,42 @@ def test_the_prediction_cache_does_not_answer_for_the_model(smoke):
                 assert level["cache_hit_rate"] is None
             else:
                 assert level["cache_hit_rate"] is not None and level["cache_hit_rate"] < 0.05, (server["name"], users)
+
+
+def test_the_settings_costs_are_ratios_of_the_same_rounds(smoke):
+    """Drift counting's cost (a target) and the payload log's (a number), each a ratio to the shipped server."""
+    results = json.loads((smoke / "results.json").read_text())
+    drift = results["targets"]["drift_cost"]
+    assert drift["users"] == results["config"]["focus_users"]
+    assert drift["value"] is not None and len(drift["by_round"]) == results["config"]["rounds"]
+    assert isinstance(drift["met"], bool)
+    log = results["payload_log"]
+    assert log["ratio"] is not None and log["ratio"] > 0
+    # A line per record it answered (warm-up included), plus the requests in flight as Locust stopped each
+    # round: the server answers and logs them, Locust leaves them out of its count (a few per user).
+    assert log["answered"] > 0
+    in_flight = results["config"]["focus_users"] * results["config"]["rounds"]
+    assert 0.95 * log["answered"] <= log["lines"] <= log["answered"] + 5 * in_flight, log
+    text = (smoke / "results.md").read_text()
+    assert "drift counting costs <= 5 %" in text and "Payload log:" in text
+
+
+def test_predict_by_id_level_splits_lookup_and_model_time(smoke):
+    results = json.loads((smoke / "results.json").read_text())
+    shipped = next(s for s in results["servers"] if s["name"] == "shipped")
+    byid = shipped["byid"]
+    assert byid["requests"] > 0 and byid["errors"] == 0, byid
+    assert byid["lookup_ms"] > 0 and byid["model_call_ms"] > 0
+    assert byid["lookup_count"] > 0 and byid["model_count"] > 0
+    assert byid["bottleneck"] in ("feature lookup", "model call")
+    assert "Predict by id" in (smoke / "results.md").read_text()
+
+
+def test_batch_scoring_runs_after_the_load_local_engine_only(smoke):
+    results = json.loads((smoke / "results.json").read_text())
+    scoring = results["scoring"]
+    assert "error" not in scoring, scoring
+    assert {run["engine"] for run in scoring["runs"]} == {"local"}  # smoke mode: no Spark
+    assert all(run["rows"] == scoring["rows"] and run["rows_per_s"] > 0 for run in scoring["runs"])
+    assert scoring["started"] >= results["finished"]  # never beside the load test
+    assert "Batch scoring" in (smoke / "results.md").read_text()
