@@ -35,6 +35,7 @@ from tabserve.serving.model_link import ModelLink
 
 logger = logging.getLogger("tabserve")
 bentoml_fixes.apply()  # what this project changes in BentoML's internals, each with a version guard
+bentoml_fixes.template_endpoint_labels(metrics.endpoint_label)  # /metrics: route templates, not one series per id
 
 # Fail at start with one line naming the tag and the fix, not a traceback at the first request.
 try:

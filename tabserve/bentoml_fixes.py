@@ -40,6 +40,11 @@ The touchpoints; each has a test in tests/test_bentoml_fixes.py that fails when 
    context variables of bentoml._internal.monitoring.base (`monitor_record_vars`); each line carries the
    request id BentoML's `X-BentoML-Request-ID` header shows, from bentoml._internal.context (`request_ids`).
    Tested in tests/serving/test_payload_log.py.
+7. `template_endpoint_labels`: BentoML's HTTP metrics (bentoml._internal.server.http.instruments,
+   RunnerTrafficMetricsMiddleware, which 1.4 services use) label every request with its raw path, so each entity id
+   (/v1/entities/42/predict), feature name or random 404 path became series of its own on /metrics, without
+   bound, and a path with a control character broke the exposition for Prometheus' parser. Here the three
+   metrics it labels are wrapped so `endpoint` is the route template (or "other").
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import bentoml
 
@@ -248,3 +253,33 @@ def request_ids() -> tuple[Any, Any]:
     from bentoml._internal.context import trace_context
 
     return trace_context.request_id, trace_context.trace_id
+
+
+class _TemplatedEndpoint:
+    """A metric whose `labels(endpoint=path, ...)` records `template(path)` instead."""
+
+    def __init__(self, metric: Any, template: Callable[[str], str]) -> None:
+        self._metric, self._template = metric, template
+
+    def labels(self, *args: Any, **labels: Any) -> Any:
+        if "endpoint" in labels:
+            labels["endpoint"] = self._template(labels["endpoint"])
+        return self._metric.labels(*args, **labels)
+
+
+def template_endpoint_labels(template: Callable[[str], str]) -> None:
+    """Label BentoML's request metrics with `template(path)`, not the raw path; idempotent."""
+    require_checked_bentoml()
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware as Middleware
+
+    if getattr(Middleware._setup, "_tabserve", False):
+        return
+    original = Middleware._setup
+
+    def _setup(self, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        for name in ("metrics_request_total", "metrics_request_duration", "metrics_request_in_progress"):
+            setattr(self, name, _TemplatedEndpoint(getattr(self, name), template))
+
+    _setup._tabserve = True  # type: ignore[attr-defined]
+    Middleware._setup = _setup

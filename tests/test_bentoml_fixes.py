@@ -260,3 +260,15 @@ def test_a_saved_version_is_in_the_layout_bentoml_reads(tmp_path):
 
 def test_the_store_folder_is_bentomls(bentoml_home):
     assert bentoml_fixes.model_store_root() == bentoml_home / "models"
+
+
+def test_the_request_metrics_labelled_by_path_are_still_set_up_in_one_place():
+    """Touchpoint 7 wraps the three metrics RunnerTrafficMetricsMiddleware._setup makes and labels by endpoint."""
+    import inspect
+
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
+
+    source = inspect.getsource(RunnerTrafficMetricsMiddleware)
+    for name in ("metrics_request_total", "metrics_request_duration", "metrics_request_in_progress"):
+        assert f"self.{name} = " in source and f"self.{name}.labels(" in source
+    assert 'endpoint = scope["path"]' in source  # the raw path it labels with

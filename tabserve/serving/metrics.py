@@ -100,6 +100,17 @@ ROUTES = [(re.compile(pattern), template) for pattern, template in [
 EXACT = {template for pattern, template in ROUTES if pattern.pattern == template}
 
 
+# Routes without parameters that BentoML itself serves (probes, docs, metrics): kept as they are in the
+# `endpoint` label of BentoML's request metrics; any other unknown path is "other".
+PLAIN_PATHS = frozenset({"/", "/docs.json", "/readyz", "/livez", "/healthz", "/metrics", "/predict_bulk"})  # the last: ModelService
+
+
+def endpoint_label(path: str) -> str:
+    """The `endpoint` label of BentoML's request metrics: a route template, never a raw path with ids."""
+    label = route_label(path)
+    return path if label == "other" and path in PLAIN_PATHS else label
+
+
 @lru_cache(maxsize=4096)
 def route_label(path: str) -> str:
     """The route template a path matches, or "other"."""
