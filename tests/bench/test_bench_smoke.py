@@ -88,11 +88,11 @@ def test_the_settings_costs_are_ratios_of_the_same_rounds(smoke):
     assert isinstance(drift["met"], bool)
     log = results["payload_log"]
     assert log["ratio"] is not None and log["ratio"] > 0
-    # A line per record it answered (warm-up included), plus the requests in flight as Locust stopped each
-    # round: the server answers and logs them, Locust leaves them out of its count (a few per user).
+    # A line per record it answered (warm-up included), plus the requests still in flight as Locust stopped
+    # each round: the server answers and logs them, Locust leaves them out of its count (a few per user; in
+    # a 3 s smoke round on a busy machine up to a third of the total). Two lines per record would be a bug.
     assert log["answered"] > 0
-    in_flight = results["config"]["focus_users"] * results["config"]["rounds"]
-    assert 0.95 * log["answered"] <= log["lines"] <= log["answered"] + 5 * in_flight, log
+    assert 0.95 * log["answered"] <= log["lines"] < 2 * log["answered"], log
     text = (smoke / "results.md").read_text()
     assert "drift counting costs <= 5 %" in text and "Payload log:" in text
 
