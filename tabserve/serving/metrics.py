@@ -68,8 +68,9 @@ def observe_cache_error(operation: str) -> None:
     _metrics()["cache_errors"].labels(operation=operation).inc()
 
 
-def observe_refusal(endpoint: str, status: int) -> None:
-    _metrics()["validation_errors"].labels(endpoint=endpoint, status=str(status)).inc()
+def observe_refusal(path: str, status: int) -> None:
+    # The route template, not the path: an entity id or a fuzzer's bytes must not become a series.
+    _metrics()["validation_errors"].labels(endpoint=endpoint_label(path), status=str(status)).inc()
 
 
 def observe_pipeline_call(api: str, records: int) -> None:
