@@ -3,15 +3,18 @@ a model service (batched inference), both in one Bento.
 
     bentoml serve                      # serves service:PredictionService, as bentofile.yaml says
     MODEL_TAG=my_model bentoml serve   # another model from the store
+    CHALLENGER_TAG=penguins:v2 bentoml serve   # and a challenger scored in its shadow (tabserve/serving/versions.py)
 
 The request and response types are built at import from the served model's feature schema,
 so Swagger (/) documents exactly the fields, categories and ranges the model was trained on.
 """
 
+import asyncio
 import gc
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,11 +30,14 @@ from bentoml.validators import ContentType
 from tabserve import bentoml_fixes
 from tabserve.core import config, pipeline, store
 from tabserve.core.errors import InvalidInput, ModelUnavailable, TabserveError
+from tabserve.core.card import ModelCard
 from tabserve.serving import csv_scoring, drift, entities, gate, metrics, oip, payload_log, v1_app
 from tabserve.serving.api_types import ApiTypes, error_response, shape
 from tabserve.serving.batching import InFlightBatcher
 from tabserve.serving.cache import PredictionCache, open_cache
 from tabserve.serving.model_link import ModelLink
+from tabserve.serving.shadow import ShadowScorer
+from tabserve.serving.versions import ModelVersions, is_watchable
 
 logger = logging.getLogger("tabserve")
 bentoml_fixes.apply()  # what this project changes in BentoML's internals, each with a version guard
@@ -39,15 +45,77 @@ bentoml_fixes.template_endpoint_labels(metrics.endpoint_label)  # /metrics: rout
 
 # Fail at start with one line naming the tag and the fix, not a traceback at the first request.
 try:
-    MODEL, CARD = store.served_model(config.MODEL_TAG)
+    MODEL, CARD = store.served_model(config.MODEL_TAG)  # the champion: every unversioned route answers with it
+    CHALLENGER, CHALLENGER_CARD = store.served_model(config.CHALLENGER_TAG) if config.CHALLENGER_TAG else (None, None)
+    EXTRAS = [store.served_model(tag) for tag in config.EXTRA_MODEL_TAGS]  # answered on /v1/models/{version}/predict
 except TabserveError as exc:
     sys.exit(f"error: {exc}")
+if CHALLENGER_CARD is not None and (problem := CARD.incompatibility(CHALLENGER_CARD)):
+    sys.exit(f"error: CHALLENGER_TAG={CHALLENGER_CARD.tag} cannot be scored on the champion's records: {problem}; train it on the same columns")
+if config.MODEL_WATCH_S and not is_watchable(config.MODEL_TAG):
+    sys.exit(f"error: MODEL_WATCH_S needs MODEL_TAG to name a model that can move (name or name:latest), not the fixed version {config.MODEL_TAG!r}")
 # The API's types come from the model's feature schema: Swagger documents exactly what it was trained on.
 TYPES = ApiTypes.from_card(CARD, max_records=config.MAX_BATCH_RECORDS)
 Record, Prediction, BatchRequest, BatchResponse = TYPES.record, TYPES.prediction, TYPES.batch_request, TYPES.batch_response
 
 
-@bentoml.service(
+class ModelService:
+    """Runs the pipelines. Concurrent single-record calls are merged into one pipeline call.
+
+    Each item names the model version that predicts it ({"model": tag, "record": {...}}): the entry chose
+    it when the request started. Versions are loaded on first use (the checksum verified) and kept, so a
+    request in flight while the champion changes finishes on its version."""
+
+    # Declared on the class so `bentoml build` packs them (and a built Bento serves them in these roles).
+    model = MODEL
+    challenger = CHALLENGER
+
+    def __init__(self) -> None:
+        self.pipelines: dict[str, tuple[Any, Any]] = {}
+        self._loading = threading.Lock()
+        for card in (CARD, CHALLENGER_CARD):
+            if card is not None:
+                self._pipeline(card.tag)
+        gc.freeze()  # see PredictionService.__init__
+
+    def _pipeline(self, tag: str) -> tuple[Any, Any]:
+        """(pipeline, schema) of a version: loaded once, checksum verified (ModelCorrupted otherwise)."""
+        held = self.pipelines.get(tag)
+        if held is None:
+            with self._loading:
+                if tag not in self.pipelines:
+                    stored = bentoml.models.get(tag)
+                    store.verify(stored)
+                    self.pipelines[tag] = (store.load_pipeline(stored), ModelCard.from_model(stored).schema)
+                held = self.pipelines[tag]
+        return held
+
+    def _predict(self, api: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        metrics.observe_pipeline_call(api, len(items))
+        tags = {item["model"] for item in items}
+        if len(tags) == 1:  # the usual case: one version
+            return pipeline.predict_records(*self._pipeline(tags.pop()), [item["record"] for item in items])
+        results: list[Any] = [None] * len(items)
+        for tag in tags:  # a batch merged across versions (a challenger, a versioned route): one call per version
+            where = [i for i, item in enumerate(items) if item["model"] == tag]
+            for i, result in zip(where, pipeline.predict_records(*self._pipeline(tag), [items[i]["record"] for i in where])):
+                results[i] = result
+        return results
+
+    @bentoml.api(batchable=True, max_batch_size=config.MAX_BATCH_SIZE, max_latency_ms=config.MAX_LATENCY_MS)
+    def predict(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self._predict("predict", items)
+
+    @bentoml.api
+    def predict_bulk(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Already a batch (from /predict_batch or /predict_csv): no queueing needed."""
+        return self._predict("predict_bulk", items)
+
+
+# Other held versions are packed too: one class attribute each, set before the class becomes a service.
+for _i, (_model, _card) in enumerate(EXTRAS):
+    setattr(ModelService, f"extra_model_{_i}", _model)
+ModelService = bentoml.service(
     workers=config.MODEL_WORKERS,
     threads=config.MODEL_THREADS,
     traffic={"timeout": config.REQUEST_TIMEOUT_S},
@@ -56,32 +124,12 @@ Record, Prediction, BatchRequest, BatchResponse = TYPES.record, TYPES.prediction
     # 300 s) and closes the old one under calls still in flight, which fail with ServerDisconnected.
     # One pool for the life of the process avoids that.
     runner_connection={"max_requests": 2**62, "max_age": 10.0**12},
-)
-class ModelService:
-    """Runs the pipeline. Concurrent single-record calls are merged into one pipeline call."""
-
-    model = MODEL
-
-    def __init__(self) -> None:
-        self.pipeline = store.load_pipeline(self.model)
-        self.schema = CARD.schema
-        gc.freeze()  # see PredictionService.__init__
-
-    @bentoml.api(batchable=True, max_batch_size=config.MAX_BATCH_SIZE, max_latency_ms=config.MAX_LATENCY_MS)
-    def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        metrics.observe_pipeline_call("predict", len(records))
-        return pipeline.predict_records(self.pipeline, self.schema, records)
-
-    @bentoml.api
-    def predict_bulk(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Already a batch (from /predict_batch or /predict_csv): no queueing needed."""
-        metrics.observe_pipeline_call("predict_bulk", len(records))
-        return pipeline.predict_records(self.pipeline, self.schema, records)
+)(ModelService)
 
 
 # GET /v1/entities/{id}/predict reads the features from the feature table (FEATURE_DB_URL), lazily.
 @bentoml.asgi_app(v1_app.create_app(CARD, Record, Prediction, config.serving_settings(), predictor=bentoml.get_current_service,
-                                    entities=entities.EntityLookup.from_config(CARD.schema)), path="/v1")
+                                    entities=entities.EntityLookup.from_config(CARD.schema), admin_key=config.ADMIN_KEY), path="/v1")
 # The Open Inference Protocol V2 (KServe, Triton, MLServer clients), through the same cache and batching.
 @bentoml.asgi_app(oip.create_app(CARD, Record, predictor=bentoml.get_current_service, max_records=config.MAX_BATCH_RECORDS), path="/v2")
 @bentoml.service(
@@ -91,19 +139,27 @@ class ModelService:
     # /readyz asks __is_ready__ below instead: BentoML's own probe of the model service can hang
     # when the model worker is gone but its socket still listens.
     runner_probe={"enabled": False},
-    labels={"model": CARD.tag, "task": CARD.task},
+    # The roles, recorded in a built Bento's bento.yaml: it serves its versions in them with no environment variable.
+    labels={"model": CARD.tag, "task": CARD.task, **({"challenger": CHALLENGER_CARD.tag} if CHALLENGER_CARD else {}),
+            **({"extra_models": ",".join(card.tag for _, card in EXTRAS)} if EXTRAS else {})},
 )
 class PredictionService:
-    """Typed prediction endpoints for the model named by MODEL_TAG."""
+    """Typed prediction endpoints for the model named by MODEL_TAG (the champion), and its other held versions."""
 
     model_service = bentoml.depends(ModelService)
 
     def __init__(self) -> None:
         self.model = ModelLink(lambda: self.model_service, timeout_s=config.MODEL_TIMEOUT_S)
+        # Which version answers: the champion, a canary share for the challenger, a version named in the path;
+        # the champion can change while serving (MODEL_WATCH_S, POST /v1/admin/promote).
+        self.versions = ModelVersions(CARD, CHALLENGER_CARD, [card for _, card in EXTRAS], watch=config.MODEL_TAG if config.MODEL_WATCH_S else "",
+                                      watch_s=config.MODEL_WATCH_S, canary_percent=config.CANARY_PERCENT)
         # In-process LRU, or Redis shared by every worker and replica when REDIS_URL is set (tabserve/serving/cache.py).
         self.cache = open_cache(config.PREDICTION_CACHE_SIZE, config.REDIS_URL, config.CACHE_TTL_S, config.REDIS_TIMEOUT_MS)
         # Concurrent /predict records cross to the model service together (tabserve/serving/batching.py).
-        self.batcher = InFlightBatcher(lambda records: self.model.call("predict", records), config.MAX_BATCH_SIZE)
+        self.batcher = InFlightBatcher(lambda items: self.model.call("predict", items), config.MAX_BATCH_SIZE)
+        # The challenger's shadow predictions, off the answer's path (tabserve/serving/shadow.py).
+        self.shadow = ShadowScorer(self._score_shadow, config.MAX_BATCH_SIZE, self.versions.path.parent, redact=payload_log.redacted)
         # The objects of startup (modules, the app, the model) live forever: keep them out of the full
         # garbage collections, which otherwise rescan them every second or so under load (~100 ms each).
         gc.freeze()
@@ -114,9 +170,12 @@ class PredictionService:
         return await self.model.is_up()
 
     @bentoml.on_startup
-    async def start_drift_sampler(self) -> None:
-        """Sample the drift counters of every worker and refresh the PSI gauges (tabserve/serving/drift.py)."""
+    async def start_background_tasks(self) -> None:
+        """Sample the drift counters of every worker and refresh the PSI gauges (tabserve/serving/drift.py);
+        follow the champion's changes (tabserve/serving/versions.py)."""
         drift.monitor(CARD).start()
+        self.versions.on_swap.append(lambda card: drift.monitor(card).start())
+        self._follower = asyncio.get_running_loop().create_task(self.versions.follow(self._warm), name="tabserve-versions")
 
     @bentoml.api(route="/predict")
     async def predict(self, record: Record, /, ctx: bentoml.Context) -> Prediction:
@@ -126,7 +185,7 @@ class PredictionService:
         except ModelUnavailable as exc:
             return error_response(ctx, exc.status, str(exc))
         ctx.response.headers["X-Cache"] = "hit" if hit else "miss"
-        return Prediction(**item, model=CARD.tag)
+        return Prediction(**item)
 
     @bentoml.api(route="/predict_batch", input_spec=BatchRequest)
     async def predict_batch(self, records: list[Record]) -> BatchResponse:
@@ -135,7 +194,7 @@ class PredictionService:
             predictions = await self.predict_many([r.model_dump() for r in records])
         except ModelUnavailable as exc:
             return error_response(None, exc.status, str(exc))
-        return BatchResponse(predictions=predictions, model=CARD.tag)
+        return BatchResponse(predictions=predictions, model=predictions[0]["model"])
 
     @bentoml.api(route="/predict_csv")
     async def predict_csv(self, file: Path, ctx: bentoml.Context) -> Annotated[str, ContentType("text/csv")]:
@@ -144,56 +203,82 @@ class PredictionService:
         Id and dropped columns of the training file pass through. One bad row refuses the file (400
         listing the rows) unless `?on_error=skip` (or header X-On-Error: skip): then the good rows are
         predicted and an `error` column names each bad row's problem (X-Failed-Rows counts them).
+        X-Model names the version that answered.
         """
         on_error = ctx.request.query_params.get("on_error") or ctx.request.headers.get("x-on-error") or "fail"
         if on_error not in ("fail", "skip"):
             return error_response(ctx, 400, f"invalid input: on_error must be 'fail' or 'skip', not {on_error!r}")
+        card = self.versions.champion
         try:
             scoring = csv_scoring.records_from_csv(file.read_bytes(), CARD, Record, config.MAX_CSV_ROWS, skip_bad_rows=on_error == "skip")
-            results = await self.model.call("predict_bulk", scoring.records) if scoring.records else []
+            results = await self.model.call("predict_bulk", tagged(card, scoring.records)) if scoring.records else []
         except InvalidInput as exc:
             return error_response(ctx, exc.status, exc.message, exc.detail)
         except ModelUnavailable as exc:
             return error_response(ctx, exc.status, str(exc))
         ctx.response.headers["X-Failed-Rows"] = str(scoring.failed)
-        return csv_scoring.csv_with_predictions(scoring, self._answers(results, scoring.records), CARD)
+        ctx.response.headers["X-Model"] = card.tag
+        return csv_scoring.csv_with_predictions(scoring, self._answers(results, scoring.records, card), CARD)
 
-    async def predict_one(self, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """One record through the cache, then the batched model service: (answer, cache hit)."""
-        key = PredictionCache.key(CARD.tag, values)
+    async def predict_one(self, values: dict[str, Any], card: ModelCard | None = None) -> tuple[dict[str, Any], bool]:
+        """One record through the cache, then the batched model service: (answer, cache hit). `card`: the
+        version to answer with; by default the champion (or the challenger, for a canary share)."""
+        card = card or self.versions.for_record(values)  # read once: a swap mid-request does not change it
+        key = PredictionCache.key(card.tag, values)
         cached = await self.cache.get(key)  # None on a miss, and when Redis fails (counted on /metrics)
         if self.cache.enabled:
             metrics.observe_cache(hit=cached is not None)
         if cached is not None:
-            self._observe([values], [cached], [CARD.schema.out_of_range(values)])
+            cached.setdefault("model", card.tag)  # an entry cached before answers carried their tag
+            self._observe([values], [cached], [CARD.schema.out_of_range(values)], card)
             return cached, True
         if config.ADAPTIVE_BATCHING:
-            result = await self.batcher.submit(values)
+            result = await self.batcher.submit({"model": card.tag, "record": values})
         else:
-            [result] = await self.model.call("predict_bulk", [values])
-        [answer] = self._answers([result], [values])
+            [result] = await self.model.call("predict_bulk", tagged(card, [values]))
+        [answer] = self._answers([result], [values], card)
         await self.cache.put(key, answer)
         return answer, False
 
-    async def predict_many(self, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Records that are already a batch (/predict_batch, /v2 infer) through the model service's bulk API; answers in order."""
-        results = await self.model.call("predict_bulk", values)
-        return self._answers(results, values)
+    async def predict_many(self, values: list[dict[str, Any]], card: ModelCard | None = None) -> list[dict[str, Any]]:
+        """Records that are already a batch (/predict_batch, /v2 infer) through the model service's bulk API,
+        all with one version (the champion by default); answers in order."""
+        card = card or self.versions.champion
+        results = await self.model.call("predict_bulk", tagged(card, values))
+        return self._answers(results, values, card)
 
-    def _answers(self, results: list[dict[str, Any]], values: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Model results as API items (with warnings), observed."""
+    def _answers(self, results: list[dict[str, Any]], values: list[dict[str, Any]], card: ModelCard) -> list[dict[str, Any]]:
+        """Model results as API items (with warnings and the answering version's tag), observed."""
         flagged = [CARD.schema.out_of_range(v) for v in values]
-        answers = [shape(r, f) for r, f in zip(results, flagged)]
-        self._observe(values, answers, flagged)
+        answers = [shape(r, f, card.tag) for r, f in zip(results, flagged)]
+        self._observe(values, answers, flagged, card)
         return answers
 
-    @staticmethod
-    def _observe(values: list[dict[str, Any]], answers: list[dict[str, Any]], flagged: list[dict[str, str]]) -> None:
+    def _observe(self, values: list[dict[str, Any]], answers: list[dict[str, Any]], flagged: list[dict[str, str]], card: ModelCard) -> None:
         """Every answer, from the model or the cache: counted on /metrics (per label, out-of-range inputs),
-        into the drift reference's bins (/v1/drift), and written to the payload log when PAYLOAD_LOG=1."""
-        metrics.observe_predictions(CARD.tag, answers, flagged)
-        drift.monitor(CARD).observe(values, answers)
+        into the drift reference's bins (/v1/drift), written to the payload log when PAYLOAD_LOG=1, and
+        the champion's scored by the challenger in its shadow (CHALLENGER_TAG)."""
+        metrics.observe_predictions(card.tag, answers, flagged)
+        drift.monitor(self.versions.champion).observe(values, answers)
         payload_log.observe(values, answers)
+        if card is self.versions.champion:
+            self.shadow.observe(card, self.versions.challenger, values, answers)
+
+    async def _score_shadow(self, challenger: ModelCard, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return await self.model.call("predict_bulk", tagged(challenger, values))
+
+    async def _warm(self, card: ModelCard) -> None:
+        """Before a new version becomes champion: the model service loads it (verifying its checksum) and
+        predicts the schema's example rows with it."""
+        examples = [card.schema.example()]
+        results = await self.model.call("predict_bulk", tagged(card, examples))
+        if len(results) != len(examples):
+            raise RuntimeError(f"{len(results)} answers for {len(examples)} example rows")
+
+
+def tagged(card: ModelCard, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records as the model service takes them: each with the tag of the version that predicts it."""
+    return [{"model": card.tag, "record": record} for record in records]
 
 
 PredictionService.add_asgi_middleware(oip.ServerRoot)  # GET /v2 itself, not only /v2/

@@ -39,7 +39,7 @@ def shifted(records: list[dict]) -> list[dict]:
 def write_log(directory, model, records, redact=(), tag=None) -> None:
     """Records predicted by the model's pipeline, written by the payload log as the service writes them."""
     card = ModelCard.from_model(model)
-    answers = [shape(r, card.schema.out_of_range(v)) for r, v in zip(pipeline.predict_records(store.load_pipeline(model), card.schema, records), records)]
+    answers = [shape(r, card.schema.out_of_range(v), tag or card.tag) for r, v in zip(pipeline.predict_records(store.load_pipeline(model), card.schema, records), records)]
     log = PayloadLog(tag or card.tag, card.schema.names, directory, redact=redact, salt="s" if redact else "", name=f"r{uuid.uuid4().hex[:8]}")
     for i in range(0, len(records), 50):
         log.observe(records[i:i + 50], answers[i:i + 50])

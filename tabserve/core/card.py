@@ -72,6 +72,28 @@ class ModelCard:
         """The card of a stored model version (a bentoml.Model)."""
         return cls.from_metadata(model.info.metadata, str(model.tag), model.info.creation_time.isoformat())
 
+    def incompatibility(self, other: ModelCard) -> str | None:
+        """Why `other` cannot answer behind this version's API types (the request and answer types are built
+        from a card at start), or None when it can. Columns, their kinds and the classes must match; a
+        categorical feature may gain categories (the API keeps accepting this version's until a restart) but
+        not lose one the API accepts. Ranges, examples and metrics may differ."""
+        if other.task != self.task:
+            return f"the task changed from {self.task} to {other.task}"
+        if other.schema.names != self.schema.names:
+            added = [n for n in other.schema.names if n not in self.schema.names]
+            removed = [n for n in self.schema.names if n not in other.schema.names]
+            changes = [f"added {', '.join(added)}"] * bool(added) + [f"removed {', '.join(removed)}"] * bool(removed)
+            return f"the feature columns changed ({'; '.join(changes) or 'reordered'})"
+        for old, new in zip(self.schema.features, other.schema.features):
+            if old.kind != new.kind:
+                return f"feature {old.name!r} changed from {old.type_name} to {new.type_name}"
+            lost = [c for c in old.categories or [] if c not in (new.categories or [])]
+            if lost:
+                return f"feature {old.name!r} lost categories the API accepts: {', '.join(map(str, lost))}"
+        if sorted(map(str, self.classes or [])) != sorted(map(str, other.classes or [])):
+            return f"the classes changed from {self.classes} to {other.classes}"
+        return None
+
     def to_dict(self, serving: dict[str, Any] | None = None) -> dict[str, Any]:
         """The card as /v1/model shows it."""
         return {

@@ -24,6 +24,20 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def _float(name: str, default: float, minimum: float = 0.0) -> float:
+    """A decimal setting; a bad value stops the process with one line naming the variable."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"error: {name}={raw!r} is not a number") from None
+    if not value >= minimum or value == float("inf"):
+        raise SystemExit(f"error: {name}={raw} must be a finite number of at least {minimum:g}")
+    return value
+
+
 def packed_model_tag(here: Path = Path(__file__).resolve()) -> str | None:
     """The model a built Bento packs for ModelService, when this code runs from one; else None.
 
@@ -45,10 +59,44 @@ def packed_model_tag(here: Path = Path(__file__).resolve()) -> str | None:
     return None
 
 
+def packed_role(role: str, here: Path = Path(__file__).resolve()) -> str:
+    """A role's model tags ("challenger", "extra_models") as a built Bento records them in the entry
+    service's labels (service.py); "" in a work tree."""
+    src = next((p for p in here.parents if p.name == "src" and (p.parent / "bento.yaml").is_file()), None)
+    if src is None:
+        return ""
+    import yaml
+
+    info = yaml.safe_load((src.parent / "bento.yaml").read_text()) or {}
+    for service in info.get("services") or []:
+        labels = (service.get("config") or {}).get("labels") or {}
+        if service.get("name") == "PredictionService" and labels.get(role):
+            return str(labels[role])
+    return ""
+
+
 # Which model version is served: "name:version", or "name" / "name:latest" for the newest.
 # An explicit MODEL_TAG wins; else a built Bento serves the model it packs; else the default.
 DEFAULT_MODEL_TAG = "penguins:latest"
-MODEL_TAG: str = os.environ.get("MODEL_TAG", "").strip() or packed_model_tag() or DEFAULT_MODEL_TAG
+MODEL_TAG: str = os.environ.get("MODEL_TAG", "").strip() or packed_role("model") or packed_model_tag() or DEFAULT_MODEL_TAG
+
+# Model versions held beside the champion (MODEL_TAG): a challenger, scored in the shadow of every champion
+# prediction (off the answer's path) and compared on /metrics and GET /v1/models/{version}/comparison, and
+# other versions (comma-separated) only answered on /v1/models/{version}/predict. In a built Bento, the
+# versions it packs, in the roles it was built with. CANARY_PERCENT (0-100) of the unversioned predictions,
+# chosen by a stable hash of the record, are answered by the challenger instead.
+CHALLENGER_TAG: str = os.environ.get("CHALLENGER_TAG", "").strip() or packed_role("challenger")
+EXTRA_MODEL_TAGS: list[str] = [t.strip() for t in (os.environ.get("EXTRA_MODEL_TAGS", "").strip() or packed_role("extra_models")).split(",") if t.strip()]
+CANARY_PERCENT: float = _float("CANARY_PERCENT", 0.0)
+if CANARY_PERCENT > 100 or (CANARY_PERCENT and not CHALLENGER_TAG):
+    raise SystemExit(f"error: CANARY_PERCENT={CANARY_PERCENT:g} needs CHALLENGER_TAG and must be between 0 and 100")
+
+# MODEL_WATCH_S=N (0: off): every N seconds the server looks at the store, and when the tag MODEL_TAG names
+# (name or name:latest) points at a version it has not seen, it loads, verifies, warms and swaps it in as the
+# champion (tabserve/serving/versions.py); a version whose feature schema differs is refused and logged.
+# ADMIN_KEY (separate from API_KEY) enables POST /v1/admin/promote; the route does not exist without it.
+MODEL_WATCH_S: int = _int("MODEL_WATCH_S", 0)
+ADMIN_KEY: str = os.environ.get("ADMIN_KEY", "").strip()
 
 # Batching of single-record predictions: records arriving together leave an entry worker as one call
 # (at most MAX_BATCH_SIZE records), and BentoML's adaptive batching merges the calls on the model service.
@@ -127,20 +175,6 @@ def serving_settings() -> dict[str, object]:
         "prediction_cache": "off" if PREDICTION_CACHE_SIZE == 0 else "redis" if REDIS_URL else "memory",
         "api_key_required": bool(API_KEY or API_KEYS_FILE),
     }
-
-
-def _float(name: str, default: float, minimum: float = 0.0) -> float:
-    """A decimal setting; a bad value stops the process with one line naming the variable."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SystemExit(f"error: {name}={raw!r} is not a number") from None
-    if not value >= minimum or value == float("inf"):
-        raise SystemExit(f"error: {name}={raw} must be a finite number of at least {minimum:g}")
-    return value
 
 
 # Drift against the training data (GET /v1/drift, tabserve_feature_drift_psi on /metrics; tabserve/serving/drift.py).

@@ -73,9 +73,10 @@ def _example_result(card: ModelCard) -> dict[str, Any]:
     return {"prediction": 0.0, "probabilities": None}
 
 
-def shape(result: dict[str, Any], out_of_range: dict[str, str]) -> dict[str, Any]:
-    """A model-service result as one API prediction item, with its out-of-range warnings."""
-    return {**result, "warnings": list(out_of_range.values())}
+def shape(result: dict[str, Any], out_of_range: dict[str, str], model: str) -> dict[str, Any]:
+    """A model-service result as one API prediction item, with its out-of-range warnings and the tag of
+    the version that answered (the batch answer's items drop it: the batch names it once)."""
+    return {**result, "warnings": list(out_of_range.values()), "model": model}
 
 
 def error_response(ctx: Any, status: int, message: str, detail: list | None = None) -> JSONResponse:

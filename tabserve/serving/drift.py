@@ -30,7 +30,7 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Callable, Literal, Optional
 
 import numpy as np
 from fastapi import APIRouter
@@ -333,8 +333,8 @@ class DriftAnswer(BaseModel):
     prediction: Optional[PredictionDrift] = Field(None, description="Absent without a reference.")
 
 
-def drift_router(card: ModelCard) -> APIRouter:
-    """GET /drift, for the /v1 app."""
+def drift_router(champion: Callable[[], ModelCard]) -> APIRouter:
+    """GET /drift, for the /v1 app: the traffic against the reference of the champion, as served now."""
     router = APIRouter()
 
     @router.get("/drift", summary="Drift of live traffic against the training data (PSI per feature and of the predictions)",
@@ -344,6 +344,6 @@ def drift_router(card: ModelCard) -> APIRouter:
         its status (ok below DRIFT_WARN_PSI, warn, alert from DRIFT_ALERT_PSI, too few under DRIFT_MIN_RECORDS
         records) and each bin's live and reference share; the same for the predictions (against the held-out
         split's); the window (DRIFT_WINDOW_S seconds, or since the server started), counted over every worker."""
-        return await monitor(card).report_now()
+        return await monitor(champion()).report_now()
 
     return router

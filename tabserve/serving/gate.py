@@ -31,11 +31,13 @@ from tabserve.serving.openapi import DocsRewriter
 CSV_PART_TYPES = ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel", "application/octet-stream")
 # Query parameters that look like a credential: a key in a URL ends up in logs, so it is refused.
 KEY_PARAMETERS = ("api_key", "apikey", "api-key", "key", "token", "access_token")
+ADMIN_PREFIX = "/v1/admin"
 # How many records a request scores, by route template (metrics.route_label) and method: "one", the
 # length of the JSON body's "records", the CSV upload's rows, or an Open Inference Protocol body's batch.
 RECORD_ROUTES = {
     ("POST", "/predict"): "one", ("POST", "/predict_batch"): "records", ("POST", "/predict_csv"): "csv",
     ("GET", "/v1/predict"): "one", ("POST", "/v1/form"): "one", ("GET", "/v1/entities/{id}/predict"): "one",
+    ("POST", "/v1/models/{version}/predict"): "one", ("GET", "/v1/models/{version}/predict"): "one",
     ("POST", "/v2/models/{model}/infer"): "oip", ("POST", "/v2/models/{model}/versions/{version}/infer"): "oip",
 }
 
@@ -65,6 +67,8 @@ class Gate:
         return self.keyring.required
 
     def is_protected(self, path: str) -> bool:
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            return False  # the admin routes check ADMIN_KEY themselves (tabserve/serving/v1_app.py), not an API key
         routes = (*self.json_routes, *self.upload_routes)
         return path in routes or any(path == p or path.startswith(p + "/") for p in self.protected_prefixes)
 

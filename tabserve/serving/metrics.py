@@ -89,7 +89,8 @@ def observe_model_call(api: str, seconds: float) -> None:
 ROUTES = [(re.compile(pattern), template) for pattern, template in [
     (r"/predict", "/predict"), (r"/predict_batch", "/predict_batch"), (r"/predict_csv", "/predict_csv"),
     (r"/v1/model", "/v1/model"), (r"/v1/features", "/v1/features"), (r"/v1/features/[^/]+", "/v1/features/{name}"),
-    (r"/v1/drift", "/v1/drift"),
+    (r"/v1/drift", "/v1/drift"), (r"/v1/models", "/v1/models"), (r"/v1/admin/promote", "/v1/admin/promote"),
+    (r"/v1/models/[^/]+", "/v1/models/{version}"), (r"/v1/models/[^/]+/(predict|comparison)", "/v1/models/{version}/\\1"),
     (r"/v1/predict", "/v1/predict"), (r"/v1/form", "/v1/form"), (r"/v1/entities/[^/]+/predict", "/v1/entities/{id}/predict"),
     (r"/v2/?", "/v2"), (r"/v2/health/live", "/v2/health/live"), (r"/v2/health/ready", "/v2/health/ready"),
     (r"/v2/models/[^/]+", "/v2/models/{model}"), (r"/v2/models/[^/]+/(ready|infer)", "/v2/models/{model}/\\1"),
@@ -117,7 +118,7 @@ def route_label(path: str) -> str:
     """The route template a path matches, or "other"."""
     if path in EXACT:
         return path
-    if not path.startswith(("/v1/features/", "/v1/entities/", "/v2")):
+    if not path.startswith(("/v1/features/", "/v1/entities/", "/v1/models/", "/v2")):
         return "other"
     for pattern, template in ROUTES:
         match = pattern.fullmatch(path)
@@ -174,3 +175,48 @@ def payload_log_metrics() -> dict[str, Any]:
 
 def observe_payload_log_error(reason: str, records: int) -> None:
     payload_log_metrics()["errors"].labels(reason=reason).inc(records)
+
+
+# Model versions (tabserve/serving/versions.py, tabserve/serving/shadow.py): swaps of champion by the store
+# watcher, per result ("swapped"; "refused": incompatible, or failed to load or predict), and the challenger's
+# shadow predictions compared with the champion's, per result ("agree", "disagree", "failed": the challenger
+# raised or timed out, "skipped": the shadow backlog was full), with the largest probability difference per
+# record (classification) and the sum of absolute differences (regression: its mean is sum / count).
+SHADOW_PREDICTIONS = f"{PREFIX}_shadow_predictions"
+SHADOW_DIFFERENCE = f"{PREFIX}_shadow_probability_difference"
+SHADOW_ABS_DIFFERENCE = f"{PREFIX}_shadow_absolute_difference"
+
+
+@lru_cache(maxsize=1)
+def version_metrics() -> dict[str, Any]:
+    import prometheus_client as prom
+
+    pair = ["champion", "challenger"]
+    return {
+        "swaps": prom.Counter(f"{PREFIX}_model_swaps", "New model versions found by the store watcher, per result", ["result"]),
+        "shadow": prom.Counter(SHADOW_PREDICTIONS, "Challenger predictions compared with the champion's, per result", [*pair, "result"]),
+        "difference": prom.Histogram(SHADOW_DIFFERENCE, "Largest difference of a class probability between champion and challenger, per record",
+                                     pair, buckets=(0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)),
+        "absolute": prom.Counter(SHADOW_ABS_DIFFERENCE, "Sum of |champion - challenger| over compared regression predictions", pair),
+    }
+
+
+def observe_swap(result: str) -> None:
+    version_metrics()["swaps"].labels(result=result).inc()
+
+
+def every_worker(*kinds: str) -> Any:
+    """The metric families of every process of this server, for the kinds given ("counter", "histogram",
+    "gauge_min", ...): from BentoML's multiprocess directory under `bentoml serve`, else this process's registry."""
+    import glob
+    import os
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path and os.path.isdir(path):
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = [f for kind in kinds for f in glob.glob(os.path.join(path, f"{kind}_*.db"))]
+        return MultiProcessCollector.merge(files, accumulate=True)
+    import prometheus_client
+
+    return prometheus_client.REGISTRY.collect()

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tabserve.core.card import ModelCard
+from tabserve.serving.versions import IncompatibleVersion, UnknownVersion
 from tabserve.core.errors import DuplicateKey, ModelUnavailable, error_body, pydantic_detail, refuse_duplicate_keys, repeated, summarize
 from tabserve.core.pipeline import CLASSIFICATION
 from tabserve.core.schema import BOOLEAN, CATEGORICAL, NUMERIC, Feature
@@ -374,7 +375,8 @@ def _server_version() -> str:
 
 ERRORS = {
     400: "Invalid input: the error names the input (and the row, for N > 1)",
-    404: "Unknown model or version (the error names the served one)",
+    404: "Unknown model or version (the error names the held ones)",
+    409: "A held version whose feature schema differs from the served API's: serve it on its own",
     415: "Not JSON (or JSON with binary tensor data)",
     429: "Too many requests in flight; retry shortly",
     503: "Model not ready or overloaded; retry shortly",
@@ -384,8 +386,6 @@ ERRORS = {
 def create_app(card: ModelCard, record_type: type[BaseModel], predictor: Callable[[], Any], max_records: int = 10_000) -> FastAPI:
     """`predictor()` gives the entry service: `async predict_one(record) -> (item, cache_hit)`,
     `async predict_many(records) -> [item]` and `async __is_ready__() -> bool`."""
-    name, version = split_tag(card.tag)
-    meta = model_metadata(card)
     app = FastAPI(title="tabserve /v2 (Open Inference Protocol)", docs_url=None, redoc_url=None, openapi_url=None)
 
     def error(status: int, message: str, detail: list | None = None, headers: dict | None = None) -> JSONResponse:
@@ -408,11 +408,20 @@ def create_app(card: ModelCard, record_type: type[BaseModel], predictor: Callabl
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error(exc.status_code, str(exc.detail))
 
-    def check_model(model_name: str, model_version: str | None) -> None:
-        if model_name != name:
-            raise OipError(404, f"unknown model {model_name!r}; this server serves {name!r} (version {version!r})")
-        if model_version is not None and model_version != version:
-            raise OipError(404, f"unknown version {model_version!r} of model {name!r}; this server serves version {version!r}")
+    def check_model(model_name: str, model_version: str | None) -> ModelCard | None:
+        """The held version a path names (tabserve/serving/versions.py); None for the model without a version: the champion answers."""
+        versions = predictor().versions
+        name, version = split_tag(versions.champion.tag)
+        if model_version is None:
+            if model_name != name:
+                raise OipError(404, f"unknown model {model_name!r}; this server serves {name!r} (version {version!r})")
+            return None
+        try:
+            return versions.answering(f"{model_name}:{model_version}")
+        except UnknownVersion as exc:
+            raise OipError(404, str(exc)) from None
+        except IncompatibleVersion as exc:
+            raise OipError(409, str(exc)) from None
 
     def documented(*statuses: int) -> dict:
         return {s: {"model": OipErrorBody, "description": ERRORS[s]} for s in statuses}
@@ -438,18 +447,17 @@ def create_app(card: ModelCard, record_type: type[BaseModel], predictor: Callabl
     async def model_ready(model_name: str, model_version: str | None) -> Any:
         check_model(model_name, model_version)
         if await is_ready():
-            return {"name": name, "ready": True}
-        return error(503, f"model {name!r} is not ready: the model service does not answer", headers={"Retry-After": "1"})
+            return {"name": model_name, "ready": True}
+        return error(503, f"model {model_name!r} is not ready: the model service does not answer", headers={"Retry-After": "1"})
 
     @app.get("/models/{model_name}", response_model=ModelMetadata, response_model_exclude_none=True, summary="Model metadata: inputs (one per feature) and outputs", responses=documented(404))
     async def get_metadata(model_name: str) -> dict[str, Any]:
         check_model(model_name, None)
-        return meta
+        return model_metadata(predictor().versions.champion)
 
     @app.get("/models/{model_name}/versions/{model_version}", response_model=ModelMetadata, response_model_exclude_none=True, summary="Model metadata of a version", responses=documented(404))
     async def get_version_metadata(model_name: str, model_version: str) -> dict[str, Any]:
-        check_model(model_name, model_version)
-        return meta
+        return model_metadata(check_model(model_name, model_version))
 
     @app.get("/models/{model_name}/ready", response_model=ModelReady, summary="Model ready", responses=documented(404, 503))
     async def get_model_ready(model_name: str) -> Any:
@@ -466,10 +474,10 @@ def create_app(card: ModelCard, record_type: type[BaseModel], predictor: Callabl
     }
     request_schema = _inline(InferenceRequest.model_json_schema())
     infer_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": request_schema, "example": example}}}}
-    infer_responses = {**documented(400, 404, 415, 429, 503)}
+    infer_responses = {**documented(400, 404, 409, 415, 429, 503)}
 
     async def infer(request: Request, response: Response, model_name: str, model_version: str | None) -> Any:
-        check_model(model_name, model_version)
+        version_card = check_model(model_name, model_version)
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         header_length = request.headers.get("inference-header-content-length")
         if media_type and media_type not in ("application/json", "application/octet-stream") and not media_type.endswith("+json"):
@@ -480,11 +488,12 @@ def create_app(card: ModelCard, record_type: type[BaseModel], predictor: Callabl
         outputs(card, [], tensors_wanted)  # an unknown output is refused before the model is called
         service = predictor()
         if len(records) == 1:
-            answer, hit = await service.predict_one(records[0])
+            answer, hit = await service.predict_one(records[0], version_card)
             answers = [answer]
             response.headers["X-Cache"] = "hit" if hit else "miss"
         else:
-            answers = await service.predict_many(records)
+            answers = await service.predict_many(records, version_card)
+        name, version = split_tag(answers[0]["model"])  # the version that answered
         body = {"model_name": name, "model_version": version, "outputs": outputs(card, answers, tensors_wanted)}
         if inference.id is not None:
             body["id"] = inference.id

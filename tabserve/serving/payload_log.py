@@ -330,7 +330,7 @@ class PayloadLog:
                 mon.log_batch(repeat(_utc(moment), n), "timestamp", "metadata", "datetime")
                 mon.log_batch(repeat(_hex(request_id, 16), n), "request_id", "metadata", "text")
                 mon.log_batch(repeat(_hex(trace_id, 32), n), "trace_id", "metadata", "text")
-                mon.log_batch(repeat(self.tag, n), "model", "metadata", "text")
+                mon.log_batch([a.get("model", self.tag) for a in answers], "model", "metadata", "text")  # the version that answered
                 mon.log_batch(repeat(route, n), "route", "metadata", "text")
                 mon.log_batch(repeat(latency, n), "latency_ms", "metadata", "numerical")
                 mon.log_batch(map(self._inputs, values) if self.redact else values, "inputs", "feature", "object")
@@ -411,6 +411,16 @@ def observe(values: list[dict[str, Any]], answers: list[dict[str, Any]]) -> None
         _log.observe(values, answers)
 
 
+def redacted(record: dict[str, Any]) -> dict[str, Any]:
+    """A record with PAYLOAD_LOG_REDACT's features as their keyed hashes, by the payload log's rule
+    (shown elsewhere, e.g. in a challenger's recent disagreements); as it is when nothing is redacted."""
+    from tabserve.core import config
+
+    if not config.PAYLOAD_LOG_REDACT or not config.PAYLOAD_LOG_SALT:
+        return dict(record)
+    return {k: redaction_hash(v, config.PAYLOAD_LOG_SALT) if k in config.PAYLOAD_LOG_REDACT else v for k, v in record.items()}
+
+
 # --- helpers -----------------------------------------------------------------------------------------
 
 def _utc(moment: float) -> str:
@@ -432,4 +442,4 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
-__all__ = ["PayloadLog", "PayloadLogError", "PayloadMonitor", "RequestStamp", "install", "observe", "redaction_hash"]
+__all__ = ["PayloadLog", "PayloadLogError", "PayloadMonitor", "RequestStamp", "install", "observe", "redacted", "redaction_hash"]

@@ -20,9 +20,11 @@ from tabserve.core.card import ModelCard, feature_dict
 
 
 def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: type[BaseModel], settings: dict[str, Any],
-               predictor: Callable[[], Any], entities: EntityLookup | None = None) -> FastAPI:
-    """`predictor()` gives an object with `async predict_one(record) -> (item, cache_hit)`; `entities`
-    reads an entity's features for GET /entities/{id}/predict (the route exists only with it)."""
+               predictor: Callable[[], Any], entities: EntityLookup | None = None, admin_key: str = "") -> FastAPI:
+    """`predictor()` gives the entry service: `async predict_one(record, version) -> (item, cache_hit)` and
+    `versions` (tabserve/serving/versions.py); `card` is the one the API types were built from. `entities`
+    reads an entity's features for GET /entities/{id}/predict (the route exists only with it); `admin_key`
+    enables POST /admin/promote (the route exists only with it)."""
     # No `from __future__ import annotations` in this module: FastAPI must see the real
     # query_record class in the route signature to expand it into query parameters.
     schema = card.schema
@@ -50,9 +52,9 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
     async def unavailable(request: Request, exc: ModelUnavailable) -> JSONResponse:
         return JSONResponse(error_body(str(exc)), status_code=exc.status, headers={"Retry-After": "1"})
 
-    @app.get("/model", summary="The model card")
+    @app.get("/model", summary="The model card of the champion (the version the unversioned routes answer with)")
     async def model_card() -> dict[str, Any]:
-        return card.to_dict(serving=settings)
+        return predictor().versions.champion.to_dict(serving=settings)
 
     @app.get("/features", summary="Every feature of the model's input")
     async def features() -> list[dict[str, Any]]:
@@ -70,7 +72,7 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
     async def predict(record: Annotated[query_record, Query()], response: Response) -> Any:
         item, hit = await predictor().predict_one(record.model_dump())
         response.headers["X-Cache"] = "hit" if hit else "miss"
-        return {**item, "model": card.tag}
+        return item
 
     @app.exception_handler(EntityNotFound)
     async def unknown_entity(request: Request, exc: EntityNotFound) -> JSONResponse:
@@ -99,7 +101,7 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
             record = entity_record(schema, record_type, found, overrides.model_dump(exclude_unset=True), entity_id, entities.table_name)
             item, hit = await predictor().predict_one(record)
             response.headers["X-Cache"] = "hit" if hit else "miss"
-            return {**item, "model": card.tag, "entity_id": entity_id}
+            return {**item, "entity_id": entity_id}
 
     @app.get("/form", response_class=HTMLResponse, summary="An HTML form for one prediction")
     async def form() -> HTMLResponse:
@@ -125,7 +127,8 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
         return HTMLResponse(pages.result_page(card, item))
 
     from tabserve.serving.drift import drift_router  # GET /v1/drift: live traffic against the training data
-    app.include_router(drift_router(card))
+    app.include_router(drift_router(lambda: predictor().versions.champion))
+    app.include_router(versions_router(record_type, prediction_type, query_record, predictor, admin_key))
     return app
 
 
@@ -143,3 +146,100 @@ def optional_fields(model: type[BaseModel], name: str) -> type[BaseModel]:
         optional.metadata = []
         fields[key] = (Optional[annotation], optional)
     return create_model(name, __config__=model.model_config, **fields)
+
+
+# --- model versions: /models, /models/{version}[/predict|/comparison], /admin/promote ---------------------------
+
+class VersionSummary(BaseModel):
+    tag: str = Field(examples=["penguins:abc123"])
+    created: str = Field(description="When the version was saved (ISO 8601).")
+    task: str
+    metrics: dict[str, float] = Field(description="Held-out metrics from training.")
+    role: str = Field(description="champion (answers the unversioned routes), challenger (scored in the champion's shadow) or available.")
+    compatible: bool = Field(description="Whether it can answer behind this server's API types (same columns, kinds and classes).")
+    incompatible_because: Optional[str] = None
+
+
+class Promotion(BaseModel):
+    version: str = Field(description="A held version: its tag or the version part.", examples=["penguins:abc123"])
+    model_config = {"extra": "forbid"}
+
+
+def versions_router(record_type: type[BaseModel], prediction_type: type[BaseModel], query_record: type[BaseModel],
+                    predictor: Callable[[], Any], admin_key: str):
+    from fastapi import APIRouter, Body, Header
+
+    from tabserve.serving.versions import IncompatibleVersion, UnknownVersion
+
+    router = APIRouter()
+
+    def held(version: str, answering: bool = False) -> ModelCard:
+        versions = predictor().versions
+        try:
+            return versions.answering(version) if answering else versions.find(version)
+        except UnknownVersion as exc:
+            detail = [{"loc": ["path", "version"], "msg": f"known versions: {', '.join(versions.held)}", "type": "not_found"}]
+            raise HTTPException(404, error_body(str(exc), detail)) from None
+        except IncompatibleVersion as exc:
+            raise HTTPException(409, error_body(str(exc))) from None
+
+    @router.get("/models", summary="Every model version this server holds, with its role", response_model=list[VersionSummary],
+                response_model_exclude_none=True)
+    async def list_versions() -> Any:
+        return predictor().versions.listing()
+
+    @router.get("/models/{version}", summary="A held version's model card")
+    async def version_card(version: Annotated[str, Path(description="Its tag (name:version) or the version alone")]) -> dict[str, Any]:
+        card = held(version)
+        return {**card.to_dict(), "role": predictor().versions.role(card.tag)}
+
+    @router.post("/models/{version}/predict", summary="Predict one record with this version", response_model=prediction_type)
+    async def predict_with(version: Annotated[str, Path(description="Its tag (name:version) or the version alone")],
+                           record: Annotated[record_type, Body()], response: Response) -> Any:
+        """The body is the record, as for POST /predict. 404: a version this server does not hold (the error lists
+        those it does); 409: a held version whose feature schema differs from the API's."""
+        item, hit = await predictor().predict_one(record.model_dump(), held(version, answering=True))
+        response.headers["X-Cache"] = "hit" if hit else "miss"
+        return item
+
+    @router.get("/models/{version}/predict", summary="Predict one record, given as query parameters, with this version", response_model=prediction_type)
+    async def predict_with_query(version: Annotated[str, Path(description="Its tag (name:version) or the version alone")],
+                                 record: Annotated[query_record, Query()], response: Response) -> Any:
+        item, hit = await predictor().predict_one(record.model_dump(), held(version, answering=True))
+        response.headers["X-Cache"] = "hit" if hit else "miss"
+        return item
+
+    @router.get("/models/{version}/comparison", summary="The challenger against the champion on live traffic (shadow predictions)")
+    async def comparison(version: Annotated[str, Path(description="The challenger's tag or version")]) -> dict[str, Any]:
+        """Over every worker since the server started: records compared, agreement (same label; for
+        regression within 5 %), failures, the mean probability (or absolute) difference, and the last few
+        disagreeing records (inputs redacted as in the payload log)."""
+        import asyncio
+
+        from tabserve.serving import metrics, shadow
+
+        versions = predictor().versions
+        card = held(version)
+        if versions.challenger is None or card.tag != versions.challenger.tag:
+            raise HTTPException(409, error_body(f"model version {card.tag} is not the challenger; start the server with CHALLENGER_TAG={card.tag} "
+                                                "to score it in the champion's shadow"))
+        families = await asyncio.to_thread(lambda: list(metrics.every_worker("counter", "histogram")))
+        return shadow.comparison(versions.champion, card, versions.path.parent, families)
+
+    if admin_key:
+        @router.post("/admin/promote", summary="Make a held version the champion, in every worker (needs ADMIN_KEY)")
+        async def promote(promotion: Promotion, authorization: Annotated[str, Header()] = "") -> dict[str, Any]:
+            """`Authorization: Bearer <ADMIN_KEY>` (not the API key). Every worker answers with the new champion within
+            a second; the previous one stays held, so promoting it again rolls back."""
+            import hmac
+
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), admin_key.encode()):
+                raise HTTPException(403, error_body("promotion needs 'Authorization: Bearer <ADMIN_KEY>' with the admin key (not the API key)"))
+            versions = predictor().versions
+            previous = versions.champion.tag
+            card = held(promotion.version, answering=True)
+            versions.promote(card.tag)
+            return {"champion": card.tag, "previous": previous, "message": f"{card.tag} is the champion; every worker follows within a second"}
+
+    return router

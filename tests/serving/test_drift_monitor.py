@@ -122,7 +122,7 @@ def test_counting_never_fails_a_prediction(fresh, caplog):
 def test_route_without_a_reference_answers_200_with_a_sentence(card):
     old = dataclasses.replace(card, reference=None, tag="penguins:old-card")
     app = FastAPI()
-    app.include_router(drift.drift_router(old))
+    app.include_router(drift.drift_router(lambda: old))
     response = TestClient(app).get("/drift")
     assert response.status_code == 200
     body = response.json()
@@ -132,7 +132,7 @@ def test_route_without_a_reference_answers_200_with_a_sentence(card):
 
 def test_route_answers_the_report(fresh, records):
     app = FastAPI()
-    app.include_router(drift.drift_router(fresh))
+    app.include_router(drift.drift_router(lambda: fresh))
     drift.monitor(fresh).observe(features_only(records), answers(records))
     body = TestClient(app).get("/drift").json()
     assert body["model"] == fresh.tag and body["window"]["records"] == 344 and set(body["window"]) == {"records", "from", "to", "seconds", "kind"}

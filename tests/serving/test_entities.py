@@ -20,6 +20,7 @@ from tabserve.core.data import PENGUINS_CSV, read_table
 from tabserve.serving import v1_app
 from tabserve.serving.api_types import ApiTypes
 from tabserve.serving.entities import EntityLookup, LookupFailed
+from tabserve.serving.versions import ModelVersions
 from tests.conftest import DATA, free_port
 from tests.engines import Postgres
 
@@ -31,11 +32,12 @@ class Predictor:
 
     def __init__(self, model, card):
         self.pipeline, self.card, self.records = store.load_pipeline(model), card, []
+        self.versions = ModelVersions(card)
 
-    async def predict_one(self, record):
+    async def predict_one(self, record, card=None):
         self.records.append(record)
         [result] = pipeline.predict_records(self.pipeline, self.card.schema, [record])
-        return {**result, "warnings": []}, False
+        return {**result, "warnings": [], "model": self.card.tag}, False
 
 
 @pytest.fixture(scope="module")

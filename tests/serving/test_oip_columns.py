@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from tabserve.core.card import ModelCard
 from tabserve.core.schema import Feature, FeatureSchema
 from tabserve.serving import oip
+from tabserve.serving.versions import ModelVersions
 from tests.conftest import PENGUIN
 
 OTHER = {"island": "Dream", "bill_length_mm": None, "bill_depth_mm": 18.9, "flipper_length_mm": None, "body_mass_g": None, "sex": None, "year": 2008}
@@ -20,20 +21,22 @@ OTHER = {"island": "Dream", "bill_length_mm": None, "bill_depth_mm": 18.9, "flip
 class FakeService:
     """predict_one / predict_many / __is_ready__ like PredictionService, answering from the record."""
 
-    def __init__(self, classes=("Adelie", "Chinstrap", "Gentoo"), ready=True):
+    def __init__(self, card, classes=("Adelie", "Chinstrap", "Gentoo"), ready=True):
         self.classes, self.ready, self.calls = list(classes), ready, []
+        self.versions = ModelVersions(card)
 
-    def answer(self, record):
+    def answer(self, record, card):
         label = self.classes[len(str(record)) % len(self.classes)]
-        return {"prediction": label, "probabilities": {str(c): float(c == label) for c in self.classes}, "warnings": []}
+        tag = (card or self.versions.champion).tag
+        return {"prediction": label, "probabilities": {str(c): float(c == label) for c in self.classes}, "warnings": [], "model": tag}
 
-    async def predict_one(self, record):
+    async def predict_one(self, record, card=None):
         self.calls.append(("one", [record]))
-        return self.answer(record), False
+        return self.answer(record, card), False
 
-    async def predict_many(self, records):
+    async def predict_many(self, records, card=None):
         self.calls.append(("many", records))
-        return [self.answer(r) for r in records]
+        return [self.answer(r, card) for r in records]
 
     async def __is_ready__(self):
         return self.ready
@@ -45,8 +48,8 @@ def card(penguins_model):
 
 
 @pytest.fixture()
-def fake():
-    return FakeService()
+def fake(card):
+    return FakeService(card)
 
 
 @pytest.fixture()
@@ -101,7 +104,7 @@ def test_one_row_goes_through_predict_one(client, fake):
     assert fake.calls == [("one", [PENGUIN])]
     assert response.headers["X-Cache"] == "miss" and body["id"] == "7" and body["model_name"] == "penguins"
     predict, proba = body["outputs"]
-    assert predict == {"name": "predict", "datatype": "BYTES", "shape": [1], "data": [fake.answer(PENGUIN)["prediction"]]}
+    assert predict == {"name": "predict", "datatype": "BYTES", "shape": [1], "data": [fake.answer(PENGUIN, None)["prediction"]]}
     assert proba["shape"] == [1, 3] and sum(proba["data"]) == 1
 
 

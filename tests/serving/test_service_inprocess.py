@@ -28,7 +28,7 @@ def entry(service_module):
 def test_model_service_batches_records_in_order(service_module):
     model_service = service_module.ModelService()
     example = service_module.CARD.schema.example()
-    results = model_service.predict([PENGUIN, example])
+    results = model_service.predict(service_module.tagged(service_module.CARD, [PENGUIN, example]))
     assert [r["prediction"] for r in results] == ["Gentoo", "Adelie"]
 
 
