@@ -6,6 +6,7 @@ which `predictor()` returns; errors use the same {"error", "detail"} body as eve
 """
 
 import copy
+import logging
 from typing import Annotated, Any, Callable, Optional
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
@@ -17,6 +18,8 @@ from tabserve.serving import pages
 from tabserve.serving.entities import EntityLookup, EntityNotFound, InvalidEntity, LookupFailed, entity_record
 from tabserve.core.errors import ModelUnavailable, error_body, pydantic_detail, summarize
 from tabserve.core.card import ModelCard, feature_dict
+
+logger = logging.getLogger("tabserve")
 
 
 def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: type[BaseModel], settings: dict[str, Any],
@@ -240,6 +243,7 @@ def versions_router(record_type: type[BaseModel], prediction_type: type[BaseMode
             previous = versions.champion.tag
             card = held(promotion.version, answering=True)
             versions.promote(card.tag)
+            logger.warning("model version %s promoted to champion through /v1/admin/promote (it was %s)", card.tag, previous)
             return {"champion": card.tag, "previous": previous, "message": f"{card.tag} is the champion; every worker follows within a second"}
 
     return router

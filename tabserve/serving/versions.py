@@ -39,6 +39,7 @@ from tabserve.serving import metrics
 
 logger = logging.getLogger("tabserve")
 FOLLOW_S = 1.0  # how often every worker reads the shared roles file
+CLAIM_S = 120.0  # a new version's check and warm-up, by one worker, may take this long
 STATE_FILE = "tabserve-model-roles.json"
 CHAMPION, CHALLENGER, AVAILABLE = "champion", "challenger", "available"
 
@@ -155,6 +156,8 @@ class ModelVersions:
         state = self._read() or self._state()
         if tag is None or tag in state.get("seen", []) or tag in state.get("refused", {}) or tag in self.held:
             return
+        if not self._claim(tag):
+            return  # another worker is taking it; the roles file will say how that went
         card = await asyncio.to_thread(self._card, tag)
         problem = self.api_card.incompatibility(card)
         if problem is None:
@@ -175,7 +178,22 @@ class ModelVersions:
         self._write(state)
         self._apply(state)
         metrics.observe_swap("swapped")
-        logger.info("model version %s is now the champion (it was %s)", tag, state.get("previous"))
+        logger.warning("model version %s is now the champion (it was %s)", tag, state.get("previous"))
+
+    def _claim(self, tag: str) -> bool:
+        """One worker checks and warms a new version: the first to create its claim file (a claim older than
+        CLAIM_S, left by a worker that died, can be taken again)."""
+        path = self.path.with_name(f".claim-{tag.replace(':', '-')}")
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return True
+        except FileExistsError:
+            try:
+                if time.time() - path.stat().st_mtime > CLAIM_S:
+                    path.unlink(missing_ok=True)
+            except OSError:
+                pass
+            return False
 
     # --- the roles file --------------------------------------------------------------------------------
 
