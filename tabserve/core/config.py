@@ -60,19 +60,15 @@ def packed_model_tag(here: Path = Path(__file__).resolve()) -> str | None:
 
 
 def packed_role(role: str, here: Path = Path(__file__).resolve()) -> str:
-    """A role's model tags ("challenger", "extra_models") as a built Bento records them in the entry
-    service's labels (service.py); "" in a work tree."""
+    """A role's model tags ("model", "challenger", "extra_models") as a built Bento records them: the entry
+    service's labels (service.py), which bento.yaml keeps in its top-level `labels`; "" in a work tree."""
     src = next((p for p in here.parents if p.name == "src" and (p.parent / "bento.yaml").is_file()), None)
     if src is None:
         return ""
     import yaml
 
     info = yaml.safe_load((src.parent / "bento.yaml").read_text()) or {}
-    for service in info.get("services") or []:
-        labels = (service.get("config") or {}).get("labels") or {}
-        if service.get("name") == "PredictionService" and labels.get(role):
-            return str(labels[role])
-    return ""
+    return str((info.get("labels") or {}).get(role) or "")
 
 
 # Which model version is served: "name:version", or "name" / "name:latest" for the newest.

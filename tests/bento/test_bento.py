@@ -178,3 +178,28 @@ def test_explicit_model_tag_wins_over_the_packed_model(diabetes, tmp_path):
         assert response.status_code == 200, response.text
         assert response.json()["model"] == wine and abs(sum(response.json()["probabilities"].values()) - 1) < 1e-6
     assert "penguins" not in {p.name for p in (diabetes["home"] / "models").iterdir()}
+
+
+@pytest.mark.served
+def test_bento_packs_every_held_version_and_serves_them_in_their_roles(diabetes, tmp_path):
+    """Built with a challenger and an extra version, the Bento packs all three and serves them in the same
+    roles with no environment variable."""
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True, scaled=False).frame.rename(columns={"target": "progression"})
+    tags = []
+    for n, rows in enumerate((frame.iloc[::2], frame.iloc[1::2])):
+        csv = diabetes["root"] / f"diabetes-{n}.csv"
+        rows.to_csv(csv, index=False)
+        tags.append(train(diabetes["home"], "--data", str(csv), "--target", "progression", "--task", "regression", "--name", "diabetes"))
+    champion, challenger, extra = tags[1], diabetes["tag"], tags[0]
+    bento_dir = build({"BENTOML_HOME": str(diabetes["home"]), "MODEL_TAG": champion, "CHALLENGER_TAG": challenger, "EXTRA_MODEL_TAGS": extra})
+    assert sorted(packed_models(bento_dir)[1]["ModelService"]) == sorted([champion, challenger, extra])
+    with Server(target=f"{bento_dir.parent.name}:{bento_dir.name}", cwd=tmp_path, env={"BENTOML_HOME": str(diabetes["home"])},
+                name="bento-versions") as served:
+        listing = requests.get(f"{served.url}/v1/models", timeout=30).json()
+        assert [(v["tag"], v["role"]) for v in listing] == [(champion, "champion"), (challenger, "challenger"), (extra, "available")]
+        record = example_record(served.url)
+        for tag in (champion, challenger, extra):
+            answer = requests.post(f"{served.url}/v1/models/{tag}/predict", json=record, timeout=30).json()
+            assert answer["model"] == tag and isinstance(answer["prediction"], float)
