@@ -103,6 +103,18 @@ def test_deployment_runs_two_replicas_with_probes_on_readyz_and_livez():
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
 
 
+def test_a_rolling_update_never_drops_a_request():
+    """Promotion on Kubernetes is a rolling update: a new pod must be ready (on /readyz) before an old one
+    goes, and a stopping pod keeps serving until the load balancers have dropped it, within its grace period."""
+    deployment = M["Deployment"]
+    strategy = deployment["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate" and strategy["rollingUpdate"]["maxUnavailable"] == 0 and strategy["rollingUpdate"]["maxSurge"] >= 1
+    container = _container(deployment)
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep" and 5 <= int(command[1]) < deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] - 10
+
+
 def test_deployment_is_non_root_and_locked_down():
     pod = M["Deployment"]["spec"]["template"]["spec"]
     security = pod["securityContext"]
