@@ -41,7 +41,7 @@ logger = logging.getLogger("tabserve")
 FOLLOW_S = 1.0  # how often every worker reads the shared roles file
 CLAIM_S = 120.0  # a new version's check and warm-up, by one worker, may take this long
 STATE_FILE = "tabserve-model-roles.json"
-CHAMPION, CHALLENGER, AVAILABLE = "champion", "challenger", "available"
+CHAMPION, CHALLENGER, AVAILABLE, PREVIOUS = "champion", "challenger", "available", "previous"
 
 
 class UnknownVersion(LookupError):
@@ -69,6 +69,7 @@ class ModelVersions:
                  load_card: Callable[[str], ModelCard] | None = None) -> None:
         self.api_card = champion  # the card the API types were built from
         self.champion = champion
+        self.previous: ModelCard | None = None  # the champion before this one
         self.challenger = challenger
         self.held: dict[str, ModelCard] = {}
         for card in (champion, challenger, *extras):
@@ -86,7 +87,13 @@ class ModelVersions:
     # --- lookups (the request path) ----------------------------------------------------------------
 
     def find(self, version: str) -> ModelCard:
-        """A held version by its tag ("name:version") or its version alone."""
+        """A held version by its tag ("name:version"), its version alone, or a role: "champion", "challenger",
+        "previous" (the champion before the current one, while this server runs: a rollback's target)."""
+        by_role = {CHAMPION: self.champion, CHALLENGER: self.challenger, PREVIOUS: self.previous}
+        if version in by_role:
+            if by_role[version] is None:
+                raise UnknownVersion(f"this server has no {version} version; it holds: {', '.join(self.held)}")
+            return by_role[version]
         for tag, card in self.held.items():
             if version in (tag, tag.split(":", 1)[-1]):
                 return card
@@ -232,7 +239,7 @@ class ModelVersions:
     def _apply(self, state: dict[str, Any]) -> None:
         new = self.held.get(state.get("champion") or "")
         if new is not None and new.tag != self.champion.tag:
-            self.champion = new  # one assignment: a request reads the champion once, when it starts
+            self.previous, self.champion = self.champion, new  # a request reads the champion once, when it starts
             for callback in self.on_swap:
                 callback(new)
 

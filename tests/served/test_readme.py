@@ -5,13 +5,14 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import requests
 
-from tests.conftest import ROOT, Server
+from tests.conftest import PENGUIN, ROOT, Server
 from tests.served.metrics_text import parse
 
 pytestmark = pytest.mark.served
@@ -104,7 +105,8 @@ def check(command: str, status: int, out: str, model_tag: str) -> None:
 
 def test_readme_curl_commands(server, keyed_as_in_the_readme, penguins_model, tmp_path):
     (tmp_path / "data").symlink_to(ROOT / "data")
-    commands = [c for c in readme_commands("curl ") if "/v1/entities/" not in c]  # those need a feature table: below
+    # /v1/entities needs a feature table, /v1/models and /v1/admin a server holding several versions: below.
+    commands = [c for c in readme_commands("curl ") if not any(p in c for p in ("/v1/entities/", "/v1/models", "/v1/admin/"))]
     assert len(commands) >= 12
     for command in commands:
         keyed = f"Bearer {README_KEY}" in command
@@ -201,3 +203,50 @@ def test_readme_payload_log_and_drift_report_run_as_printed(penguins_model, tmp_
     printed = result.stdout.strip()
     assert re.fullmatch(r"wrote report\.html: penguins:\S+, 688 records, \S+ to \S+, status ok", printed), printed
     assert (tmp_path / "report.html").stat().st_size > 10_000
+
+
+def test_readme_versions_commands_run_as_printed(penguins_model, tmp_path):
+    """The README's versions walk-through: a server started with its settings (and the session's model as
+    challenger, as the text says to set one), its train.py command saving a version the server swaps in,
+    then each of its curls."""
+    from tabserve.core.data import PENGUINS_CSV
+    from tabserve.training import trainer
+
+    [serve] = [c for c in readme_commands("ADMIN_KEY=") if c.endswith("make serve")]
+    settings = dict(re.findall(r"(\w+)=(\S+)", serve))
+    assert settings.keys() == {"ADMIN_KEY", "MODEL_WATCH_S"}
+    before = str(trainer.train(PENGUINS_CSV, "species", name="penguins").model.tag)  # penguins:latest when the server starts
+    env = {**settings, "MODEL_TAG": "penguins:latest", "CHALLENGER_TAG": str(penguins_model.tag)}
+    commands = [c for c in readme_commands("curl ") if "/v1/models" in c or "/v1/admin/" in c]
+    assert [route(c) for c in commands] == ["/v1/models", "/v1/models/previous/predict", "/v1/admin/promote", "/v1/models/challenger/comparison"]
+    with Server(env=env, name="readme-versions") as server:
+        trained = subprocess.run(["bash", "-c", ".venv/bin/python train.py".replace(".venv/bin/python", sys.executable, 1)], cwd=ROOT,
+                                 capture_output=True, text=True, timeout=300)
+        assert ".venv/bin/python train.py" in readme_commands(".venv/bin/python train.py") and trained.returncode == 0, trained.stderr
+        after = trained.stdout.strip().splitlines()[-1].split()[-1]
+        deadline = time.monotonic() + 30
+        while requests.post(f"{server.url}/predict", json=PENGUIN, timeout=10).json()["model"] != after and time.monotonic() < deadline:
+            time.sleep(0.5)
+        listed, predicted, promoted, compared = commands
+
+        status, out = run_curl(listed, server.url, tmp_path)
+        roles = {v["tag"]: v["role"] for v in json.loads(out)}
+        assert status == 200 and roles == {after: "champion", before: "available", str(penguins_model.tag): "challenger"}, out
+
+        status, out = run_curl(predicted, server.url, tmp_path)
+        assert status == 200 and json.loads(out)["model"] == before and json.loads(out)["prediction"] == "Gentoo", out
+
+        status, out = run_curl(promoted.replace("Bearer change-me-too", "Bearer wrong"), server.url, tmp_path)
+        assert status == 403, out
+        status, out = run_curl(promoted, server.url, tmp_path)
+        assert status == 200 and json.loads(out)["champion"] == before and json.loads(out)["previous"] == after, out
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            requests.post(f"{server.url}/predict", json=PENGUIN, timeout=10)
+            status, out = run_curl(compared, server.url, tmp_path)
+            if json.loads(out).get("champion") == before and json.loads(out)["compared"] > 0:
+                break
+            time.sleep(0.5)
+        body = json.loads(out)
+        assert status == 200 and body["challenger"] == str(penguins_model.tag) and body["compared"] > 0 and body["agreement"] is not None, out
