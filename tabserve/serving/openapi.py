@@ -33,6 +33,10 @@ RATE_LIMIT_HEADERS = {
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
 # Predict by entity id (tabserve/serving/entities.py): what its 404, 422 and 503 mean there.
+VERSION_ROUTES = ("/v1/models/{version}", "/v1/models/{version}/predict", "/v1/models/{version}/comparison")
+VERSION_CONFLICT = ("A held version that cannot serve this request: one whose feature schema differs from the API's (predict), "
+                    "or one that is not the challenger (comparison); the error says what to do")
+ADMIN_ROUTES = ("/v1/admin/promote",)
 ENTITY_ROUTES = ("/v1/entities/{id}/predict",)
 ENTITY_ERRORS = {
     404: "No entity with this id in the feature table",
@@ -93,6 +97,8 @@ def document_errors(spec: dict, gate: Gate) -> dict:
     for path, operations in spec.get("paths", {}).items():
         if path in PROBES:
             _document_probe(operations.get("get"), path, error_ref)
+        if path in ADMIN_ROUTES:
+            _document_admin(operations.get("post"), error_ref)
         if not gate.is_protected(path):
             continue
         for method, operation in operations.items():
@@ -113,6 +119,9 @@ def document_errors(spec: dict, gate: Gate) -> dict:
                         response.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
             if "{" in path:
                 responses["404"] = {"description": "No such item (the error lists the known ones)", "content": error_ref}
+            if path in VERSION_ROUTES:
+                responses["404"] = {"description": "No such version held (the error lists the held ones)", "content": error_ref}
+                responses["409"] = {"description": VERSION_CONFLICT, "content": error_ref}
             if path in ENTITY_ROUTES:
                 for status, description in ENTITY_ERRORS.items():
                     responses[str(status)] = {"description": description, "content": error_ref}
@@ -129,6 +138,18 @@ def document_errors(spec: dict, gate: Gate) -> dict:
             if gate.requires_key:
                 operation["security"] = [{"apiKey": []}]
     return spec
+
+
+def _document_admin(operation: dict | None, error_ref: dict) -> None:
+    """POST /v1/admin/promote checks ADMIN_KEY itself (not the API key): 400, 403, 404 and 409 in the one error shape."""
+    if operation is None:
+        return
+    responses = operation.setdefault("responses", {})
+    responses.pop("422", None)
+    responses["400"] = {"description": "Invalid body: {\"version\": \"...\"} only", "content": error_ref}
+    responses["403"] = {"description": "Missing or wrong admin key: send 'Authorization: Bearer <ADMIN_KEY>'", "content": error_ref}
+    responses["404"] = {"description": "No such version held (the error lists the held ones)", "content": error_ref}
+    responses["409"] = {"description": "A version whose feature schema differs from the API's cannot be champion", "content": error_ref}
 
 
 def _document_probe(operation: dict | None, path: str, error_ref: dict) -> None:

@@ -170,7 +170,7 @@ class Promotion(BaseModel):
 
 def versions_router(record_type: type[BaseModel], prediction_type: type[BaseModel], query_record: type[BaseModel],
                     predictor: Callable[[], Any], admin_key: str):
-    from fastapi import APIRouter, Body, Header
+    from fastapi import APIRouter, Body
 
     from tabserve.serving.versions import IncompatibleVersion, UnknownVersion
 
@@ -230,15 +230,23 @@ def versions_router(record_type: type[BaseModel], prediction_type: type[BaseMode
         return shadow.comparison(versions.champion, card, versions.path.parent, families)
 
     if admin_key:
-        @router.post("/admin/promote", summary="Make a held version the champion, in every worker (needs ADMIN_KEY)")
-        async def promote(promotion: Promotion, authorization: Annotated[str, Header()] = "") -> dict[str, Any]:
-            """`Authorization: Bearer <ADMIN_KEY>` (not the API key). Every worker answers with the new champion within
-            a second; the previous one stays held, so promoting it again rolls back."""
+        promotion_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": Promotion.model_json_schema()}}}}
+
+        @router.post("/admin/promote", summary="Make a held version the champion, in every worker (needs ADMIN_KEY)", openapi_extra=promotion_body)
+        async def promote(request: Request) -> dict[str, Any]:
+            """`Authorization: Bearer <ADMIN_KEY>` (not the API key), checked before the body is read. Every worker
+            answers with the new champion within a second; the previous one stays held, so promoting it again
+            ("previous") rolls back."""
             import hmac
 
-            scheme, _, token = authorization.partition(" ")
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), admin_key.encode()):
                 raise HTTPException(403, error_body("promotion needs 'Authorization: Bearer <ADMIN_KEY>' with the admin key (not the API key)"))
+            try:
+                promotion = Promotion.model_validate_json(await request.body())
+            except ValidationError as exc:
+                detail = pydantic_detail(exc.errors(include_context=False, include_input=False))
+                raise HTTPException(400, error_body('invalid body: send {"version": "<a held version>"}; ' + summarize(detail), detail)) from None
             versions = predictor().versions
             previous = versions.champion.tag
             card = held(promotion.version, answering=True)

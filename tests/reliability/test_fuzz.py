@@ -61,5 +61,5 @@ def test_fuzz_the_open_server(server):
 
 
 def test_fuzz_behind_an_api_key(penguins_model, feature_db):
-    with Server(env={"API_KEY": "fuzz-key", "MODEL_TAG": str(penguins_model.tag), "FEATURE_DB_URL": feature_db}, name="fuzz-keyed") as served:
+    with Server(env={"API_KEY": "fuzz-key", "ADMIN_KEY": "fuzz-admin", "MODEL_TAG": str(penguins_model.tag), "FEATURE_DB_URL": feature_db}, name="fuzz-keyed") as served:
         assert_clean(served.url, *schemathesis(served.url, "keyed", "--header", "Authorization: Bearer fuzz-key"))

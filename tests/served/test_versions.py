@@ -283,3 +283,12 @@ def test_a_new_version_is_swapped_in_under_load_without_a_failed_or_stale_answer
         assert {requests.post(f"{server.url}/predict", json=PENGUIN, timeout=10).json()["model"] for _ in range(6)} == {second_tag}
         lines = [line for line in server.log_path.read_text().splitlines() if "is not swapped in" in line]
         assert len(lines) == 1 and "removed year" in lines[0] and "restart" in lines[0]
+
+
+def test_the_versioned_routes_are_documented(held):
+    paths = requests.get(f"{held.url}/docs.json", timeout=30).json()["paths"]
+    predict = paths["/v1/models/{version}/predict"]
+    assert {"get", "post"} <= set(predict) and {"200", "404", "409"} <= set(predict["post"]["responses"])
+    assert "/v1/models" in paths and "/v1/models/{version}/comparison" in paths
+    assert {"200", "400", "403", "404"} <= set(paths["/v1/admin/promote"]["post"]["responses"])
+    assert "422" not in paths["/v1/admin/promote"]["post"]["responses"]
