@@ -236,10 +236,14 @@ _monitor: DriftMonitor | None = None
 
 
 def monitor(card: ModelCard) -> DriftMonitor:
-    """This process's monitor of the served model, with the settings of tabserve/core/config.py."""
+    """This process's monitor of the served model (the champion: a new one after a swap, whose sampler
+    replaces the old one's), with the settings of tabserve/core/config.py."""
     global _monitor
     if _monitor is None or _monitor.card is not card:
         from tabserve.core import config
+
+        if _monitor is not None and _monitor._task is not None:
+            _monitor._task.cancel()
 
         thresholds = Thresholds(warn=config.DRIFT_WARN_PSI, alert=config.DRIFT_ALERT_PSI, min_records=config.DRIFT_MIN_RECORDS)
         _monitor = DriftMonitor(card, thresholds, window_s=config.DRIFT_WINDOW_S, refresh_s=config.DRIFT_REFRESH_S,

@@ -292,3 +292,17 @@ def test_the_versioned_routes_are_documented(held):
     assert "/v1/models" in paths and "/v1/models/{version}/comparison" in paths
     assert {"200", "400", "403", "404"} <= set(paths["/v1/admin/promote"]["post"]["responses"])
     assert "422" not in paths["/v1/admin/promote"]["post"]["responses"]
+
+
+def test_a_canary_share_is_answered_by_the_challenger_the_same_way_for_the_same_record(versions):
+    first, second = versions
+    env = {"MODEL_TAG": str(first.tag), "CHALLENGER_TAG": str(second.tag), "CANARY_PERCENT": "50", "PREDICTION_CACHE_SIZE": "0"}
+    with Server(env=env, name="versions-canary") as server:
+        records = penguin_records()[:120]
+        answered = [requests.post(f"{server.url}/predict", json=r, timeout=30).json()["model"] for r in records]
+        again = [requests.get(f"{server.url}/v1/predict", params={k: v for k, v in r.items() if v is not None}, timeout=30).json()["model"]
+                 for r in records[:30]]
+        batch = requests.post(f"{server.url}/predict_batch", json={"records": records[:20]}, timeout=30).json()
+    assert set(answered) == {str(first.tag), str(second.tag)} and 30 <= answered.count(str(second.tag)) <= 90
+    assert again == answered[:30]  # a stable hash of the record: the same record always goes the same way
+    assert batch["model"] == str(first.tag)  # batches go to the champion whole
