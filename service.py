@@ -14,7 +14,6 @@ import gc
 import logging
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,7 +27,7 @@ import bentoml
 from bentoml.validators import ContentType
 
 from tabserve import bentoml_fixes
-from tabserve.core import config, pipeline, store
+from tabserve.core import config, store
 from tabserve.core.errors import InvalidInput, ModelUnavailable, TabserveError
 from tabserve.core.card import ModelCard
 from tabserve.serving import csv_scoring, drift, entities, gate, metrics, oip, payload_log, v1_app
@@ -36,6 +35,7 @@ from tabserve.serving.api_types import ApiTypes, error_response, shape
 from tabserve.serving.batching import InFlightBatcher
 from tabserve.serving.cache import PredictionCache, open_cache
 from tabserve.serving.model_link import ModelLink
+from tabserve.serving.pipelines import InProcessModel, Pipelines
 from tabserve.serving.shadow import ShadowScorer
 from tabserve.serving.versions import ModelVersions, is_watchable
 
@@ -59,62 +59,37 @@ TYPES = ApiTypes.from_card(CARD, max_records=config.MAX_BATCH_RECORDS)
 Record, Prediction, BatchRequest, BatchResponse = TYPES.record, TYPES.prediction, TYPES.batch_request, TYPES.batch_response
 
 
+HELD_MODELS = [MODEL, CHALLENGER, *(model for model, _ in EXTRAS)]  # declared on a class: `bentoml build` packs them
+PRELOAD = [card.tag for card in (CARD, CHALLENGER_CARD) if card is not None]  # loaded at start; other versions on first use
+
+
 class ModelService:
-    """Runs the pipelines. Concurrent single-record calls are merged into one pipeline call.
-
-    Each item names the model version that predicts it ({"model": tag, "record": {...}}): the entry chose
-    it when the request started. Versions are loaded on first use (the checksum verified) and kept, so a
-    request in flight while the champion changes finishes on its version."""
-
-    # Declared on the class so `bentoml build` packs them (and a built Bento serves them in these roles).
-    model = MODEL
-    challenger = CHALLENGER
+    """Runs the pipelines (tabserve/serving/pipelines.py). Concurrent single-record calls are merged into
+    one pipeline call. Served beside the entry service (SERVICE_LAYOUT=services, the default), or on its
+    own: `bentoml serve service:ModelService`, reached through MODEL_SERVICE_URL."""
 
     def __init__(self) -> None:
-        self.pipelines: dict[str, tuple[Any, Any]] = {}
-        self._loading = threading.Lock()
-        for card in (CARD, CHALLENGER_CARD):
-            if card is not None:
-                self._pipeline(card.tag)
+        self.pipelines = Pipelines(PRELOAD)
         gc.freeze()  # see PredictionService.__init__
-
-    def _pipeline(self, tag: str) -> tuple[Any, Any]:
-        """(pipeline, schema) of a version: loaded once, checksum verified (ModelCorrupted otherwise)."""
-        held = self.pipelines.get(tag)
-        if held is None:
-            with self._loading:
-                if tag not in self.pipelines:
-                    stored = bentoml.models.get(tag)
-                    store.verify(stored)
-                    self.pipelines[tag] = (store.load_pipeline(stored), ModelCard.from_model(stored).schema)
-                held = self.pipelines[tag]
-        return held
-
-    def _predict(self, api: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        metrics.observe_pipeline_call(api, len(items))
-        tags = {item["model"] for item in items}
-        if len(tags) == 1:  # the usual case: one version
-            return pipeline.predict_records(*self._pipeline(tags.pop()), [item["record"] for item in items])
-        results: list[Any] = [None] * len(items)
-        for tag in tags:  # a batch merged across versions (a challenger, a versioned route): one call per version
-            where = [i for i, item in enumerate(items) if item["model"] == tag]
-            for i, result in zip(where, pipeline.predict_records(*self._pipeline(tag), [items[i]["record"] for i in where])):
-                results[i] = result
-        return results
 
     @bentoml.api(batchable=True, max_batch_size=config.MAX_BATCH_SIZE, max_latency_ms=config.MAX_LATENCY_MS)
     def predict(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return self._predict("predict", items)
+        return self.pipelines.predict("predict", items)
 
     @bentoml.api
     def predict_bulk(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Already a batch (from /predict_batch or /predict_csv): no queueing needed."""
-        return self._predict("predict_bulk", items)
+        return self.pipelines.predict("predict_bulk", items)
 
 
-# Other held versions are packed too: one class attribute each, set before the class becomes a service.
-for _i, (_model, _card) in enumerate(EXTRAS):
-    setattr(ModelService, f"extra_model_{_i}", _model)
+def declare_models(cls: type) -> type:
+    """The held versions as class attributes (BentoML packs the models declared on a service's class);
+    set before the class becomes a service."""
+    for i, held in enumerate(m for m in HELD_MODELS if m is not None):
+        setattr(cls, "model" if i == 0 else f"model_{i}", held)
+    return cls
+
+
 ModelService = bentoml.service(
     workers=config.MODEL_WORKERS,
     threads=config.MODEL_THREADS,
@@ -124,7 +99,7 @@ ModelService = bentoml.service(
     # 300 s) and closes the old one under calls still in flight, which fail with ServerDisconnected.
     # One pool for the life of the process avoids that.
     runner_connection={"max_requests": 2**62, "max_age": 10.0**12},
-)(ModelService)
+)(declare_models(ModelService) if not config.MONOLITH else ModelService)
 
 
 # GET /v1/entities/{id}/predict reads the features from the feature table (FEATURE_DB_URL), lazily.
@@ -143,21 +118,28 @@ ModelService = bentoml.service(
     labels={"model": CARD.tag, "task": CARD.task, **({"challenger": CHALLENGER_CARD.tag} if CHALLENGER_CARD else {}),
             **({"extra_models": ",".join(card.tag for _, card in EXTRAS)} if EXTRAS else {})},
 )
+@(declare_models if config.MONOLITH else lambda cls: cls)  # a monolith packs the models itself
 class PredictionService:
     """Typed prediction endpoints for the model named by MODEL_TAG (the champion), and its other held versions."""
 
-    model_service = bentoml.depends(ModelService)
+    if not config.MONOLITH:  # the model service: beside this one, or a server of its own at MODEL_SERVICE_URL
+        model_service = bentoml.depends(ModelService, url=config.MODEL_SERVICE_URL or None)
 
     def __init__(self) -> None:
-        self.model = ModelLink(lambda: self.model_service, timeout_s=config.MODEL_TIMEOUT_S)
+        if config.MONOLITH:  # the pipelines in this worker, on a thread (tabserve/serving/pipelines.py)
+            self.model_link = InProcessModel(Pipelines(PRELOAD))
+        else:
+            self.model_link = ModelLink(lambda: self.model_service, timeout_s=config.MODEL_TIMEOUT_S)
         # Which version answers: the champion, a canary share for the challenger, a version named in the path;
         # the champion can change while serving (MODEL_WATCH_S, POST /v1/admin/promote).
         self.versions = ModelVersions(CARD, CHALLENGER_CARD, [card for _, card in EXTRAS], watch=config.MODEL_TAG if config.MODEL_WATCH_S else "",
                                       watch_s=config.MODEL_WATCH_S, canary_percent=config.CANARY_PERCENT)
         # In-process LRU, or Redis shared by every worker and replica when REDIS_URL is set (tabserve/serving/cache.py).
         self.cache = open_cache(config.PREDICTION_CACHE_SIZE, config.REDIS_URL, config.CACHE_TTL_S, config.REDIS_TIMEOUT_MS)
-        # Concurrent /predict records cross to the model service together (tabserve/serving/batching.py).
-        self.batcher = InFlightBatcher(lambda items: self.model.call("predict", items), config.MAX_BATCH_SIZE)
+        # Concurrent /predict records go to the model together (tabserve/serving/batching.py): across the hop in
+        # two calls at a time, or in a monolith one pipeline call at a time while the next batch gathers.
+        self.batcher = InFlightBatcher(lambda items: self.model_link.call("predict", items), config.MAX_BATCH_SIZE,
+                                       max_in_flight=1 if config.MONOLITH else 2)
         # The challenger's shadow predictions, off the answer's path (tabserve/serving/shadow.py).
         self.shadow = ShadowScorer(self._score_shadow, config.MAX_BATCH_SIZE, self.versions.path.parent, redact=payload_log.redacted)
         # The objects of startup (modules, the app, the model) live forever: keep them out of the full
@@ -167,7 +149,7 @@ class PredictionService:
             logger.warning("neither API_KEY nor API_KEYS_FILE is set: the prediction endpoints are open to anyone who can reach this port")
 
     async def __is_ready__(self) -> bool:
-        return await self.model.is_up()
+        return await self.model_link.is_up()
 
     @bentoml.on_startup
     async def start_background_tasks(self) -> None:
@@ -211,7 +193,7 @@ class PredictionService:
         card = self.versions.champion
         try:
             scoring = csv_scoring.records_from_csv(file.read_bytes(), CARD, Record, config.MAX_CSV_ROWS, skip_bad_rows=on_error == "skip")
-            results = await self.model.call("predict_bulk", tagged(card, scoring.records)) if scoring.records else []
+            results = await self.model_link.call("predict_bulk", tagged(card, scoring.records)) if scoring.records else []
         except InvalidInput as exc:
             return error_response(ctx, exc.status, exc.message, exc.detail)
         except ModelUnavailable as exc:
@@ -235,7 +217,7 @@ class PredictionService:
         if config.ADAPTIVE_BATCHING:
             result = await self.batcher.submit({"model": card.tag, "record": values})
         else:
-            [result] = await self.model.call("predict_bulk", tagged(card, [values]))
+            [result] = await self.model_link.call("predict_bulk", tagged(card, [values]))
         [answer] = self._answers([result], [values], card)
         await self.cache.put(key, answer)
         return answer, False
@@ -244,7 +226,7 @@ class PredictionService:
         """Records that are already a batch (/predict_batch, /v2 infer) through the model service's bulk API,
         all with one version (the champion by default); answers in order."""
         card = card or self.versions.champion
-        results = await self.model.call("predict_bulk", tagged(card, values))
+        results = await self.model_link.call("predict_bulk", tagged(card, values))
         return self._answers(results, values, card)
 
     def _answers(self, results: list[dict[str, Any]], values: list[dict[str, Any]], card: ModelCard) -> list[dict[str, Any]]:
@@ -265,13 +247,13 @@ class PredictionService:
             self.shadow.observe(card, self.versions.challenger, values, answers)
 
     async def _score_shadow(self, challenger: ModelCard, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return await self.model.call("predict_bulk", tagged(challenger, values))
+        return await self.model_link.call("predict_bulk", tagged(challenger, values))
 
     async def _warm(self, card: ModelCard) -> None:
         """Before a new version becomes champion: the model service loads it (verifying its checksum) and
         predicts the schema's example rows with it."""
         examples = [card.schema.example()]
-        results = await self.model.call("predict_bulk", tagged(card, examples))
+        results = await self.model_link.call("predict_bulk", tagged(card, examples))
         if len(results) != len(examples):
             raise RuntimeError(f"{len(results)} answers for {len(examples)} example rows")
 

@@ -227,9 +227,29 @@ def feature_db(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def server(penguins_model, feature_db):
+def server(shared_server):
+    return shared_server
+
+
+@pytest.fixture(scope="session")
+def shared_server(penguins_model, feature_db):
     """The project served as `make serve` does, shared by the served tests. Pinned to the session's
     model: other tests train newer "penguins" versions while it runs. Its feature table holds the
     penguins (GET /v1/entities/{1..344}/predict)."""
     with Server(env={"MODEL_TAG": str(penguins_model.tag), "FEATURE_DB_URL": feature_db}, name="served") as running:
+        yield running
+
+
+LAYOUTS = ("services", "monolith")  # SERVICE_LAYOUT; the first is the default
+
+
+@pytest.fixture(scope="session", params=LAYOUTS)
+def layout_server(request, penguins_model, feature_db):
+    """The project served in each layout: the shared `server` for the default one, and a server with
+    SERVICE_LAYOUT set for the other. The endpoint, error-contract and batching tests run on both."""
+    if request.param == LAYOUTS[0]:
+        yield request.getfixturevalue("shared_server")
+        return
+    env = {"MODEL_TAG": str(penguins_model.tag), "FEATURE_DB_URL": feature_db, "SERVICE_LAYOUT": request.param}
+    with Server(env=env, name=f"served-{request.param}") as running:
         yield running

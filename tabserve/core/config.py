@@ -102,8 +102,24 @@ ADAPTIVE_BATCHING: bool = _int("ADAPTIVE_BATCHING", 1) > 0
 MAX_BATCH_SIZE: int = _int("MAX_BATCH_SIZE", 64, minimum=2)
 MAX_LATENCY_MS: int = _int("MAX_LATENCY_MS", 10_000, minimum=1)
 
-# Processes and threads. The entry (HTTP) service is async, so one worker carries many requests.
-API_WORKERS: int = _int("API_WORKERS", 1, minimum=1)
+# The layout (README, "Monolith or services"): `services` runs the entry service (validation, cache, shaping,
+# /v1, /v2) in front of a model service (the pipelines, batched) in processes of their own; `monolith` runs
+# the pipelines inside each entry worker, with the same in-process batching and no hop between services.
+SERVICE_LAYOUT: str = os.environ.get("SERVICE_LAYOUT", "").strip() or "services"
+if SERVICE_LAYOUT not in ("services", "monolith"):
+    raise SystemExit(f"error: SERVICE_LAYOUT={SERVICE_LAYOUT!r} must be 'services' or 'monolith'")
+MONOLITH: bool = SERVICE_LAYOUT == "monolith"
+# `services` only: the model service as a server of its own (`bentoml serve service:ModelService` on another
+# port, host or pod), e.g. "http://model-service:3000"; empty: started beside the entry by `bentoml serve`.
+MODEL_SERVICE_URL: str = os.environ.get("MODEL_SERVICE_URL", "").strip().rstrip("/")
+if MODEL_SERVICE_URL and not MODEL_SERVICE_URL.startswith(("http://", "https://")):
+    raise SystemExit(f"error: MODEL_SERVICE_URL={MODEL_SERVICE_URL!r} must start with http:// or https://")
+if MODEL_SERVICE_URL and MONOLITH:
+    raise SystemExit("error: MODEL_SERVICE_URL needs SERVICE_LAYOUT=services: a monolith runs the model in its own workers")
+
+# Processes and threads. The entry (HTTP) service is async, so one worker carries many requests; a monolith's
+# workers also run the model, one per core by default.
+API_WORKERS: int = _int("API_WORKERS", (os.cpu_count() or 1) if MONOLITH else 1, minimum=1)
 MODEL_WORKERS: int = _int("MODEL_WORKERS", 1, minimum=1)
 MODEL_THREADS: int = _int("MODEL_THREADS", 1, minimum=1)
 
@@ -164,6 +180,8 @@ def serving_settings() -> dict[str, object]:
         "adaptive_batching": ADAPTIVE_BATCHING,
         "max_batch_size": MAX_BATCH_SIZE,
         "max_latency_ms": MAX_LATENCY_MS,
+        "layout": SERVICE_LAYOUT,
+        "model_service_url": MODEL_SERVICE_URL or None,
         "api_workers": API_WORKERS,
         "model_workers": MODEL_WORKERS,
         "model_threads": MODEL_THREADS,

@@ -95,6 +95,7 @@ class GateMiddleware:
         if not self.gate.is_protected(path):
             return await self.app(scope, receive, ErrorRewriter(send, on_error=count))
 
+        metrics.observe_worker_request()
         route = metrics.route_label(path)
         how_many = RECORD_ROUTES.get((method, route))
         statuses: list[int] = []

@@ -43,6 +43,9 @@ def _metrics() -> dict[str, Any]:
         # Where a predict-by-id request spends its time: the feature lookup (per result: found, not_found,
         # error, timeout) beside the entry worker's calls to the model service (per model-service API).
         "feature_lookup": prom.Histogram(f"{PREFIX}_feature_lookup_seconds", "Feature table lookups by entity id, per result", ["result"], buckets=SECONDS),
+        # Per entry worker (BentoML's worker index): with several workers, the kernel spreads connections among
+        # them unevenly; this shows how unevenly.
+        "worker_requests": prom.Counter(f"{PREFIX}_worker_requests", "Requests to protected routes, per entry worker", ["worker"]),
         "model_call": prom.Histogram(f"{PREFIX}_model_call_seconds", "Calls from the entry worker to the model service, per API", ["api"], buckets=SECONDS),
     }
 
@@ -66,6 +69,17 @@ def observe_cache(hit: bool) -> None:
 
 def observe_cache_error(operation: str) -> None:
     _metrics()["cache_errors"].labels(operation=operation).inc()
+
+
+@lru_cache(maxsize=1)
+def _worker() -> str:
+    from bentoml._internal.context import server_context
+
+    return str(server_context.worker_index or 0)
+
+
+def observe_worker_request() -> None:
+    _metrics()["worker_requests"].labels(worker=_worker()).inc()
 
 
 def observe_refusal(path: str, status: int) -> None:

@@ -13,7 +13,7 @@ import psutil
 import pytest
 import requests
 
-from tests.conftest import PENGUIN, Server
+from tests.conftest import LAYOUTS, PENGUIN, Server
 from tests.served.metrics_text import metric
 
 pytestmark = [pytest.mark.served, pytest.mark.slow]
@@ -81,8 +81,9 @@ def test_model_worker_killed_with_sigkill_is_replaced(penguins_model):
         assert [requests.post(f"{served.url}/predict", json=PENGUIN, timeout=30).status_code for _ in range(20)] == [200] * 20
 
 
-def test_entry_worker_killed_with_sigkill_is_replaced(penguins_model):
-    with Server(env={"PREDICTION_CACHE_SIZE": "0"}, name="kill-entry") as served:
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_entry_worker_killed_with_sigkill_is_replaced(penguins_model, layout):
+    with Server(env={"PREDICTION_CACHE_SIZE": "0", "SERVICE_LAYOUT": layout}, name=f"kill-entry-{layout}") as served:
         with Load(served.url) as load:
             time.sleep(2)
             worker(served, "PredictionService").send_signal(signal.SIGKILL)
@@ -93,13 +94,14 @@ def test_entry_worker_killed_with_sigkill_is_replaced(penguins_model):
         assert [requests.post(f"{served.url}/predict", json=PENGUIN, timeout=30).status_code for _ in range(20)] == [200] * 20
 
 
-def test_sigterm_answers_every_accepted_request_then_exits_0(penguins_model):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_sigterm_answers_every_accepted_request_then_exits_0(penguins_model, layout):
     """SIGTERM while six large batches are in flight and one is at the model: no connection is reset,
     every request is answered, and the server exits 0. What each answer is depends on where the
     request was when the signal came. BentoML stops the entry and the model service at once: a
     request the model had begun completes (200), so at least one 200; one still being validated by
     the entry may find the model gone and is answered 503 with the model service's message."""
-    served = Server(env={"PREDICTION_CACHE_SIZE": "0", "MODEL_TAG": str(penguins_model.tag)}, name="sigterm").wait_ready()
+    served = Server(env={"PREDICTION_CACHE_SIZE": "0", "MODEL_TAG": str(penguins_model.tag), "SERVICE_LAYOUT": layout}, name=f"sigterm-{layout}").wait_ready()
     outcomes, records = [], [PENGUIN] * 5000
 
     def send():  # runs in a thread: collects, the test asserts

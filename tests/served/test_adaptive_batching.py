@@ -16,6 +16,12 @@ from tests.served.metrics_text import histogram
 pytestmark = pytest.mark.served
 
 
+@pytest.fixture(scope="module")
+def server(layout_server):
+    """These tests run on both layouts (SERVICE_LAYOUT; tests/conftest.py, LAYOUTS)."""
+    return layout_server
+
+
 def batch_histogram(url):
     """{upper bound: cumulative count} of records per batched pipeline call, summed over workers."""
     return histogram(url, "tabserve_pipeline_batch_records", api="predict")

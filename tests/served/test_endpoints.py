@@ -20,6 +20,12 @@ HEADER = list(EXAMPLE)
 
 
 @pytest.fixture(scope="module")
+def server(layout_server):
+    """These tests run on both layouts (SERVICE_LAYOUT; tests/conftest.py, LAYOUTS)."""
+    return layout_server
+
+
+@pytest.fixture(scope="module")
 def client(server):
     with bentoml.SyncHTTPClient(server.url) as http_client:
         yield http_client

@@ -8,7 +8,7 @@ import json
 import pytest
 import requests
 
-from tests.conftest import PENGUIN, Server
+from tests.conftest import LAYOUTS, PENGUIN, Server
 from tests.served.test_client import run_client
 
 pytestmark = pytest.mark.served
@@ -20,10 +20,17 @@ HEADER = ",".join(PENGUIN)
 ROW = ",".join(str(v) for v in PENGUIN.values())
 
 
-@pytest.fixture(scope="module")
-def keyed(penguins_model):
-    with Server(env=LIMITS, name="keyed") as running:
+@pytest.fixture(scope="module", params=LAYOUTS)
+def keyed(request, penguins_model):
+    """A server with a key and tight limits, in each layout."""
+    with Server(env={**LIMITS, "SERVICE_LAYOUT": request.param}, name=f"keyed-{request.param}") as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def server(layout_server):
+    """These tests run on both layouts (SERVICE_LAYOUT; tests/conftest.py, LAYOUTS)."""
+    return layout_server
 
 
 def call(server, method, path, headers=AUTH, **kwargs):

@@ -1,0 +1,85 @@
+"""The two layouts (SERVICE_LAYOUT) as processes: a monolith runs no model service and shows its requests
+per worker; the services layout split into two `bentoml serve` processes, the entry reaching the model
+service at MODEL_SERVICE_URL, and what the entry answers when that server goes away."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+import requests
+
+from tabserve.core import pipeline, store
+from tabserve.core.card import ModelCard
+from tests.conftest import PENGUIN, ROOT, Server
+from tests.served.metrics_text import samples
+from tests.served.penguin_data import penguin_records
+
+pytestmark = pytest.mark.served
+
+
+def expected(model, records):
+    card = ModelCard.from_model(model)
+    return [r["prediction"] for r in pipeline.predict_records(store.load_pipeline(model), card.schema, records)]
+
+
+def service_names(server: Server) -> set[str]:
+    names = set()
+    for child in psutil.Process(server.process.pid).children(recursive=True):
+        line = " ".join(child.cmdline())
+        if "--service-name" in line:
+            names.add(line.split("--service-name", 1)[1].split()[0])
+    return names
+
+
+@pytest.mark.parametrize("layout_server", ["monolith"], indirect=True)
+def test_a_monolith_runs_the_model_in_its_entry_workers(layout_server, penguins_model):
+    assert service_names(layout_server) == {"PredictionService"}
+    records = [r for r in penguin_records() if None not in r.values()][:64]
+
+    def send(record):  # a new connection each: the kernel spreads them over the workers
+        return requests.post(f"{layout_server.url}/predict", json=record, timeout=30).json()["prediction"]
+
+    with ThreadPoolExecutor(16) as pool:
+        assert list(pool.map(send, records)) == expected(penguins_model, records)
+    per_worker = {s.labels["worker"]: s.value for s in samples(layout_server.url) if s.name == "tabserve_worker_requests_total"}
+    assert len(per_worker) == 2 and sum(per_worker.values()) >= len(records)  # one worker per core, both busy
+    assert requests.get(f"{layout_server.url}/v1/model", timeout=10).json()["serving"]["layout"] == "monolith"
+
+
+def test_the_entry_reaches_a_model_service_running_as_its_own_server(penguins_model):
+    tag = str(penguins_model.tag)
+    with Server(target="service:ModelService", env={"MODEL_TAG": tag}, name="model-only") as model_server:
+        env = {"MODEL_TAG": tag, "MODEL_SERVICE_URL": model_server.url, "PREDICTION_CACHE_SIZE": "0", "MODEL_TIMEOUT_S": "5"}
+        with Server(env=env, name="entry-only") as entry:
+            assert service_names(entry) == {"PredictionService"} and service_names(model_server) == {"ModelService"}
+            records = [r for r in penguin_records() if None not in r.values()][:20]
+            singles = [requests.post(f"{entry.url}/predict", json=r, timeout=30).json() for r in records]
+            assert [a["prediction"] for a in singles] == expected(penguins_model, records) and {a["model"] for a in singles} == {tag}
+            batch = requests.post(f"{entry.url}/predict_batch", json={"records": records}, timeout=30).json()
+            assert [p["prediction"] for p in batch["predictions"]] == expected(penguins_model, records)
+            serving = requests.get(f"{entry.url}/v1/model", timeout=10).json()["serving"]
+            assert (serving["layout"], serving["model_service_url"]) == ("services", model_server.url)
+
+            model_server.stop()  # the model service goes away: a clear 503, fast, never a hang
+            started = time.monotonic()
+            down = requests.post(f"{entry.url}/predict", json={**PENGUIN, "body_mass_g": 4321}, timeout=30)
+            assert down.status_code == 503 and down.json()["error"].startswith("the model service"), down.text
+            assert time.monotonic() - started < 20
+            assert requests.get(f"{entry.url}/readyz", timeout=30).status_code == 503
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"SERVICE_LAYOUT": "microservices"}, "error: SERVICE_LAYOUT='microservices' must be 'services' or 'monolith'"),
+    ({"SERVICE_LAYOUT": "monolith", "MODEL_SERVICE_URL": "http://model:3000"}, "error: MODEL_SERVICE_URL needs SERVICE_LAYOUT=services"),
+    ({"MODEL_SERVICE_URL": "model:3000"}, "error: MODEL_SERVICE_URL='model:3000' must start with http:// or https://"),
+])
+def test_a_bad_layout_setting_stops_with_one_line(env, message):
+    result = subprocess.run([sys.executable, "-c", "import tabserve.core.config"], cwd=ROOT, env={**__import__("os").environ, **env},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and result.stderr.strip().startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
