@@ -8,6 +8,13 @@ rate), and every server gets the same sequence of bodies for the same seed. User
 
     locust -f bench/locustfile.py --headless -u 32 -r 32 -t 15s --host http://127.0.0.1:3100 SingleRecord
     locust -f bench/locustfile.py --headless -u 4 -r 4 -t 15s --host http://127.0.0.1:3100 BulkRecords
+
+The peers (bench/peers/) get the same records, each in its own request format: MLServerSingle and
+MLServerBulk send them as V2 inference requests (records.v2_request: one row, or the same 1,000 rows as
+a bulk body), LitServeSingle sends the very body of SingleRecord to LitServe's /predict and LitServeBulk
+the very body of BulkRecords ({"records": [...]}) to the same /predict. Every request asks for an
+uncompressed answer (Accept-Encoding: identity): Locust would ask for gzip, which MLServer and LitServe
+honour for answers over 500/1,000 bytes and BentoML does not, so the peers would compress on the loopback.
 """
 
 from __future__ import annotations
@@ -22,10 +29,10 @@ from pathlib import Path
 from locust import FastHttpUser, constant, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from records import load_records  # noqa: E402
+from records import V2_PATH, load_records, v2_request  # noqa: E402
 
 BULK_SIZE = int(os.environ.get("BENCH_BULK_SIZE", "1000"))
-HEADERS = {"Content-Type": "application/json"}
+HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 
 
 RECORDS = load_records()
@@ -45,29 +52,73 @@ def _unique(record: dict, rng: random.Random) -> dict:
 
 class SingleRecord(FastHttpUser):
     wait_time = constant(0)
+    path = "/predict"
 
     def on_start(self) -> None:
         self.rng = random.Random(f"{SEED}-{next(_user_numbers)}")
 
+    @staticmethod
+    def encode(record: dict) -> bytes:
+        return json.dumps(record).encode()
+
     @task
     def predict(self) -> None:
-        body = json.dumps(_unique(self.rng.choice(RECORDS), self.rng)).encode()
-        self.client.post("/predict", data=body, headers=HEADERS, name="/predict")
+        body = self.encode(_unique(self.rng.choice(RECORDS), self.rng))
+        self.client.post(self.path, data=body, headers=HEADERS, name=self.path)
+
+
+class MLServerSingle(SingleRecord):
+    """The same record as SingleRecord (the same draw), as a one-row V2 request to MLServer."""
+
+    path = V2_PATH
+
+    @staticmethod
+    def encode(record: dict) -> bytes:
+        return json.dumps(v2_request([record])).encode()
+
+
+class LitServeSingle(SingleRecord):
+    """The same body as SingleRecord, to LitServe's /predict (it answers the project's /predict shape)."""
 
 
 # Bulk bodies are pre-encoded (8 of 1,000 records; bulk answers are not cached): building and encoding
 # 1,000 records per request would cost the load generator, on the same 2 cores, more than the server.
 _bulk_rng = random.Random(f"{SEED}-bulk")
-BULK_BODIES = [json.dumps({"records": [_unique(_bulk_rng.choice(RECORDS), _bulk_rng) for _ in range(BULK_SIZE)]}).encode()
-               for _ in range(8)]
+BULK_RECORDS = [[_unique(_bulk_rng.choice(RECORDS), _bulk_rng) for _ in range(BULK_SIZE)] for _ in range(8)]
+BULK_BODIES = [json.dumps({"records": records}).encode() for records in BULK_RECORDS]
 
 
 class BulkRecords(FastHttpUser):
     wait_time = constant(0)
     network_timeout = 120.0
     connection_timeout = 120.0
+    path = "/predict_batch"
+
+    def bodies(self) -> list[bytes]:
+        return BULK_BODIES
 
     @task
     def predict_batch(self) -> None:
-        body = BULK_BODIES[random.randrange(len(BULK_BODIES))]
-        self.client.post("/predict_batch", data=body, headers=HEADERS, name="/predict_batch")
+        bodies = self.bodies()
+        self.client.post(self.path, data=bodies[random.randrange(len(bodies))], headers=HEADERS, name=self.path)
+
+
+_v2_bulk_bodies: list[bytes] = []
+
+
+class MLServerBulk(BulkRecords):
+    """The same 8 bodies of 1,000 records, each as one V2 request of 1,000 rows."""
+
+    path = V2_PATH
+
+    def bodies(self) -> list[bytes]:
+        if not _v2_bulk_bodies:  # built once per Locust process, only when this user runs
+            _v2_bulk_bodies.extend(json.dumps(v2_request(records)).encode() for records in BULK_RECORDS)
+        return _v2_bulk_bodies
+
+
+class LitServeBulk(BulkRecords):
+    """The same bodies as BulkRecords ({"records": [...]}) to LitServe's /predict: its decode_request takes
+    a record or a list of them, and a batch of requests is one pipeline call over all their rows."""
+
+    path = "/predict"

@@ -1,4 +1,5 @@
-"""The benchmark runner: one run, the project's servers and a FastAPI baseline, the same model and the same cores.
+"""The benchmark runner: one run, the project's servers, a FastAPI baseline and the peers (MLServer, LitServe),
+the same model and the same cores.
 
     python bench/run.py                      # full run -> bench/results/ (about 15 minutes)
     python bench/run.py --smoke --out /tmp/x # a few seconds per level, for CI (no timing checks)
@@ -11,9 +12,10 @@ other round), so a change in the machine's background load hits all servers alik
 ran in that minute; bulk /predict_batch the same way. Two variants of the shipped project take part
 in the 32-user level only (drift counting off; the payload log on), so their cost is a per-round ratio
 against the shipped server in the same minute; the shipped server also gets a predict-by-id level
-(bench/entities.py, features in a SQLite table). It reads the records per pipeline call, the cache hits
-and the feature lookup and model call times from /metrics and samples the RSS of each server's whole
-process tree. After the servers are stopped, bench/scoring.py measures batch scoring (score.py). Every process it starts is in its
+(bench/entities.py, features in a SQLite table). The peers (bench/peers/: Seldon MLServer and LitServe,
+each in its own virtualenv under the work directory, installed while the model trains) serve the same
+pipeline file at every level. It reads the records per pipeline call, the cache hits and the feature
+lookup and model call times from /metrics and samples the RSS of each server's whole process tree. After the servers are stopped, bench/scoring.py measures batch scoring (score.py). Every process it starts is in its
 own process group and is killed on exit, on failure and on Ctrl-C.
 Writes results.json, results.md and results.png (and scoring.json, scoring.md) to --out.
 """
@@ -45,7 +47,9 @@ import psutil
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
+import peers  # noqa: E402 - bench/peers/: installs and configures MLServer and LitServe
 from entities import lookup_vs_model  # noqa: E402 - without locust (it would patch this process with gevent)
+from records import V2_PATH, load_records, v2_request  # noqa: E402
 
 BENCH = BENCH_DIR
 ROOT = BENCH.parent
@@ -65,6 +69,7 @@ def _kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
         return
     try:
         os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGCONT)  # a group paused while idle (Server.pause_idle) must run to exit
     except ProcessLookupError:
         return
     try:
@@ -143,6 +148,31 @@ class RssSampler(threading.Thread):
             self.halt.wait(0.1)
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its living descendants."""
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return total
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def pause(run: "Running", paused: bool) -> None:
+    """Stop (SIGSTOP) or resume (SIGCONT) a server's whole process group."""
+    try:
+        os.killpg(run.proc.pid, signal.SIGSTOP if paused else signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+
+
 # ---------------------------------------------------------------- servers
 
 
@@ -156,6 +186,15 @@ class Server:
     cwd: Path | None = None  # project dir to serve from (default: --project)
     levels: tuple[str, ...] | None = None  # the only levels it takes part in ("32"); None: every /predict level and bulk
     byid: bool = False  # also the predict-by-id level ("byid": bench/entities.py's ById, features from SQLite)
+    # The peers (bench/peers/) differ in these: no project /metrics, their own routes and Locust users.
+    project_metrics: bool = True  # the project's /metrics (cache hits; records per call where `batched`)
+    ready_path: str = "/readyz"
+    single_user: str = "SingleRecord"  # bench/locustfile.py's user class of the single-record levels
+    bulk_user: str = "BulkRecords"  # ... and of the bulk level
+    v2: bool = False  # warm-up requests in the V2 inference protocol (MLServer) instead of the record itself
+    peer: str | None = None  # a peer's name: its own virtualenv and environment (bench/peers/)
+    pause_idle: bool = False  # SIGSTOP its process group while other servers are measured (LitServe: see README)
+    setup: object = None  # callable(port) -> (cmd, env), run just before start (writes MLServer's config files)
 
     def takes(self, level: str) -> bool:
         if level == "byid":
@@ -165,7 +204,8 @@ class Server:
 
 # Where each server runs within a round (reversed every other round): the pairs whose ratio is reported
 # run back to back: nodrift and payloadlog beside shipped, shipped beside fastapi, candidates after it.
-RUN_ORDER = {"payloadlog": 0, "nodrift": 1, "shipped": 2, "fastapi": 3, "nobatch": 9}
+RUN_ORDER = {"payloadlog": 0, "nodrift": 1, "shipped": 2, "fastapi": 3, "monolith": 4, "mlserver": 6, "litserve": 7,
+             "nobatch": 9}
 
 
 def servers(args, port: int) -> list[Server]:
@@ -191,12 +231,39 @@ def servers(args, port: int) -> list[Server]:
              "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.baseline_workers)],
             {"BASELINE_MODE": args.baseline_mode, "OMP_NUM_THREADS": str(args.baseline_omp)},
         ),
+        # The shipped project in its single-process layout (SERVICE_LAYOUT=monolith), at every level.
+        "monolith": Server("monolith", "project, SERVICE_LAYOUT=monolith", serve, {**tuned, "SERVICE_LAYOUT": "monolith"},
+                           batched=True),
+        **peer_servers(args),
     }
     chosen = [out[name] for name in args.servers.split(",") if name]
     for spec in args.candidate:  # NAME=DIR: a modified copy of the project, served like "shipped"
         name, path = spec.split("=", 1)
         chosen.append(Server(name, f"candidate {name}", serve, {**tuned}, batched=True, cwd=Path(path).resolve()))
     return chosen
+
+
+def peer_servers(args) -> dict[str, Server]:
+    """MLServer and LitServe (bench/peers/), each from its virtualenv, serving the same pipeline file."""
+    config = args.peer_config
+    label = f"{config.workers} workers, batch <= {config.max_batch_size} / {1000 * config.batch_wait_s:g} ms"
+
+    def mlserver(port: int):
+        repo = args.workdir / "mlserver_repo"
+        return peers.mlserver_command(args.peer_venvs / "mlserver", repo, args.pipeline_file, port, free_port(),
+                                      free_port(), config)
+
+    def litserve(port: int):
+        return peers.litserve_command(args.peer_venvs / "litserve", args.pipeline_file, port, config)
+
+    return {
+        "mlserver": Server("mlserver", f"MLServer ({label})", [], project_metrics=False, ready_path="/v2/health/ready",
+                           single_user="MLServerSingle", bulk_user="MLServerBulk", v2=True, peer="mlserver",
+                           setup=mlserver),
+        "litserve": Server("litserve", f"LitServe ({label})", [], project_metrics=False, ready_path="/health",
+                           single_user="LitServeSingle", bulk_user="LitServeBulk", peer="litserve", pause_idle=True,
+                           setup=litserve),
+    }
 
 
 def cache_lookups(base: str) -> tuple[float, float]:
@@ -305,49 +372,86 @@ class Running:
 
 
 def start_server(server: Server, args, env: dict, workdir: Path, port: int) -> Running:
-    """Start it, time the cold start to /readyz 200, warm it up; it stays up until `finish`."""
+    """Start it, time the cold start to its readiness route's 200 (/readyz; a peer's own), warm it up and
+    measure what it costs idle; it stays up until `finish` (a `pause_idle` server paused between its rounds)."""
     base = f"http://127.0.0.1:{port}"
-    cwd = server.cwd or args.project
-    # Its own BENTOML_HOME (the trained models linked in): BentoML clears the Prometheus directory under
-    # BENTOML_HOME when a server starts, which would wipe the metrics of the servers already running.
-    home = workdir / f"home_{server.name}"
-    home.mkdir()
-    (home / "models").symlink_to(Path(env["BENTOML_HOME"]) / "models")
-    server_env = {**env, **server.env, "PYTHONPATH": str(cwd), "BENTOML_HOME": str(home)}
     log = workdir / f"server_{server.name}.log"
+    cmd = server.cmd
+    if server.peer:  # its own virtualenv, its own environment and directory; nothing of the project's
+        cmd, extra_env = server.setup(port)
+        cwd = workdir / f"peer_{server.name}"
+        cwd.mkdir(exist_ok=True)
+        server_env = {**peers.base_env(workdir / "tmp"), **extra_env, **server.env}
+    else:
+        cwd = server.cwd or args.project
+        # Its own BENTOML_HOME (the trained models linked in): BentoML clears the Prometheus directory under
+        # BENTOML_HOME when a server starts, which would wipe the metrics of the servers already running.
+        home = workdir / f"home_{server.name}"
+        home.mkdir()
+        (home / "models").symlink_to(Path(env["BENTOML_HOME"]) / "models")
+        server_env = {**env, **server.env, "PYTHONPATH": str(cwd), "BENTOML_HOME": str(home)}
     start = time.perf_counter()
-    proc = spawn(server.cmd, server_env, cwd, log)
+    proc = spawn(cmd, server_env, cwd, log)
     sampler = RssSampler(proc.pid)
     sampler.start()
     result: dict = {"name": server.name, "label": server.label, "env": server.env, "levels": {}}
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with {proc.returncode}; log:\n{log.read_text()[-3000:]}")
-        if http("GET", base + "/readyz", timeout=1.0)[0] == 200:
-            break
-        if time.perf_counter() - start > READY_TIMEOUT_S:
-            raise RuntimeError(f"{server.name} not ready after {READY_TIMEOUT_S}s; log:\n{log.read_text()[-3000:]}")
-        time.sleep(0.05)
+    if server.peer:
+        result["cmd"] = cmd
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{server.name} exited with {proc.returncode}; log:\n{log.read_text()[-3000:]}")
+            if http("GET", base + server.ready_path, timeout=1.0)[0] == 200:
+                break
+            if time.perf_counter() - start > READY_TIMEOUT_S:
+                raise RuntimeError(f"{server.name} not ready after {READY_TIMEOUT_S}s; log:\n{log.read_text()[-3000:]}")
+            time.sleep(0.05)
+    except BaseException:
+        sampler.halt.set()
+        stop(proc)
+        raise
     result["cold_start_s"] = round(time.perf_counter() - start, 2)
     print(f"  {server.name}: ready in {result['cold_start_s']} s on port {port}", flush=True)
     # Warm-up: first requests pay for lazy imports and connection setup.
-    record = json.dumps(_sample_record()).encode()
-    result["warmup_ok"] = sum(http("POST", base + "/predict", record, timeout=30)[0] == 200 for _ in range(20))
-    return Running(server, proc, sampler, base, result)
+    record = _sample_record()
+    path, body = (V2_PATH, v2_request([record])) if server.v2 else ("/predict", record)
+    body = json.dumps(body).encode()
+    result["warmup_ok"] = sum(http("POST", base + path, body, timeout=30)[0] == 200 for _ in range(20))
+    # What it costs while it waits (its rounds are interleaved with the others'): CPU of its process tree.
+    time.sleep(0.5)
+    cpu, clock = tree_cpu_s(proc.pid), time.perf_counter()
+    time.sleep(args.idle_seconds)
+    result["idle_cores"] = round((tree_cpu_s(proc.pid) - cpu) / (time.perf_counter() - clock), 3)
+    run = Running(server, proc, sampler, base, result)
+    if server.pause_idle:
+        pause(run, True)
+        result["paused_between_rounds"] = True
+    return run
 
 
 def measure(run: Running, level: str, args, workdir: Path, env: dict, round_no: int) -> dict:
     """One Locust run against one server: single-record /predict at `level` users, bulk, or predict by id."""
+    if run.server.pause_idle:
+        pause(run, False)
+        time.sleep(1.0)  # resumed: let its processes catch up before the load
+        try:
+            return _measure(run, level, args, workdir, env, round_no)
+        finally:
+            pause(run, True)
+    return _measure(run, level, args, workdir, env, round_no)
+
+
+def _measure(run: Running, level: str, args, workdir: Path, env: dict, round_no: int) -> dict:
     tag = f"{run.server.name}_r{round_no}"
     if level == "bulk":
-        stats = run_locust(run.base, LOCUSTFILE, "BulkRecords", args.bulk_users, args.bulk_duration, workdir,
+        stats = run_locust(run.base, LOCUSTFILE, run.server.bulk_user, args.bulk_users, args.bulk_duration, workdir,
                            {**env, "BENCH_BULK_SIZE": str(args.bulk_size)}, tag)
         stats["rows_per_s"] = round(stats["ok_rps"] * args.bulk_size, 1)
         print(f"  {run.server.name} bulk x{args.bulk_users} round {round_no}: {_fmt_stats(stats)} "
               f"rows/s={stats['rows_per_s']}", flush=True)
         return stats
     before = batch_histogram(run.base) if run.server.batched else (0, 0)
-    before_cache = cache_lookups(run.base)
+    before_cache = cache_lookups(run.base) if run.server.project_metrics else (0, 0)
     if level == "byid":
         # Random entity ids with a random `year` in the query: each request is one lookup and one model call.
         before_split = lookup_vs_model(metrics_text(run.base))
@@ -359,9 +463,10 @@ def measure(run: Running, level: str, args, workdir: Path, env: dict, round_no: 
     else:
         # The same seed for every server in a round (the same bodies), a new one for every level and round
         # (bodies no server has seen, so the prediction cache cannot answer).
-        stats = run_locust(run.base, LOCUSTFILE, "SingleRecord", int(level), args.duration, workdir,
+        stats = run_locust(run.base, LOCUSTFILE, run.server.single_user, int(level), args.duration, workdir,
                            {**env, "BENCH_SEED": f"{level}-{round_no}"}, tag)
-    hits, lookups = (a - b for a, b in zip(cache_lookups(run.base), before_cache))
+    after_cache = cache_lookups(run.base) if run.server.project_metrics else (0, 0)
+    hits, lookups = (a - b for a, b in zip(after_cache, before_cache))
     stats["cache_hit_rate"] = round(hits / lookups, 4) if lookups else None
     after = batch_histogram(run.base) if run.server.batched else (0, 0)
     stats["batch_delta"] = [after[0] - before[0], after[1] - before[1]]
@@ -445,9 +550,6 @@ def _count_lines(path: Path) -> int:
 
 
 def _sample_record() -> dict:
-    sys.path.insert(0, str(BENCH))
-    from records import load_records
-
     return next(r for r in load_records() if None not in r.values())
 
 
@@ -809,9 +911,18 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         load_before = [round(x, 2) for x in os.getloadavg()]
+        # The peers' virtualenvs install in the background while the model trains (never beside a measurement).
+        chosen = args.servers.split(",")
+        installs = start_peer_installs([name for name in peers.NAMES if name in chosen], args)
         print(f"training into {home} (load avg {load_before})", flush=True)
         subprocess.run([sys.executable, "train.py"], cwd=args.project, env=env, check=True, stdout=subprocess.DEVNULL,
                        timeout=300)
+        args.pipeline_file = pipeline_file(env)
+        if args.byid_users:  # the feature table of the predict-by-id level, numbered rows of the training data
+            subprocess.run([sys.executable, "-m", "tabserve.features", "load", str(args.project / "data" / "penguins.csv"),
+                            "--id-column", "penguin_id", "--number-rows", "--db", args.feature_db],
+                           cwd=args.project, env=env, check=True, timeout=120)
+        peer_info = finish_peer_installs(installs, args, started)
         inproc_runs = []
         for omp in ("default", "1"):
             run_env = dict(env) if omp == "default" else {**env, "OMP_NUM_THREADS": omp}
@@ -821,10 +932,6 @@ def main(argv: list[str] | None = None) -> int:
             inproc_runs.append({"omp": omp if omp == "1" else env.get("OMP_NUM_THREADS", "default"), **json.loads(out.stdout)})
             print(f"  in-process OMP={omp}: {inproc_runs[-1]['batches']}", flush=True)
         best_bulk = max(r["batches"][str(args.bulk_size)]["rows_per_s"] for r in inproc_runs)
-        if args.byid_users:  # the feature table of the predict-by-id level, numbered rows of the training data
-            subprocess.run([sys.executable, "-m", "tabserve.features", "load", str(args.project / "data" / "penguins.csv"),
-                            "--id-column", "penguin_id", "--number-rows", "--db", args.feature_db],
-                           cwd=args.project, env=env, check=True, timeout=120)
         results = {
             "smoke": args.smoke,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -834,8 +941,11 @@ def main(argv: list[str] | None = None) -> int:
                        "bulk_size": args.bulk_size, "bulk_duration_s": args.bulk_duration,
                        "baseline": {"workers": args.baseline_workers, "mode": args.baseline_mode, "omp": args.baseline_omp},
                        "server_env": " ".join(args.server_env), "focus_users": args.focus,
-                       "byid_users": args.byid_users},
+                       "byid_users": args.byid_users, "servers": chosen,
+                       "peers": {"workers": args.peer_config.workers, "max_batch_size": args.peer_config.max_batch_size,
+                                 "batch_wait_s": args.peer_config.batch_wait_s}},
             "inprocess": {"runs": inproc_runs, "best_rows_per_s_at_1000": best_bulk},
+            "peers": peer_info,
             "servers": [],
         }
         loads = ([str(u) for u in args.levels] + (["byid"] if args.byid_users else [])
@@ -844,8 +954,16 @@ def main(argv: list[str] | None = None) -> int:
         for index, server in enumerate(servers(args, 0)):
             if not any(server.takes(level) for level in loads):
                 continue
+            if server.peer and "error" in peer_info.get(server.peer, {}):
+                continue  # not installed: the run goes on without it (results.json says why)
             port = free_port()
-            running.append(start_server(servers(args, port)[index], args, env, workdir, port))
+            try:
+                running.append(start_server(servers(args, port)[index], args, env, workdir, port))
+            except Exception as exc:  # a peer that does not start: reported, the run goes on; the project's must start
+                if not server.peer:
+                    raise
+                peer_info[server.peer]["error"] = f"did not start: {exc}"[:4000]
+                print(f"  WARNING: {server.name} left out: {str(exc)[:600]}", flush=True)
         in_order = sorted(running, key=lambda run: RUN_ORDER.get(run.server.name, 5))
         for level in loads:
             taking = [run for run in in_order if run.server.takes(level)]
