@@ -1,9 +1,11 @@
-"""The HTTP service: an entry service (validation, cache, response shaping, /v1 routes) in front of
+"""The HTTP service: an entry service (validation, cache, response shaping, /v1 and /v2 routes) in front of
 a model service (batched inference), both in one Bento.
 
     bentoml serve                      # serves service:PredictionService, as bentofile.yaml says
     MODEL_TAG=my_model bentoml serve   # another model from the store
     CHALLENGER_TAG=penguins:v2 bentoml serve   # and a challenger scored in its shadow (tabserve/serving/versions.py)
+    SERVICE_LAYOUT=monolith bentoml serve      # the model in each entry worker: no model service, no hop
+    bentoml serve service:ModelService --port 3001   # the model service alone; the entry finds it at MODEL_SERVICE_URL
 
 The request and response types are built at import from the served model's feature schema,
 so Swagger (/) documents exactly the fields, categories and ranges the model was trained on.
