@@ -39,7 +39,7 @@ app = FastAPI(title="baseline (FastAPI, no batching)")
 
 def _predict(values: dict[str, Any]) -> dict[str, Any]:
     [result] = pipeline.predict_records(PIPELINE, CARD.schema, [values])
-    return contract.shape(result, CARD.schema.out_of_range(values))
+    return contract.shape(result, CARD.schema.out_of_range(values), CARD.tag)
 
 
 @app.post("/predict", response_model=Prediction)
@@ -49,7 +49,7 @@ async def predict(record: Record) -> dict[str, Any]:  # type: ignore[valid-type]
         item = await run_in_threadpool(_predict, values)
     else:
         item = _predict(values)
-    return {**item, "model": CARD.tag}
+    return item
 
 
 BatchRequest = create_model("BatchRequest", __config__=ConfigDict(extra="forbid"), records=(TYPES.record_list, ...))
@@ -59,7 +59,7 @@ BatchRequest = create_model("BatchRequest", __config__=ConfigDict(extra="forbid"
 async def predict_batch(body: BatchRequest) -> dict[str, Any]:  # type: ignore[valid-type]
     values = [r.model_dump() for r in body.records]
     results = pipeline.predict_records(PIPELINE, CARD.schema, values)
-    return {"predictions": [contract.shape(r, CARD.schema.out_of_range(v)) for r, v in zip(results, values)], "model": CARD.tag}
+    return {"predictions": [contract.shape(r, CARD.schema.out_of_range(v), CARD.tag) for r, v in zip(results, values)], "model": CARD.tag}
 
 
 @app.get("/readyz")

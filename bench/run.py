@@ -1,7 +1,7 @@
 """The benchmark runner: one run, the project's servers, a FastAPI baseline and the peers (MLServer, LitServe),
 the same model and the same cores.
 
-    python bench/run.py                      # full run -> bench/results/ (about 15 minutes)
+    python bench/run.py                      # full run -> bench/results/ (about 30 minutes)
     python bench/run.py --smoke --out /tmp/x # a few seconds per level, for CI (no timing checks)
 
 It trains the model into a fresh temporary BENTOML_HOME and measures the pipeline in-process. Then it
@@ -15,8 +15,9 @@ against the shipped server in the same minute; the shipped server also gets a pr
 (bench/entities.py, features in a SQLite table). The peers (bench/peers/: Seldon MLServer and LitServe,
 each in its own virtualenv under the work directory, installed while the model trains) serve the same
 pipeline file at every level. It reads the records per pipeline call, the cache hits and the feature
-lookup and model call times from /metrics and samples the RSS of each server's whole process tree. After the servers are stopped, bench/scoring.py measures batch scoring (score.py). Every process it starts is in its
-own process group and is killed on exit, on failure and on Ctrl-C.
+lookup and model call times from /metrics and samples the RSS of each server's whole process tree.
+After the servers are stopped, bench/scoring.py measures batch scoring (score.py). Every process it
+starts is in its own process group and is killed on exit, on failure and on Ctrl-C.
 Writes results.json, results.md and results.png (and scoring.json, scoring.md) to --out.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import csv
+import dataclasses
 import json
 import os
 import platform
@@ -245,22 +247,21 @@ def servers(args, port: int) -> list[Server]:
 
 def peer_servers(args) -> dict[str, Server]:
     """MLServer and LitServe (bench/peers/), each from its virtualenv, serving the same pipeline file."""
-    config = args.peer_config
-    label = f"{config.workers} workers, batch <= {config.max_batch_size} / {1000 * config.batch_wait_s:g} ms"
+    ml, lit = args.peer_configs["mlserver"], args.peer_configs["litserve"]
 
     def mlserver(port: int):
         repo = args.workdir / "mlserver_repo"
         return peers.mlserver_command(args.peer_venvs / "mlserver", repo, args.pipeline_file, port, free_port(),
-                                      free_port(), config)
+                                      free_port(), ml)
 
     def litserve(port: int):
-        return peers.litserve_command(args.peer_venvs / "litserve", args.pipeline_file, port, config)
+        return peers.litserve_command(args.peer_venvs / "litserve", args.pipeline_file, port, lit)
 
     return {
-        "mlserver": Server("mlserver", f"MLServer ({label})", [], project_metrics=False, ready_path="/v2/health/ready",
+        "mlserver": Server("mlserver", f"MLServer ({ml.label})", [], project_metrics=False, ready_path="/v2/health/ready",
                            single_user="MLServerSingle", bulk_user="MLServerBulk", v2=True, peer="mlserver",
                            setup=mlserver),
-        "litserve": Server("litserve", f"LitServe ({label})", [], project_metrics=False, ready_path="/health",
+        "litserve": Server("litserve", f"LitServe ({lit.label})", [], project_metrics=False, ready_path="/health",
                            single_user="LitServeSingle", bulk_user="LitServeBulk", peer="litserve", pause_idle=True,
                            setup=litserve),
     }
@@ -625,7 +626,8 @@ def targets(results: dict) -> dict:
     return out
 
 
-VARIANTS = ("nobatch", "fastapi", "nodrift", "payloadlog")  # servers the targets compare the shipped project with
+# Servers the targets compare the shipped project with (no targets of their own); monolith and candidates get them.
+VARIANTS = ("nobatch", "fastapi", "nodrift", "payloadlog", *peers.NAMES)
 DRIFT_COST_TARGET = 0.05  # drift counting may cost at most 5 % of the shipped server's throughput at 32 users
 
 
@@ -672,15 +674,16 @@ def write_markdown(results: dict, path: Path) -> None:
             hits = "-" if s.get("cache_hit_rate") is None else f"{100 * s['cache_hit_rate']:.1f} %"
             lines.append(f"| {server['label']} | {users} | {s['ok_rps']:.0f} | {_ms(s['p50_ms'])} | {_ms(s['p95_ms'])} | "
                          f"{_ms(s['p99_ms'])} | {s['errors']} | {batch} | {hits} | {s['loadgen_cpu_share']} |")
-    lines += ["", "| server | bulk ok req/s | rows/s | p50 ms | p99 ms | errors | cold start s | peak RSS MB |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["", "| server | bulk ok req/s | rows/s | p50 ms | p99 ms | errors | cold start s | peak RSS MB | idle cores |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for server in results["servers"]:
         b = server.get("bulk")
+        idle = f"{server['idle_cores']:.2f}" + (" (paused between its rounds)" if server.get("paused_between_rounds") else "")
         if b:
             lines.append(f"| {server['label']} | {b['ok_rps']:.1f} | {b['rows_per_s']:.0f} | {_ms(b['p50_ms'])} | "
-                         f"{_ms(b['p99_ms'])} | {b['errors']} | {server['cold_start_s']} | {server['peak_rss_mb']} |")
+                         f"{_ms(b['p99_ms'])} | {b['errors']} | {server['cold_start_s']} | {server['peak_rss_mb']} | {idle} |")
         else:
-            lines.append(f"| {server['label']} | - | - | - | - | - | {server['cold_start_s']} | {server['peak_rss_mb']} |")
+            lines.append(f"| {server['label']} | - | - | - | - | - | {server['cold_start_s']} | {server['peak_rss_mb']} | {idle} |")
     ip = results["inprocess"]
     lines += ["", "In-process pipeline (`tabserve.pipeline.predict_records`, no HTTP):", "",
               "| threads | batch | ms/call | rows/s |", "| --- | ---: | ---: | ---: |"]
@@ -688,7 +691,8 @@ def write_markdown(results: dict, path: Path) -> None:
         threads = ", ".join(f"{a}={n}" for a, n in run["threads"])
         for size, b in run["batches"].items():
             lines.append(f"| OMP_NUM_THREADS={run['omp']} ({threads}) | {size} | {b['ms_per_call']} | {b['rows_per_s']:.0f} |")
-    lines += _settings_section(results) + _byid_section(results) + _scoring_section(results.get("scoring"))
+    lines += (_peers_section(results) + _settings_section(results) + _byid_section(results)
+              + _scoring_section(results.get("scoring")))
     lines += ["", "Targets:", ""]
     for name, t in results["targets"].items():
         if name == "drift_cost":
@@ -729,6 +733,45 @@ def _settings_section(results: dict) -> list[str]:
                   f"(warm-up included): {log['lines_per_answer']} lines per answer (a few more per user and round: the "
                   "requests in flight when Locust stops are answered and logged, but not in Locust's count)."]
     return lines
+
+
+def _peers_section(results: dict) -> list[str]:
+    """The project against the peers, level by level: ok req/s (p99), and shipped / peer by round (median)."""
+    by = {s["name"]: s for s in results["servers"]}
+    shown = [name for name in ("shipped", "monolith", *peers.NAMES, "fastapi") if name in by]
+    present = [name for name in peers.NAMES if name in by]
+    lines = []
+    for name, info in results.get("peers", {}).items():
+        if "error" in info:
+            lines.append(f"- {name} left out of this run: {' '.join(info['error'].split())[:400]} (results.json has more)")
+    if not present or "shipped" not in by:
+        return ["", "Peers:", "", *lines] if lines else []
+    out = ["", "The project against the peers (bench/peers/; ok req/s, p99 ms in brackets; shipped / peer: the median "
+           "of the per-round ratios, the rounds in brackets):", "",
+           "| users | " + " | ".join(by[n]["label"] for n in shown) + " | "
+           + " | ".join(f"shipped / {n}" for n in present) + " |",
+           "| --- | " + " | ".join("---:" for _ in shown) + " | " + " | ".join("---" for _ in present) + " |"]
+    levels = list(by["shipped"]["levels"]) + (["bulk"] if "bulk" in by["shipped"] else [])
+    for level in levels:
+        cells, ratios = [], []
+        for name in shown:
+            s = by[name]["bulk"] if level == "bulk" else by[name]["levels"].get(level)
+            if not s:
+                cells.append("-")
+                continue
+            value = f"{s['rows_per_s']:,.0f} rows/s" if level == "bulk" else f"{s['ok_rps']:.0f}"
+            cells.append(f"{value} ({_ms(s['p99_ms'])})")
+        ship = by["shipped"]["bulk"] if level == "bulk" else by["shipped"]["levels"][level]
+        for name in present:
+            s = by[name]["bulk"] if level == "bulk" else by[name]["levels"].get(level)
+            by_round = [a / b for a, b in zip(ship["ok_rps_by_round"], s["ok_rps_by_round"]) if b] if s else []
+            ratios.append(f"**{statistics.median(by_round):.2f}** ({', '.join(f'{r:.2f}' for r in by_round)})"
+                          if by_round else "-")
+        out.append(f"| {'bulk x' + str(results['config']['bulk_users']) if level == 'bulk' else level} | "
+                   + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    if lines:
+        out += ["", *lines]
+    return out
 
 
 def _rounds(level: dict) -> str:
@@ -784,9 +827,10 @@ def write_plot(results: dict, path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for server in results["servers"]:
         users = [int(u) for u in server["levels"]]
-        left.plot(users, [s["ok_rps"] for s in server["levels"].values()], marker="o", label=server["label"])
-        right.plot(users, [s["p99_ms"] or 0 for s in server["levels"].values()], marker="o", label=server["label"])
-    left.set(title="Throughput, single-record POST /predict", xlabel="concurrent users", ylabel="successful requests/s")
+        style = {"linestyle": "--", "marker": "s"} if server["name"] in peers.NAMES else {"marker": "o"}  # peers dashed
+        left.plot(users, [s["ok_rps"] for s in server["levels"].values()], label=server["label"], **style)
+        right.plot(users, [s["p99_ms"] or 0 for s in server["levels"].values()], label=server["label"], **style)
+    left.set(title="Throughput, single-record requests", xlabel="concurrent users", ylabel="successful requests/s")
     right.set(title="p99 latency (dotted: 250 ms target)", xlabel="concurrent users", ylabel="ms", yscale="log")
     right.axhline(250, color="grey", linestyle=":", linewidth=1)
     for ax in (left, right):
@@ -831,6 +875,72 @@ def run_scoring(args) -> dict:
     return {key: scoring[key] for key in ("started", "rows", "load_before", "load_after", "inprocess", "spark_start", "runs")}
 
 
+def start_peer_installs(names: list[str], args) -> dict:
+    """Start creating each peer's virtualenv (in the background, in parallel); see bench/peers/__init__.py."""
+    installs = {}
+    for name in names:
+        log = args.workdir / f"install_{name}.log"
+        clock = time.perf_counter()
+        proc = peers.start_install(name, args.peer_venvs / name, log)
+        if proc is not None:
+            _children.append(proc)
+            print(f"installing {name} into {args.peer_venvs / name} (log: {log})", flush=True)
+        installs[name] = (proc, log, clock)
+    return installs
+
+
+def finish_peer_installs(installs: dict, args, started: float) -> dict:
+    """Wait for the installs; per peer: versions and install seconds, or the error (the run goes on without it)."""
+    info = {}
+    for name, (proc, log, clock) in installs.items():
+        venv = args.peer_venvs / name
+        requirements = peers.requirement_files(name)[0]
+        entry: dict = {"venv": str(venv), "requirements": str(requirements.relative_to(ROOT)
+                                                               if requirements.is_relative_to(ROOT) else requirements)}
+        try:
+            if proc is None:
+                entry["install_s"] = 0.0
+                entry["reused"] = True
+            else:
+                try:
+                    returncode = proc.wait(timeout=max(60.0, PEER_INSTALL_TIMEOUT_S - (time.perf_counter() - clock)))
+                finally:
+                    stop(proc)
+                if returncode != 0:
+                    raise RuntimeError(f"pip exited with {returncode}: {_tail(log)}")
+            entry["versions"] = peers.finish_install(name, venv)
+            if proc is not None:
+                entry["install_s"] = round(time.perf_counter() - clock, 1)  # venv + pip + the import check
+            print(f"  {name}: {entry['versions']} ({'reused' if proc is None else str(entry['install_s']) + ' s'})",
+                  flush=True)
+        except Exception as exc:  # noqa: BLE001 - any failure leaves this peer out, not the run
+            entry["error"] = f"not installed: {exc}"[:4000]
+            print(f"  WARNING: {name} left out, {str(exc)[:600]}", flush=True)
+        info[name] = entry
+    # From the run's start to the peers installed (they install while the model trains and the features load).
+    args.peers_ready_after_s = round(time.perf_counter() - started, 1) if installs else None
+    if installs:
+        print(f"peers ready {args.peers_ready_after_s} s after the start", flush=True)
+    return info
+
+
+PEER_INSTALL_TIMEOUT_S = 900
+
+
+def _tail(log: Path, lines: int = 12) -> str:
+    """The last lines of an install log, without pip's notes about this machine's local indexes."""
+    kept = [line for line in log.read_text(errors="replace").splitlines()
+            if line.strip() and "is ignored: it is neither a file nor a directory" not in line]
+    return " | ".join(kept[-lines:])
+
+
+def pipeline_file(env: dict) -> Path:
+    """The fitted pipeline the servers load: pipeline.joblib in the trained version's directory (tabserve/core/store.py)."""
+    code = "import bentoml; print(bentoml.models.get('penguins:latest').path_of('pipeline.joblib'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=120)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="CI mode: 16 users and bulk, 3 s each, per server")
@@ -856,6 +966,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="extra environment for the two project servers (tuning experiments)")
     parser.add_argument("--candidate", action="append", default=[], metavar="NAME=DIR",
                         help="also serve a modified copy of the project (tuning experiments)")
+    parser.add_argument("--no-peers", action="store_true", help="leave out mlserver and litserve (no virtualenvs to install)")
+    parser.add_argument("--peer-venvs", type=Path, default=None,
+                        help="keep the peers' virtualenvs in DIR/<peer> and reuse them while their pins are unchanged "
+                             "(default: fresh ones in the run's temporary work directory)")
+    parser.add_argument("--mlserver-workers", type=int, default=peers.DEFAULTS["mlserver"].workers,
+                        help="MLServer parallel_workers")
+    parser.add_argument("--litserve-workers", type=int, default=peers.DEFAULTS["litserve"].workers,
+                        help="LitServe workers_per_device (inference processes)")
+    parser.add_argument("--litserve-api-servers", type=int, default=peers.DEFAULTS["litserve"].api_servers,
+                        help="LitServe num_api_servers (HTTP processes)")
+    parser.add_argument("--peer-max-batch-size", type=int, default=peers.PeerConfig.max_batch_size,
+                        help="MLServer max_batch_size and LitServe max_batch_size")
+    parser.add_argument("--peer-batch-wait-ms", type=float, default=1000 * peers.PeerConfig.batch_wait_s,
+                        help="MLServer max_batch_time and LitServe batch_timeout, in ms")
+    parser.add_argument("--idle-seconds", type=float, default=None,
+                        help="how long each server's idle CPU is measured after its warm-up (default 2; 1 with --smoke)")
     parser.add_argument("--project", type=Path, default=ROOT, help="project dir to serve (a copy, to try changes)")
     args = parser.parse_args(argv)
     if args.levels is None:
@@ -878,6 +1004,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.servers.split(",")) - {*SERVER_NAMES, ""}
     if unknown:
         parser.error(f"unknown --servers {sorted(unknown)}; choose from {', '.join(SERVER_NAMES)}")
+    if args.no_peers:
+        args.servers = ",".join(name for name in args.servers.split(",") if name not in peers.NAMES)
+    if args.idle_seconds is None:
+        args.idle_seconds = 1.0 if args.smoke else 2.0
+    if (min(args.mlserver_workers, args.litserve_workers, args.litserve_api_servers, args.peer_max_batch_size) < 1
+            or args.peer_batch_wait_ms < 0 or args.idle_seconds <= 0):
+        parser.error("the peers' workers, HTTP processes and --peer-max-batch-size must be at least 1, "
+                     "--peer-batch-wait-ms 0 or more, --idle-seconds positive")
+    wait = args.peer_batch_wait_ms / 1000
+    args.peer_configs = {
+        "mlserver": peers.PeerConfig(args.mlserver_workers, args.peer_max_batch_size, wait),
+        "litserve": peers.PeerConfig(args.litserve_workers, args.peer_max_batch_size, wait, args.litserve_api_servers),
+    }
     # The level of the settings' cost and of predict by id: 32 users (in --smoke, whose only level is 16: 16).
     args.focus = 32 if 32 in args.levels else max(args.levels)
     if args.byid_users is None:
@@ -888,7 +1027,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-SERVER_NAMES = ("shipped", "nobatch", "fastapi", "nodrift", "payloadlog")
+SERVER_NAMES = ("shipped", "nobatch", "fastapi", "nodrift", "payloadlog", "monolith", *peers.NAMES)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -900,6 +1039,7 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(tempfile.mkdtemp(prefix="tabserve-bench-home-"))
     workdir = Path(tempfile.mkdtemp(prefix="tabserve-bench-work-"))
     args.workdir = workdir
+    args.peer_venvs = (args.peer_venvs or workdir / "venvs").resolve()
     args.feature_db = f"sqlite:///{workdir / 'features.db'}"
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", "PYTHONUNBUFFERED": "1"}
     env.pop("MODEL_TAG", None)
@@ -942,10 +1082,10 @@ def main(argv: list[str] | None = None) -> int:
                        "baseline": {"workers": args.baseline_workers, "mode": args.baseline_mode, "omp": args.baseline_omp},
                        "server_env": " ".join(args.server_env), "focus_users": args.focus,
                        "byid_users": args.byid_users, "servers": chosen,
-                       "peers": {"workers": args.peer_config.workers, "max_batch_size": args.peer_config.max_batch_size,
-                                 "batch_wait_s": args.peer_config.batch_wait_s}},
+                       "peers": {name: dataclasses.asdict(config) for name, config in args.peer_configs.items()}},
             "inprocess": {"runs": inproc_runs, "best_rows_per_s_at_1000": best_bulk},
             "peers": peer_info,
+            "peers_ready_after_s": args.peers_ready_after_s,
             "servers": [],
         }
         loads = ([str(u) for u in args.levels] + (["byid"] if args.byid_users else [])

@@ -2,7 +2,9 @@
 
 - `mlserver`: Seldon MLServer 1.7 (V2 inference protocol), a custom runtime for the pipeline
   (bench/peers/mlserver/runtime.py), adaptive batching and 2 parallel inference workers;
-- `litserve`: LitServe 0.2 with its batching, 2 inference workers (bench/peers/litserve/server.py).
+- `litserve`: LitServe 0.2 with its batching, 1 inference worker and 2 HTTP server processes
+  (bench/peers/litserve/server.py).
+Their configurations, and the measurements that chose them, are in bench/README.md ("The peers").
 
 Each lives in its own virtualenv (its pins may clash with the project's), created with `python -m venv`
 and `pip install -r requirements.txt -c constraints.txt` from this folder. Both load the same fitted
@@ -29,14 +31,36 @@ PACKAGES = {  # versions recorded in results.json
     "mlserver": ("mlserver", "mlserver-sklearn", "scikit-learn", "pandas", "numpy", "joblib", "fastapi", "uvicorn", "uvloop"),
     "litserve": ("litserve", "scikit-learn", "pandas", "numpy", "joblib", "fastapi", "uvicorn", "uvloop", "pyzmq"),
 }
+# What each server imports at start: imported once after the install (a check that the virtualenv works, and
+# it writes their bytecode: pip runs with --no-compile, a minute less on 2 cores than compiling every
+# module of every package, and the cold start is then measured with compiled modules, as in an image).
+IMPORTS = {
+    "mlserver": ("mlserver.cli.main", "mlserver.server", "mlserver.rest.app", "mlserver.grpc.server",
+                 "mlserver.parallel.pool", "mlserver.batching.adaptive", "mlserver.codecs", "mlserver.metrics",
+                 "mlserver_sklearn", "uvicorn", "uvloop"),
+    "litserve": ("litserve", "litserve.server", "litserve.loops", "litserve.transport", "zmq", "uvicorn", "uvloop",
+                 "httptools", "fastapi"),
+}
+COMMON_IMPORTS = ("sklearn.ensemble", "sklearn.compose", "sklearn.preprocessing", "sklearn.pipeline", "pandas", "joblib")
 STAMP = ".bench-requirements.sha256"
 
 
 @dataclass(frozen=True)
 class PeerConfig:
-    workers: int = 2  # MLServer parallel_workers / LitServe workers_per_device
+    workers: int  # MLServer parallel_workers / LitServe workers_per_device
     max_batch_size: int = 64  # as the project's MAX_BATCH_SIZE
-    batch_wait_s: float = 0.005  # MLServer max_batch_time / LitServe batch_timeout
+    batch_wait_s: float = 0.010  # MLServer max_batch_time / LitServe batch_timeout
+    api_servers: int | None = None  # LitServe num_api_servers (None: as many as inference workers)
+
+    @property
+    def label(self) -> str:
+        http = f" + {self.api_servers} HTTP processes" if self.api_servers else ""
+        return (f"{self.workers} worker{'s' if self.workers > 1 else ''}{http}, batch <= {self.max_batch_size} / "
+                f"{1000 * self.batch_wait_s:g} ms")
+
+
+# Each one's best measured configuration on these 2 cores (bench/README.md, "The peers").
+DEFAULTS = {"mlserver": PeerConfig(workers=2), "litserve": PeerConfig(workers=1, api_servers=2)}
 
 
 def requirement_files(name: str) -> tuple[Path, Path]:
@@ -65,7 +89,7 @@ def start_install(name: str, venv: Path, log: Path) -> subprocess.Popen | None:
     requirements, constraints = requirement_files(name)
     python = venv_python(venv)
     script = (f'"{sys.executable}" -m venv "{venv}" && '
-              f'"{python}" -m pip install --disable-pip-version-check --no-input --progress-bar off '
+              f'"{python}" -m pip install --disable-pip-version-check --no-input --progress-bar off --no-compile '
               f'-r "{requirements}" -c "{constraints}"')
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     handle = log.open("wb")
@@ -76,12 +100,15 @@ def start_install(name: str, venv: Path, log: Path) -> subprocess.Popen | None:
 
 
 def finish_install(name: str, venv: Path) -> dict:
-    """After a successful install: stamp it and read the versions that matter."""
-    (venv / STAMP).write_text(_fingerprint(name) + "\n")
-    code = ("import importlib.metadata as m, json, sys; "
+    """After the install: import what the server imports (see IMPORTS), read the versions that matter, stamp it."""
+    code = (f"import importlib, importlib.metadata as m, json\n"
+            f"for module in {[*IMPORTS[name], *COMMON_IMPORTS]!r}: importlib.import_module(module)\n"
             f"print(json.dumps({{n: m.version(n) for n in {list(PACKAGES[name])!r}}}))")
-    out = subprocess.run([str(venv_python(venv)), "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    return json.loads(out.stdout)
+    out = subprocess.run([str(venv_python(venv)), "-c", code], capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"the virtualenv does not import: {out.stderr[-2000:]}")
+    (venv / STAMP).write_text(_fingerprint(name) + "\n")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def base_env(tmpdir: Path) -> dict:
@@ -109,6 +136,7 @@ def mlserver_command(venv: Path, repo: Path, pipeline: Path, port: int, grpc_por
 
 
 def litserve_command(venv: Path, pipeline: Path, port: int, config: PeerConfig) -> tuple[list[str], dict]:
-    return [str(venv_python(venv)), str(HERE / "litserve" / "server.py"), "--pipeline", str(pipeline),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", str(config.workers),
-            "--max-batch-size", str(config.max_batch_size), "--batch-timeout", str(config.batch_wait_s)], {}
+    cmd = [str(venv_python(venv)), str(HERE / "litserve" / "server.py"), "--pipeline", str(pipeline),
+           "--host", "127.0.0.1", "--port", str(port), "--workers", str(config.workers),
+           "--max-batch-size", str(config.max_batch_size), "--batch-timeout", str(config.batch_wait_s)]
+    return cmd + (["--api-servers", str(config.api_servers)] if config.api_servers else []), {}

@@ -1,7 +1,9 @@
 """CI smoke run of the benchmark (bench/run.py --smoke): it runs end to end against all its servers,
 writes its files, sees no errors, and the batched service really batches under concurrency; the
 settings' costs (drift counting off, payload log on), the predict-by-id level and batch scoring (local
-engine, a few rows) are reported. No timing thresholds: the cores are shared, timings are noise here."""
+engine, a few rows) are reported. The peers (MLServer and LitServe, bench/peers/, each installed into its
+own virtualenv from PyPI during the run) answer every level without errors, beside the project in its
+monolith layout. No timing thresholds: the cores are shared, timings are noise here."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ _missing = [name for name in ("locust", "fastapi") if importlib.util.find_spec(n
 pytestmark = [
     pytest.mark.served,  # bench/run.py starts the servers it measures
     pytest.mark.slow,
-    pytest.mark.timeout(480),
+    # The smoke run: ~4-7 min on 2 shared cores, of which ~2.5 min for the peers (their virtualenvs included).
+    pytest.mark.timeout(1020),
     pytest.mark.skipif(bool(_missing), reason=f"the benchmark needs the dev extras: {_missing}"),
 ]
 
@@ -32,7 +35,7 @@ def smoke(tmp_path_factory) -> Path:
     env = {k: v for k, v in os.environ.items() if k not in ("BENTOML_HOME", "MODEL_TAG")}
     proc = subprocess.run(
         [sys.executable, "bench/run.py", "--smoke", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=450,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=990,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
@@ -47,9 +50,10 @@ def test_writes_json_markdown_and_plot(smoke):
 
 def test_every_server_answered_without_errors(smoke):
     results = json.loads((smoke / "results.json").read_text())
-    assert [s["name"] for s in results["servers"]] == ["shipped", "nobatch", "fastapi", "nodrift", "payloadlog"]
+    assert [s["name"] for s in results["servers"]] == [
+        "shipped", "nobatch", "fastapi", "nodrift", "payloadlog", "monolith", "mlserver", "litserve"]
     for server in results["servers"]:
-        assert server["cold_start_s"] > 0 and server["peak_rss_mb"] > 0
+        assert server["cold_start_s"] > 0 and server["peak_rss_mb"] > 0 and server["idle_cores"] >= 0
         for users, level in server["levels"].items():
             assert level["requests"] > 0, (server["name"], users)
             assert level["errors"] == 0, (server["name"], users, level)
@@ -58,6 +62,41 @@ def test_every_server_answered_without_errors(smoke):
         else:
             assert server["bulk"]["requests"] > 0 and server["bulk"]["errors"] == 0, server["name"]
     assert results["inprocess"]["best_rows_per_s_at_1000"] > 0
+
+
+PEERS = ("mlserver", "litserve")
+
+
+def test_the_peers_serve_every_level_without_errors(smoke):
+    """MLServer and LitServe, each from its own virtualenv with the project's scikit-learn, pandas and numpy,
+    at the single-record level and the bulk level, zero errors; their versions and install time recorded;
+    in the tables and in the peers' comparison."""
+    results = json.loads((smoke / "results.json").read_text())
+    by = {s["name"]: s for s in results["servers"]}
+    pins = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    project_pins = dict(pin.split("==", 1) for pin in pins if "==" in pin)
+    for name in PEERS:
+        info = results["peers"][name]
+        assert "error" not in info, info
+        assert info["install_s"] > 0 and not info.get("reused"), info  # a fresh virtualenv in the run's work directory
+        for package in ("scikit-learn", "pandas", "numpy", "joblib"):
+            assert info["versions"][package] == project_pins[package], (name, package, info["versions"])
+        server = by[name]
+        assert list(server["levels"]) == [str(u) for u in results["config"]["levels"]]
+        for users, level in server["levels"].items():
+            assert level["requests"] > 0 and level["errors"] == 0, (name, users, level)
+        assert server["bulk"]["requests"] > 0 and server["bulk"]["errors"] == 0, (name, server["bulk"])
+    assert results["peers"]["mlserver"]["versions"]["mlserver"] == "1.7.1"
+    assert results["peers"]["litserve"]["versions"]["litserve"] == "0.2.19"
+    assert by["litserve"]["paused_between_rounds"] is True
+    text = (smoke / "results.md").read_text()
+    assert "The project against the peers" in text
+    for name in PEERS:
+        assert by[name]["label"] in text and f"shipped / {name}" in text
+    # The monolith layout (SERVICE_LAYOUT=monolith) runs at every level too.
+    monolith = by["monolith"]
+    assert monolith["env"]["SERVICE_LAYOUT"] == "monolith"
+    assert all(level["errors"] == 0 for level in monolith["levels"].values()) and monolith["bulk"]["errors"] == 0
 
 
 def test_batches_under_concurrency(smoke):
@@ -73,7 +112,7 @@ def test_the_prediction_cache_does_not_answer_for_the_model(smoke):
     results = json.loads((smoke / "results.json").read_text())
     for server in results["servers"]:
         for users, level in server["levels"].items():
-            if server["name"] == "fastapi":
+            if server["name"] in ("fastapi", *PEERS):  # no prediction cache
                 assert level["cache_hit_rate"] is None
             else:
                 assert level["cache_hit_rate"] is not None and level["cache_hit_rate"] < 0.05, (server["name"], users)

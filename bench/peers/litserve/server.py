@@ -6,7 +6,7 @@ LitServe's batching (`LitAPI(max_batch_size=..., batch_timeout=...)`) collects r
 worker; `batch` puts the records of every request in the batch (1 or 1,000 each) into one frame, so a batch
 is one predict_proba, and `unbatch` gives each request its rows back. Started by bench/run.py as
 
-    <venv>/bin/python bench/peers/litserve/server.py --pipeline .../pipeline.joblib --port N --workers 2
+    <venv>/bin/python bench/peers/litserve/server.py --pipeline .../pipeline.joblib --port N --workers 1 --api-servers 2
 """
 
 from __future__ import annotations
@@ -62,10 +62,10 @@ def main() -> None:
     parser.add_argument("--pipeline", required=True, help="the model version's pipeline.joblib")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--workers", type=int, default=2, help="inference workers (workers_per_device on the CPU)")
-    parser.add_argument("--api-servers", type=int, default=None, help="HTTP server processes (default: as many as workers)")
+    parser.add_argument("--workers", type=int, default=1, help="inference workers (workers_per_device on the CPU)")
+    parser.add_argument("--api-servers", type=int, default=2, help="HTTP server processes (LitServe's default: one per worker)")
     parser.add_argument("--max-batch-size", type=int, default=64)
-    parser.add_argument("--batch-timeout", type=float, default=0.005, help="seconds")
+    parser.add_argument("--batch-timeout", type=float, default=0.01, help="seconds")
     parser.add_argument("--fast-queue", type=int, default=1, choices=(0, 1), help="ZeroMQ between the processes")
     args = parser.parse_args()
     api = PipelineAPI(args.pipeline, max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout)
