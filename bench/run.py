@@ -206,7 +206,7 @@ class Server:
 
 # Where each server runs within a round (reversed every other round): the pairs whose ratio is reported
 # run back to back: nodrift and payloadlog beside shipped, shipped beside fastapi, candidates after it.
-RUN_ORDER = {"payloadlog": 0, "nodrift": 1, "shipped": 2, "fastapi": 3, "monolith": 4, "mlserver": 6, "litserve": 7,
+RUN_ORDER = {"payloadlog": 0, "nodrift": 1, "shipped": 2, "fastapi": 3, "services": 4, "mlserver": 6, "litserve": 7,
              "nobatch": 9}
 
 
@@ -233,8 +233,8 @@ def servers(args, port: int) -> list[Server]:
              "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.baseline_workers)],
             {"BASELINE_MODE": args.baseline_mode, "OMP_NUM_THREADS": str(args.baseline_omp)},
         ),
-        # The shipped project in its single-process layout (SERVICE_LAYOUT=monolith), at every level.
-        "monolith": Server("monolith", "project, SERVICE_LAYOUT=monolith", serve, {**tuned, "SERVICE_LAYOUT": "monolith"},
+        # The shipped project (the monolith layout, the default) in its other layout, SERVICE_LAYOUT=services, at every level.
+        "services": Server("services", "project, SERVICE_LAYOUT=services", serve, {**tuned, "SERVICE_LAYOUT": "services"},
                            batched=True),
         **peer_servers(args),
     }
@@ -626,7 +626,7 @@ def targets(results: dict) -> dict:
     return out
 
 
-# Servers the targets compare the shipped project with (no targets of their own); monolith and candidates get them.
+# Servers the targets compare the shipped project with (no targets of their own); the services layout and candidates get them.
 VARIANTS = ("nobatch", "fastapi", "nodrift", "payloadlog", *peers.NAMES)
 DRIFT_COST_TARGET = 0.05  # drift counting may cost at most 5 % of the shipped server's throughput at 32 users
 
@@ -738,7 +738,7 @@ def _settings_section(results: dict) -> list[str]:
 def _peers_section(results: dict) -> list[str]:
     """The project against the peers, level by level: ok req/s (p99), and shipped / peer by round (median)."""
     by = {s["name"]: s for s in results["servers"]}
-    shown = [name for name in ("shipped", "monolith", *peers.NAMES, "fastapi") if name in by]
+    shown = [name for name in ("shipped", "services", *peers.NAMES, "fastapi") if name in by]
     present = [name for name in peers.NAMES if name in by]
     lines = []
     for name, info in results.get("peers", {}).items():
@@ -1027,7 +1027,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-SERVER_NAMES = ("shipped", "nobatch", "fastapi", "nodrift", "payloadlog", "monolith", *peers.NAMES)
+SERVER_NAMES = ("shipped", "nobatch", "fastapi", "nodrift", "payloadlog", "services", *peers.NAMES)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -240,7 +240,7 @@ def shared_server(penguins_model, feature_db):
         yield running
 
 
-LAYOUTS = ("services", "monolith")  # SERVICE_LAYOUT; the first is the default
+LAYOUTS = ("monolith", "services")  # SERVICE_LAYOUT; the first is the default
 
 
 @pytest.fixture(scope="session", params=LAYOUTS)

@@ -53,8 +53,8 @@ def packed_model_tag(here: Path = Path(__file__).resolve()) -> str | None:
     import yaml  # PyYAML comes with bentoml
 
     info = yaml.safe_load(manifest.read_text()) or {}
-    for service in info.get("services") or []:
-        if service.get("name") == "ModelService" and service.get("models"):
+    for service in info.get("services") or []:  # the model service's first model, or the monolith's
+        if service.get("models"):
             return str(service["models"][0]["tag"])
     return None
 
@@ -105,13 +105,14 @@ MAX_LATENCY_MS: int = _int("MAX_LATENCY_MS", 10_000, minimum=1)
 # The layout (README, "Monolith or services"): `services` runs the entry service (validation, cache, shaping,
 # /v1, /v2) in front of a model service (the pipelines, batched) in processes of their own; `monolith` runs
 # the pipelines inside each entry worker, with the same in-process batching and no hop between services.
-SERVICE_LAYOUT: str = os.environ.get("SERVICE_LAYOUT", "").strip() or "services"
+# The default, monolith, measured ahead on this machine (README, "Monolith or services"); setting
+# MODEL_SERVICE_URL (`services` only: the model service as a server of its own, `bentoml serve
+# service:ModelService` on another port, host or pod, e.g. "http://model-service:3000") implies `services`.
+MODEL_SERVICE_URL: str = os.environ.get("MODEL_SERVICE_URL", "").strip().rstrip("/")
+SERVICE_LAYOUT: str = os.environ.get("SERVICE_LAYOUT", "").strip() or ("services" if MODEL_SERVICE_URL else "monolith")
 if SERVICE_LAYOUT not in ("services", "monolith"):
     raise SystemExit(f"error: SERVICE_LAYOUT={SERVICE_LAYOUT!r} must be 'services' or 'monolith'")
 MONOLITH: bool = SERVICE_LAYOUT == "monolith"
-# `services` only: the model service as a server of its own (`bentoml serve service:ModelService` on another
-# port, host or pod), e.g. "http://model-service:3000"; empty: started beside the entry by `bentoml serve`.
-MODEL_SERVICE_URL: str = os.environ.get("MODEL_SERVICE_URL", "").strip().rstrip("/")
 if MODEL_SERVICE_URL and not MODEL_SERVICE_URL.startswith(("http://", "https://")):
     raise SystemExit(f"error: MODEL_SERVICE_URL={MODEL_SERVICE_URL!r} must start with http:// or https://")
 if MODEL_SERVICE_URL and MONOLITH:

@@ -3,7 +3,7 @@ writes its files, sees no errors, and the batched service really batches under c
 settings' costs (drift counting off, payload log on), the predict-by-id level and batch scoring (local
 engine, a few rows) are reported. The peers (MLServer and LitServe, bench/peers/, each installed into its
 own virtualenv from PyPI during the run) answer every level without errors, beside the project in its
-monolith layout. No timing thresholds: the cores are shared, timings are noise here."""
+services layout. No timing thresholds: the cores are shared, timings are noise here."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_writes_json_markdown_and_plot(smoke):
 def test_every_server_answered_without_errors(smoke):
     results = json.loads((smoke / "results.json").read_text())
     assert [s["name"] for s in results["servers"]] == [
-        "shipped", "nobatch", "fastapi", "nodrift", "payloadlog", "monolith", "mlserver", "litserve"]
+        "shipped", "nobatch", "fastapi", "nodrift", "payloadlog", "services", "mlserver", "litserve"]
     for server in results["servers"]:
         assert server["cold_start_s"] > 0 and server["peak_rss_mb"] > 0 and server["idle_cores"] >= 0
         for users, level in server["levels"].items():
@@ -93,10 +93,10 @@ def test_the_peers_serve_every_level_without_errors(smoke):
     assert "The project against the peers" in text
     for name in PEERS:
         assert by[name]["label"] in text and f"shipped / {name}" in text
-    # The monolith layout (SERVICE_LAYOUT=monolith) runs at every level too.
-    monolith = by["monolith"]
-    assert monolith["env"]["SERVICE_LAYOUT"] == "monolith"
-    assert all(level["errors"] == 0 for level in monolith["levels"].values()) and monolith["bulk"]["errors"] == 0
+    # The other layout (SERVICE_LAYOUT=services; shipped is the default, monolith) runs at every level too.
+    services = by["services"]
+    assert services["env"]["SERVICE_LAYOUT"] == "services"
+    assert all(level["errors"] == 0 for level in services["levels"].values()) and services["bulk"]["errors"] == 0
 
 
 def test_batches_under_concurrency(smoke):

@@ -62,8 +62,9 @@ def bento(penguins_model, bentoml_home):
 def test_manifest_lists_model_services_and_labels(bento, penguins_model):
     manifest = yaml.safe_load((Path(bento.path) / "bento.yaml").read_text())
     assert manifest["service"] == "service:PredictionService" and manifest["entry_service"] == "PredictionService"
-    assert {s["name"] for s in manifest["services"]} == {"PredictionService", "ModelService"}
-    assert packed_models(Path(bento.path)) == ([], {"PredictionService": [], "ModelService": [str(penguins_model.tag)]})
+    # The default layout, monolith: one service, which packs the model (SERVICE_LAYOUT=services adds ModelService).
+    assert {s["name"] for s in manifest["services"]} == {"PredictionService"}
+    assert packed_models(Path(bento.path)) == ([], {"PredictionService": [str(penguins_model.tag)]})
     assert [str(m.tag) for m in bento.info.all_models] == [str(penguins_model.tag)]
     assert manifest["labels"]["project"] == "tabserve" and manifest["labels"]["model"] == str(penguins_model.tag)
 
@@ -134,7 +135,7 @@ def diabetes(tmp_path_factory):
 
 def test_bento_packs_exactly_the_model_model_tag_names(diabetes):
     assert diabetes["tag"].startswith("diabetes:")
-    assert packed_models(diabetes["bento_dir"]) == ([], {"PredictionService": [], "ModelService": [diabetes["tag"]]})
+    assert packed_models(diabetes["bento_dir"]) == ([], {"PredictionService": [diabetes["tag"]]})
     manifest = yaml.safe_load((diabetes["bento_dir"] / "bento.yaml").read_text())
     assert manifest["labels"]["model"] == diabetes["tag"] and manifest["labels"]["task"] == "regression"
     # The build neither needed nor trained penguins.
@@ -194,7 +195,7 @@ def test_bento_packs_every_held_version_and_serves_them_in_their_roles(diabetes,
         tags.append(train(diabetes["home"], "--data", str(csv), "--target", "progression", "--task", "regression", "--name", "diabetes"))
     champion, challenger, extra = tags[1], diabetes["tag"], tags[0]
     bento_dir = build({"BENTOML_HOME": str(diabetes["home"]), "MODEL_TAG": champion, "CHALLENGER_TAG": challenger, "EXTRA_MODEL_TAGS": extra})
-    assert sorted(packed_models(bento_dir)[1]["ModelService"]) == sorted([champion, challenger, extra])
+    assert sorted(packed_models(bento_dir)[1]["PredictionService"]) == sorted([champion, challenger, extra])
     with Server(target=f"{bento_dir.parent.name}:{bento_dir.name}", cwd=tmp_path, env={"BENTOML_HOME": str(diabetes["home"])},
                 name="bento-versions") as served:
         listing = requests.get(f"{served.url}/v1/models", timeout=30).json()

@@ -54,6 +54,7 @@ def test_the_entry_reaches_the_model_service_and_the_model_pods_run_only_it():
     service = O[("Service", "tabserve-model")]
     assert env["MODEL_SERVICE_URL"] == f"http://{service['metadata']['name']}" and service["spec"]["ports"][0]["port"] == 80
     assert model["args"][:3] == ["start-http-server", "--service-name", "ModelService"]
+    assert {e["name"]: e.get("value") for e in model["env"]}["SERVICE_LAYOUT"] == env["SERVICE_LAYOUT"] == "services"
     assert "API_KEY" not in {e["name"] for e in model["env"]}  # inside the cluster only; the entry checks keys
     for container in (entry, model):  # both roll out without dropping a request, as the single Deployment does
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz" and container["lifecycle"]["preStop"]

@@ -68,7 +68,7 @@ def first_success_after(url: str, limit: float = 30) -> float:
 
 
 def test_model_worker_killed_with_sigkill_is_replaced(penguins_model):
-    with Server(env={"PREDICTION_CACHE_SIZE": "0", "MODEL_TIMEOUT_S": "5"}, name="kill-model") as served:
+    with Server(env={"PREDICTION_CACHE_SIZE": "0", "MODEL_TIMEOUT_S": "5", "SERVICE_LAYOUT": "services"}, name="kill-model") as served:
         with Load(served.url) as load:
             time.sleep(2)
             worker(served, "ModelService").send_signal(signal.SIGKILL)
@@ -145,7 +145,7 @@ def test_model_service_down_answers_503_not_a_hang(penguins_model, bentoml_home)
     from tabserve.core.data import PENGUINS_CSV
 
     model = training.train(PENGUINS_CSV, "species", name="doomed").model
-    with Server(env={"MODEL_TAG": str(model.tag), "PREDICTION_CACHE_SIZE": "0", "MODEL_TIMEOUT_S": "5"}, name="model-down") as served:
+    with Server(env={"MODEL_TAG": str(model.tag), "PREDICTION_CACHE_SIZE": "0", "MODEL_TIMEOUT_S": "5", "SERVICE_LAYOUT": "services"}, name="model-down") as served:
         first_success_after(served.url)  # warm
         # Take the model away, then kill its worker: every restart now fails, so the model service stays down.
         shutil.move(str(bentoml_home / "models" / "doomed"), str(bentoml_home / "doomed-away"))

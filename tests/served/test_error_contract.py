@@ -206,7 +206,7 @@ def test_server_still_ready_after_the_matrix(keyed):
 
 def test_503_when_the_model_service_is_overloaded(penguins_model):
     """A max_latency_ms no batch can meet makes BentoML refuse work: answered 503 in the contract shape."""
-    with Server(env={"MAX_LATENCY_MS": "1", "PREDICTION_CACHE_SIZE": "0"}, name="overloaded") as served:
+    with Server(env={"MAX_LATENCY_MS": "1", "PREDICTION_CACHE_SIZE": "0", "SERVICE_LAYOUT": "services"}, name="overloaded") as served:
         records = [{**PENGUIN, "body_mass_g": 4000 + i} for i in range(64)]
         with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
             responses = list(pool.map(lambda r: requests.post(f"{served.url}/predict", json=r, timeout=60), records))
@@ -223,7 +223,8 @@ def test_429_from_the_model_service_reaches_the_client(penguins_model):
     BentoML's config override; service.py sets none) refuses a second concurrent call with 429; the
     entry passes it on as 429, not retried and not 500, in the contract shape."""
     limit = {"services": {"ModelService": {"traffic": {"max_concurrency": 1}}}}
-    env = {"BENTOML_CONFIG_OVERRIDES": json.dumps(limit), "PREDICTION_CACHE_SIZE": "0", "MODEL_TAG": str(penguins_model.tag)}
+    env = {"BENTOML_CONFIG_OVERRIDES": json.dumps(limit), "PREDICTION_CACHE_SIZE": "0", "MODEL_TAG": str(penguins_model.tag),
+           "SERVICE_LAYOUT": "services"}
     with Server(env=env, name="model-limited") as served:
         records = [PENGUIN] * 10_000  # each call keeps the one model worker busy while the others arrive
 

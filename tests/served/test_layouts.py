@@ -63,7 +63,7 @@ def test_the_entry_reaches_a_model_service_running_as_its_own_server(penguins_mo
             batch = requests.post(f"{entry.url}/predict_batch", json={"records": records}, timeout=30).json()
             assert [p["prediction"] for p in batch["predictions"]] == expected(penguins_model, records)
             serving = requests.get(f"{entry.url}/v1/model", timeout=10).json()["serving"]
-            assert (serving["layout"], serving["model_service_url"]) == ("services", model_server.url)
+            assert (serving["layout"], serving["model_service_url"]) == ("services", model_server.url)  # the URL implies services
 
             model_server.stop()  # the model service goes away: a clear 503, fast, never a hang
             started = time.monotonic()
