@@ -236,7 +236,8 @@ def shared_server(penguins_model, feature_db):
     """The project served as `make serve` does, shared by the served tests. Pinned to the session's
     model: other tests train newer "penguins" versions while it runs. Its feature table holds the
     penguins (GET /v1/entities/{1..344}/predict)."""
-    with Server(env={"MODEL_TAG": str(penguins_model.tag), "FEATURE_DB_URL": feature_db}, name="served") as running:
+    # One entry worker: tests read its in-process cache (X-Cache) request after request.
+    with Server(env={"MODEL_TAG": str(penguins_model.tag), "FEATURE_DB_URL": feature_db, "API_WORKERS": "1"}, name="served") as running:
         yield running
 
 

@@ -37,7 +37,8 @@ def teams(tmp_path_factory, penguins_model):
         "narrow": add_key(path, "narrow", "--routes", "/predict"),
         "bulk": add_key(path, "bulk", "--records-per-minute", "5"),
     }
-    with Server(env={"API_KEYS_FILE": str(path), "API_KEY": LEGACY, "MODEL_TAG": str(penguins_model.tag)}, name="teams") as server:
+    # One entry worker: the assertions follow one worker's quotas and its re-reading of the keys file.
+    with Server(env={"API_WORKERS": "1", "API_KEYS_FILE": str(path), "API_KEY": LEGACY, "MODEL_TAG": str(penguins_model.tag)}, name="teams") as server:
         yield server, keys, path
 
 

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.served
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def served(request, penguins_model, tmp_path_factory):
     """(server, postgres or None, the first answer: given before the database was there)."""
-    env = {"MODEL_TAG": str(penguins_model.tag), "FEATURE_DB_TIMEOUT_MS": "2000"}
+    env = {"MODEL_TAG": str(penguins_model.tag), "FEATURE_DB_TIMEOUT_MS": "2000", "API_WORKERS": "1"}  # one worker: one in-process cache
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('features') / 'features.db'}"
         with Server(env={**env, "FEATURE_DB_URL": url}, name="entities-sqlite") as server:

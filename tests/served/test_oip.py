@@ -157,7 +157,7 @@ def break_column(name, **change):
 
 @pytest.mark.parametrize("path, edit, status, fragment", [
     ("/v2/models/titanic/infer", lambda i: i, 404, "unknown model 'titanic'; this server serves 'penguins'"),
-    ("/v2/models/penguins/versions/nope/infer", lambda i: i, 404, "unknown version 'nope'"),
+    ("/v2/models/penguins/versions/nope/infer", lambda i: i, 404, "unknown model version 'penguins:nope'"),
     (None, break_column("island", datatype="FP64", data=[1.0]), 400, "datatype FP64 does not fit the category feature; send BYTES"),
     (None, lambda i: [t for t in i if t["name"] != "year"], 400, "missing input(s): year"),
     (None, break_column("bill_length_mm", shape=[2], data=[40.0, 41.0]), 400, "the inputs have different lengths"),

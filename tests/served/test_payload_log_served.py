@@ -127,7 +127,8 @@ def test_redacted_features_are_hashes(traffic):
 def test_an_unwritable_directory_answers_every_prediction_and_counts(penguins_model, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("a regular file: nothing can be made under it")
-    env = {"MODEL_TAG": str(penguins_model.tag), "PAYLOAD_LOG": "1", "PAYLOAD_LOG_DIR": str(blocker / "payload")}
+    # One entry worker: "logged once" is per worker.
+    env = {"MODEL_TAG": str(penguins_model.tag), "PAYLOAD_LOG": "1", "PAYLOAD_LOG_DIR": str(blocker / "payload"), "API_WORKERS": "1"}
     with Server(env=env, name="payload-log-unwritable") as server:
         for i in range(5):
             assert requests.post(f"{server.url}/predict", json={**ONE, "bill_length_mm": 40 + i}, timeout=30).status_code == 200

@@ -187,7 +187,8 @@ def held_back(versions, tmp_path_factory):
     gated = Pipeline([("hold", FunctionTransformer(hold)), *fitted.steps])
     challenger = store.save("rollout-gated", gated, {}, ModelCard.from_model(second))
     gate = tmp_path_factory.mktemp("gate") / "open"
-    env = {"MODEL_TAG": str(first.tag), "CHALLENGER_TAG": str(challenger.tag), "TABSERVE_TEST_SHADOW_GATE": str(gate)}
+    env = {"MODEL_TAG": str(first.tag), "CHALLENGER_TAG": str(challenger.tag), "TABSERVE_TEST_SHADOW_GATE": str(gate),
+           "API_WORKERS": "1"}  # one worker: its shadow queue sees every answer, and it logs the failure once
     with Server(env=env, name="versions-gated") as running:
         yield running, gate, challenger
 
