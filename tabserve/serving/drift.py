@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import glob
 import logging
 import math
-import os
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -252,17 +250,8 @@ def monitor(card: ModelCard) -> DriftMonitor:
 
 
 def _families() -> Any:
-    """The metric families of every process: from PROMETHEUS_MULTIPROC_DIR under `bentoml serve`
-    (counters and "min" gauges only), else this process's registry (in-process use)."""
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if path and os.path.isdir(path):
-        from prometheus_client.multiprocess import MultiProcessCollector
-
-        files = glob.glob(os.path.join(path, "counter_*.db")) + glob.glob(os.path.join(path, "gauge_min_*.db"))
-        return MultiProcessCollector.merge(files, accumulate=False)
-    import prometheus_client
-
-    return prometheus_client.REGISTRY.collect()
+    """The metric families of every process (counters and "min" gauges: the drift counters and when they began)."""
+    return metrics.every_worker("counter", "gauge_min")
 
 
 def _iso(moment: float) -> str:

@@ -125,9 +125,12 @@ class ModelVersions:
     def listing(self) -> list[dict[str, Any]]:
         """GET /v1/models: every held version, the champion first."""
         order = sorted(self.held.values(), key=lambda c: (self.role(c.tag) != CHAMPION, self.role(c.tag) != CHALLENGER, c.creation_time))
-        return [{"tag": c.tag, "created": c.creation_time, "task": c.task, "metrics": c.metrics, "role": self.role(c.tag),
-                 "compatible": self.api_card.incompatibility(c) is None,
-                 **({"incompatible_because": why} if (why := self.api_card.incompatibility(c)) else {})} for c in order]
+        listed = []
+        for card in order:
+            why = self.api_card.incompatibility(card)
+            listed.append({"tag": card.tag, "created": card.creation_time, "task": card.task, "metrics": card.metrics,
+                           "role": self.role(card.tag), "compatible": why is None, **({"incompatible_because": why} if why else {})})
+        return listed
 
     # --- changing roles ------------------------------------------------------------------------------
 
