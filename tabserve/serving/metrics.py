@@ -197,6 +197,7 @@ def observe_payload_log_error(reason: str, records: int) -> None:
 # raised or timed out, "skipped": the shadow backlog was full), with the largest probability difference per
 # record (classification) and the sum of absolute differences (regression: its mean is sum / count).
 SHADOW_PREDICTIONS = f"{PREFIX}_shadow_predictions"
+CHAMPION_WORKERS = f"{PREFIX}_champion_workers"
 SHADOW_DIFFERENCE = f"{PREFIX}_shadow_probability_difference"
 SHADOW_ABS_DIFFERENCE = f"{PREFIX}_shadow_absolute_difference"
 
@@ -208,6 +209,9 @@ def version_metrics() -> dict[str, Any]:
     pair = ["champion", "challenger"]
     return {
         "swaps": prom.Counter(f"{PREFIX}_model_swaps", "New model versions found by the store watcher, per result", ["result"]),
+        # Summed over the live workers: how many answer with each version now (a swap reaches every worker
+        # within a second; a dashboard or a test waits for the old champion's count to reach 0).
+        "champion": prom.Gauge(CHAMPION_WORKERS, "Entry workers whose champion is this version", ["model"], multiprocess_mode="livesum"),
         "shadow": prom.Counter(SHADOW_PREDICTIONS, "Challenger predictions compared with the champion's, per result", [*pair, "result"]),
         "difference": prom.Histogram(SHADOW_DIFFERENCE, "Largest difference of a class probability between champion and challenger, per record",
                                      pair, buckets=(0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)),
@@ -217,6 +221,14 @@ def version_metrics() -> dict[str, Any]:
 
 def observe_swap(result: str) -> None:
     version_metrics()["swaps"].labels(result=result).inc()
+
+
+def observe_champion(old: str | None, new: str) -> None:
+    """This worker answers with `new` now (and no longer with `old`)."""
+    gauge = version_metrics()["champion"]
+    if old is not None:
+        gauge.labels(model=old).set(0)
+    gauge.labels(model=new).set(1)
 
 
 def every_worker(*kinds: str) -> Any:

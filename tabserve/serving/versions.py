@@ -83,6 +83,7 @@ class ModelVersions:
         self._seen_mtime = 0.0
         self._checked_at = 0.0
         self.on_swap: list[Callable[[ModelCard], None]] = []  # called with the new champion, in the event loop
+        metrics.observe_champion(None, champion.tag)
 
     # --- lookups (the request path) ----------------------------------------------------------------
 
@@ -243,6 +244,7 @@ class ModelVersions:
         new = self.held.get(state.get("champion") or "")
         if new is not None and new.tag != self.champion.tag:
             self.previous, self.champion = self.champion, new  # a request reads the champion once, when it starts
+            metrics.observe_champion(self.previous.tag, new.tag)
             for callback in self.on_swap:
                 callback(new)
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.conftest import PENGUIN, ROOT, Server
-from tests.served.metrics_text import parse
+from tests.served.metrics_text import parse, samples
 
 pytestmark = pytest.mark.served
 README_KEY = "change-me"  # the README's example API key
@@ -224,9 +224,14 @@ def test_readme_versions_commands_run_as_printed(penguins_model, tmp_path):
                                  capture_output=True, text=True, timeout=300)
         assert ".venv/bin/python train.py" in readme_commands(".venv/bin/python train.py") and trained.returncode == 0, trained.stderr
         after = trained.stdout.strip().splitlines()[-1].split()[-1]
-        deadline = time.monotonic() + 30
-        while requests.post(f"{server.url}/predict", json=PENGUIN, timeout=10).json()["model"] != after and time.monotonic() < deadline:
+
+        def workers_serving() -> dict[str, float]:  # every worker's champion, from /metrics
+            return {s.labels["model"]: s.value for s in samples(server.url) if s.name == "tabserve_champion_workers"}
+
+        deadline = time.monotonic() + 60
+        while not (workers_serving().get(after, 0) >= 1 and workers_serving().get(before, 0) == 0) and time.monotonic() < deadline:
             time.sleep(0.5)
+        assert workers_serving().get(before) == 0, f"some worker still answers with {before}: {workers_serving()}"
         listed, predicted, promoted, compared = commands
 
         status, out = run_curl(listed, server.url, tmp_path)
