@@ -23,7 +23,7 @@ from tabserve.core.card import ModelCard
 from tabserve.core.data import PENGUINS_CSV
 from tabserve.training import trainer
 from tests.conftest import PENGUIN, ROOT, Server
-from tests.served.metrics_text import metric
+from tests.served.metrics_text import metric, samples
 from tests.served.penguin_data import penguin_records
 from tests.served.shadow_steps import hold
 
@@ -156,13 +156,15 @@ def test_promotion_needs_the_admin_key_and_reaches_every_worker(held, versions):
     promoted = post(held, "/v1/admin/promote", body, Authorization=f"Bearer {ADMIN}")
     assert promoted.status_code == 200 and promoted.json()["champion"] == str(first.tag) and promoted.json()["previous"] == str(second.tag)
     try:
-        # Both entry workers follow within a second: many connections, so both answer some.
+        # Both entry workers follow within a second; /metrics counts the workers answering with each version.
+        def workers_serving() -> dict[str, float]:
+            return {s.labels["model"]: s.value for s in samples(held.url) if s.name == "tabserve_champion_workers"}
+
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            models = {requests.post(f"{held.url}/predict", json=PENGUIN, timeout=10).json()["model"] for _ in range(12)}
-            if models == {str(first.tag)}:
-                break
+        while workers_serving() != {str(first.tag): 2, str(second.tag): 0} and time.monotonic() < deadline:
             time.sleep(0.3)
+        assert workers_serving() == {str(first.tag): 2, str(second.tag): 0}
+        models = {requests.post(f"{held.url}/predict", json=PENGUIN, timeout=10).json()["model"] for _ in range(12)}
         assert models == {str(first.tag)}
         roles = {v["tag"]: v["role"] for v in requests.get(f"{held.url}/v1/models", timeout=10).json()}
         assert roles[str(first.tag)] == "champion"
