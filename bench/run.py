@@ -239,9 +239,15 @@ def servers(args, port: int) -> list[Server]:
         **peer_servers(args),
     }
     chosen = [out[name] for name in args.servers.split(",") if name]
+    extra: dict[str, dict[str, str]] = {}
+    for spec in args.candidate_env:  # NAME:KEY=VALUE: the environment of one candidate only
+        name, setting = spec.split(":", 1)
+        key, value = setting.split("=", 1)
+        extra.setdefault(name, {})[key] = value
     for spec in args.candidate:  # NAME=DIR: a modified copy of the project, served like "shipped"
         name, path = spec.split("=", 1)
-        chosen.append(Server(name, f"candidate {name}", serve, {**tuned}, batched=True, cwd=Path(path).resolve()))
+        chosen.append(Server(name, f"candidate {name}", serve, {**tuned, **extra.get(name, {})}, batched=True,
+                             cwd=Path(path).resolve()))
     return chosen
 
 
@@ -966,6 +972,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="extra environment for the two project servers (tuning experiments)")
     parser.add_argument("--candidate", action="append", default=[], metavar="NAME=DIR",
                         help="also serve a modified copy of the project (tuning experiments)")
+    parser.add_argument("--candidate-env", action="append", default=[], metavar="NAME:KEY=VALUE",
+                        help="environment of one candidate only, e.g. h11:PYTHONPATH=/tmp/h11only (a setting or package switched off)")
     parser.add_argument("--no-peers", action="store_true", help="leave out mlserver and litserve (no virtualenvs to install)")
     parser.add_argument("--peer-venvs", type=Path, default=None,
                         help="keep the peers' virtualenvs in DIR/<peer> and reuse them while their pins are unchanged "
