@@ -175,10 +175,10 @@ def predict_records(pipeline: Pipeline, schema: FeatureSchema, records: list[dic
         probabilities = estimator.predict_proba(inputs)
         classes = class_labels(pipeline)
         names = [label_text(c) for c in classes]
-        best = probabilities.argmax(axis=1)
-        return [
-            {"prediction": classes[i], "probabilities": dict(zip(names, row.round(6).tolist()))}
-            for i, row in zip(best, probabilities)
+        best = probabilities.argmax(axis=1).tolist()
+        return [  # rounded and made Python floats for the whole matrix at once, not row by row
+            {"prediction": classes[i], "probabilities": dict(zip(names, row))}
+            for i, row in zip(best, probabilities.round(6).tolist())
         ]
     return [{"prediction": float(value), "probabilities": None} for value in estimator.predict(inputs)]
 

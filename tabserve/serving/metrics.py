@@ -8,6 +8,7 @@ never reach /metrics.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from functools import lru_cache
 from typing import Any
 
@@ -53,14 +54,17 @@ def _metrics() -> dict[str, Any]:
 def observe_predictions(model: str, items: list[dict[str, Any]], out_of_range: list[dict[str, str]]) -> None:
     """Count answers per label (or observe predicted values), and inputs outside the training range."""
     metrics = _metrics()
-    for item, flagged in zip(items, out_of_range):
+    labels: Counter[str] = Counter()  # one increment per label and batch, not per answer (a shared-memory write each)
+    for item in items:
         prediction = item["prediction"]
         if item.get("probabilities") is None and isinstance(prediction, float):  # regression
             metrics["predicted_value"].labels(model=model).observe(prediction)
         else:
-            metrics["predictions"].labels(model=model, label=label_text(prediction)).inc()
-        for feature in flagged:
-            metrics["out_of_range"].labels(feature=feature).inc()
+            labels[label_text(prediction)] += 1
+    for label, n in labels.items():
+        metrics["predictions"].labels(model=model, label=label).inc(n)
+    for feature, n in Counter(feature for flagged in out_of_range for feature in flagged).items():
+        metrics["out_of_range"].labels(feature=feature).inc(n)
 
 
 def observe_cache(hit: bool) -> None:
