@@ -6,13 +6,15 @@ Training (tabserve/training/fit.py) fits it on frames made here too, so both see
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.pipeline import Pipeline
 
 from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATE_PARTS, DATETIME, NUMERIC, FeatureSchema, label_text
+
+if TYPE_CHECKING:  # scikit-learn is imported when a pipeline is loaded, not by `bentoml serve`'s arbiter (~1.6 s of its cold start)
+    from sklearn.pipeline import Pipeline
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"

@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bentoml
 import joblib
-from sklearn.pipeline import Pipeline
 
 from tabserve import bentoml_fixes
 from tabserve.core.data import sha256_of
 from tabserve.core.errors import ModelCorrupted, ModelNotFound
 from tabserve.core.card import ModelCard
+
+if TYPE_CHECKING:  # scikit-learn is imported when a pipeline is loaded, not by `bentoml serve`'s arbiter (~1.6 s of its cold start)
+    from sklearn.pipeline import Pipeline
 
 PIPELINE_FILE = "pipeline.joblib"
 
