@@ -1031,6 +1031,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.byid_users = args.focus
     if args.byid_users < 0:
         parser.error("--byid-users must be 0 or more")
+    names = [spec.partition("=")[0] for spec in args.candidate]
+    if any("=" not in spec or not spec.partition("=")[0] or not Path(spec.partition("=")[2]).is_dir() for spec in args.candidate):
+        parser.error(f"--candidate takes NAME=DIR, a directory holding a copy of the project (got {args.candidate})")
+    for spec in args.candidate_env:
+        name, colon, setting = spec.partition(":")
+        if not colon or "=" not in setting or name not in names:
+            parser.error(f"--candidate-env takes NAME:KEY=VALUE for a NAME given with --candidate {names} (got {spec!r})")
     args.project = args.project.resolve()
     return args
 

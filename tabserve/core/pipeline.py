@@ -22,6 +22,11 @@ TASKS = (CLASSIFICATION, REGRESSION)
 
 
 
+def date_parts(kind: str) -> tuple[str, ...]:
+    """The numeric columns a date or datetime feature becomes."""
+    return (*DATE_PARTS, *(("hour",) if kind == DATETIME else ()))
+
+
 def model_columns(schema: FeatureSchema) -> tuple[list[str], list[str]]:
     """The columns the model sees: (categorical, numeric). Booleans are 0/1; a date is its parts."""
     categorical = [f.name for f in schema.features if f.kind == CATEGORICAL]
@@ -30,7 +35,7 @@ def model_columns(schema: FeatureSchema) -> tuple[list[str], list[str]]:
         if f.kind in (NUMERIC, BOOLEAN):
             numeric.append(f.name)
         elif f.kind in (DATE, DATETIME):
-            numeric.extend(f"{f.name}.{part}" for part in (*DATE_PARTS, *(("hour",) if f.kind == DATETIME else ())))
+            numeric.extend(f"{f.name}.{part}" for part in date_parts(f.kind))
     return categorical, numeric
 
 
@@ -61,7 +66,7 @@ def to_frame(records: list[dict[str, Any]] | pd.DataFrame, schema: FeatureSchema
             out[feature.name] = column.map({True: 1.0, False: 0.0}).astype(float)
         elif feature.kind in (DATE, DATETIME):
             moments = pd.to_datetime(column, errors="coerce")
-            for part in (*DATE_PARTS, *(("hour",) if feature.kind == DATETIME else ())):
+            for part in date_parts(feature.kind):
                 out[f"{feature.name}.{part}"] = getattr(moments.dt, part).astype(float)
         else:
             out[feature.name] = pd.to_numeric(column, errors="coerce").astype(float)
@@ -81,7 +86,7 @@ class RecordEncoder:
 
     def __init__(self, schema: FeatureSchema, categories: dict[str, dict[Any, int]]) -> None:
         self.columns: list[tuple[str, str, Any]] = []  # (feature, kind, its codes for a category)
-        categorical, _ = model_columns(schema)
+        categorical, numeric = model_columns(schema)
         for name in categorical:
             feature = schema[name]
             as_text = category_text(feature)
@@ -92,7 +97,7 @@ class RecordEncoder:
         for feature in schema.features:
             if feature.kind in (NUMERIC, BOOLEAN, DATE, DATETIME):
                 self.columns.append((feature.name, feature.kind, None))
-        self.width = len(categorical) + len(model_columns(schema)[1])
+        self.width = len(categorical) + len(numeric)
 
     @classmethod
     def for_pipeline(cls, pipeline: Pipeline, schema: FeatureSchema) -> RecordEncoder | None:
@@ -142,7 +147,7 @@ class RecordEncoder:
                 column += 1
             else:  # a date: its parts, parsed as to_frame parses them
                 moments = pd.to_datetime(pd.Series(values, dtype=object), errors="coerce")
-                for part in (*DATE_PARTS, *(("hour",) if kind == DATETIME else ())):
+                for part in date_parts(kind):
                     matrix[:, column] = getattr(moments.dt, part).astype(float).to_numpy()
                     column += 1
         return matrix
