@@ -9,11 +9,12 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATE_PARTS, DATETIME, NUMERIC, FeatureSchema, label_text
 
-if TYPE_CHECKING:  # scikit-learn is imported when a pipeline is loaded, not by `bentoml serve`'s arbiter (~1.6 s of its cold start)
+if TYPE_CHECKING:  # scikit-learn is imported when a pipeline is loaded, not by `bentoml serve`'s arbiter (~1.6 s of its cold start);
+    # pandas only for the pipelines RecordEncoder cannot take and for dates (~0.6 s more)
+    import pandas as pd
     from sklearn.pipeline import Pipeline
 
 CLASSIFICATION = "classification"
@@ -52,6 +53,8 @@ def to_frame(records: list[dict[str, Any]] | pd.DataFrame, schema: FeatureSchema
 
     Training calls this too, on the parsed rows of the file, so both see exactly the same columns.
     """
+    import pandas as pd
+
     frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(records, columns=schema.names)
     out: dict[str, Any] = {}
     for feature in schema.features:
@@ -146,6 +149,8 @@ class RecordEncoder:
                             pass
                 column += 1
             else:  # a date: its parts, parsed as to_frame parses them
+                import pandas as pd
+
                 moments = pd.to_datetime(pd.Series(values, dtype=object), errors="coerce")
                 for part in date_parts(kind):
                     matrix[:, column] = getattr(moments.dt, part).astype(float).to_numpy()

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import bentoml
-import joblib
 
 from tabserve import bentoml_fixes
 from tabserve.core.data import sha256_of
@@ -31,6 +30,8 @@ def save(name: str, pipeline: Pipeline, labels: dict[str, str], card: ModelCard)
     shows (tabserve/bentoml_fixes.py, touchpoint 4).
     """
     with bentoml_fixes.atomic_model_version(name, labels=labels, metadata=card.to_metadata()) as model:
+        import joblib
+
         joblib.dump(pipeline, model.path_of(PIPELINE_FILE))
         # A checksum in the card lets the service refuse a damaged file at start, with a clear line.
         model.info.metadata["pipeline_sha256"] = sha256_of(Path(model.path_of(PIPELINE_FILE)))
@@ -50,6 +51,8 @@ def verify(model: bentoml.Model) -> None:
 
 
 def load_pipeline(model: bentoml.Model) -> Pipeline:
+    import joblib  # here, not at import: `bentoml serve`'s arbiter never loads a pipeline
+
     return joblib.load(model.path_of(PIPELINE_FILE))
 
 
