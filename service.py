@@ -33,7 +33,7 @@ from tabserve.core import config, store
 from tabserve.core.errors import InvalidInput, ModelUnavailable, TabserveError
 from tabserve.core.card import ModelCard
 from tabserve.serving import csv_scoring, drift, entities, gate, metrics, oip, payload_log, v1_app
-from tabserve.serving.api_types import ApiTypes, error_response, shape
+from tabserve.serving.api_types import ApiTypes, batch_answer, error_response, record_values, shape
 from tabserve.serving.batching import InFlightBatcher
 from tabserve.serving.cache import PredictionCache, open_cache
 from tabserve.serving.model_link import ModelLink
@@ -175,10 +175,10 @@ class PredictionService:
     async def predict_batch(self, records: list[Record]) -> BatchResponse:
         """Predict 1 to MAX_BATCH_RECORDS records in one call (body {"records": [...]}); answers keep the input order."""
         try:
-            predictions = await self.predict_many([r.model_dump() for r in records])
+            predictions = await self.predict_many([record_values(r) for r in records])
         except ModelUnavailable as exc:
             return error_response(None, exc.status, str(exc))
-        return BatchResponse(predictions=predictions, model=predictions[0]["model"])
+        return batch_answer(predictions, predictions[0]["model"])
 
     @bentoml.api(route="/predict_csv")
     async def predict_csv(self, file: Path, ctx: bentoml.Context) -> Annotated[str, ContentType("text/csv")]:

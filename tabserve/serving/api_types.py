@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal, Optional
 
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field, create_model
-from starlette.responses import JSONResponse
+from pydantic_core import to_json
+from starlette.responses import JSONResponse, Response
 
 from tabserve.core.errors import error_body
 from tabserve.core.pipeline import CLASSIFICATION
@@ -71,6 +72,24 @@ def _example_result(card: ModelCard) -> dict[str, Any]:
         share = round(1 / len(card.classes), 3)
         return {"prediction": card.classes[0], "probabilities": {label_text(c): share for c in card.classes}}
     return {"prediction": 0.0, "probabilities": None}
+
+
+def record_values(record: BaseModel) -> dict[str, Any]:
+    """A validated record as `record.model_dump()` gives it (keys as the training file spells them), without
+    model_dump's serialization pass: ~3 ms of a 1,000-record /predict_batch (bench/README.md, Findings 14)."""
+    values = dict(record.__dict__)
+    for key, field in type(record).model_fields.items():
+        if field.alias is not None and field.alias != key:  # a feature named _x or model_x (schema.record_model)
+            values[field.alias] = values.pop(key)
+    return values
+
+
+def batch_answer(predictions: list[dict[str, Any]], model: str) -> Response:
+    """The /predict_batch answer (the BatchResponse shape: the items without their tag, the tag once) as JSON
+    straight from the answers pydantic-core writes, instead of validating 1,000 items into BatchResponse
+    first (~12 ms of a 1,000-record call); the served tests check the answer against the documented schema."""
+    items = [{key: value for key, value in item.items() if key != "model"} for item in predictions]
+    return Response(to_json({"predictions": items, "model": model}), media_type="application/json")
 
 
 def shape(result: dict[str, Any], out_of_range: dict[str, str], model: str) -> dict[str, Any]:

@@ -95,6 +95,17 @@ def test_predict_batch_keeps_input_order(server):
     assert predictions[:100] == ["Adelie", "Gentoo"] * 50 and len(predictions) == 101
 
 
+def test_predict_batch_answers_each_record_as_predict_does(server):
+    """The batch answer is written without a BatchResponse object (api_types.batch_answer): each item must
+    still be /predict's answer without the tag, the tag named once, the JSON answer."""
+    records = [EXAMPLE, PENGUIN, {"island": "Dream", "year": 2008, "bill_length_mm": 80}]
+    response = post(server, "/predict_batch", {"records": records})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    body = response.json()
+    singles = [post(server, "/predict", record).json() for record in records]
+    assert body == {"predictions": [{k: v for k, v in one.items() if k != "model"} for one in singles], "model": singles[0]["model"]}
+
+
 def test_predict_csv_returns_the_table_with_predictions(server, client, penguins_model, tmp_path):
     sparse = {name: None for name in HEADER} | {"island": "Dream", "year": 2008}  # empty cells are missing values
     content = csv_bytes([list(EXAMPLE.values()), list(PENGUIN.values()), ["Dream", "", "", "", "", "", "2008"]])
