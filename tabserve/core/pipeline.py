@@ -122,6 +122,16 @@ class RecordEncoder:
             codes = {name: {value: float(i) for i, value in enumerate(values)} for name, values in zip(categorical, encoder.categories_)}
         return cls(schema, codes)
 
+    def probe(self, schema: FeatureSchema) -> np.ndarray:
+        """Rows to check a shortcut against the model on: the schema's example, a record with every value
+        missing, and the example with each category of each categorical feature in turn."""
+        example = schema.example()
+        records = [example, {}]
+        for name, kind, codes in self.columns:
+            if kind == "category":
+                records += [{**example, name: value} for value in codes]
+        return self.encode(records)
+
     def encode(self, records: list[dict[str, Any]]) -> np.ndarray:
         """The model's input: one row per record, missing and unknown values NaN."""
         matrix = np.full((len(records), self.width), np.nan)
@@ -158,19 +168,113 @@ class RecordEncoder:
         return matrix
 
 
-_encoders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipeline -> its RecordEncoder (or None)
+class TreesDirect:
+    """A fitted HistGradientBoosting model's predictions without its own input re-encoding.
+
+    Why: given categorical features, the model re-encodes its input at every call (an internal ColumnTransformer
+    with an OrdinalEncoder: pandas-free but ~3 ms of pure-Python checks for one record, a third of the call;
+    bench/README.md, Findings 14). The categories it maps are our encoder's codes, so the same mapping is a
+    lookup table here, and the trees are walked by the model's own `_predict_iterations`. Private scikit-learn
+    API, so it is used only when the model has the attributes and shape this was written for (scikit-learn is
+    pinned in requirements.txt) AND it gives exactly the model's own answers on probe rows at load; otherwise
+    `for_model` is None and the model's public predict_proba/predict runs.
+    """
+
+    def __init__(self, model: Any, lookups: list[tuple[int, np.ndarray]]) -> None:
+        from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+        self.model = model
+        self.lookups = lookups  # (column, our code -> the model's own category index, NaN where it has none)
+        self.threads = _openmp_effective_n_threads  # asked at each call, as the model does (threadpoolctl limits apply)
+
+    @classmethod
+    def for_model(cls, model: Any, probe: np.ndarray) -> TreesDirect | None:
+        needed = ("_preprocessor", "_predictors", "_baseline_prediction", "_predict_iterations", "_loss", "_bin_mapper", "n_trees_per_iteration_")
+        if not all(hasattr(model, name) for name in needed):
+            return None
+        lookups: list[tuple[int, np.ndarray]] = []
+        if model._preprocessor is not None:
+            lookups_or_none = cls._lookups(model._preprocessor, probe.shape[1])
+            if lookups_or_none is None:
+                return None
+            lookups = lookups_or_none
+        try:
+            direct = cls(model, lookups)
+            same = (np.array_equal(direct.predict_proba(probe), model.predict_proba(probe)) if hasattr(model, "predict_proba")
+                    else np.array_equal(direct.predict(probe), model.predict(probe)))
+        except Exception:  # an internal that changed shape: the public path it is
+            return None
+        return direct if same else None
+
+    @staticmethod
+    def _lookups(preprocessor: Any, width: int) -> list[tuple[int, np.ndarray]] | None:
+        """The model's encoder as lookup tables, when its preprocessor keeps the column order: its categorical
+        columns first (as RecordEncoder writes them), then the numeric ones passed through, nothing dropped."""
+        from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
+
+        steps = [(name, step, np.asarray(columns)) for name, step, columns in preprocessor.transformers_]
+        if [name for name, _, _ in steps] != ["encoder", "numerical", "remainder"] or steps[2][1] != "drop":
+            return None
+        (_, encoder, categorical), (_, passthrough, numeric) = steps[0], steps[1]
+        if categorical.dtype != bool or numeric.dtype != bool or len(categorical) != width or not np.array_equal(categorical, ~numeric):
+            return None
+        n_categorical = int(categorical.sum())
+        if not categorical[:n_categorical].all() or not isinstance(encoder, OrdinalEncoder) or not isinstance(passthrough, FunctionTransformer):
+            return None
+        if encoder.handle_unknown != "use_encoded_value" or not (np.isnan(encoder.unknown_value) and np.isnan(encoder.encoded_missing_value)):
+            return None
+        lookups = []
+        for column, known in enumerate(encoder.categories_):
+            known = np.asarray(known, dtype=float)
+            codes = known[~np.isnan(known)]
+            if len(codes) and (codes.min() < 0 or (codes != np.round(codes)).any()):
+                return None  # not the whole-number codes RecordEncoder writes
+            table = np.full(int(codes.max()) + 2 if len(codes) else 1, np.nan)
+            for index, code in enumerate(known):
+                if not np.isnan(code):
+                    table[int(code)] = float(index)
+            lookups.append((column, table))
+        return lookups
+
+    def _raw(self, X: np.ndarray) -> np.ndarray:
+        if self.lookups:
+            X = X.copy()  # the caller's matrix keeps our codes
+        for column, table in self.lookups:  # our codes -> the model's; NaN (missing, unknown) stays NaN
+            values = X[:, column]
+            known = ~np.isnan(values)
+            codes = values[known].astype(np.intp)
+            inside = codes < len(table)
+            values[np.flatnonzero(known)[~inside]] = np.nan
+            values[np.flatnonzero(known)[inside]] = table[codes[inside]]
+        model = self.model
+        raw = np.zeros((X.shape[0], model.n_trees_per_iteration_), dtype=model._baseline_prediction.dtype, order="F")
+        raw += model._baseline_prediction
+        model._predict_iterations(X, model._predictors, raw, False, self.threads())
+        return raw
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.model._loss.predict_proba(self._raw(X))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.model._loss.link.inverse(self._raw(X).ravel())
+
+
+_encoders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipeline -> (its RecordEncoder, its TreesDirect), or None
 
 
 def model_input(pipeline: Pipeline, schema: FeatureSchema, records: list[dict[str, Any]]) -> tuple[Any, Any]:
-    """(the estimator, its input) for these records: the encoded matrix and the model alone when the
-    pipeline has the shape fit.build makes, else the frame and the whole pipeline."""
+    """(the estimator, its input) for these records: the encoded matrix and the model alone (or the model's
+    trees directly, TreesDirect) when the pipeline has the shape fit.build makes, else the frame and the
+    whole pipeline."""
     try:
-        encoder = _encoders[pipeline]
+        fast = _encoders[pipeline]
     except KeyError:
-        encoder = _encoders[pipeline] = RecordEncoder.for_pipeline(pipeline, schema)
-    if encoder is None:
+        encoder = RecordEncoder.for_pipeline(pipeline, schema)
+        fast = _encoders[pipeline] = None if encoder is None else (encoder, TreesDirect.for_model(pipeline[-1], encoder.probe(schema)))
+    if fast is None:
         return pipeline, to_frame(records, schema)
-    return pipeline[-1], encoder.encode(records)
+    encoder, direct = fast
+    return direct or pipeline[-1], encoder.encode(records)
 
 
 def predict_records(pipeline: Pipeline, schema: FeatureSchema, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

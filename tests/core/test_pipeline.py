@@ -82,10 +82,13 @@ def test_the_record_encoder_gives_the_matrix_and_predictions_of_the_pandas_path(
     np.testing.assert_array_equal(encoder.encode(records), by_pandas)  # NaN where NaN: the same missing values
     assert any(np.isnan(by_pandas).any(axis=1)) or name in ("booleans", "dates", "coded", "mtcars")
     estimator, inputs = pipeline.model_input(fitted, schema, records)
-    assert estimator is fitted[-1]
+    assert isinstance(estimator, pipeline.TreesDirect) and estimator.model is fitted[-1]  # every model train.py makes
     predict = "predict_proba" if hasattr(fitted[-1], "predict_proba") else "predict"
+    direct = getattr(estimator, predict)(inputs)
+    np.testing.assert_array_equal(inputs, by_pandas)  # the shortcut leaves the caller's matrix alone
+    np.testing.assert_array_equal(direct, getattr(fitted[-1], predict)(inputs))  # exactly the model's own answers
     one_by_one = np.concatenate([getattr(fitted, predict)(pipeline.to_frame([r], schema)) for r in records])
-    np.testing.assert_allclose(getattr(estimator, predict)(inputs), one_by_one)  # a batch answers as its records alone
+    np.testing.assert_allclose(direct, one_by_one)  # a batch answers as its records alone
 
     # A coded category missing from one record of a batch once made the column float in the frame, and
     # the others' 6 the unknown "6.0": the batch changed their answers. Both paths, by value now.
@@ -96,6 +99,25 @@ def test_the_record_encoder_gives_the_matrix_and_predictions_of_the_pandas_path(
         np.testing.assert_array_equal(fitted[0].transform(pipeline.to_frame(holed, schema))[0], alone)
         np.testing.assert_array_equal(encoder.encode(holed)[0], alone)
         assert not np.isnan(alone[: len(coded)]).any()
+
+
+def test_the_trees_are_walked_directly_only_when_that_answers_as_the_model(loaded, monkeypatch):
+    """TreesDirect uses scikit-learn's private internals: checked against the model's own answers when a
+    pipeline is first used; a model without those internals, or answering differently through them, is
+    called through its public predict_proba."""
+    import numpy as np
+
+    fitted, schema = loaded
+    encoder = pipeline.RecordEncoder.for_pipeline(fitted, schema)
+    probe = encoder.probe(schema)
+    assert len(probe) == 2 + len(schema["island"].categories) + len(schema["sex"].categories)
+    direct = pipeline.TreesDirect.for_model(fitted[-1], probe)
+    assert direct is not None and np.array_equal(direct.predict_proba(probe), fitted[-1].predict_proba(probe))
+    assert pipeline.TreesDirect.for_model(object(), probe) is None
+
+    walk = pipeline.TreesDirect._raw
+    monkeypatch.setattr(pipeline.TreesDirect, "_raw", lambda self, X: walk(self, X) * 1.001)  # e.g. another scikit-learn
+    assert pipeline.TreesDirect.for_model(fitted[-1], probe) is None
 
 
 def test_a_pipeline_of_another_shape_takes_the_pandas_path(loaded):
