@@ -45,6 +45,13 @@ The touchpoints; each has a test in tests/test_bentoml_fixes.py that fails when 
    (/v1/entities/42/predict), feature name or random 404 path became series of its own on /metrics, without
    bound, and a path with a control character broke the exposition for Prometheus' parser. Here the three
    metrics it labels are wrapped so `endpoint` is the route template (or "other").
+8. `accept_by_load`, a fix (found measuring bulk calls, bench/README.md "Findings" 14): the workers of
+   `bentoml serve` share one listening socket (the arbiter's, passed to each by its descriptor); a new connection
+   wakes every worker's event loop and the same one tends to win the accept(), however many connections it holds.
+   With 4 keep-alive clients, one worker held all 4 in 3 runs of 4 (`tabserve_worker_requests_total` showed one
+   worker) and served half the rows/s of an even split. Here a worker holding k open connections (the asyncio
+   server's `_active_count`) waits k ms before it takes one, so the worker with the fewest takes it first.
+   (Python's asyncio, not BentoML: `BaseSelectorEventLoop._accept_connection`, `Server._active_count`.)
 """
 
 from __future__ import annotations
@@ -99,6 +106,43 @@ def apply() -> None:
     release_request_timers()
     trace_requests_not_messages()
     quiet_client_error_logs()
+    accept_by_load()
+
+
+def open_connections(server: Any) -> int:
+    """The connections an asyncio server holds now (its private count of attached transports)."""
+    return getattr(server, "_active_count", 0) or 0
+
+
+def accept_by_load(load: Callable[[Any], int] = open_connections, step_s: float = 0.001) -> None:
+    """Each wake-up of the listening socket: a worker holding `load(server)` connections waits that
+    many * step_s (at most 20), then takes one connection (if another worker has not); one holding none takes
+    one at once (touchpoint 8). Idempotent."""
+    from asyncio.selector_events import BaseSelectorEventLoop
+
+    original = BaseSelectorEventLoop._accept_connection
+    if getattr(original, _APPLIED, False):
+        return
+
+    def _accept_connection(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100, *args):
+        busy = load(server)
+        if not busy:
+            return original(self, protocol_factory, sock, sslcontext, server, 1, *args)
+        if not self._remove_reader(sock.fileno()):
+            return None
+
+        def take_one_then_listen() -> None:
+            if sock.fileno() == -1 or (server is not None and not server.is_serving()):
+                return  # the server closed meanwhile (shutdown): nothing to resume
+            original(self, protocol_factory, sock, sslcontext, server, 1, *args)
+            self._start_serving(protocol_factory, sock, sslcontext, server, backlog, *args)
+
+        self.call_later(min(busy, 20) * step_s, take_one_then_listen)
+        return None
+
+    setattr(_accept_connection, _APPLIED, True)
+    setattr(_accept_connection, _REPLACED, original)
+    BaseSelectorEventLoop._accept_connection = _accept_connection
 
 
 def release_request_timers() -> None:

@@ -272,3 +272,85 @@ def test_the_request_metrics_labelled_by_path_are_still_set_up_in_one_place():
     for name in ("metrics_request_total", "metrics_request_duration", "metrics_request_in_progress"):
         assert f"self.{name} = " in source and f"self.{name}.labels(" in source
     assert 'endpoint = scope["path"]' in source  # the raw path it labels with
+
+
+# --- 8. connections shared by load --------------------------------------------------------------
+
+class Holding:
+    """Stands in for the asyncio server of a worker that holds `connections` open connections."""
+
+    def __init__(self, connections: int) -> None:
+        self._active_count = connections
+
+    def is_serving(self) -> bool:
+        return True
+
+    def _attach(self) -> None:
+        self._active_count += 1
+
+    def _detach(self) -> None:
+        self._active_count -= 1
+
+
+def accepted(accept, server) -> tuple[int, list[float], tuple[int, bool]]:
+    """Three clients wait in a listening socket's queue. One wake-up of the loop's accept handler
+    (`accept(loop, factory, listener, server)`): how many it took at once; the delays of what it put off
+    (call_later, captured); and how many it had taken once those ran, with the socket listened to again."""
+    import socket
+
+    class Kept(asyncio.Protocol):
+        def connection_made(self, transport):
+            transports.append(transport)
+
+    transports: list = []
+    put_off: list = []
+    loop = asyncio.new_event_loop()
+    loop.call_later = lambda delay, callback, *args, **kw: put_off.append((delay, callback, args))  # run by hand below
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    clients = [socket.create_connection(listener.getsockname(), timeout=5) for _ in range(3)]
+    try:
+        accept(loop, Kept, listener, server)
+        loop.run_until_complete(asyncio.sleep(0))  # the accepted connections' set-up
+        at_once = len(transports)
+        for _, callback, args in put_off:
+            callback(*args)
+        loop.run_until_complete(asyncio.sleep(0))
+        listening = loop._selector.get_map().get(listener.fileno()) is not None
+        loop.remove_reader(listener.fileno()) if listening else None
+        return at_once, [delay for delay, _, _ in put_off], (len(transports), listening)
+    finally:
+        for transport in transports:
+            transport.close()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        listener.close()
+        for client in clients:
+            client.close()
+
+
+def test_a_worker_holding_no_connection_takes_one_at_once():
+    bentoml_fixes.accept_by_load()
+    assert accepted(lambda loop, factory, sock, server: loop._accept_connection(factory, sock, None, server), Holding(0)) == (1, [], (1, False))
+
+
+def test_a_worker_holding_connections_takes_one_only_after_a_pause():
+    """k connections held: k ms for another worker (on the same socket) to take it first, then one; listened to
+    again, the socket still has two waiting, so the next is put off by k + 1 ms."""
+    bentoml_fixes.accept_by_load()
+
+    def wake(loop, factory, sock, server):
+        loop._add_reader(sock.fileno(), loop._accept_connection, factory, sock, None, server, 100)  # as serving does
+        loop._accept_connection(factory, sock, None, server)
+
+    assert accepted(wake, Holding(3)) == (0, [0.003, 0.004], (1, False))
+
+
+def test_upstream_asyncio_still_takes_every_waiting_connection_at_once():
+    """asyncio's own _accept_connection takes up to `backlog` (100) connections per wake-up, whatever the worker
+    holds. When this fails, asyncio shares them itself: `accept_by_load` can go."""
+    from asyncio.selector_events import BaseSelectorEventLoop
+
+    bentoml_fixes.accept_by_load()
+    original = getattr(BaseSelectorEventLoop._accept_connection, bentoml_fixes._REPLACED)
+    assert accepted(lambda loop, factory, sock, server: original(loop, factory, sock, None, server), Holding(3)) == (3, [], (3, False))
