@@ -265,6 +265,9 @@ def tagged(card: ModelCard, records: list[dict[str, Any]]) -> list[dict[str, Any
     return [{"model": card.tag, "record": record} for record in records]
 
 
+# New connections to the worker holding fewest, where a service has more than one (tabserve/bentoml_fixes.py, touchpoint 8).
+WORKERS = {PredictionService.name: config.API_WORKERS, ModelService.name: config.MODEL_WORKERS}
+bentoml_fixes.accept_by_load(shared=lambda: WORKERS.get(bentoml.server_context.service_name, 1) > 1)
 PredictionService.add_asgi_middleware(oip.ServerRoot)  # GET /v2 itself, not only /v2/
 payload_log.install(PredictionService, CARD)  # PAYLOAD_LOG=1: checks its settings at start, notes each request's route and arrival
 gate.install(PredictionService)  # the gate in front of every route, and CORS when configured

@@ -102,11 +102,14 @@ def require_checked_bentoml() -> None:
 
 
 def apply() -> None:
-    """Apply the HTTP-stack touchpoints (service.py, in every worker); idempotent."""
+    """Apply the HTTP-stack touchpoints (service.py, in every worker; accept_by_load is applied there too, with
+    the worker counts); idempotent."""
     release_request_timers()
     trace_requests_not_messages()
     quiet_client_error_logs()
-    accept_by_load()
+
+
+_accepting: dict[str, Any] = {}  # what accept_by_load's patch asks, set by its latest call
 
 
 def open_connections(server: Any) -> int:
@@ -114,17 +117,22 @@ def open_connections(server: Any) -> int:
     return getattr(server, "_active_count", 0) or 0
 
 
-def accept_by_load(load: Callable[[Any], int] = open_connections, step_s: float = 0.001) -> None:
+def accept_by_load(shared: Callable[[], bool] = lambda: True, load: Callable[[Any], int] = open_connections, step_s: float = 0.001) -> None:
     """Each wake-up of the listening socket: a worker holding `load(server)` connections waits that
     many * step_s (at most 20), then takes one connection (if another worker has not); one holding none takes
-    one at once (touchpoint 8). Idempotent."""
+    one at once (touchpoint 8). Where `shared()` is false (a service with one worker: nobody else to take it),
+    asyncio's own accept runs. Patches once; a later call changes what the patch asks (`shared`, `load`, `step_s`)."""
     from asyncio.selector_events import BaseSelectorEventLoop
 
+    _accepting.update(shared=shared, load=load, step_s=step_s)
     original = BaseSelectorEventLoop._accept_connection
     if getattr(original, _APPLIED, False):
         return
 
     def _accept_connection(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100, *args):
+        shared, load, step_s = _accepting["shared"], _accepting["load"], _accepting["step_s"]
+        if not shared():
+            return original(self, protocol_factory, sock, sslcontext, server, backlog, *args)
         busy = load(server)
         if not busy:
             return original(self, protocol_factory, sock, sslcontext, server, 1, *args)

@@ -330,14 +330,14 @@ def accepted(accept, server) -> tuple[int, list[float], tuple[int, bool]]:
 
 
 def test_a_worker_holding_no_connection_takes_one_at_once():
-    bentoml_fixes.accept_by_load()
+    bentoml_fixes.accept_by_load(shared=lambda: True)
     assert accepted(lambda loop, factory, sock, server: loop._accept_connection(factory, sock, None, server), Holding(0)) == (1, [], (1, False))
 
 
 def test_a_worker_holding_connections_takes_one_only_after_a_pause():
     """k connections held: k ms for another worker (on the same socket) to take it first, then one; listened to
     again, the socket still has two waiting, so the next is put off by k + 1 ms."""
-    bentoml_fixes.accept_by_load()
+    bentoml_fixes.accept_by_load(shared=lambda: True)
 
     def wake(loop, factory, sock, server):
         loop._add_reader(sock.fileno(), loop._accept_connection, factory, sock, None, server, 100)  # as serving does
@@ -346,11 +346,20 @@ def test_a_worker_holding_connections_takes_one_only_after_a_pause():
     assert accepted(wake, Holding(3)) == (0, [0.003, 0.004], (1, False))
 
 
+def test_a_service_with_one_worker_accepts_as_asyncio_does():
+    """Nobody else listens on its socket: no pause, every waiting connection at once."""
+    bentoml_fixes.accept_by_load(shared=lambda: False)
+    try:
+        assert accepted(lambda loop, factory, sock, server: loop._accept_connection(factory, sock, None, server), Holding(3)) == (3, [], (3, False))
+    finally:
+        bentoml_fixes.accept_by_load(shared=lambda: True)
+
+
 def test_upstream_asyncio_still_takes_every_waiting_connection_at_once():
     """asyncio's own _accept_connection takes up to `backlog` (100) connections per wake-up, whatever the worker
     holds. When this fails, asyncio shares them itself: `accept_by_load` can go."""
     from asyncio.selector_events import BaseSelectorEventLoop
 
-    bentoml_fixes.accept_by_load()
+    bentoml_fixes.accept_by_load(shared=lambda: True)
     original = getattr(BaseSelectorEventLoop._accept_connection, bentoml_fixes._REPLACED)
     assert accepted(lambda loop, factory, sock, server: original(loop, factory, sock, None, server), Holding(3)) == (3, [], (3, False))

@@ -61,6 +61,34 @@ def test_a_monolith_runs_the_model_in_its_entry_workers(monolith, penguins_model
     assert requests.get(f"{layout_server.url}/v1/model", timeout=10).json()["serving"]["layout"] == "monolith"
 
 
+def test_keep_alive_clients_are_shared_between_the_workers(monolith):
+    """Four clients that keep their connection (a pool, a load balancer) open one after another: the workers
+    share one listening socket, and without touchpoint 8 (bentoml_fixes.accept_by_load) the same worker took
+    all four in about 3 runs of 4, leaving the other idle. Now the worker holding fewer connections takes the next."""
+    def per_worker():
+        return {s.labels["worker"]: s.value for s in samples(monolith.url) if s.name == "tabserve_worker_requests_total"}
+
+    deadline = time.monotonic() + 60  # /readyz answers once one worker is up: wait until the other listens too
+    while len(per_worker()) < 2 and time.monotonic() < deadline:
+        with ThreadPoolExecutor(8) as pool:  # new connections, which go to whichever worker is idle
+            list(pool.map(lambda _: requests.post(f"{monolith.url}/predict", json=PENGUIN, timeout=30), range(16)))
+    before = per_worker()
+    assert len(before) == 2, before
+    sessions = [requests.Session() for _ in range(4)]
+    try:
+        for session in sessions:  # one after another, each connection made and used before the next
+            assert session.post(f"{monolith.url}/predict", json=PENGUIN, timeout=30).status_code == 200
+        for session in sessions:
+            for _ in range(5):
+                assert session.post(f"{monolith.url}/predict", json=PENGUIN, timeout=30).status_code == 200
+    finally:
+        for session in sessions:
+            session.close()
+    after = per_worker()
+    served = {worker: after.get(worker, 0) - before.get(worker, 0) for worker in ("1", "2")}
+    assert sum(served.values()) >= 24 and min(served.values()) >= 6, served  # a session is 6 requests; a scrape of /metrics 1
+
+
 def test_the_entry_reaches_a_model_service_running_as_its_own_server(penguins_model):
     tag = str(penguins_model.tag)
     with Server(target="service:ModelService", env={"MODEL_TAG": tag}, name="model-only") as model_server:
