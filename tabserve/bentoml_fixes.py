@@ -50,8 +50,10 @@ The touchpoints; each has a test in tests/test_bentoml_fixes.py that fails when 
    wakes every worker's event loop and the same one tends to win the accept(), however many connections it holds.
    With 4 keep-alive clients, one worker held all 4 in 3 runs of 4 (`tabserve_worker_requests_total` showed one
    worker) and served half the rows/s of an even split. Here a worker holding k open connections (the asyncio
-   server's `_active_count`) waits k ms before it takes one, so the worker with the fewest takes it first.
-   (Python's asyncio, not BentoML: `BaseSelectorEventLoop._accept_connection`, `Server._active_count`.)
+   server's `_active_count`) waits k ms before it takes one, so the worker with the fewest takes it first; a
+   service with one worker accepts as asyncio does (service.py says which service this worker serves, from
+   `bentoml.server_context`). (Python's asyncio, not BentoML: `BaseSelectorEventLoop._accept_connection`,
+   `Server._active_count`.) tests/served/test_layouts.py checks four keep-alive clients reach both workers.
 """
 
 from __future__ import annotations
