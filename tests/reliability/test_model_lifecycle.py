@@ -15,13 +15,12 @@ from tests.conftest import ROOT, Server
 # train.py's real main(), with the pipeline write slowed down so a signal lands mid-save.
 SLOW_SAVE = """
 import sys, time, joblib
-from tabserve.core import store
 real_dump = joblib.dump
 def slow_dump(obj, path):
     real_dump(obj, path)
     print("SAVING", flush=True)
     time.sleep(60)
-store.joblib.dump = slow_dump
+joblib.dump = slow_dump  # tabserve/core/store.py imports joblib when it saves, and gets this one
 import train
 sys.exit(train.main(["--name", "interrupted"]))
 """
