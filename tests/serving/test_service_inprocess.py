@@ -58,8 +58,9 @@ def test_predict_shapes_the_answer_and_caches_it(service_module, entry):
 def test_predict_batch_in_input_order(service_module, entry):
     example = service_module.CARD.schema.example()
     request = service_module.BatchRequest.model_validate({"records": [example, PENGUIN, example]})
-    answer = asyncio.run(entry.predict_batch(request.records))
-    assert [p.prediction for p in answer.predictions] == ["Adelie", "Gentoo", "Adelie"]
+    answer = asyncio.run(entry.predict_batch(request.records))  # JSON written straight from the answers (api_types.batch_answer)
+    body = service_module.BatchResponse.model_validate_json(answer.body)  # ... in the documented shape
+    assert [p.prediction for p in body.predictions] == ["Adelie", "Gentoo", "Adelie"] and body.model == service_module.CARD.tag
 
 
 def test_predict_csv_reports_bad_rows_by_number(service_module, entry, tmp_path):
