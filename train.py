@@ -18,16 +18,10 @@ from pathlib import Path
 
 from tabserve.core import data
 from tabserve.core import pipeline
+from tabserve.core.cli import SEPARATOR_NAMES, column_list, interrupt
 from tabserve.training import trainer as training
 from tabserve.core.errors import TabserveError
-from tabserve.training.inference import Overrides
-
-SEPARATOR_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
-
-
-def _columns(value: str) -> tuple[str, ...]:
-    return tuple(name.strip() for name in value.split(",") if name.strip())
-
+from tabserve.core.inference import Overrides
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -43,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("numeric", "columns to treat as numbers (other text in them is read as missing)"),
         ("date", "columns to parse as dates"),
     ]:
-        parser.add_argument(f"--{option}", type=_columns, default=(), metavar="COL[,COL]", help=meaning)
+        parser.add_argument(f"--{option}", type=column_list, default=(), metavar="COL[,COL]", help=meaning)
     parser.add_argument("--sep", help="field separator: , ; tab | (detected when not given)")
     parser.add_argument("--decimal", choices=[".", ","], help="decimal mark (detected when not given)")
     args = parser.parse_args(argv)
@@ -54,10 +48,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.sep is not None:
         args.sep = SEPARATOR_NAMES.get(args.sep, args.sep)
     return args
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C, so the staged model is cleaned up
 
 
 def print_summary(result: training.TrainingResult, target: str) -> None:
@@ -82,7 +72,7 @@ def print_summary(result: training.TrainingResult, target: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = Overrides(args.categorical, args.numeric, args.date, args.id, args.keep, args.drop)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         result = training.train(
             args.data, args.target, task=args.task, name=args.name, overrides=overrides, sep=args.sep, decimal=args.decimal,

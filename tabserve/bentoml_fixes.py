@@ -111,7 +111,8 @@ def apply() -> None:
     quiet_client_error_logs()
 
 
-_accepting: dict[str, Any] = {}  # what accept_by_load's patch asks, set by its latest call
+ACCEPT_STEP_S = 0.001  # accept_by_load: the pause per connection a worker holds (at most 20 of them)
+_accepting: dict[str, Callable[[], bool]] = {}  # accept_by_load's `shared`, set by its latest call
 
 
 def open_connections(server: Any) -> int:
@@ -119,23 +120,22 @@ def open_connections(server: Any) -> int:
     return getattr(server, "_active_count", 0) or 0
 
 
-def accept_by_load(shared: Callable[[], bool] = lambda: True, load: Callable[[Any], int] = open_connections, step_s: float = 0.001) -> None:
-    """Each wake-up of the listening socket: a worker holding `load(server)` connections waits that
-    many * step_s (at most 20), then takes one connection (if another worker has not); one holding none takes
-    one at once (touchpoint 8). Where `shared()` is false (a service with one worker: nobody else to take it),
-    asyncio's own accept runs. Patches once; a later call changes what the patch asks (`shared`, `load`, `step_s`)."""
+def accept_by_load(shared: Callable[[], bool] = lambda: True) -> None:
+    """Each wake-up of the listening socket: a worker holding k open connections waits k * ACCEPT_STEP_S (k at
+    most 20), then takes one connection (if another worker has not); one holding none takes one at once
+    (touchpoint 8). Where `shared()` is false (a service with one worker: nobody else to take it), asyncio's own
+    accept runs. Patches once; a later call changes only `shared`."""
     from asyncio.selector_events import BaseSelectorEventLoop
 
-    _accepting.update(shared=shared, load=load, step_s=step_s)
+    _accepting["shared"] = shared
     original = BaseSelectorEventLoop._accept_connection
     if getattr(original, _APPLIED, False):
         return
 
     def _accept_connection(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100, *args):
-        shared, load, step_s = _accepting["shared"], _accepting["load"], _accepting["step_s"]
-        if not shared():
+        if not _accepting["shared"]():
             return original(self, protocol_factory, sock, sslcontext, server, backlog, *args)
-        busy = load(server)
+        busy = open_connections(server)
         if not busy:
             return original(self, protocol_factory, sock, sslcontext, server, 1, *args)
         if not self._remove_reader(sock.fileno()):
@@ -147,7 +147,7 @@ def accept_by_load(shared: Callable[[], bool] = lambda: True, load: Callable[[An
             original(self, protocol_factory, sock, sslcontext, server, 1, *args)
             self._start_serving(protocol_factory, sock, sslcontext, server, backlog, *args)
 
-        self.call_later(min(busy, 20) * step_s, take_one_then_listen)
+        self.call_later(min(busy, 20) * ACCEPT_STEP_S, take_one_then_listen)
         return None
 
     setattr(_accept_connection, _APPLIED, True)

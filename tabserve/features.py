@@ -69,7 +69,7 @@ def typed_columns(path: Path, id_column: str, number_rows: bool = False) -> tupl
     """The CSV's columns as ({name: kind}, {name: values}); kind one of id_int, id_text, boolean,
     integer, number, date, datetime, text. Values typed (None for missing), the id column first."""
     from tabserve.core import data
-    from tabserve.training.inference import Overrides, infer_column
+    from tabserve.core.inference import Overrides, infer_column
 
     table = data.read_table(path)
     raw = table.raw

@@ -29,6 +29,9 @@ class ModelCard:
     pipeline_sha256: str | None = None  # of the pipeline file, so a damaged one is refused at start
     # The training data's profile for drift (tabserve/core/profile.py); None for models trained before it.
     reference: Reference | None = None
+    # Where a model from elsewhere came from (import_model.py): format, family, file and its SHA-256, library and
+    # version, trusted types, the model's own columns and categories, what a Bento must install. Empty: train.py's.
+    source: dict[str, Any] = field(default_factory=dict)
     tag: str = ""  # given by the store, not stored in the metadata
     creation_time: str = ""
 
@@ -46,6 +49,7 @@ class ModelCard:
             "library_versions": self.library_versions,
             "pipeline_sha256": self.pipeline_sha256,
             "reference": self.reference.to_dict() if self.reference is not None else None,
+            "source": self.source or None,
         }
         return {key: value for key, value in meta.items() if value is not None}
 
@@ -63,6 +67,7 @@ class ModelCard:
             library_versions=dict(meta.get("library_versions", {})),
             pipeline_sha256=meta.get("pipeline_sha256"),
             reference=Reference.from_dict(meta["reference"]) if meta.get("reference") else None,
+            source=dict(meta.get("source") or {}),
             tag=tag,
             creation_time=creation_time,
         )
@@ -107,11 +112,25 @@ class ModelCard:
             "evaluation": self.evaluation,
             "training_data": self.training_data,
             "library_versions": self.library_versions,
+            **({"source": {k: v for k, v in self.source.items() if k not in ("columns", "categories")}} if self.source else {}),
             "features": [feature_dict(f) for f in self.schema.features],
             "other_columns": self.schema.other_columns,
             "drift_reference": self.reference_summary(),
             **({"serving": serving} if serving is not None else {}),
         }
+
+    @property
+    def imported(self) -> bool:
+        return bool(self.source)
+
+    @property
+    def requirements(self) -> list[str]:
+        """The pip requirements its runtime needs beyond requirements.txt (a Bento packing it installs them)."""
+        return list(self.source.get("requirements", []))
+
+    @property
+    def system_packages(self) -> list[str]:
+        return list(self.source.get("system_packages", []))
 
     def reference_summary(self) -> dict[str, Any] | None:
         """What the drift reference covers (GET /v1/drift compares live traffic with it); None without one."""
@@ -122,7 +141,7 @@ class ModelCard:
             "prediction_rows": self.reference.prediction_rows,
             "features": list(self.reference.features),
             "not_profiled": dict(self.reference.not_profiled),
-            "predictions": "on the held-out split" if self.reference.prediction is not None else None,
+            "predictions": ("on the import sample" if self.source else "on the held-out split") if self.reference.prediction is not None else None,
         }
 
 

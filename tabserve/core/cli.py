@@ -16,3 +16,15 @@ def fail(message: str) -> int:
 class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse would print the usage too
         raise SystemExit(fail(message))
+
+
+SEPARATOR_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}  # --sep's names
+
+
+def column_list(value: str) -> tuple[str, ...]:
+    """A --option COL[,COL] value as names."""
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C, so a staged model version is cleaned up

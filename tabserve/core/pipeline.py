@@ -229,7 +229,7 @@ class TreesDirect:
             codes = known[~np.isnan(known)]
             if len(codes) and (codes.min() < 0 or (codes != np.round(codes)).any()):
                 return None  # not the whole-number codes RecordEncoder writes
-            table = np.full(int(codes.max()) + 2 if len(codes) else 1, np.nan)
+            table = np.full(int(codes.max()) + 1 if len(codes) else 0, np.nan)  # index: our code
             for index, code in enumerate(known):
                 if not np.isnan(code):
                     table[int(code)] = float(index)

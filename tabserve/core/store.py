@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # scikit-learn is imported when a pipeline is loaded, not by 
     from sklearn.pipeline import Pipeline
 
 PIPELINE_FILE = "pipeline.joblib"
+IMPORTED_DIR = "imported"  # an imported model's file (or MLflow directory), under its own name
 
 # Saving needs BentoML's internals (bentoml_fixes.atomic_model_version): stop at start, not after fitting.
 bentoml_fixes.require_checked_bentoml()
@@ -38,22 +39,100 @@ def save(name: str, pipeline: Pipeline, labels: dict[str, str], card: ModelCard)
     return bentoml.models.get(model.tag)
 
 
+def save_imported(name: str, artifact: Path, labels: dict[str, str], card: ModelCard) -> bentoml.Model:
+    """Save a model from elsewhere (import_model.py) as a version, atomically: its file or MLflow directory as
+    it came, and the card, whose source names the file and its checksum."""
+    import shutil
+
+    artifact = Path(artifact)
+    relative = f"{IMPORTED_DIR}/{artifact.name}"
+    with bentoml_fixes.atomic_model_version(name, labels=labels, metadata=card.to_metadata()) as model:
+        target = Path(model.path_of(relative))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if artifact.is_dir():
+            shutil.copytree(artifact, target)
+        else:
+            shutil.copyfile(artifact, target)
+        model.info.metadata["source"] = {**card.source, "file": relative, "sha256": checksum(target)}
+    return bentoml.models.get(model.tag)
+
+
+def checksum(path: Path) -> str:
+    """SHA-256 of a file, or of a directory's files (their relative paths and contents, in order)."""
+    if not path.is_dir():
+        return sha256_of(path)
+    import hashlib
+
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode() + b"\0" + sha256_of(file).encode())
+    return digest.hexdigest()
+
+
+def _artifact(model: bentoml.Model) -> tuple[Path, str | None, str]:
+    """(the model's file in the store, its recorded checksum, what to retrain or re-import with)."""
+    source = model.info.metadata.get("source")
+    if source:
+        return Path(model.path_of(source["file"])), source.get("sha256"), "import it again with import_model.py"
+    return Path(model.path_of(PIPELINE_FILE)), model.info.metadata.get("pipeline_sha256"), "retrain with `make train`"
+
+
 def verify(model: bentoml.Model) -> None:
-    """Raise ModelCorrupted unless the pipeline file is there and matches its recorded checksum."""
-    path = Path(model.path_of(PIPELINE_FILE))
-    expected = model.info.metadata.get("pipeline_sha256")
+    """Raise ModelCorrupted unless the model's file is there and matches its recorded checksum, and the
+    library that loads it is installed."""
     if "feature_schema" not in model.info.metadata:
         raise ModelCorrupted(f"model {model.tag} was not saved by train.py (no feature schema in its metadata); retrain with `make train`")
-    if not path.is_file():
-        raise ModelCorrupted(f"model {model.tag} has no {PIPELINE_FILE}; retrain with `make train`")
-    if expected and sha256_of(path) != expected:
-        raise ModelCorrupted(f"model {model.tag} is damaged ({PIPELINE_FILE} does not match its checksum); retrain with `make train`")
+    path, expected, fix = _artifact(model)
+    name = path.name
+    if not path.exists():
+        raise ModelCorrupted(f"model {model.tag} has no {name}; {fix}")
+    if expected and checksum(path) != expected:
+        raise ModelCorrupted(f"model {model.tag} is damaged ({name} does not match its checksum); {fix}")
+    missing = [r for r in (model.info.metadata.get("source") or {}).get("requirements", []) if not _installed(r)]
+    if missing:
+        raise ModelCorrupted(f"model {model.tag} needs {', '.join(missing)}, which is not installed here: pip install {' '.join(missing)} "
+                             f"(a Bento built with `make build` installs it)")
+
+
+def _installed(requirement: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(requirement.split("==")[0].replace("-", "_")) is not None
 
 
 def load_pipeline(model: bentoml.Model) -> Pipeline:
     import joblib  # here, not at import: `bentoml serve`'s arbiter never loads a pipeline
 
     return joblib.load(model.path_of(PIPELINE_FILE))
+
+
+_warned: set[str] = set()
+
+
+def load_runtime(model: bentoml.Model) -> Any:
+    """A stored version's runtime (tabserve/models/): train.py's pipeline, or a model imported from elsewhere.
+    Warns once per version when its library's version differs from the one it was imported with."""
+    card = ModelCard.from_model(model)
+    if not card.source:
+        from tabserve.models.trained import TrainedPipeline
+
+        return TrainedPipeline(load_pipeline(model), card.schema)
+    import importlib.metadata
+    import logging
+
+    from tabserve.models import formats
+
+    source = card.source
+    library, saved = source.get("library", ""), source.get("library_version", "")
+    try:
+        installed = importlib.metadata.version(library) if library else ""
+    except importlib.metadata.PackageNotFoundError:
+        installed = ""
+    if saved and installed and saved != installed and card.tag not in _warned:
+        _warned.add(card.tag)
+        logging.getLogger("tabserve").warning("model %s was imported with %s %s and is loaded with %s %s; re-import it if its answers matter to the last digit",
+                                              card.tag, library, saved, library, installed)
+    return formats.load(source, Path(model.path_of(source["file"])), card.schema, card.task, card.classes)
 
 
 def served_model(tag: str) -> tuple[bentoml.models.BentoModel, ModelCard]:

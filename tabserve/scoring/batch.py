@@ -46,7 +46,7 @@ def load_model(tag: str) -> ScoringModel:
     """The model version `tag` names, verified as the service verifies it at start; ModelNotFound or
     ModelCorrupted (one line naming what the store has and the train.py command) when it can't be used."""
     model, card = store.served_model(tag)
-    return ScoringModel(card, store.load_pipeline(model.stored))
+    return ScoringModel(card, store.load_runtime(model.stored))
 
 
 def score(data: Path, out: Path, tag: str, engine: str = "spark", master: str = "local[2]",

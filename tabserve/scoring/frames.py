@@ -1,6 +1,6 @@
 """The work on one chunk of rows, the same on every engine (a Spark partition's batch, a local chunk):
 cells as text, each row checked as /predict_csv checks it (tabserve/core/rows.py), the good rows
-through the service's pipeline call (tabserve/core/pipeline.py), results as /predict_csv spells them.
+through the service's model call (the version's runtime, tabserve/models/), results as /predict_csv spells them.
 
 Kept light (no Spark, no BentoML): Spark's Python workers import this module and unpickle a ScoringModel.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
-from tabserve.core import pipeline, rows
+from tabserve.core import rows
 from tabserve.core.card import ModelCard
 
 ERROR = "error"
@@ -25,10 +25,10 @@ ERROR = "error"
 
 @dataclass
 class ScoringModel:
-    """A stored model version as batch scoring needs it: its card and its fitted pipeline."""
+    """A stored model version as batch scoring needs it: its card and its runtime (tabserve/models/)."""
 
     card: ModelCard
-    pipeline: Any
+    runtime: Any
     _record_type: type[BaseModel] | None = field(default=None, repr=False)
 
     @property
@@ -47,7 +47,7 @@ class ScoringModel:
         return rows.result_columns(self.card)
 
     def __getstate__(self) -> dict[str, Any]:  # pydantic's generated class is not picklable: made again
-        return {"card": self.card, "pipeline": self.pipeline, "_record_type": None}
+        return {"card": self.card, "runtime": self.runtime, "_record_type": None}
 
 
 def text_cell(value: Any) -> str:
@@ -124,7 +124,7 @@ def score_frame(model: ScoringModel, frame: pd.DataFrame, decimal: str = ".") ->
     labels = rows.class_texts(model.card)
     values: list[list[Any]] = [[None] * len(text) for _ in columns]
     if records:
-        results = pipeline.predict_records(model.pipeline, schema, records)
+        results = model.runtime.predict_records(records)
         for position, result in zip(good, results):
             for column, value in zip(values, rows.result_values(result, labels)):
                 column[position] = value

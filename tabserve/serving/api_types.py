@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional
 
@@ -78,10 +79,15 @@ def record_values(record: BaseModel) -> dict[str, Any]:
     """A validated record as `record.model_dump()` gives it (keys as the training file spells them), without
     model_dump's serialization pass: ~3 ms of a 1,000-record /predict_batch (bench/README.md, Findings 14)."""
     values = dict(record.__dict__)
-    for key, field in type(record).model_fields.items():
-        if field.alias is not None and field.alias != key:  # a feature named _x or model_x (schema.record_model)
-            values[field.alias] = values.pop(key)
+    for key, alias in _aliases(type(record)):  # a feature named _x or model_x (schema.record_model)
+        values[alias] = values.pop(key)
     return values
+
+
+@functools.lru_cache(maxsize=64)
+def _aliases(record_type: type[BaseModel]) -> tuple[tuple[str, str], ...]:
+    """(field, alias) of a record type's aliased fields: looked up once per type, not once per record."""
+    return tuple((key, field.alias) for key, field in record_type.model_fields.items() if field.alias is not None and field.alias != key)
 
 
 def batch_answer(predictions: list[dict[str, Any]], model: str) -> Response:

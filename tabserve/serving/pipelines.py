@@ -1,4 +1,5 @@
-"""The model side: the pipelines of the held versions, and the call that runs them.
+"""The model side: the runtimes of the held versions (train.py's pipelines, models imported from elsewhere:
+tabserve/models/), and the call that runs them.
 
 The same code runs in both layouts (SERVICE_LAYOUT, tabserve/core/config.py): inside the model service's
 workers (`services`: ModelService in service.py wraps it), or inside each entry worker (`monolith`:
@@ -18,20 +19,19 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from tabserve.core import pipeline, store
-from tabserve.core.card import ModelCard
+from tabserve.core import store
 from tabserve.serving import metrics
 
 
 class Pipelines:
     def __init__(self, preload: Iterable[str] = ()) -> None:
-        self._held: dict[str, tuple[Any, Any]] = {}
+        self._held: dict[str, Any] = {}
         self._loading = threading.Lock()
         for tag in preload:
             self.pipeline(tag)
 
-    def pipeline(self, tag: str) -> tuple[Any, Any]:
-        """(pipeline, schema) of a version: loaded once, checksum verified (ModelCorrupted otherwise)."""
+    def pipeline(self, tag: str) -> Any:
+        """The runtime of a version (tabserve/models/base.py): loaded once, checksum verified (ModelCorrupted otherwise)."""
         held = self._held.get(tag)
         if held is None:
             import bentoml
@@ -40,7 +40,7 @@ class Pipelines:
                 if tag not in self._held:
                     stored = bentoml.models.get(tag)
                     store.verify(stored)
-                    self._held[tag] = (store.load_pipeline(stored), ModelCard.from_model(stored).schema)
+                    self._held[tag] = store.load_runtime(stored)
                 held = self._held[tag]
         return held
 
@@ -50,11 +50,11 @@ class Pipelines:
         metrics.observe_pipeline_call(api, len(items))
         tags = {item["model"] for item in items}
         if len(tags) == 1:  # the usual case: one version
-            return pipeline.predict_records(*self.pipeline(tags.pop()), [item["record"] for item in items])
+            return self.pipeline(tags.pop()).predict_records([item["record"] for item in items])
         results: list[Any] = [None] * len(items)
         for tag in tags:  # a batch merged across versions (a challenger, a versioned route): one call per version
             where = [i for i, item in enumerate(items) if item["model"] == tag]
-            for i, result in zip(where, pipeline.predict_records(*self.pipeline(tag), [items[i]["record"] for i in where])):
+            for i, result in zip(where, self.pipeline(tag).predict_records([items[i]["record"] for i in where])):
                 results[i] = result
         return results
 

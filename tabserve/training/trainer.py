@@ -21,68 +21,10 @@ from tabserve.core import store
 from tabserve.core.card import ModelCard, library_versions
 from tabserve.core.profile import Reference, build_reference
 from tabserve.core.errors import DataError
-from tabserve.training.inference import Overrides, all_whole, infer_schema
-from tabserve.core.schema import FALSE_WORDS, MISSING_MARKERS, TRUE_WORDS, FeatureSchema, parse_number
-
-MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
-# A numeric target with at most this many distinct whole-number values is taken as class labels.
-MAX_CLASSES_FOR_NUMERIC_TARGET = 20
-
-
-@dataclass(frozen=True)
-class TrainingResult:
-    model: bentoml.Model
-    task: str
-    task_reason: str
-    schema: FeatureSchema
-    metrics: dict[str, float]
-    train_rows: int
-    test_rows: int
-    unlabelled_rows: int
-    sep: str
-    decimal: str
-    columns: list[str]  # the file's feature-side columns, in file order (the target left out)
-
-
-def default_name(path: Path) -> str:
-    """A valid BentoML model name from a file name: "My Data.csv" -> "my_data"."""
-    name = re.sub(r"[^a-z0-9._-]+", "_", Path(path).stem.lower()).strip("._-")
-    return name or "model"
-
-
-def infer_target(raw: pd.Series, task: str | None, decimal: str) -> tuple[pd.Series, str, str]:
-    """The labelled target cells as labels or values of the right type: (target, task, why that task).
-
-    Booleans (true/false, yes/no) are labels true/false; whole numbers stay whole; text stays text.
-    """
-    name = str(raw.name)
-    lowered = set(raw.str.lower().unique())
-    if lowered <= TRUE_WORDS | FALSE_WORDS and not lowered <= {"0", "1"} and len(lowered) <= 2:
-        if task == pipeline.REGRESSION:
-            raise DataError(f"target {name!r} is boolean ({', '.join(sorted(raw.unique()))}), so it can't be a regression target")
-        return raw.str.lower().isin(TRUE_WORDS).rename(name), pipeline.CLASSIFICATION, "boolean target: predicted as true/false"
-    numbers = raw.map(lambda text: parse_number(text, decimal))
-    if numbers.isna().any():
-        if task == pipeline.REGRESSION:
-            bad = raw[numbers.isna()].iloc[0]
-            raise DataError(f"target {name!r} is not numeric (e.g. {bad!r}), so it can't be a regression target")
-        return raw, pipeline.CLASSIFICATION, f"text target: {raw.nunique()} classes"
-    numbers = numbers.astype(float).rename(name)
-    whole = all_whole(numbers)
-    distinct = numbers.nunique()
-    if task is None:
-        if whole and distinct <= MAX_CLASSES_FOR_NUMERIC_TARGET:
-            task = pipeline.CLASSIFICATION
-            why = f"{distinct} distinct whole numbers (at most {MAX_CLASSES_FOR_NUMERIC_TARGET}) taken as classes; --task regression predicts a number instead"
-        else:
-            task = pipeline.REGRESSION
-            why = f"numeric target with {distinct} distinct values; --task classification treats them as classes"
-    else:
-        why = f"--task {task}"
-    if task == pipeline.CLASSIFICATION and whole:
-        return numbers.astype(int), task, why  # 0/1 labels stay integers, not 0.0/1.0
-    return numbers, task, why
-
+from tabserve.core.inference import (  # noqa: F401  (infer_target, default_name: here too, as before)
+    MAX_CLASSES_FOR_NUMERIC_TARGET, MODEL_NAME_PATTERN, Overrides, check_name, default_name, infer_schema, infer_target,
+)
+from tabserve.core.schema import MISSING_MARKERS, FeatureSchema
 
 def training_reference(schema: FeatureSchema, typed: pd.DataFrame, fitted, x_test: pd.DataFrame, classes) -> Reference:
     """The drift reference (tabserve/core/profile.py): every feature over the labelled rows (what the model
@@ -96,9 +38,7 @@ def train(
 ) -> TrainingResult:
     """Fit and save a model. Raises DataError (and writes nothing) when the data can't be used."""
     path = Path(path)
-    name = name or default_name(path)
-    if not MODEL_NAME_PATTERN.match(name):
-        raise DataError(f"model name {name!r} is invalid: use lowercase letters, digits, '.', '_' and '-'")
+    name = check_name(name or default_name(path))
     if task is not None and task not in pipeline.TASKS:
         raise DataError(f"task {task!r} is unknown; use one of: {', '.join(pipeline.TASKS)}")
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from tabserve.training.inference import read_csv
+from tabserve.core.inference import read_csv
 from tabserve.core import data
 from tabserve.core.errors import DataError
-from tabserve.training.inference import infer_schema
+from tabserve.core.inference import infer_schema
 from tabserve.core.schema import FeatureSchema
 
 HEADER = "island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year"

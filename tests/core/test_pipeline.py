@@ -6,7 +6,7 @@ import pytest
 from tabserve.core.card import ModelCard
 from tabserve.core import pipeline
 from tabserve.core import store
-from tabserve.training.inference import Overrides
+from tabserve.core.inference import Overrides
 from tests.conftest import PENGUIN
 
 

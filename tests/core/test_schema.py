@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from tabserve.core import data
-from tabserve.training.inference import infer_schema
+from tabserve.core.inference import infer_schema
 from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, NUMERIC, Feature, FeatureSchema, label_text
 
 

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from tabserve.core.card import ModelCard
-from tabserve.training.inference import read_csv
+from tabserve.core.inference import read_csv
 from tabserve.core import data
 from tabserve.core import pipeline
 from tabserve.core import store

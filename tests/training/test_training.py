@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from tabserve.core.card import ModelCard
-from tabserve.training.inference import read_csv
+from tabserve.core.inference import read_csv
 from tabserve.core import data
 from tabserve.core import store
 from tabserve.training import trainer as training
 from tabserve.core.errors import DataError
-from tabserve.training.inference import Overrides
+from tabserve.core.inference import Overrides
 from tests.conftest import DATA, ROOT
 
 

@@ -9,15 +9,17 @@ that the training summary prints, and every choice can be overridden (`Overrides
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from datetime import datetime
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from tabserve.core import data
+from tabserve.core.pipeline import CLASSIFICATION, REGRESSION
 from tabserve.core.errors import DataError
 from tabserve.core.schema import (
-    BOOLEAN, CATEGORICAL, DATE, DATETIME, MISSING_MARKERS, NUMERIC, Feature, FeatureSchema,
+    BOOLEAN, CATEGORICAL, DATE, DATETIME, FALSE_WORDS, MISSING_MARKERS, NUMERIC, TRUE_WORDS, Feature, FeatureSchema,
     parse_date, parse_number,
 )
 
@@ -247,3 +249,70 @@ def read_csv(path: Path) -> pd.DataFrame:
     typed = pd.DataFrame({f.name: [f.parse_cell(c, table.decimal) for c in table.raw[f.name]] for f in schema.features})
     others = [name for name in table.raw.columns if name not in schema.names]
     return pd.concat([table.raw[others], typed], axis=1)[list(table.raw.columns)]
+
+
+MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
+# A numeric target with at most this many distinct whole-number values is taken as class labels.
+MAX_CLASSES_FOR_NUMERIC_TARGET = 20
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    model: bentoml.Model
+    task: str
+    task_reason: str
+    schema: FeatureSchema
+    metrics: dict[str, float]
+    train_rows: int
+    test_rows: int
+    unlabelled_rows: int
+    sep: str
+    decimal: str
+    columns: list[str]  # the file's feature-side columns, in file order (the target left out)
+
+
+def check_name(name: str) -> str:
+    """`name` if it is a valid model name in the store, else DataError saying what is allowed."""
+    if not MODEL_NAME_PATTERN.match(name):
+        raise DataError(f"model name {name!r} is invalid: use lowercase letters, digits, '.', '_' and '-'")
+    return name
+
+
+def default_name(path: Path) -> str:
+    """A valid BentoML model name from a file name: "My Data.csv" -> "my_data"."""
+    name = re.sub(r"[^a-z0-9._-]+", "_", Path(path).stem.lower()).strip("._-")
+    return name or "model"
+
+
+def infer_target(raw: pd.Series, task: str | None, decimal: str) -> tuple[pd.Series, str, str]:
+    """The labelled target cells as labels or values of the right type: (target, task, why that task).
+
+    Booleans (true/false, yes/no) are labels true/false; whole numbers stay whole; text stays text.
+    """
+    name = str(raw.name)
+    lowered = set(raw.str.lower().unique())
+    if lowered <= TRUE_WORDS | FALSE_WORDS and not lowered <= {"0", "1"} and len(lowered) <= 2:
+        if task == REGRESSION:
+            raise DataError(f"target {name!r} is boolean ({', '.join(sorted(raw.unique()))}), so it can't be a regression target")
+        return raw.str.lower().isin(TRUE_WORDS).rename(name), CLASSIFICATION, "boolean target: predicted as true/false"
+    numbers = raw.map(lambda text: parse_number(text, decimal))
+    if numbers.isna().any():
+        if task == REGRESSION:
+            bad = raw[numbers.isna()].iloc[0]
+            raise DataError(f"target {name!r} is not numeric (e.g. {bad!r}), so it can't be a regression target")
+        return raw, CLASSIFICATION, f"text target: {raw.nunique()} classes"
+    numbers = numbers.astype(float).rename(name)
+    whole = all_whole(numbers)
+    distinct = numbers.nunique()
+    if task is None:
+        if whole and distinct <= MAX_CLASSES_FOR_NUMERIC_TARGET:
+            task = CLASSIFICATION
+            why = f"{distinct} distinct whole numbers (at most {MAX_CLASSES_FOR_NUMERIC_TARGET}) taken as classes; --task regression predicts a number instead"
+        else:
+            task = REGRESSION
+            why = f"numeric target with {distinct} distinct values; --task classification treats them as classes"
+    else:
+        why = f"--task {task}"
+    if task == CLASSIFICATION and whole:
+        return numbers.astype(int), task, why  # 0/1 labels stay integers, not 0.0/1.0
+    return numbers, task, why

@@ -5,7 +5,7 @@ import pytest
 
 from tabserve.core import data
 from tabserve.core.errors import DataError
-from tabserve.training.inference import MAX_CATEGORIES, Overrides, infer_schema
+from tabserve.core.inference import MAX_CATEGORIES, Overrides, infer_schema
 from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, NUMERIC
 from tests.conftest import DATA
 

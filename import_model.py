@@ -1,0 +1,96 @@
+"""Import a model you already have into the BentoML model store, typed by a sample of its data.
+
+    python import_model.py --model PATH --sample DATA.csv --name NAME [--target COLUMN] [--task TASK]
+                           [--trust-pickle] [--trust TYPE[,TYPE]] [--drop a,b] [--id c] [--categorical e]
+                           [--numeric f] [--date g] [--sep ';'] [--decimal ,]
+
+PATH: a scikit-learn model saved with skops (.skops) or joblib/pickle (.joblib, .pkl: only with --trust-pickle,
+since unpickling runs code from the file), a LightGBM booster (.txt) or pickled LGBM model, an XGBoost booster
+(.json, .ubj) or pickled XGB model, an ONNX model (.onnx), or an MLflow model directory (its MLmodel file).
+The sample is typed as train.py types a training file; the task and labels come from the model.
+Bad input prints one line naming the problem and exits with code 2; nothing is saved.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+from tabserve.core import pipeline
+from tabserve.core.cli import SEPARATOR_NAMES, OneLineParser, column_list, interrupt
+from tabserve.core.errors import TabserveError
+from tabserve.core.inference import Overrides
+
+
+def parse_args(argv: list[str] | None):
+    parser = OneLineParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="the model file or MLflow model directory")
+    parser.add_argument("--sample", type=Path, required=True, help="a CSV of the model's input columns (and the target, with --target)")
+    parser.add_argument("--name", required=True, help="model name in the store")
+    parser.add_argument("--target", help="the sample's target column: metrics on the sample in the card")
+    parser.add_argument("--task", choices=pipeline.TASKS, help="checked against the model (which says its task itself)")
+    parser.add_argument("--trust-pickle", action="store_true", help="load a pickle/joblib file: it runs code from the file")
+    parser.add_argument("--trust", type=column_list, default=(), metavar="TYPE[,TYPE]", help="types of a skops file to trust")
+    for option, meaning in [
+        ("drop", "columns to ignore (passed through when scoring a file)"), ("id", "identifier columns: passed through"),
+        ("keep", "columns inferred as identifiers to use as features after all"), ("categorical", "columns to treat as categories"),
+        ("numeric", "columns to treat as numbers"), ("date", "columns to parse as dates"),
+    ]:
+        parser.add_argument(f"--{option}", type=column_list, default=(), metavar="COL[,COL]", help=meaning)
+    parser.add_argument("--sep", help="field separator: , ; tab | (detected when not given)")
+    parser.add_argument("--decimal", choices=[".", ","], help="decimal mark (detected when not given)")
+    args = parser.parse_args(argv)
+    if args.sep is not None:
+        args.sep = SEPARATOR_NAMES.get(args.sep, args.sep)
+    return args
+
+
+def print_summary(result) -> None:
+    from tabserve.importing.importer import FORMAT_NAMES
+
+    card, source = result.card, result.card.source
+    print(f"model     {FORMAT_NAMES[source['format']]} {source['original_file']} ({source['library']} {source['library_version']}), "
+          f"sha256 {source['sha256'][:16]}...")
+    print(f"task      {card.task} ({card.task_reason})")
+    sep = {"\t": "tab"}.get(card.training_data["separator"], card.training_data["separator"])
+    print(f"sample    read with separator {sep!r} and decimal mark {card.training_data['decimal']!r}")
+    print(f"{'column':<28} {'type':<12} why")
+    for name in result.columns:
+        if name in card.schema.other_columns:
+            print(f"{name:<28} {'(not used)':<12} {card.schema.other_columns[name]}")
+        else:
+            feature = card.schema[name]
+            print(f"{name:<28} {feature.type_name:<12} {feature.reason or ''}")
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"rows: {result.rows} in the sample, each answered by the model (one prediction per row, no NaN"
+          f"{', probabilities summing to 1' if card.task == 'classification' else ''})")
+    if card.metrics:
+        print(f"{'metric':<10} {'on the sample':>13}  ({result.labelled} labelled rows)")
+        for metric, value in card.metrics.items():
+            print(f"{metric:<10} {value:>13.4f}")
+    print(f"saved model {result.model.tag}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = Overrides(args.categorical, args.numeric, args.date, args.id, args.keep, args.drop)
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        from tabserve.importing.importer import import_model
+
+        result = import_model(args.model, args.sample, args.name, target=args.target, task=args.task, trust_pickle=args.trust_pickle,
+                              trust=args.trust, overrides=overrides, sep=args.sep, decimal=args.decimal)
+    except TabserveError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; no model was saved", file=sys.stderr)
+        return 130
+    print_summary(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

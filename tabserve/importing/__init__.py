@@ -1,0 +1,1 @@
+"""A model from elsewhere becomes a checked model version in the store (import_model.py)."""

@@ -1,0 +1,235 @@
+"""A model file from elsewhere + a sample CSV -> a checked model version in the store.
+
+The sample is typed exactly as train.py types a training file (tabserve/core/inference.py), so the API,
+/docs.json, the form, /v2 and score.py follow from it as for a trained model; what the model itself says
+(its columns, categories, input types, task and classes) wins where it says something. Nothing is saved
+unless every check passes: the model answers one prediction per sample row, no NaN, probabilities that
+sum to 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tabserve.core import data, store
+from tabserve.core.card import ModelCard, library_versions
+from tabserve.core.errors import DataError
+from tabserve.core.inference import BOOLEAN_PAIRS, Overrides, check_name, infer_schema, infer_target
+from tabserve.core.profile import build_reference
+from tabserve.core.schema import BOOLEAN, CATEGORICAL, MISSING_MARKERS, NUMERIC, FeatureSchema, label_text
+from tabserve.models import formats
+from tabserve.models.base import CLASSIFICATION, Expectation, Runtime
+from tabserve.models.sklearn import SklearnRuntime
+
+MIN_ROWS = 10
+NOT_USED = "not used by the model: passed through when scoring a file"
+FORMAT_NAMES = {"skops": "skops file", "pickle": "pickle (trusted with --trust-pickle)", "lightgbm": "LightGBM booster file",
+                "xgboost": "XGBoost booster file", "onnx": "ONNX model", "mlflow": "MLflow model directory"}
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    model: Any  # the saved bentoml.Model
+    card: ModelCard
+    opened: formats.Opened
+    columns: list[str]  # the sample's columns (the target left out), in file order
+    rows: int
+    labelled: int
+    notes: list[str]
+
+
+def import_model(model_path: Path, sample: Path, name: str, target: str | None = None, task: str | None = None,
+                 trust_pickle: bool = False, trust: tuple[str, ...] = (), overrides: Overrides = Overrides(),
+                 sep: str | None = None, decimal: str | None = None) -> ImportResult:
+    """Check and save. DataError (one line, nothing saved) when anything does not agree."""
+    name = check_name(name)
+    sample = Path(sample)
+    if not sample.is_file():
+        raise DataError(f"sample file {sample} does not exist")
+    opened = formats.open_file(Path(model_path), trust_pickle, trust)
+    expected = opened.expectation
+    if task is not None and task != expected.task:
+        raise DataError(f"--task {task} contradicts the model, which is a {expected.task} model ({task_reason(expected)}); leave --task out")
+    table = data.read_table(sample, sep, decimal)
+    raw = table.raw
+    if len(raw) < MIN_ROWS:
+        raise DataError(f"the sample has {len(raw)} rows; at least {MIN_ROWS} are needed to check the model on it")
+    if target is not None and target not in raw.columns:
+        raise DataError(f"--target {target!r} is not a column of the sample; columns are: {', '.join(raw.columns)}")
+    columns = [c for c in raw.columns if c != target]
+    overrides.check(list(raw.columns), target or "")
+    model_columns = model_columns_of(expected, columns)
+    left_out = [c for c in model_columns if c in (*overrides.drop, *overrides.id)]
+    if left_out:
+        raise DataError(f"the model needs {', '.join(left_out)}, which --drop/--id leave out; leave those options off for them")
+    schema, notes = sample_schema(raw[[c for c in columns if c in model_columns]], expected, model_columns, overrides, table)
+    schema = FeatureSchema(schema.features, {**schema.other_columns, **{c: NOT_USED for c in columns if c not in model_columns}})
+
+    records = [schema.parse_row(row, table.decimal) for row in raw.to_dict("records")]
+    labels_from_predict = False
+    runtime = formats.runtime(expected.family, opened.model, schema, expected.task, expected.classes, model_columns,
+                              categories_for(expected, schema), False)
+    if isinstance(runtime, SklearnRuntime) and runtime.has_proba:
+        labels_from_predict = call(lambda: runtime.argmax_disagrees(runtime.input.frame(records)), runtime, records)
+        if labels_from_predict:
+            runtime.labels_from_predict = True
+            notes.append("the model's label is not always its most probable class: labels come from its own predict")
+    predictions = call(lambda: runtime.predict_records(records), runtime, records)
+    check_answers(predictions, len(records), expected.task)
+
+    metrics, evaluation, labelled = {}, "no --target: no metrics", 0
+    if target is not None:
+        metrics, labelled = sample_metrics(raw[target], predictions, expected, table.decimal)
+        evaluation = (f"on the import sample's {labelled} labelled rows ({sample.name}); the model may have been "
+                      f"fitted on some of them, so these are not held-out metrics unless the sample was held out")
+    import pandas as pd
+
+    typed = pd.DataFrame(records, columns=schema.names)
+    reference = build_reference(schema, typed, [p["prediction"] for p in predictions], expected.classes)
+    source = {
+        "format": opened.format, "family": expected.family, "serialization": opened.serialization,
+        "original_file": Path(model_path).name, "library": expected.library, "library_version": expected.library_version,
+        "trusted_types": opened.trusted_types, "trusted_pickle": opened.serialization in ("pickle", "cloudpickle"),
+        "columns": model_columns, "categories": categories_for(expected, schema), "labels_from_predict": labels_from_predict,
+        "requirements": opened.requirements(), "system_packages": opened.system_packages(),
+        **({"mlflow_flavour": opened.flavour, "inner": mlflow_artifact(opened)} if opened.format == "mlflow" else {}),
+    }
+    card = ModelCard(
+        task=expected.task, target=target or name, schema=schema, classes=expected.classes, task_reason=task_reason(expected),
+        metrics=metrics, evaluation=evaluation,
+        training_data={"file": sample.name, "sha256": data.sha256_of(sample), "separator": table.sep, "decimal": table.decimal,
+                       "rows": len(records), "labelled_rows": labelled, "role": "import sample"},
+        library_versions={**library_versions(), expected.library: expected.library_version},
+        reference=reference, source=source,
+    )
+    labels = {"task": expected.task, "dataset": sample.stem.lower()[:60] or "sample", "source": opened.format}
+    model = store.save_imported(name, opened.artifact, labels, card)
+    return ImportResult(model, ModelCard.from_model(model), opened, columns, len(records), labelled, notes)
+
+
+def mlflow_artifact(opened: formats.Opened) -> str:
+    from tabserve.models import mlflow as mlflow_family
+
+    return str(mlflow_family.read(opened.artifact).artifact.relative_to(opened.artifact))
+
+
+def model_columns_of(expected: Expectation, columns: list[str]) -> list[str]:
+    """The model's input columns, each a column of the sample (one line naming those that are not)."""
+    if expected.columns is None:
+        if expected.family == "onnx":  # one matrix input: the sample's columns, checked numeric below
+            return list(columns)
+        raise DataError("the model does not name its input columns (fitted on an array, not a DataFrame); "
+                        "fit it on a DataFrame with the sample's column names and save it again")
+    missing = [c for c in expected.columns if c not in columns]
+    if missing:
+        raise DataError(f"the sample lacks columns the model needs: {', '.join(missing)} (the model takes: {', '.join(expected.columns)})")
+    return list(expected.columns)
+
+
+def sample_schema(raw: Any, expected: Expectation, model_columns: list[str], overrides: Overrides, table: data.Table) -> tuple[FeatureSchema, list[str]]:
+    """The sample typed as train.py types a file, then made to agree with what the model says it takes."""
+    notes: list[str] = []
+    categorical = set(overrides.categorical) | {c for c, k in expected.kinds.items() if k == "categorical" and c in raw.columns}
+    for name in raw.columns:  # yes/no, y/n, t/f: pandas reads them as text, so the model saw text
+        values = set(raw[name][~raw[name].isin(MISSING_MARKERS)].str.lower())
+        if values and any(values <= pair for pair in BOOLEAN_PAIRS) and not values <= {"true", "false"} and name not in overrides.numeric:
+            categorical.add(name)
+            notes.append(f"{name}: {'/'.join(sorted(values))} kept as text categories (pandas reads them as text, so the model saw text)")
+    merged = replace(overrides, categorical=tuple(sorted(categorical - set(overrides.numeric) - set(overrides.date))),
+                     keep=tuple(sorted(set(overrides.keep) | set(model_columns))))
+    schema = infer_schema(raw, merged, table.decimal, table.sep)
+    empty = [c for c in model_columns if c not in schema.names]
+    if empty:
+        raise DataError(f"the sample has no values in {', '.join(empty)}, which the model needs; give a sample with values there")
+    features = []
+    problems = []
+    for feature in schema.features:
+        kind = expected.kinds.get(feature.name)
+        if kind == "numeric" and feature.kind == CATEGORICAL and feature.categories and isinstance(feature.categories[0], str):
+            problems.append(f"{feature.name} (the model takes numbers; the sample has text like {feature.categories[0]!r})")
+        if expected.family == "onnx" and expected.columns is None and feature.kind != NUMERIC:
+            problems.append(f"{feature.name} (the model's one input is a matrix of numbers; this column is {feature.type_name})")
+        if feature.name in expected.categories:
+            known = expected.categories[feature.name]
+            unknown = [c for c in feature.categories or [] if c not in known]
+            if unknown:
+                problems.append(f"{feature.name} (categories the model does not know: {', '.join(map(str, unknown[:5]))}; it knows {', '.join(map(str, known[:10]))})")
+            feature = replace(feature, categories=list(known), reason=f"category: the model's own {len(known)} categories"
+                              + (f" ({', '.join(map(str, known[:4]))}{', ...' if len(known) > 4 else ''})" if known else ""))
+        features.append(feature)
+    if problems:
+        raise DataError(f"the sample's columns do not fit the model: {'; '.join(problems)}")
+    return FeatureSchema(tuple(features), schema.other_columns), notes
+
+
+def categories_for(expected: Expectation, schema: FeatureSchema) -> dict[str, list[Any]]:
+    return {name: list(values) for name, values in expected.categories.items() if name in schema.names}
+
+
+def call(work, runtime: Runtime, records: list[dict[str, Any]]):
+    """The model's answer, or one line with its complaint and the first sample row it fails on."""
+    try:
+        return work()
+    except Exception as exc:
+        first = None
+        for position, record in enumerate(records[:2000]):
+            try:
+                runtime.predict_records([record])
+            except Exception:
+                first = position
+                break
+        where = f" (first failing row: {first + 1} of the sample)" if first is not None else ""
+        message = " ".join(str(exc).split())[:300] or exc.__class__.__name__
+        raise DataError(f"the model raised on the sample: {exc.__class__.__name__}: {message}{where}") from None
+
+
+def check_answers(predictions: list[dict[str, Any]], rows: int, task: str) -> None:
+    if len(predictions) != rows:
+        raise DataError(f"the model answered {len(predictions)} predictions for the sample's {rows} rows; it must answer one per row")
+    for row, answer in enumerate(predictions, start=1):
+        value = answer["prediction"]
+        if isinstance(value, float) and math.isnan(value):
+            raise DataError(f"the model answered NaN for row {row} of the sample")
+        probabilities = answer.get("probabilities")
+        if task == CLASSIFICATION and probabilities:
+            values = list(probabilities.values())
+            if any(math.isnan(p) for p in values):
+                raise DataError(f"the model answered NaN probabilities for row {row} of the sample")
+            total = sum(values)
+            if abs(total - 1) > 1e-4:
+                raise DataError(f"the model's probabilities for row {row} of the sample sum to {total:.6g}, not 1")
+
+
+def sample_metrics(raw_target: Any, predictions: list[dict[str, Any]], expected: Expectation, decimal: str) -> tuple[dict[str, float], int]:
+    """The metrics train.py reports, on the sample's labelled rows."""
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, r2_score
+
+    labelled = ~raw_target.isin(MISSING_MARKERS)
+    if not labelled.any():
+        raise DataError(f"--target {raw_target.name!r} has no values in the sample")
+    values, _, _ = infer_target(raw_target[labelled].reset_index(drop=True), expected.task, decimal)
+    predicted = [p["prediction"] for p, keep in zip(predictions, labelled) if keep]
+    if expected.task == CLASSIFICATION:
+        actual = [label_text(v.item() if hasattr(v, "item") else v) for v in values]
+        guessed = [label_text(v) for v in predicted]
+        unknown = sorted(set(actual) - {label_text(c) for c in expected.classes or []})
+        if unknown and len(unknown) == len(set(actual)):
+            raise DataError(f"--target {raw_target.name!r} holds labels the model does not answer ({', '.join(unknown[:5])}; "
+                            f"its classes are {', '.join(map(label_text, expected.classes or []))})")
+        return {"accuracy": round(float(accuracy_score(actual, guessed)), 4),
+                "f1_macro": round(float(f1_score(actual, guessed, average="macro")), 4)}, int(labelled.sum())
+    actual = np.asarray(values, dtype=float)
+    guessed = np.asarray(predicted, dtype=float)
+    return {"rmse": round(float(np.sqrt(mean_squared_error(actual, guessed))), 4),
+            "r2": round(float(r2_score(actual, guessed)), 4)}, int(labelled.sum())
+
+
+def task_reason(expected: Expectation) -> str:
+    if expected.task == CLASSIFICATION:
+        shown = ", ".join(map(label_text, (expected.classes or [])[:6])) + (", ..." if len(expected.classes or []) > 6 else "")
+        return f"from the model: a {expected.family} classifier with {len(expected.classes or [])} classes ({shown})"
+    return f"from the model: a {expected.family} regressor"

@@ -1,0 +1,22 @@
+"""train.py's own pipelines (tabserve/core/pipeline.py: the encoder and the direct tree walk), as a runtime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tabserve.core import pipeline
+from tabserve.core.schema import FeatureSchema
+from tabserve.models.base import CLASSIFICATION, REGRESSION, Runtime
+
+
+class TrainedPipeline(Runtime):
+    family = "tabserve"
+
+    def __init__(self, fitted: Any, schema: FeatureSchema) -> None:
+        self.pipeline = fitted
+        self.schema = schema
+        self.task = CLASSIFICATION if hasattr(fitted[-1], "predict_proba") else REGRESSION
+        self.classes = pipeline.class_labels(fitted) if self.task == CLASSIFICATION else None
+
+    def predict_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return pipeline.predict_records(self.pipeline, self.schema, records)
