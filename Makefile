@@ -16,7 +16,7 @@ help:  ## list the targets
 $(INSTALLED): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,scoring]"
+	$(BIN)/pip install --quiet -e ".[dev,scoring,models]"
 	touch $@
 
 install: $(INSTALLED)  ## create .venv with the pinned dependencies
@@ -50,9 +50,14 @@ test: $(INSTALLED) browser engines  ## the whole test suite, every marker (real 
 test-fast: $(INSTALLED)  ## the tests that start no server and build nothing (not marked served or slow)
 	$(BIN)/python -m pytest -m "not served and not slow"
 
-build: $(INSTALLED)  ## `bentoml build` a Bento packing MODEL_TAG (trains the default model if missing; another missing tag stops)
+# The Bento installs requirements.txt plus what its packed models need (an imported model's library, e.g.
+# lightgbm, and Debian packages such as libgomp1, from their cards): the helper prints the build file,
+# bentofile.yaml itself when they need nothing more, else a generated copy in a temporary directory.
+build: $(INSTALLED)  ## `bentoml build` a Bento packing MODEL_TAG and the libraries its models need (trains the default model if missing; another missing tag stops)
 	@$(BIN)/python -m tabserve.core.model_tags ensure "$(MODEL_TAG)"
-	$(BIN)/bentoml build
+	@tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/tabserve-build.XXXXXX") && trap 'rm -rf "$$tmp"' EXIT && \
+	  file=$$($(BIN)/python -m tabserve.core.model_tags bentofile "$$tmp") && \
+	  echo "$(BIN)/bentoml build -f $$file" && $(BIN)/bentoml build -f "$$file"
 
 clean:  ## remove the virtualenv and caches (the BentoML store is left alone)
 	rm -rf $(VENV) .pytest_cache artifacts

@@ -197,6 +197,8 @@ class Server:
     peer: str | None = None  # a peer's name: its own virtualenv and environment (bench/peers/)
     pause_idle: bool = False  # SIGSTOP its process group while other servers are measured (LitServe: see README)
     setup: object = None  # callable(port) -> (cmd, env), run just before start (writes MLServer's config files)
+    locustfile: Path = LOCUSTFILE  # where single_user and bulk_user are (the LightGBM scenario has its own)
+    warmup: tuple[str, bytes] | None = None  # (path, body) of the warm-up requests; None: a penguin record (V2 if `v2`)
 
     def takes(self, level: str) -> bool:
         if level == "byid":
@@ -420,9 +422,12 @@ def start_server(server: Server, args, env: dict, workdir: Path, port: int) -> R
     result["cold_start_s"] = round(time.perf_counter() - start, 2)
     print(f"  {server.name}: ready in {result['cold_start_s']} s on port {port}", flush=True)
     # Warm-up: first requests pay for lazy imports and connection setup.
-    record = _sample_record()
-    path, body = (V2_PATH, v2_request([record])) if server.v2 else ("/predict", record)
-    body = json.dumps(body).encode()
+    if server.warmup:
+        path, body = server.warmup
+    else:
+        record = _sample_record()
+        path, body = (V2_PATH, v2_request([record])) if server.v2 else ("/predict", record)
+        body = json.dumps(body).encode()
     result["warmup_ok"] = sum(http("POST", base + path, body, timeout=30)[0] == 200 for _ in range(20))
     # What it costs while it waits (its rounds are interleaved with the others'): CPU of its process tree.
     time.sleep(0.5)
@@ -451,7 +456,7 @@ def measure(run: Running, level: str, args, workdir: Path, env: dict, round_no: 
 def _measure(run: Running, level: str, args, workdir: Path, env: dict, round_no: int) -> dict:
     tag = f"{run.server.name}_r{round_no}"
     if level == "bulk":
-        stats = run_locust(run.base, LOCUSTFILE, run.server.bulk_user, args.bulk_users, args.bulk_duration, workdir,
+        stats = run_locust(run.base, run.server.locustfile, run.server.bulk_user, args.bulk_users, args.bulk_duration, workdir,
                            {**env, "BENCH_BULK_SIZE": str(args.bulk_size)}, tag)
         stats["rows_per_s"] = round(stats["ok_rps"] * args.bulk_size, 1)
         print(f"  {run.server.name} bulk x{args.bulk_users} round {round_no}: {_fmt_stats(stats)} "
@@ -470,7 +475,7 @@ def _measure(run: Running, level: str, args, workdir: Path, env: dict, round_no:
     else:
         # The same seed for every server in a round (the same bodies), a new one for every level and round
         # (bodies no server has seen, so the prediction cache cannot answer).
-        stats = run_locust(run.base, LOCUSTFILE, run.server.single_user, int(level), args.duration, workdir,
+        stats = run_locust(run.base, run.server.locustfile, run.server.single_user, int(level), args.duration, workdir,
                            {**env, "BENCH_SEED": f"{level}-{round_no}"}, tag)
     after_cache = cache_lookups(run.base) if run.server.project_metrics else (0, 0)
     hits, lookups = (a - b for a, b in zip(after_cache, before_cache))
@@ -963,10 +968,16 @@ def pipeline_file(env: dict) -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="CI mode: 16 users and bulk, 3 s each, per server")
-    parser.add_argument("--out", type=Path, default=BENCH / "results")
-    parser.add_argument("--servers", default=",".join(SERVER_NAMES),
+    parser.add_argument("--scenario", choices=SCENARIOS, default="penguins",
+                        help="penguins: the trained penguins pipeline against every server (default); lightgbm: an "
+                             "imported LightGBM booster (50 features, 300 trees) served by the project against MLServer's "
+                             "LightGBM runtime and a FastAPI baseline (bench/lightgbm/; default --out bench/results/lightgbm, "
+                             "--levels 1,32)")
+    parser.add_argument("--out", type=Path, default=None, help="default bench/results (lightgbm: bench/results/lightgbm)")
+    parser.add_argument("--servers", default=None,
                         help="nodrift and payloadlog (the shipped project with DRIFT_COUNTING=0 / PAYLOAD_LOG=1) run at "
-                             "32 users only (the largest level when 32 is not among --levels)")
+                             "32 users only (the largest level when 32 is not among --levels); --scenario lightgbm: "
+                             f"{','.join(LIGHTGBM_SERVERS)}")
     parser.add_argument("--levels", default=None, help="concurrent users, e.g. 1,8,32,64")
     parser.add_argument("--duration", type=float, default=None, help="seconds per level")
     parser.add_argument("--rounds", type=int, default=None,
@@ -1004,9 +1015,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--idle-seconds", type=float, default=None,
                         help="how long each server's idle CPU is measured after its warm-up (default 2; 1 with --smoke)")
     parser.add_argument("--project", type=Path, default=ROOT, help="project dir to serve (a copy, to try changes)")
+    parser.add_argument("--profile", action="store_true",
+                        help="--scenario lightgbm: after the measured rounds, one more Locust run per level against the "
+                             "project with py-spy on its processes (bench/lightgbm/profile.py; not in the tables)")
     args = parser.parse_args(argv)
+    lightgbm = args.scenario == "lightgbm"
+    known = LIGHTGBM_SERVERS if lightgbm else SERVER_NAMES
+    if args.out is None:
+        args.out = BENCH / "results" / "lightgbm" if lightgbm else BENCH / "results"
+    if args.servers is None:
+        args.servers = ",".join(known)
+    if lightgbm and (args.candidate or args.candidate_env):
+        parser.error("--candidate and --candidate-env are for --scenario penguins")
     if args.levels is None:
-        args.levels = "16" if args.smoke else "1,8,32,64"
+        args.levels = "1,32" if lightgbm else "16" if args.smoke else "1,8,32,64"
     try:
         args.levels = [int(x) for x in args.levels.split(",")]
     except ValueError:
@@ -1022,11 +1044,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if min(args.levels) < 1 or args.duration <= 0 or args.bulk_duration <= 0 or args.bulk_users < 0:
         parser.error("levels must be at least 1 user, durations positive, --bulk-users 0 or more")
-    unknown = set(args.servers.split(",")) - {*SERVER_NAMES, ""}
+    unknown = set(args.servers.split(",")) - {*known, ""}
     if unknown:
-        parser.error(f"unknown --servers {sorted(unknown)}; choose from {', '.join(SERVER_NAMES)}")
+        parser.error(f"unknown --servers {sorted(unknown)}; choose from {', '.join(known)}")
     if args.no_peers:
-        args.servers = ",".join(name for name in args.servers.split(",") if name not in peers.NAMES)
+        args.servers = ",".join(name for name in args.servers.split(",") if name not in (*peers.NAMES, *LIGHTGBM_PEERS))
     if args.idle_seconds is None:
         args.idle_seconds = 1.0 if args.smoke else 2.0
     if (min(args.mlserver_workers, args.litserve_workers, args.litserve_api_servers, args.peer_max_batch_size) < 1
@@ -1056,6 +1078,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 SERVER_NAMES = ("shipped", "nobatch", "fastapi", "nodrift", "payloadlog", "services", *peers.NAMES)
+SCENARIOS = ("penguins", "lightgbm")
+# --scenario lightgbm (bench/lightgbm/scenario.py): the project serving the imported booster, the FastAPI baseline
+# calling booster.predict (bench/lightgbm/baseline.py), MLServer's LightGBM runtime (bench/peers/mlserver_lightgbm/).
+LIGHTGBM_PEERS = ("mlserver_lightgbm",)
+LIGHTGBM_SERVERS = ("shipped", "fastapi", *LIGHTGBM_PEERS)
+
+
+def lightgbm_scenario():
+    """bench/lightgbm/scenario.py, loaded by its path: bench/lightgbm/ has no __init__.py, so that the folder never
+    shadows the real `lightgbm` package for code run with bench/ on sys.path (as this runner is)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_lightgbm_scenario", BENCH / "lightgbm" / "scenario.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1063,6 +1102,8 @@ def main(argv: list[str] | None = None) -> int:
     atexit.register(_kill_all)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    if args.scenario == "lightgbm":  # its own data, model, servers and report; this runner's machinery
+        return lightgbm_scenario().main(args, sys.modules[__name__])
     args.out.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="tabserve-bench-home-"))
     workdir = Path(tempfile.mkdtemp(prefix="tabserve-bench-work-"))

@@ -254,3 +254,24 @@ def layout_server(request, penguins_model, feature_db):
     env = {"MODEL_TAG": str(penguins_model.tag), "FEATURE_DB_URL": feature_db, "SERVICE_LAYOUT": request.param}
     with Server(env=env, name=f"served-{request.param}") as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def built_models(tmp_path_factory):
+    """Real models of every family the import takes, built once per session (tests/importing/models.py)."""
+    from tests.importing.models import build_all
+
+    return build_all(tmp_path_factory.mktemp("models-from-elsewhere"))
+
+
+@pytest.fixture(scope="session")
+def imported_models(built_models, bentoml_home):
+    """Each of them imported into the session's store with the CLI as the README prints it: {case: tag}."""
+    import import_model
+    import bentoml
+
+    tags = {}
+    for name, built in built_models.items():
+        assert import_model.main(built.command()) == 0, name
+        tags[name] = str(bentoml.models.get(f"{built.name}:latest").tag)
+    return tags

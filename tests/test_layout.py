@@ -60,10 +60,13 @@ def imports_of(path) -> set[str]:
     "stage, forbidden",
     [
         # bentoml_fixes is the one home of BentoML's internals: core's store uses it for the atomic save.
-        ("core", ("tabserve.training", "tabserve.serving", "tabserve.scoring")),
-        ("training", ("tabserve.serving", "tabserve.scoring")),
-        ("scoring", ("tabserve.training", "tabserve.serving")),
-        ("serving", ("tabserve.training", "tabserve.scoring", "sklearn")),
+        ("core", ("tabserve.training", "tabserve.serving", "tabserve.scoring", "tabserve.importing")),
+        # models/ is below the stages: core's store loads runtimes through it, every stage may use it.
+        ("models", ("tabserve.training", "tabserve.serving", "tabserve.scoring", "tabserve.importing")),
+        ("importing", ("tabserve.training", "tabserve.serving", "tabserve.scoring")),
+        ("training", ("tabserve.serving", "tabserve.scoring", "tabserve.importing")),
+        ("scoring", ("tabserve.training", "tabserve.serving", "tabserve.importing")),
+        ("serving", ("tabserve.training", "tabserve.scoring", "tabserve.importing", "sklearn")),
         ("bentoml_fixes", ("tabserve.training", "tabserve.serving")),
     ],
 )

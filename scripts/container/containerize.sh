@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Check the store has MODEL_TAG (only the default model is trained when missing; any other missing
 # tag stops with exit code 2 and one line, see tabserve/core/model_tags.py), `bentoml build` a Bento that
-# packs exactly that model, make sure the base image exists (offline stand-in if it can't be pulled),
+# packs exactly that model and installs what it needs (requirements.txt, plus an imported model's library
+# and Debian packages from its card: the build file `model_tags bentofile` prints, as `make build` does),
+# make sure the base image exists (offline stand-in if it can't be pulled),
 # `bentoml containerize` with the backend that works, then slim the image (drop the build tools the
 # service does not need). The image serves the packed model with no MODEL_TAG set, and carries the
 # label tabserve.model=<name:version> naming it.
@@ -27,8 +29,12 @@ BACKEND=$(pick_backend) || exit 1
 RUNNER=$(runner_for "$BACKEND") || exit 1
 say "backend: $BACKEND (images run with $RUNNER); storage: ${CONTAINER_ROOT}"
 
-say "bentoml build (MODEL_TAG=$MODEL_TAG)"
-out=$(timeout 900 "$BIN/bentoml" build --output tag 2>&1) || { echo "$out" >&2; die "bentoml build failed"; }
+# The build file: bentofile.yaml, or a copy with what the packed models need (in a directory of our own).
+BUILD_FILES=$(mktemp -d "$CONTAINER_ROOT/tmp/bentofile.XXXXXX")
+trap 'rm -rf "$BUILD_FILES"' EXIT
+BENTOFILE=$(timeout 300 "$BIN/python" -m tabserve.core.model_tags bentofile "$BUILD_FILES") || exit $?
+say "bentoml build -f $BENTOFILE (MODEL_TAG=$MODEL_TAG)"
+out=$(timeout 900 "$BIN/bentoml" build -f "$BENTOFILE" --output tag 2>&1) || { echo "$out" >&2; die "bentoml build failed"; }
 BENTO=$(echo "$out" | sed -n 's/^__tag__://p' | tail -n 1)
 [ -n "$BENTO" ] || { echo "$out" >&2; die "bentoml build printed no Bento tag"; }
 BENTO_DIR=$(timeout 120 "$BIN/bentoml" get "$BENTO" -o path 2>/dev/null) || die "bentoml get $BENTO -o path failed"

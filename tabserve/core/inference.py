@@ -256,21 +256,6 @@ MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
 MAX_CLASSES_FOR_NUMERIC_TARGET = 20
 
 
-@dataclass(frozen=True)
-class TrainingResult:
-    model: bentoml.Model
-    task: str
-    task_reason: str
-    schema: FeatureSchema
-    metrics: dict[str, float]
-    train_rows: int
-    test_rows: int
-    unlabelled_rows: int
-    sep: str
-    decimal: str
-    columns: list[str]  # the file's feature-side columns, in file order (the target left out)
-
-
 def check_name(name: str) -> str:
     """`name` if it is a valid model name in the store, else DataError saying what is allowed."""
     if not MODEL_NAME_PATTERN.match(name):

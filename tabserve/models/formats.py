@@ -118,7 +118,7 @@ def _open(path: Path, fmt: str, trust_pickle: bool, trust: tuple[str, ...]) -> O
         model = load_pickle(path)
         return Opened("pickle", model, family_expectation(model), path, serialization="pickle")
     if fmt == "lightgbm":
-        model = lgb_family.load_booster(path)
+        model = lgb_family.load_booster(path, first_in_a_child=True)
         return Opened("lightgbm", model, lgb_family.expectation(model), path, serialization="booster")
     if fmt == "xgboost":
         model = xgb_family.load_booster(path)
@@ -142,7 +142,7 @@ def _open(path: Path, fmt: str, trust_pickle: bool, trust: tuple[str, ...]) -> O
             raise DataError(f"{inner.name} holds types skops does not trust: {', '.join(untrusted)}; if you trust them, add --trust {','.join(untrusted)}")
         model = sk_family.load_skops(inner, list(trust))
     elif spec.flavour == "lightgbm":
-        model = lgb_family.load_booster(inner)
+        model = lgb_family.load_booster(inner, first_in_a_child=True)
     else:
         model = xgb_family.load_booster(inner)
     expectation = family_expectation(model)

@@ -24,10 +24,25 @@ def is_model_file(head: bytes) -> bool:
     return head.startswith(b"tree\n") and b"version=v" in head[:200]
 
 
-def load_booster(path: Path) -> Any:
+def load_booster(path: Path, first_in_a_child: bool = False) -> Any:
+    """The booster of a model file. LightGBM's loader aborts the whole process on some malformed files (not
+    an exception: SIGABRT), so a file that never loaded here (import time) is loaded in a child process first."""
     import lightgbm
 
-    return lightgbm.Booster(model_file=str(path))
+    path = Path(path)
+    text = path.read_text(errors="replace")
+    if "end of trees" not in text:
+        raise DataError(f"{path.name} is not a complete LightGBM model file (no 'end of trees'); save it again with booster.save_model")
+    if first_in_a_child:
+        import subprocess
+        import sys
+
+        child = subprocess.run([sys.executable, "-c", "import sys, lightgbm; lightgbm.Booster(model_file=sys.argv[1])", str(path)],
+                               capture_output=True, text=True, timeout=300)
+        if child.returncode != 0:
+            said = [line for line in child.stderr.splitlines() if "LightGBM" in line or "Error" in line]
+            raise DataError(f"{path.name} could not be read as a lightgbm model: {(said or ['the loader crashed'])[-1].strip()[:300]}")
+    return lightgbm.Booster(model_str=text)
 
 
 def booster_of(model: Any) -> Any:

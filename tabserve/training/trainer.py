@@ -26,6 +26,21 @@ from tabserve.core.inference import (  # noqa: F401  (infer_target, default_name
 )
 from tabserve.core.schema import MISSING_MARKERS, FeatureSchema
 
+@dataclass(frozen=True)
+class TrainingResult:
+    model: bentoml.Model
+    task: str
+    task_reason: str
+    schema: FeatureSchema
+    metrics: dict[str, float]
+    train_rows: int
+    test_rows: int
+    unlabelled_rows: int
+    sep: str
+    decimal: str
+    columns: list[str]  # the file's feature-side columns, in file order (the target left out)
+
+
 def training_reference(schema: FeatureSchema, typed: pd.DataFrame, fitted, x_test: pd.DataFrame, classes) -> Reference:
     """The drift reference (tabserve/core/profile.py): every feature over the labelled rows (what the model
     was fitted and evaluated on), and the model's predictions on the held-out split."""

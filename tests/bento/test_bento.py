@@ -4,6 +4,7 @@ Bento serves that model with no MODEL_TAG set, and an explicit MODEL_TAG still w
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import bentoml
@@ -19,10 +20,16 @@ BIN = Path(sys.executable).parent
 
 
 def build(env: dict) -> Path:
-    """`bentoml build` in the work tree (as `make build` does); the built Bento's directory."""
+    """`bentoml build -f <the build file tabserve.core.model_tags prints>` in the work tree, as `make build` and
+    `make containerize` do; the built Bento's directory."""
     env = {**os.environ, **env}
-    result = subprocess.run([str(BIN / "bentoml"), "build", "--output", "tag"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=900)
+    with tempfile.TemporaryDirectory(prefix="tabserve-test-bentofile-") as out:
+        helper = subprocess.run([sys.executable, "-m", "tabserve.core.model_tags", "bentofile", out], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert helper.returncode == 0, helper.stdout + helper.stderr
+        bentofile = helper.stdout.strip()
+        result = subprocess.run([str(BIN / "bentoml"), "build", "-f", bentofile, "--output", "tag"], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     tag = result.stdout.strip().splitlines()[-1].replace("__tag__:", "")
     name, version = tag.split(":")
@@ -44,6 +51,27 @@ def train(home: Path, *args: str) -> str:
     assert result.returncode == 0, result.stdout + result.stderr
     name = args[args.index("--name") + 1]
     return f"{name}:{(home / 'models' / name / 'latest').read_text().strip()}"
+
+
+def runtime_pins() -> dict[str, str]:
+    """requirements.txt's pins, {normalized name: version}."""
+    return pins((ROOT / "requirements.txt").read_text())
+
+
+def pins(text: str) -> dict[str, str]:
+    """{name: version} of a requirements text's `name==version` lines (psycopg[binary] -> psycopg)."""
+    import re
+
+    lines = [line.split("#")[0].strip() for line in text.splitlines()]
+    return {re.sub(r"[-_.]+", "-", line.split("==")[0].split("[")[0].strip()).lower(): line.split("==")[1].split(";")[0].strip()
+            for line in lines if "==" in line}
+
+
+def system_packages(bento_dir: Path) -> list[str]:
+    """The Debian packages the Bento's Dockerfile installs beyond BentoML's own command (docker.system_packages)."""
+    dockerfile = (bento_dir / "env" / "docker" / "Dockerfile").read_text()
+    prefix = "RUN apt-get install -q -y -o Dpkg::Options::=--force-confdef "
+    return [p for line in dockerfile.splitlines() if line.startswith(prefix) for p in line.removeprefix(prefix).split()]
 
 
 def example_record(url: str) -> dict:
@@ -79,17 +107,8 @@ def test_bento_holds_only_what_the_service_needs(bento):
 
 def test_requirements_are_locked(bento):
     """The Bento's requirements are requirements.txt's runtime pins, and its lock keeps each at that version."""
-    import re
-
-    def name(requirement: str) -> str:  # psycopg[binary] -> psycopg: the lock names the extra's packages apart
-        return re.sub(r"[-_.]+", "-", requirement.split("[")[0].strip()).lower()
-
-    def pins(text: str) -> dict[str, str]:
-        lines = [line.split("#")[0].strip() for line in text.splitlines()]
-        return {name(line.split("==")[0]): line.split("==")[1].split(";")[0].strip() for line in lines if "==" in line}
-
     dependencies = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
-    runtime = pins("\n".join(dependencies))
+    runtime = runtime_pins()
     assert len(runtime) == len(dependencies) and {"bentoml", "scikit-learn", "numpy", "jinja2"} <= set(runtime)
     python = Path(bento.path) / "env" / "python"
     assert pins((python / "requirements.in").read_text()) == runtime  # what was locked: exactly the runtime pins
@@ -101,6 +120,15 @@ def test_requirements_are_locked(bento):
 def test_dockerfile_uses_python_311(bento):
     dockerfile = (Path(bento.path) / "env" / "docker" / "Dockerfile").read_text()
     assert "FROM python:3.11-slim" in dockerfile
+    assert system_packages(Path(bento.path)) == []  # a model trained by train.py needs no Debian package
+
+
+def test_trained_models_build_with_bentofile_yaml_unchanged(penguins_model, tmp_path):
+    """No packed model needs anything beyond requirements.txt: the build file is the project's own."""
+    result = subprocess.run([sys.executable, "-m", "tabserve.core.model_tags", "bentofile", str(tmp_path / "out")], cwd=ROOT,
+                            env={**os.environ, "MODEL_TAG": str(penguins_model.tag)}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout == "bentofile.yaml\n" and result.stderr == "", result.stdout + result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.served
@@ -204,3 +232,83 @@ def test_bento_packs_every_held_version_and_serves_them_in_their_roles(diabetes,
         for tag in (champion, challenger, extra):
             answer = requests.post(f"{served.url}/v1/models/{tag}/predict", json=record, timeout=30).json()
             assert answer["model"] == tag and isinstance(answer["prediction"], float)
+
+
+# A model from elsewhere: a LightGBM booster trained on Palmer Penguins and imported with import_model.py. Its
+# card needs lightgbm==4.7.0 and Debian's libgomp1; `make build` gives the Bento both.
+
+
+@pytest.fixture(scope="module")
+def lightgbm_bento(tmp_path_factory):
+    """A BentoML home holding only an imported LightGBM model, and the Bento `make build` made of it."""
+    import lightgbm
+    from palmerpenguins import load_penguins
+
+    root = tmp_path_factory.mktemp("lightgbm")
+    home = root / "bentoml"
+    frame = load_penguins().dropna(subset=["species"])
+    features = frame.drop(columns="species").astype({"island": "category", "sex": "category"})
+    model = lightgbm.LGBMClassifier(n_estimators=20, num_leaves=8, verbose=-1).fit(features, frame["species"])
+    model.booster_.save_model(root / "penguins-lgbm.txt")  # a booster knows its classes as 0, 1, 2
+    features.to_csv(root / "sample.csv", index=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("MODEL_TAG", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}
+    env["BENTOML_HOME"] = str(home)
+    imported = subprocess.run([sys.executable, "import_model.py", "--model", str(root / "penguins-lgbm.txt"), "--sample", str(root / "sample.csv"),
+                               "--name", "penguins-lgbm"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    tag = f"penguins-lgbm:{(home / 'models' / 'penguins-lgbm' / 'latest').read_text().strip()}"
+    # -o: never (re)install the venv here.
+    made = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", "build", "MODEL_TAG=penguins-lgbm"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert made.returncode == 0, made.stdout + made.stderr
+    (bento_dir,) = (home / "bentos" / "prediction_service").glob("*/")
+    return {"home": home, "tag": tag, "bento_dir": bento_dir, "bento": f"prediction_service:{bento_dir.name}", "make": made}
+
+
+def test_imported_model_bento_installs_its_library(lightgbm_bento):
+    import lightgbm
+
+    bento_dir = lightgbm_bento["bento_dir"]
+    assert packed_models(bento_dir) == ([], {"PredictionService": [lightgbm_bento["tag"]]})
+    python = bento_dir / "env" / "python"
+    # requirements.txt's pins plus the library the card names, at its version; the lock keeps it.
+    assert pins((python / "requirements.in").read_text()) == {**runtime_pins(), "lightgbm": "4.7.0"} and lightgbm.__version__ == "4.7.0"
+    assert pins((python / "requirements.txt").read_text())["lightgbm"] == "4.7.0"
+    assert system_packages(bento_dir) == ["libgomp1"]
+    # make build said what it built with: a generated copy of bentofile.yaml, removed afterwards.
+    made = lightgbm_bento["make"]
+    assert "need lightgbm==4.7.0, libgomp1: building with " in made.stderr, made.stderr
+    generated = next(line for line in made.stdout.splitlines() if "bentoml build -f " in line).split(" -f ")[1]
+    assert generated.endswith("/bentofile.yaml") and not Path(generated).exists()
+
+
+@pytest.mark.served
+def test_imported_model_bento_serves_it(lightgbm_bento, tmp_path):
+    env = {"BENTOML_HOME": str(lightgbm_bento["home"]), "API_KEY": "probe-key"}
+    with Server(target=lightgbm_bento["bento"], cwd=tmp_path, env=env, name="bento-lightgbm") as served:
+        headers = {"Authorization": "Bearer probe-key"}
+        card = requests.get(f"{served.url}/v1/model", headers=headers, timeout=30).json()
+        assert card["tag"] == lightgbm_bento["tag"] and card["source"]["requirements"] == ["lightgbm==4.7.0"]
+        record = {feature["name"]: feature["example"] for feature in card["features"]}
+        response = requests.post(f"{served.url}/predict", json=record, headers=headers, timeout=30)
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["model"] == lightgbm_bento["tag"] and answer["prediction"] in card["classes"]
+        assert abs(sum(answer["probabilities"].values()) - 1) < 1e-6
+        probe = subprocess.run([sys.executable, "scripts/container/probe.py", "predict", served.url, lightgbm_bento["tag"]], cwd=ROOT,
+                               env={**os.environ, "PROBE_API_KEY": "probe-key"}, capture_output=True, text=True, timeout=120)
+        assert probe.returncode == 0, probe.stdout + probe.stderr
+
+
+@pytest.mark.served
+def test_imported_model_bento_without_its_library_stops_with_one_line(lightgbm_bento, tmp_path):
+    """What a Bento built with plain `bentoml build` (no lightgbm in its image) does at start: one line naming
+    the library and `make build`. Here lightgbm is hidden from the server's Python instead."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['lightgbm'] = None  # find_spec: not installed\n")
+    env = {"BENTOML_HOME": str(lightgbm_bento["home"]), "PYTHONPATH": str(hide)}
+    code, log = Server(target=lightgbm_bento["bento"], cwd=tmp_path, env=env, name="bento-no-lightgbm").wait_exit()
+    assert code != 0
+    assert (f"error: model {lightgbm_bento['tag']} needs lightgbm==4.7.0, which is not installed here: pip install lightgbm==4.7.0 "
+            "(a Bento built with `make build` installs it)") in log.splitlines(), log
