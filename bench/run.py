@@ -1010,8 +1010,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="LitServe num_api_servers (HTTP processes)")
     parser.add_argument("--peer-max-batch-size", type=int, default=peers.PeerConfig.max_batch_size,
                         help="MLServer max_batch_size and LitServe max_batch_size")
-    parser.add_argument("--peer-batch-wait-ms", type=float, default=1000 * peers.PeerConfig.batch_wait_s,
-                        help="MLServer max_batch_time and LitServe batch_timeout, in ms")
+    parser.add_argument("--peer-batch-wait-ms", type=float, default=None,
+                        help="MLServer max_batch_time and LitServe batch_timeout, in ms (default "
+                             f"{1000 * peers.PeerConfig.batch_wait_s:g}; --scenario lightgbm: 2)")
     parser.add_argument("--idle-seconds", type=float, default=None,
                         help="how long each server's idle CPU is measured after its warm-up (default 2; 1 with --smoke)")
     parser.add_argument("--project", type=Path, default=ROOT, help="project dir to serve (a copy, to try changes)")
@@ -1051,6 +1052,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.servers = ",".join(name for name in args.servers.split(",") if name not in (*peers.NAMES, *LIGHTGBM_PEERS))
     if args.idle_seconds is None:
         args.idle_seconds = 1.0 if args.smoke else 2.0
+    if args.peer_batch_wait_ms is None:  # MLServer's LightGBM runtime did better with 2 ms (bench/README.md, "LightGBM")
+        args.peer_batch_wait_ms = 2.0 if lightgbm else 1000 * peers.PeerConfig.batch_wait_s
     if (min(args.mlserver_workers, args.litserve_workers, args.litserve_api_servers, args.peer_max_batch_size) < 1
             or args.peer_batch_wait_ms < 0 or args.idle_seconds <= 0):
         parser.error("the peers' workers, HTTP processes and --peer-max-batch-size must be at least 1, "
@@ -1081,7 +1084,7 @@ SERVER_NAMES = ("shipped", "nobatch", "fastapi", "nodrift", "payloadlog", "servi
 SCENARIOS = ("penguins", "lightgbm")
 # --scenario lightgbm (bench/lightgbm/scenario.py): the project serving the imported booster, the FastAPI baseline
 # calling booster.predict (bench/lightgbm/baseline.py), MLServer's LightGBM runtime (bench/peers/mlserver_lightgbm/).
-LIGHTGBM_PEERS = ("mlserver_lightgbm",)
+LIGHTGBM_PEERS = ("mlserver_lightgbm", "mlserver_lightgbm_nobatch")  # the second: adaptive batching off
 LIGHTGBM_SERVERS = ("shipped", "fastapi", *LIGHTGBM_PEERS)
 
 

@@ -40,10 +40,14 @@ def penguins() -> pd.DataFrame:
     return load_penguins()
 
 
+LEVELS = {"island": ["Biscoe", "Dream", "Torgersen"], "sex": ["female", "male"], "species": ["Adelie", "Chinstrap", "Gentoo"]}
+
+
 def as_categories(frame: pd.DataFrame, columns=CATEGORIES) -> pd.DataFrame:
+    """Category columns with the data set's levels (what astype("category") gives on the whole table, also for one row)."""
     frame = frame.copy()
     for column in columns:
-        frame[column] = frame[column].astype("category")
+        frame[column] = pd.Categorical(frame[column], categories=LEVELS[column])
     return frame
 
 

@@ -1,0 +1,130 @@
+"""Models from elsewhere, served: every family imported with the CLI (tests/importing/models.py builds them
+from real data), served by a real `bentoml serve`, and the sample file scored through /predict_csv, records
+through /predict and /v2, every answer equal to the model's own predict/predict_proba on the same rows.
+And an imported challenger beside a trained champion with the same columns."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+import bentoml
+from tabserve.core.card import ModelCard
+from tabserve.core.schema import BOOLEAN, NUMERIC, label_text
+from tests.conftest import Server
+from tests.importing.models import assert_same
+from tests.importing.test_import_model import CASES, records_of
+
+pytestmark = pytest.mark.served
+
+
+@pytest.fixture(scope="module", params=CASES)
+def served(request, built_models, imported_models):
+    """One server per imported model (one worker: they start faster), one after the other."""
+    case = request.param
+    with Server(env={"MODEL_TAG": imported_models[case], "API_WORKERS": "1"}, name=f"imported-{case}") as running:
+        card = ModelCard.from_model(bentoml.models.get(imported_models[case]))
+        yield case, running, built_models[case], card
+
+
+def json_record(record: dict) -> dict:
+    """A typed record as a JSON body: missing values left out (they are nullable), no NaN."""
+    return {k: v for k, v in record.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+
+
+def test_predict_csv_scores_the_sample_as_the_model_itself(served):
+    case, server, built, card = served
+    with open(built.sample, "rb") as handle:
+        answer = requests.post(f"{server.url}/predict_csv", files={"file": (built.sample.name, handle, "text/csv")}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    original = pd.read_csv(built.sample, dtype=str, keep_default_na=False)
+    assert len(rows) == len(original) and list(rows[0])[: len(original.columns)] == list(original.columns)  # every column passed through
+    own = built.own(built.frame())
+    if "values" in own:
+        got = np.array([float(r["prediction"]) for r in rows])
+        assert np.abs(got - own["values"]).max() <= 1e-9
+    else:
+        assert [r["prediction"] for r in rows] == [label_text(v) for v in own["labels"]]
+        got = np.array([[float(r[f"proba_{label_text(c)}"]) for c in own["classes"]] for r in rows])
+        assert np.abs(got - own["probabilities"]).max() <= 1e-9
+
+
+def test_predict_answers_records_as_the_model_itself(served):
+    case, server, built, card = served
+    records = records_of(card, built.sample)[:12]
+    answers = []
+    for record in records:
+        response = requests.post(f"{server.url}/predict", json=json_record(record), timeout=30)
+        assert response.status_code == 200, response.text
+        assert response.json()["model"] == card.tag
+        answers.append(response.json())
+    frame = built.frame().head(12)
+    for answer, row in zip(answers, range(12)):  # one record, one model call: float32 models (ONNX) differ by batch size in the last bits
+        assert_same([answer], built.own(frame.iloc[[row]]))
+    own = built.own(frame)
+    batch = requests.post(f"{server.url}/predict_batch", json={"records": [json_record(r) for r in records]}, timeout=30)
+    assert batch.status_code == 200
+    assert_same(batch.json()["predictions"], own)  # a batch may differ from single rows in the last bits (BLAS), not beyond 1e-9
+
+
+def test_open_inference_protocol_answers_as_the_model_itself(served):
+    case, server, built, card = served
+    records = records_of(card, built.sample)[:8]
+    inputs = []
+    for feature in card.schema.features:
+        values = [r.get(feature.name) for r in records]
+        datatype = "FP64" if feature.kind == NUMERIC else "BOOL" if feature.kind == BOOLEAN else \
+            "INT64" if feature.categories and isinstance(feature.categories[0], int) else "BYTES"
+        inputs.append({"name": feature.name, "shape": [len(values)], "datatype": datatype, "data": values})
+    response = requests.post(f"{server.url}/v2/models/{card.tag.split(':')[0]}/infer", json={"id": "x1", "inputs": inputs}, timeout=30)
+    assert response.status_code == 200, response.text
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    own = built.own(built.frame().head(8))
+    if "values" in own:
+        assert np.abs(np.array(outputs["predict"]["data"], dtype=float) - own["values"]).max() <= 1e-9
+    else:
+        assert outputs["predict"]["data"] == own["labels"]
+        probabilities = np.array(outputs["predict_proba"]["data"], dtype=float).reshape(8, -1)
+        assert json.loads(outputs["predict_proba"]["parameters"]["classes"]) == own["classes"]
+        assert np.abs(probabilities - own["probabilities"]).max() <= 1e-9
+
+
+def test_the_card_and_the_api_come_from_the_sample(served):
+    case, server, built, card = served
+    model = requests.get(f"{server.url}/v1/model", timeout=10).json()
+    assert model["source"]["format"] == built.fmt and model["source"]["sha256"] == card.source["sha256"]
+    assert [f["name"] for f in model["features"]] == card.schema.names
+    docs = requests.get(f"{server.url}/docs.json", timeout=10).json()
+    assert set(card.schema.names) <= set(json.dumps(docs).replace('"', " ").split())
+    bad = requests.post(f"{server.url}/predict", json={"no_such_column": 1}, timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"].startswith("invalid input")
+
+
+def test_an_imported_challenger_beside_a_trained_champion(penguins_model, built_models, imported_models):
+    """The LightGBM wrapper was fitted on the penguins' columns: it can stand in the trained model's shadow."""
+    challenger = imported_models["lgb-sklearn"]
+    built = built_models["lgb-sklearn"]
+    env = {"MODEL_TAG": str(penguins_model.tag), "CHALLENGER_TAG": challenger, "API_WORKERS": "1"}
+    with Server(env=env, name="imported-challenger") as server:
+        versions = requests.get(f"{server.url}/v1/models", timeout=10).json()
+        roles = {v["tag"]: v["role"] for v in versions["versions"]} if isinstance(versions, dict) else {v["tag"]: v["role"] for v in versions}
+        assert roles[challenger] == "challenger" and roles[str(penguins_model.tag)] == "champion"
+        card = ModelCard.from_model(bentoml.models.get(challenger))
+        records = records_of(card, built.sample)[:5]
+        answers = []
+        for record in records:
+            response = requests.post(f"{server.url}/v1/models/challenger/predict", json=json_record(record), timeout=30)
+            assert response.status_code == 200, response.text
+            answers.append(response.json())
+            champion = requests.post(f"{server.url}/predict", json=json_record(record), timeout=30)
+            assert champion.status_code == 200 and champion.json()["model"] == str(penguins_model.tag)
+        assert {a["model"] for a in answers} == {challenger}
+        assert_same(answers, built.own(built.frame().head(5)))
