@@ -5,9 +5,15 @@
 --nonblocking --format raw` on it (the numbers of those runs are not in the tables: the sampler costs CPU on
 the same cores). This module starts py-spy and reads its raw output (one line per distinct stack:
 `frame;frame;...;leaf count`, each frame `function (file:line)`, the first the process) into:
-- `by_process`: samples per process (the arbiter, each worker);
-- `self`: the functions the samples were in (the leaf), the top 25, as a share of all samples;
-- `within`: the share of samples with at least one frame of each group below anywhere in the stack.
+- `waiting`: the share of samples that were a wait, not work: a thread parked in the event loop's `select` or
+  in the thread pool's queue (`--nonblocking` sampling cannot tell idle threads apart, so they are counted here
+  and left out of the rest);
+- `by_process`: busy samples per process (the arbiter, each worker);
+- `self`: the functions the busy samples were in (the leaf), the top 25, as a share of the busy samples;
+- `self_by_module`: the same by where that function is: a file of tabserve, else the package (bentoml, h11,
+  asyncio, pydantic, ...): where the CPU went;
+- `within`: the share of busy samples with a frame of each part of the work below anywhere in the stack (each
+  a subtree of the request's work: what it cost with everything it called).
 """
 
 from __future__ import annotations
@@ -17,26 +23,27 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-# Group -> substrings of a frame's file path (or function); a sample counts for every group its stack touches.
+# Part of the work -> substrings of a frame (function or file); a sample counts for every part its stack touches.
+# Only subtrees: the middleware that wraps every request (the gate, BentoML's, Starlette's) would be in all of them.
 GROUPS = {
     "booster.predict (lightgbm)": ("lightgbm/basic.py",),
-    "the model's input matrix (tabserve/models)": ("tabserve/models/",),
-    "tabserve (all of it)": ("tabserve/",),
-    "pydantic": ("pydantic/", "pydantic_core"),
-    "BentoML": ("_bentoml_impl/", "_bentoml_sdk/", "bentoml/"),
-    "uvicorn and h11": ("uvicorn/", "h11/"),
-    "starlette": ("starlette/",),
-    "OpenTelemetry": ("opentelemetry/",),
+    "records -> the booster's matrix (LightGBMRuntime.matrix)": ("LightGBMRuntime.matrix",),
+    "the model runtime (tabserve/models: matrix, predict, answers)": ("tabserve/models/",),
+    "drift counting (tabserve/serving/drift.py)": ("tabserve/serving/drift.py",),
+    "pydantic validation": ("model_validate", "validate_python", "validate_json"),
+    "the hand-off to the pipeline thread (ThreadPoolExecutor.submit)": ("ThreadPoolExecutor.submit",),
     "Prometheus client": ("prometheus_client/",),
-    "asyncio": ("asyncio/",),
-    "json": ("json/", "orjson"),
-    "logging": ("logging/",),
+    "the access log (logging)": ("logging/__init__.py",),
 }
+PACKAGES = {"_bentoml_impl": "bentoml", "_bentoml_sdk": "bentoml", "bentoml": "bentoml"}
+# A leaf that is a parked thread, not work (see the module's docstring).
+WAITS = ("EpollSelector.select (", "_worker (concurrent/futures/thread.py", "Condition.wait (threading.py",
+         "Event.wait (threading.py", "Thread.join (threading.py")
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
 def record_command(py_spy: Path, pid: int, seconds: float, output: Path, rate: int = 100) -> list[str]:
-    return [str(py_spy), "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", str(rate),
+    return [str(py_spy), "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--full-filenames", "--rate", str(rate),
             "--duration", str(max(1, round(seconds))), "--format", "raw", "--output", str(output)]
 
 
@@ -49,23 +56,37 @@ def start(py_spy: Path, pid: int, seconds: float, output: Path, log: Path) -> su
 
 
 def _short(frame: str) -> str:
-    """`function (path/to/file.py:123)` -> `function (file.py)`, the path shortened after site-packages."""
+    """`function (/full/path/to/file.py:123)` -> `function (package/file.py)`: the path from the package on (after
+    site-packages, the standard library's folder, or the project's tabserve/), without the line."""
     match = FRAME.match(frame.strip())
     if not match:
         return frame.strip()
     path = match.group("file")
-    for marker in ("site-packages/", "/lib/python3", "/work/main/"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            break
+    if "/site-packages/" in path:
+        path = path.split("/site-packages/", 1)[1]
+    elif "/tabserve/" in path:
+        path = "tabserve/" + path.rsplit("/tabserve/", 1)[1]
+    elif re.search(r"/lib/python3\.\d+/", path):
+        path = re.split(r"/lib/python3\.\d+/", path, maxsplit=1)[1]
     return f"{match.group('function')} ({path})"
+
+
+def _module(short: str) -> str:
+    """Where a shortened frame's function is: tabserve's file, else the package (its path's first part)."""
+    match = re.search(r"\(([^()]*)\)$", short)
+    path = match.group(1) if match else short
+    if path.startswith("tabserve/"):
+        return path
+    first = path.split("/", 1)[0] if "/" in path else path.removesuffix(".py")
+    return PACKAGES.get(first, first)
 
 
 def summarize(raw: str, top: int = 25) -> dict:
     """The raw collapsed stacks as shares: per process, per leaf function, per group anywhere in the stack."""
-    total = 0
+    total = waiting = 0
     by_process: Counter = Counter()
     leaves: Counter = Counter()
+    modules: Counter = Counter()
     groups: Counter = Counter()
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
@@ -73,9 +94,14 @@ def summarize(raw: str, top: int = 25) -> dict:
             continue
         n = int(count)
         frames = stack.split(";")
+        if frames[-1].strip().startswith(WAITS):
+            waiting += n
+            continue
         total += n
         by_process[frames[0].strip()] += n
-        leaves[_short(frames[-1])] += n
+        leaf = _short(frames[-1])
+        leaves[leaf] += n
+        modules[_module(leaf)] += n
         for group, needles in GROUPS.items():
             if any(needle in frame for frame in frames[1:] for needle in needles):
                 groups[group] += n
@@ -83,16 +109,21 @@ def summarize(raw: str, top: int = 25) -> dict:
     def share(n: int) -> float:
         return round(n / total, 4) if total else 0.0
 
-    return {"samples": total,
+    return {"samples": total, "waiting": round(waiting / (total + waiting), 4) if total + waiting else 0.0,
             "by_process": {name: share(n) for name, n in by_process.most_common()},
             "self": [{"function": name, "share": share(n)} for name, n in leaves.most_common(top)],
+            "self_by_module": {name: share(n) for name, n in modules.most_common(top)},
             "within": {group: share(groups[group]) for group in GROUPS}}
 
 
 def markdown(summary: dict, title: str, top: int = 12) -> list[str]:
-    lines = [f"{title}: {summary['samples']:,} samples (py-spy, 100 Hz, every process of the server).", "",
-             "| anywhere in the stack | share of samples |", "| --- | ---: |"]
+    lines = [f"{title}: {summary['samples']:,} busy samples (py-spy, 100 Hz, every process of the server; another "
+             f"{100 * summary['waiting']:.0f} % of the samples were threads waiting in `select` or the thread pool's "
+             "queue, left out).", "",
+             "| part of the work (with all it called) | share of busy samples |", "| --- | ---: |"]
     lines += [f"| {group} | {100 * share:.1f} % |" for group, share in summary["within"].items()]
+    lines += ["", "| where the CPU was (self time, by module) | share |", "| --- | ---: |"]
+    lines += [f"| {name} | {100 * share:.1f} % |" for name, share in list(summary["self_by_module"].items())[:top]]
     lines += ["", "| the function a sample was in (self time) | share |", "| --- | ---: |"]
     lines += [f"| `{row['function']}` | {100 * row['share']:.1f} % |" for row in summary["self"][:top]]
     return lines
