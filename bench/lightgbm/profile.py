@@ -94,12 +94,12 @@ def summarize(raw: str, top: int = 25) -> dict:
             continue
         n = int(count)
         frames = stack.split(";")
-        if frames[-1].strip().startswith(WAITS):
+        leaf = _short(frames[-1])
+        if leaf.startswith(WAITS):
             waiting += n
             continue
         total += n
         by_process[frames[0].strip()] += n
-        leaf = _short(frames[-1])
         leaves[leaf] += n
         modules[_module(leaf)] += n
         for group, needles in GROUPS.items():
