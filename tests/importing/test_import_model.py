@@ -287,3 +287,33 @@ def test_an_onnx_runtime_travels_to_spark_workers_by_pickle(imported_models):
     card = ModelCard.from_model(bentoml.models.get(imported_models["onnx"]))
     record = card.schema.example()
     assert copy.predict_records([record]) == runtime.predict_records([record])
+
+
+def edited_copy(built, name: str, edit) -> bentoml.Model:
+    """The booster imported as `name`, its stored card then edited as another install would have written it."""
+    import yaml
+
+    assert import_model.main([*built.command()[:4], "--name", name]) == 0
+    stored = bentoml.models.get(f"{name}:latest")
+    info = Path(stored.path) / "model.yaml"
+    spec = yaml.safe_load(info.read_text())
+    edit(spec["metadata"]["source"])
+    info.write_text(yaml.safe_dump(spec))
+    return bentoml.models.get(f"{name}:latest")
+
+
+def test_a_version_imported_with_another_library_version_warns_once_naming_both(built_models, caplog):
+    stored = edited_copy(built_models["lgb-booster"], "older-lightgbm", lambda source: source.update(library_version="4.0.0"))
+    with caplog.at_level("WARNING", logger="tabserve"):
+        store.load_runtime(stored)
+        store.load_runtime(stored)
+    warnings = [r.getMessage() for r in caplog.records if "imported with" in r.getMessage()]
+    assert len(warnings) == 1 and "lightgbm 4.0.0" in warnings[0] and "lightgbm 4.7.0" in warnings[0] and str(stored.tag) in warnings[0]
+
+
+def test_a_version_whose_library_is_not_installed_is_refused_in_one_line(built_models):
+    from tabserve.core.errors import ModelCorrupted
+
+    stored = edited_copy(built_models["lgb-booster"], "needs-more", lambda source: source.update(requirements=["nosuchlib==1.0"]))
+    with pytest.raises(ModelCorrupted, match=r"needs nosuchlib==1.0, which is not installed here: pip install nosuchlib==1.0"):
+        store.verify(stored)

@@ -20,12 +20,15 @@ from tabserve.core.card import ModelCard
 from tabserve.core.schema import BOOLEAN, NUMERIC, label_text
 from tests.conftest import Server
 from tests.importing.models import assert_same
-from tests.importing.test_import_model import CASES, records_of
+from tests.importing.test_import_model import records_of
 
 pytestmark = pytest.mark.served
+# One server per family and loader (a server start is ~8 s): the joblib Pipeline and the RandomForest share the
+# skops Pipeline's runtime and are checked in process (tests/importing/); regression is served through XGBoost.
+SERVED = ["pipe-skops", "lgb-booster", "lgb-sklearn", "xgb-json", "xgb-ubj", "mlflow", "onnx"]
 
 
-@pytest.fixture(scope="module", params=CASES)
+@pytest.fixture(scope="module", params=SERVED)
 def served(request, built_models, imported_models):
     """One server per imported model (one worker: they start faster), one after the other."""
     case = request.param
@@ -106,6 +109,10 @@ def test_the_card_and_the_api_come_from_the_sample(served):
     assert set(card.schema.names) <= set(json.dumps(docs).replace('"', " ").split())
     bad = requests.post(f"{server.url}/predict", json={"no_such_column": 1}, timeout=10)
     assert bad.status_code == 400 and bad.json()["error"].startswith("invalid input")
+    form = requests.get(f"{server.url}/v1/form", timeout=10)
+    assert form.status_code == 200 and all(f'name="{name}"' in form.text for name in card.schema.names)
+    drift = requests.get(f"{server.url}/v1/drift", timeout=10)
+    assert drift.status_code == 200 and {f["name"] for f in drift.json()["features"]} <= set(card.schema.names)
 
 
 def test_an_imported_challenger_beside_a_trained_champion(penguins_model, built_models, imported_models):
