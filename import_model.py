@@ -1,7 +1,7 @@
 """Import a model you already have into the BentoML model store, typed by a sample of its data.
 
     python import_model.py --model PATH --sample DATA.csv --name NAME [--target COLUMN] [--task TASK]
-                           [--trust-pickle] [--trust TYPE[,TYPE]] [--drop a,b] [--id c] [--categorical e]
+                           [--classes NAME,NAME,...] [--trust-pickle] [--trust TYPE[,TYPE]] [--drop a,b] [--id c] [--categorical e]
                            [--numeric f] [--date g] [--sep ';'] [--decimal ,]
 
 PATH: a scikit-learn model saved with skops (.skops) or joblib/pickle (.joblib, .pkl: only with --trust-pickle,
@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--name", required=True, help="model name in the store")
     parser.add_argument("--target", help="the sample's target column: metrics on the sample in the card")
     parser.add_argument("--task", choices=pipeline.TASKS, help="checked against the model (which says its task itself)")
+    parser.add_argument("--classes", type=column_list, default=(), metavar="NAME[,NAME]",
+                        help="names of a booster's class indices 0, 1, ... in order (a booster keeps no labels)")
     parser.add_argument("--trust-pickle", action="store_true", help="load a pickle/joblib file: it runs code from the file")
     parser.add_argument("--trust", type=column_list, default=(), metavar="TYPE[,TYPE]", help="types of a skops file to trust")
     for option, meaning in [
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         from tabserve.importing.importer import import_model
 
         result = import_model(args.model, args.sample, args.name, target=args.target, task=args.task, trust_pickle=args.trust_pickle,
-                              trust=args.trust, overrides=overrides, sep=args.sep, decimal=args.decimal)
+                              trust=args.trust, overrides=overrides, sep=args.sep, decimal=args.decimal, classes=args.classes)
     except TabserveError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -43,7 +43,7 @@ class ImportResult:
 
 def import_model(model_path: Path, sample: Path, name: str, target: str | None = None, task: str | None = None,
                  trust_pickle: bool = False, trust: tuple[str, ...] = (), overrides: Overrides = Overrides(),
-                 sep: str | None = None, decimal: str | None = None) -> ImportResult:
+                 sep: str | None = None, decimal: str | None = None, classes: tuple[str, ...] = ()) -> ImportResult:
     """Check and save. DataError (one line, nothing saved) when anything does not agree."""
     name = check_name(name)
     sample = Path(sample)
@@ -53,6 +53,8 @@ def import_model(model_path: Path, sample: Path, name: str, target: str | None =
     expected = opened.expectation
     if task is not None and task != expected.task:
         raise DataError(f"--task {task} contradicts the model, which is a {expected.task} model ({task_reason(expected)}); leave --task out")
+    if classes:
+        name_classes(expected, list(classes))
     table = data.read_table(sample, sep, decimal)
     raw = table.raw
     if len(raw) < MIN_ROWS:
@@ -108,6 +110,18 @@ def import_model(model_path: Path, sample: Path, name: str, target: str | None =
     labels = {"task": expected.task, "dataset": sample.stem.lower()[:60] or "sample", "source": opened.format}
     model = store.save_imported(name, opened.artifact, labels, card)
     return ImportResult(model, ModelCard.from_model(model), opened, columns, len(records), labelled, notes)
+
+
+def name_classes(expected: Expectation, names: list[str]) -> None:
+    """--classes: names for a booster's class indices 0..K-1, in that order (a booster keeps no labels). Said by
+    the user, not guessed; refused where the model has labels of its own or another number of classes."""
+    indices = list(range(len(expected.classes or [])))
+    if expected.task != CLASSIFICATION or expected.family not in ("lightgbm", "xgboost") or expected.classes != indices:
+        raise DataError("--classes names a booster's class indices; this model has labels of its own"
+                        + (f" ({', '.join(map(label_text, expected.classes or []))})" if expected.classes else " (it is a regressor)"))
+    if len(names) != len(indices) or len(set(names)) != len(names):
+        raise DataError(f"--classes gives {len(names)} distinct names for the model's {len(indices)} classes (0 to {len(indices) - 1}); give one per class, in index order")
+    expected.classes = list(names)
 
 
 def mlflow_artifact(opened: formats.Opened) -> str:

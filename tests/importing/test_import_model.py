@@ -317,3 +317,21 @@ def test_a_version_whose_library_is_not_installed_is_refused_in_one_line(built_m
     stored = edited_copy(built_models["lgb-booster"], "needs-more", lambda source: source.update(requirements=["nosuchlib==1.0"]))
     with pytest.raises(ModelCorrupted, match=r"needs nosuchlib==1.0, which is not installed here: pip install nosuchlib==1.0"):
         store.verify(stored)
+
+
+def test_classes_name_a_boosters_class_indices(built_models, capsys):
+    built = built_models["lgb-booster"]
+    names = ["Adelie", "Chinstrap", "Gentoo"]  # the order LGBMClassifier encoded them in (sorted)
+    assert import_model.main([*built.command()[:4], "--name", "named-booster", "--classes", ",".join(names), "--target", "species"]) == 0
+    stored = bentoml.models.get("named-booster:latest")
+    card = ModelCard.from_model(stored)
+    assert card.classes == names and card.metrics["accuracy"] > 0.9  # the sample's text labels now meet the model's
+    answers = store.load_runtime(stored).predict_records(records_of(card, built.sample))
+    own = built.own(built.frame())
+    assert [a["prediction"] for a in answers] == [names[i] for i in own["labels"]]
+    got = np.array([[a["probabilities"][n] for n in names] for a in answers])
+    assert np.abs(got - own["probabilities"]).max() <= 1e-9
+    capsys.readouterr()
+    assert "3 classes (0 to 2)" in refused(capsys, *built.command()[:4], "--name", "nope", "--classes", "a,b")
+    assert "has labels of its own (Adelie, Chinstrap, Gentoo)" in refused(
+        capsys, *built_models["lgb-sklearn"].command()[:4], "--name", "nope", "--trust-pickle", "--classes", "a,b,c")
