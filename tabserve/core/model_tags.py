@@ -41,7 +41,7 @@ def is_default(tag: str) -> bool:
 
 
 def missing(tag: str) -> str | None:
-    """None when the store has `tag`; else the one-line error saying what it has and how to train one."""
+    """None when the store has `tag`; else the one-line error saying what it has and how to train or import one."""
     try:
         bentoml.models.get(tag)
         return None
@@ -50,8 +50,9 @@ def missing(tag: str) -> str | None:
     names = sorted({m.tag.name for m in bentoml.models.list()})
     name = tag.split(":", 1)[0]
     train = ".venv/bin/python train.py" if name == "penguins" else f".venv/bin/python train.py --data your.csv --target COLUMN --name {name}"
+    bring = "" if name == "penguins" else f", or import yours with: .venv/bin/python import_model.py --model FILE --sample your.csv --name {name}"
     return (f"error: model {tag!r} is not in the BentoML model store (it has: {', '.join(names) or 'no models'}); "
-            f"train one with: {train}")
+            f"train one with: {train}{bring}")
 
 
 def ensure(tag: str) -> int:

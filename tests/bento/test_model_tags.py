@@ -16,7 +16,8 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
-TRAIN = ".venv/bin/python train.py --data your.csv --target COLUMN --name titanik"
+TRAIN = (".venv/bin/python train.py --data your.csv --target COLUMN --name titanik, or import yours with: "
+         ".venv/bin/python import_model.py --model FILE --sample your.csv --name titanik")
 
 
 def store(home: Path) -> list[str]:
