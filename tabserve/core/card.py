@@ -120,6 +120,11 @@ class ModelCard:
         }
 
     @property
+    def has_probabilities(self) -> bool:
+        """A classifier that answers class probabilities (an imported one may answer labels only)."""
+        return self.task == "classification" and bool(self.classes) and not self.source.get("labels_only")
+
+    @property
     def imported(self) -> bool:
         return bool(self.source)
 

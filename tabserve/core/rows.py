@@ -37,15 +37,16 @@ def class_texts(card: ModelCard) -> list[str]:
 
 
 def result_columns(card: ModelCard) -> list[str]:
-    return [PREDICTION, *(f"proba_{label}" for label in class_texts(card))]
+    """`prediction`, then a `proba_<class>` per class where the model answers probabilities."""
+    return [PREDICTION, *(f"proba_{label}" for label in class_texts(card) if card.has_probabilities)]
 
 
 def result_values(result: dict[str, Any], labels: list[str]) -> list[Any]:
     """A result as the output's values, in result_columns' order: the label as text (classification) or
-    the number (regression), then each class's probability."""
-    prediction = result["prediction"]
+    the number (regression), then each class's probability (none for a classifier that answers labels only)."""
+    prediction, probabilities = result["prediction"], result["probabilities"]
     shown = label_text(prediction) if labels else float(prediction)
-    return [shown, *(float(result["probabilities"][label]) for label in labels)]
+    return [shown] if probabilities is None else [shown, *(float(probabilities[label]) for label in labels)]
 
 
 def cell(value: Any, decimal: str = ".") -> str:

@@ -81,6 +81,8 @@ def import_model(model_path: Path, sample: Path, name: str, target: str | None =
             notes.append("the model's label is not always its most probable class: labels come from its own predict")
     predictions = call(lambda: runtime.predict_records(records), runtime, records)
     check_answers(predictions, len(records), expected.task)
+    if expected.task == CLASSIFICATION and predictions[0]["probabilities"] is None:
+        notes.append("the model answers labels only (no predict_proba): no probabilities in the answers, the CSV or /v2")
 
     metrics, evaluation, labelled = {}, "no --target: no metrics", 0
     if target is not None:
@@ -97,6 +99,7 @@ def import_model(model_path: Path, sample: Path, name: str, target: str | None =
         "trusted_types": opened.trusted_types, "trusted_pickle": opened.serialization in ("pickle", "cloudpickle"),
         "columns": model_columns, "categories": categories_for(expected, schema), "labels_from_predict": labels_from_predict,
         "requirements": opened.requirements(), "system_packages": opened.system_packages(),
+        "labels_only": expected.task == CLASSIFICATION and predictions[0]["probabilities"] is None,
         **({"mlflow_flavour": opened.flavour, "inner": mlflow_artifact(opened)} if opened.format == "mlflow" else {}),
     }
     card = ModelCard(

@@ -71,7 +71,7 @@ class ApiTypes:
 def _example_result(card: ModelCard) -> dict[str, Any]:
     if card.task == CLASSIFICATION and card.classes:
         share = round(1 / len(card.classes), 3)
-        return {"prediction": card.classes[0], "probabilities": {label_text(c): share for c in card.classes}}
+        return {"prediction": card.classes[0], "probabilities": {label_text(c): share for c in card.classes} if card.has_probabilities else None}
     return {"prediction": 0.0, "probabilities": None}
 
 

@@ -172,7 +172,7 @@ def output_datatype(card: ModelCard) -> str:
 
 
 def output_names(card: ModelCard) -> list[str]:
-    return ["predict", "predict_proba"] if card.task == CLASSIFICATION and card.classes else ["predict"]
+    return ["predict", "predict_proba"] if card.has_probabilities else ["predict"]
 
 
 def class_parameters(card: ModelCard) -> dict[str, str]:

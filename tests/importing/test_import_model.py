@@ -335,3 +335,33 @@ def test_classes_name_a_boosters_class_indices(built_models, capsys):
     assert "3 classes (0 to 2)" in refused(capsys, *built.command()[:4], "--name", "nope", "--classes", "a,b")
     assert "has labels of its own (Adelie, Chinstrap, Gentoo)" in refused(
         capsys, *built_models["lgb-sklearn"].command()[:4], "--name", "nope", "--trust-pickle", "--classes", "a,b,c")
+
+
+def test_a_classifier_without_predict_proba_answers_labels_only(built_models, tmp_path, capsys):
+    """Any estimator with predict: a LinearSVC has no predict_proba, so its answers, CSV and /v2 carry labels only."""
+    import joblib
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    from tabserve.serving import oip
+
+    sample = built_models["pipe-skops"].sample
+    frame = pd.read_csv(sample)
+    columns = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+    model = make_pipeline(StandardScaler(), LinearSVC()).fit(frame[columns], frame["species"])
+    joblib.dump(model, tmp_path / "svc.joblib")
+    assert import_model.main(["--model", str(tmp_path / "svc.joblib"), "--sample", str(sample), "--name", "svc", "--trust-pickle"]) == 0
+    assert "labels only" in capsys.readouterr().out
+    stored = bentoml.models.get("svc:latest")
+    card = ModelCard.from_model(stored)
+    assert card.task == "classification" and not card.has_probabilities and oip.output_names(card) == ["predict"]
+    answers = store.load_runtime(stored).predict_records(records_of(card, sample))
+    assert [a["prediction"] for a in answers] == model.predict(frame[columns]).tolist()
+    assert all(a["probabilities"] is None for a in answers)
+    import score
+
+    assert score.main(["--data", str(sample), "--out", str(tmp_path / "scored.csv"), "--model", str(stored.tag), "--engine", "local"]) == 0
+    scored = pd.read_csv(tmp_path / "scored.csv")
+    assert scored["prediction"].tolist() == model.predict(frame[columns]).tolist()
+    assert not [c for c in scored.columns if c.startswith("proba_")]
