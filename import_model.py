@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from tabserve.core import pipeline
-from tabserve.core.cli import SEPARATOR_NAMES, OneLineParser, column_list, interrupt
+from tabserve.core.cli import OneLineParser, add_csv_options, column_list, interrupt, print_columns
 from tabserve.core.errors import TabserveError
 from tabserve.core.inference import Overrides
 
@@ -34,18 +34,8 @@ def parse_args(argv: list[str] | None):
                         help="names of a booster's class indices 0, 1, ... in order (a booster keeps no labels)")
     parser.add_argument("--trust-pickle", action="store_true", help="load a pickle/joblib file: it runs code from the file")
     parser.add_argument("--trust", type=column_list, default=(), metavar="TYPE[,TYPE]", help="types of a skops file to trust")
-    for option, meaning in [
-        ("drop", "columns to ignore (passed through when scoring a file)"), ("id", "identifier columns: passed through"),
-        ("keep", "columns inferred as identifiers to use as features after all"), ("categorical", "columns to treat as categories"),
-        ("numeric", "columns to treat as numbers"), ("date", "columns to parse as dates"),
-    ]:
-        parser.add_argument(f"--{option}", type=column_list, default=(), metavar="COL[,COL]", help=meaning)
-    parser.add_argument("--sep", help="field separator: , ; tab | (detected when not given)")
-    parser.add_argument("--decimal", choices=[".", ","], help="decimal mark (detected when not given)")
-    args = parser.parse_args(argv)
-    if args.sep is not None:
-        args.sep = SEPARATOR_NAMES.get(args.sep, args.sep)
-    return args
+    add_csv_options(parser)
+    return parser.parse_args(argv)
 
 
 def print_summary(result) -> None:
@@ -57,13 +47,7 @@ def print_summary(result) -> None:
     print(f"task      {card.task} ({card.task_reason})")
     sep = {"\t": "tab"}.get(card.training_data["separator"], card.training_data["separator"])
     print(f"sample    read with separator {sep!r} and decimal mark {card.training_data['decimal']!r}")
-    print(f"{'column':<28} {'type':<12} why")
-    for name in result.columns:
-        if name in card.schema.other_columns:
-            print(f"{name:<28} {'(not used)':<12} {card.schema.other_columns[name]}")
-        else:
-            feature = card.schema[name]
-            print(f"{name:<28} {feature.type_name:<12} {feature.reason or ''}")
+    print_columns(card.schema, result.columns)
     for note in result.notes:
         print(f"note: {note}")
     print(f"rows: {result.rows} in the sample, each answered by the model (one prediction per row, no NaN"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tabserve.core import data
 from tabserve.core import pipeline
-from tabserve.core.cli import SEPARATOR_NAMES, column_list, interrupt
+from tabserve.core.cli import add_csv_options, interrupt, print_columns
 from tabserve.training import trainer as training
 from tabserve.core.errors import TabserveError
 from tabserve.core.inference import Overrides
@@ -29,24 +29,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--target", default=None, help="column to predict (default for penguins: species)")
     parser.add_argument("--task", choices=pipeline.TASKS, help="inferred from the target when not given")
     parser.add_argument("--name", help="model name in the store (default: from the file name)")
-    for option, meaning in [
-        ("drop", "columns to ignore (passed through when scoring a file)"),
-        ("id", "identifier columns: not features, passed through when scoring a file"),
-        ("keep", "columns inferred as identifiers to use as features after all"),
-        ("categorical", "columns to treat as categories (e.g. codes 1/2/3)"),
-        ("numeric", "columns to treat as numbers (other text in them is read as missing)"),
-        ("date", "columns to parse as dates"),
-    ]:
-        parser.add_argument(f"--{option}", type=column_list, default=(), metavar="COL[,COL]", help=meaning)
-    parser.add_argument("--sep", help="field separator: , ; tab | (detected when not given)")
-    parser.add_argument("--decimal", choices=[".", ","], help="decimal mark (detected when not given)")
+    add_csv_options(parser)
     args = parser.parse_args(argv)
     if args.target is None:
         if args.data.resolve() != data.PENGUINS_CSV:
             parser.error("--target is required with --data")
         args.target = "species"
-    if args.sep is not None:
-        args.sep = SEPARATOR_NAMES.get(args.sep, args.sep)
     return args
 
 
@@ -54,13 +42,7 @@ def print_summary(result: training.TrainingResult, target: str) -> None:
     sep = {"\t": "tab"}.get(result.sep, result.sep)
     print(f"read with separator {sep!r} and decimal mark {result.decimal!r}")
     print(f"target {target!r}: {result.task} ({result.task_reason})")
-    print(f"{'column':<28} {'type':<12} why")
-    for name in result.columns:  # in file order
-        if name in result.schema.other_columns:
-            print(f"{name:<28} {'(not used)':<12} {result.schema.other_columns[name]}")
-        else:
-            feature = result.schema[name]
-            print(f"{name:<28} {feature.type_name:<12} {feature.reason or ''}")
+    print_columns(result.schema, result.columns)
     print(f"rows: {result.train_rows} train, {result.test_rows} held out, {result.unlabelled_rows} without a target"
           f" (not trained on; they can be scored)")
     print(f"{'metric':<10} {'held-out':>9}")

@@ -28,3 +28,32 @@ def column_list(value: str) -> tuple[str, ...]:
 
 def interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C, so a staged model version is cleaned up
+
+
+COLUMN_OPTIONS = [  # train.py's and import_model.py's column overrides (tabserve/core/inference.py Overrides)
+    ("drop", "columns to ignore (passed through when scoring a file)"),
+    ("id", "identifier columns: not features, passed through when scoring a file"),
+    ("keep", "columns inferred as identifiers to use as features after all"),
+    ("categorical", "columns to treat as categories (e.g. codes 1/2/3)"),
+    ("numeric", "columns to treat as numbers (other text in them is read as missing)"),
+    ("date", "columns to parse as dates"),
+]
+
+
+def add_csv_options(parser: argparse.ArgumentParser) -> None:
+    """The column overrides and the CSV dialect options, as train.py and import_model.py take them."""
+    for option, meaning in COLUMN_OPTIONS:
+        parser.add_argument(f"--{option}", type=column_list, default=(), metavar="COL[,COL]", help=meaning)
+    parser.add_argument("--sep", type=lambda sep: SEPARATOR_NAMES.get(sep, sep), help="field separator: , ; tab | (detected when not given)")
+    parser.add_argument("--decimal", choices=[".", ","], help="decimal mark (detected when not given)")
+
+
+def print_columns(schema, columns: list[str]) -> None:
+    """The summary's table: each column of the file (in file order), its type and why, or why it is not used."""
+    print(f"{'column':<28} {'type':<12} why")
+    for name in columns:
+        if name in schema.other_columns:
+            print(f"{name:<28} {'(not used)':<12} {schema.other_columns[name]}")
+        else:
+            feature = schema[name]
+            print(f"{name:<28} {feature.type_name:<12} {feature.reason or ''}")
