@@ -3,6 +3,8 @@ the same model and the same cores.
 
     python bench/run.py                      # full run -> bench/results/ (about 30 minutes)
     python bench/run.py --smoke --out /tmp/x # a few seconds per level, for CI (no timing checks)
+    python bench/run.py --scenario lightgbm  # an imported LightGBM booster vs MLServer's LightGBM runtime vs FastAPI
+                                             # (bench/lightgbm/scenario.py) -> bench/results/lightgbm/
 
 It trains the model into a fresh temporary BENTOML_HOME and measures the pipeline in-process. Then it
 starts each server in turn on a free port (timing its cold start to /readyz 200) and leaves it running,

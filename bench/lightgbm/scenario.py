@@ -13,7 +13,10 @@
    - `fastapi`: bench/lightgbm/baseline.py, FastAPI calling `booster.predict`, 2 uvicorn processes
      (bench/uvicorn_nodelay.py), the same record shape;
    - `mlserver_lightgbm`: MLServer 1.7.1 with `mlserver_lightgbm.LightGBMModel` on the same file, V2 protocol,
-     2 parallel workers, adaptive batching <= 64 / 10 ms (as the penguins MLServer peer).
+     2 parallel workers, adaptive batching <= 64 / 2 ms (10 ms, the penguins peer's window, was slower here at 1 and
+     at 32 users: bench/README.md, "LightGBM");
+   - `mlserver_lightgbm_nobatch`: the same with adaptive batching off, MLServer's better configuration for a lone
+     client; against MLServer the targets take the better of the two in each round.
 5. Agreement: 200 held-out records to each server, in bulk and 20 of them one by one; each answer's probability
    of class 1 against `booster.predict` in process (results.json `agreement`).
 6. The load, interleaved as in bench/run.py: for each level (1 and 32 users of single records, then bulk: 4 users
@@ -230,7 +233,7 @@ def write_markdown(results: dict, path: Path) -> None:
         for level, s in rows:
             batch = "-" if s.get("mean_batch_size") is None else f"{s['mean_batch_size']:.1f}"
             rows_s = f"{s['rows_per_s']:,.0f}" if "rows_per_s" in s else "-"
-            lines.append(f"| {server['label']} | {'bulk x' + str(c['bulk_users']) if level == 'bulk' else level + ' users'} | "
+            lines.append(f"| {server['label']} | {_level(level, c['bulk_users'])} | "
                          f"{s['ok_rps']:,.0f} ({', '.join(f'{r:,.0f}' for r in s['ok_rps_by_round'])}) | {rows_s} | "
                          f"{_ms(s['p50_ms'])} | {_ms(s['p99_ms'])} | {s['errors']} | {_cpu(s.get('server_cpu_ms_per_request'))} | "
                          f"{batch} | {s['loadgen_cpu_share']} |")
@@ -244,7 +247,7 @@ def write_markdown(results: dict, path: Path) -> None:
             r = ratios(by, "shipped", other, level)
             cells.append("-" if not r or r["value"] is None else
                          f"**{r['value']:.2f}** ({', '.join(f'{x:.2f}' for x in r['by_round'])})")
-        lines.append(f"| {'bulk x' + str(c['bulk_users']) if level == 'bulk' else level + ' users'} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_level(level, c['bulk_users'])} | " + " | ".join(cells) + " |")
     lines += ["", "| server | cold start s | peak RSS MB | idle cores | warm-up ok | agrees with booster.predict (max abs diff) |",
               "| --- | ---: | ---: | ---: | ---: | --- |"]
     for server in results["servers"]:
@@ -266,7 +269,7 @@ def write_markdown(results: dict, path: Path) -> None:
     for name, error in results.get("left_out", {}).items():
         lines.append(f"- {name} left out of this run: {' '.join(error.split())[:400]}")
     for level, summary in (results.get("profile") or {}).items():
-        name = "bulk" if level == "bulk" else f"{level} users"
+        name = _level(level, c["bulk_users"])
         if "error" in summary:
             lines += ["", f"Profile at {name}: py-spy failed: {summary['error']}"]
             continue
@@ -291,6 +294,10 @@ def _machine(runner) -> dict:
         except md.PackageNotFoundError:
             pass
     return info
+
+
+def _level(level: str, bulk_users: int) -> str:
+    return f"bulk x{bulk_users}" if level == "bulk" else f"{level} user{'' if level == '1' else 's'}"
 
 
 def _cpu(value: float | None) -> str:

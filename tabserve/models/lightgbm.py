@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from tabserve.core.errors import DataError
-from tabserve.core.schema import BOOLEAN, FeatureSchema
+from tabserve.core.schema import FeatureSchema
 from tabserve.models.base import CLASSIFICATION, REGRESSION, Expectation, Runtime, answers, binary_columns, plain
 
 CLASSIFYING = ("binary", "multiclass", "multiclassova", "softmax", "ova", "ovr", "multiclass_ova")
@@ -97,20 +97,14 @@ class LightGBMRuntime(Runtime):
             self.plan.append((name, schema[name].kind, codes))
 
     def matrix(self, records: list[dict[str, Any]]) -> np.ndarray:
-        out = np.full((len(records), len(self.plan)), np.nan)
+        """Column by column: numpy reads None as NaN and True/False as 1/0 for a float array."""
+        out = np.empty((len(records), len(self.plan)))
+        nan = float("nan")
         for column, (name, kind, codes) in enumerate(self.plan):
-            for row, record in enumerate(records):
-                value = record.get(name)
-                if value is None:
-                    continue
-                if codes is not None:
-                    code = codes.get(value)
-                    if code is not None:
-                        out[row, column] = code
-                elif kind == BOOLEAN:
-                    out[row, column] = 1.0 if value else 0.0
-                else:
-                    out[row, column] = float(value)
+            if codes is not None:
+                out[:, column] = [nan if (v := r.get(name)) is None else codes.get(v, nan) for r in records]
+            else:
+                out[:, column] = np.array([r.get(name) for r in records], dtype=float)
         return out
 
     def predict_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
