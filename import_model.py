@@ -1,12 +1,13 @@
 """Import a model you already have into the BentoML model store, typed by a sample of its data.
 
-    python import_model.py --model PATH --sample DATA.csv --name NAME [--target COLUMN] [--task TASK]
+    python import_model.py --model PATH|bentoml:NAME[:VERSION] --sample DATA.csv [--name NAME] [--target COLUMN] [--task TASK]
                            [--classes NAME,NAME,...] [--trust-pickle] [--trust TYPE[,TYPE]] [--drop a,b] [--id c] [--categorical e]
                            [--numeric f] [--date g] [--sep ';'] [--decimal ,]
 
 PATH: a scikit-learn model saved with skops (.skops) or joblib/pickle (.joblib, .pkl: only with --trust-pickle,
 since unpickling runs code from the file), a LightGBM booster (.txt) or pickled LGBM model, an XGBoost booster
-(.json, .ubj) or pickled XGB model, an ONNX model (.onnx), or an MLflow model directory (its MLmodel file).
+(.json, .ubj) or pickled XGB model, an ONNX model (.onnx), an MLflow model directory (its MLmodel file), or
+bentoml:NAME[:VERSION], a model saved with bentoml.sklearn/lightgbm/xgboost/onnx/mlflow/picklable_model.save_model.
 The sample is typed as train.py types a training file; the task and labels come from the model.
 Bad input prints one line naming the problem and exits with code 2; nothing is saved.
 """
@@ -25,9 +26,9 @@ from tabserve.core.inference import Overrides
 
 def parse_args(argv: list[str] | None):
     parser = OneLineParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, required=True, help="the model file or MLflow model directory")
+    parser.add_argument("--model", required=True, help="the model file, an MLflow model directory, or bentoml:NAME[:VERSION] (a model in the store)")
     parser.add_argument("--sample", type=Path, required=True, help="a CSV of the model's input columns (and the target, with --target)")
-    parser.add_argument("--name", required=True, help="model name in the store")
+    parser.add_argument("--name", help="model name in the store (for bentoml:NAME: NAME, a new version beside the original)")
     parser.add_argument("--target", help="the sample's target column: metrics on the sample in the card")
     parser.add_argument("--task", choices=pipeline.TASKS, help="checked against the model (which says its task itself)")
     parser.add_argument("--classes", type=column_list, default=(), metavar="NAME[,NAME]",
@@ -42,8 +43,9 @@ def print_summary(result) -> None:
     from tabserve.importing.importer import FORMAT_NAMES
 
     card, source = result.card, result.card.source
-    print(f"model     {FORMAT_NAMES[source['format']]} {source['original_file']} ({source['library']} {source['library_version']}), "
-          f"sha256 {source['sha256'][:16]}...")
+    what = f"{FORMAT_NAMES[source['format']]} {source['original_file']}" if "bentoml_model" not in source else \
+        f"the store's {source['original_file']} ({FORMAT_NAMES[source['format']].split(' (')[0]})"
+    print(f"model     {what} ({source['library']} {source['library_version']}), sha256 {source['sha256'][:16]}...")
     print(f"task      {card.task} ({card.task_reason})")
     sep = {"\t": "tab"}.get(card.training_data["separator"], card.training_data["separator"])
     print(f"sample    read with separator {sep!r} and decimal mark {card.training_data['decimal']!r}")

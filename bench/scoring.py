@@ -6,7 +6,7 @@
 It trains the default model into a fresh temporary BENTOML_HOME, makes --rows rows from
 data/penguins.csv (sampled, numbers perturbed, a few missing), writes them as CSV and as typed Parquet,
 then measures, each in a fresh process with OMP_NUM_THREADS=1 as score.py and the service run:
-- the in-process limit: tabserve.core.pipeline.predict_records on the whole frame of valid records
+- the in-process limit: the model version's runtime (tabserve/models/) on the whole frame of valid records
   (no reading, checking or writing), and frames.score_frame on the whole text frame (the row checks too);
 - `score.py --engine local` and `--engine spark --master M` on each file: rows/s from score.py's own
   clock (reading to writing), and the wall time of the command (Python, Spark and JVM start included).
@@ -36,12 +36,12 @@ import json, sys, time
 import pandas as pd
 from tabserve.scoring import batch
 from tabserve.scoring.frames import score_frame, as_text
-from tabserve.core import pipeline, rows
+from tabserve.core import rows
 model = batch.load_model("penguins:latest")
 text = pd.read_csv(sys.argv[1], dtype=str, keep_default_na=False)
 records = [rows.validate(model.record_type, model.card.schema, row) for row in as_text(text, model.card.schema.names).to_dict("records")]
 out = {}
-for name, work in [("pipeline", lambda: pipeline.predict_records(model.pipeline, model.card.schema, records)),
+for name, work in [("pipeline", lambda: model.runtime.predict_records(records)),
                    ("checks+pipeline", lambda: score_frame(model, text))]:
     work()  # warm
     best = None

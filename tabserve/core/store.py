@@ -81,7 +81,8 @@ def verify(model: bentoml.Model) -> None:
     """Raise ModelCorrupted unless the model's file is there and matches its recorded checksum, and the
     library that loads it is installed."""
     if "feature_schema" not in model.info.metadata:
-        raise ModelCorrupted(f"model {model.tag} was not saved by train.py (no feature schema in its metadata); retrain with `make train`")
+        raise ModelCorrupted(f"model {model.tag} has no feature schema yet; import it with: .venv/bin/python import_model.py "
+                             f"--model bentoml:{model.tag} --sample your.csv")
     path, expected, fix = _artifact(model)
     name = path.name
     if not path.exists():

@@ -41,15 +41,25 @@ class ImportResult:
     notes: list[str]
 
 
-def import_model(model_path: Path, sample: Path, name: str, target: str | None = None, task: str | None = None,
+def import_model(model_path: Path | str, sample: Path, name: str | None, target: str | None = None, task: str | None = None,
                  trust_pickle: bool = False, trust: tuple[str, ...] = (), overrides: Overrides = Overrides(),
                  sep: str | None = None, decimal: str | None = None, classes: tuple[str, ...] = ()) -> ImportResult:
-    """Check and save. DataError (one line, nothing saved) when anything does not agree."""
-    name = check_name(name)
+    """Check and save. DataError (one line, nothing saved) when anything does not agree. `model_path` may be
+    "bentoml:NAME[:VERSION]", a model saved with bentoml.<framework>.save_model; `name` then defaults to its name
+    (a new version beside the original, which stays as it is)."""
+    in_store = str(model_path).startswith(formats.STORE_PREFIX)
+    if name is None and not in_store:
+        raise DataError("--name is required, unless --model names a model in the BentoML store (bentoml:NAME)")
+    if name is not None:
+        check_name(name)
     sample = Path(sample)
     if not sample.is_file():
         raise DataError(f"sample file {sample} does not exist")
-    opened = formats.open_file(Path(model_path), trust_pickle, trust)
+    if in_store:
+        opened, store_tag = formats.open_store_model(str(model_path), trust_pickle, trust)
+        name = check_name(name or store_tag.split(":")[0])
+    else:
+        opened = formats.open_file(Path(model_path), trust_pickle, trust)
     expected = opened.expectation
     if task is not None and task != expected.task:
         raise DataError(f"--task {task} contradicts the model, which is a {expected.task} model ({task_reason(expected)}); leave --task out")
@@ -95,12 +105,14 @@ def import_model(model_path: Path, sample: Path, name: str, target: str | None =
     reference = build_reference(schema, typed, [p["prediction"] for p in predictions], expected.classes)
     source = {
         "format": opened.format, "family": expected.family, "serialization": opened.serialization,
-        "original_file": Path(model_path).name, "library": expected.library, "library_version": expected.library_version,
+        "original_file": f"{formats.STORE_PREFIX}{opened.store_tag}" if opened.store_tag else Path(model_path).name,
+        "library": expected.library, "library_version": expected.library_version,
         "trusted_types": opened.trusted_types, "trusted_pickle": opened.serialization in ("pickle", "cloudpickle"),
         "columns": model_columns, "categories": categories_for(expected, schema), "labels_from_predict": labels_from_predict,
         "requirements": opened.requirements(), "system_packages": opened.system_packages(),
         "labels_only": expected.task == CLASSIFICATION and predictions[0]["probabilities"] is None,
         **({"mlflow_flavour": opened.flavour, "inner": mlflow_artifact(opened)} if opened.format == "mlflow" else {}),
+        **({"bentoml_model": opened.store_tag} if opened.store_tag else {}),
     }
     card = ModelCard(
         task=expected.task, target=target or name, schema=schema, classes=expected.classes, task_reason=task_reason(expected),

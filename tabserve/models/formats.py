@@ -33,6 +33,7 @@ class Opened:
     trusted_types: list[str] = field(default_factory=list)
     serialization: str = ""  # skops, pickle, booster, onnx (MLflow: its flavour's)
     flavour: str = ""  # MLflow only
+    store_tag: str = ""  # a model already in the BentoML store (--model bentoml:NAME): its tag
 
     @property
     def family(self) -> str:
@@ -88,6 +89,48 @@ def load_pickle(path: Path) -> Any:
     import joblib
 
     return joblib.load(path)
+
+
+STORE_PREFIX = "bentoml:"  # --model bentoml:NAME[:VERSION]: a model already in the BentoML store
+STORE_ARTIFACTS = {  # BentoML's framework module -> the file its save_model writes (read here by content, as any file)
+    "sklearn": "saved_model.pkl", "lightgbm": "saved_model.ubj", "xgboost": "saved_model.ubj", "onnx": "saved_model.onnx",
+    "mlflow": "mlflow_model", "picklable_model": "saved_model.pkl",
+}
+
+
+def open_store_model(reference: str, trust_pickle: bool = False, trust: tuple[str, ...] = ()) -> tuple[Opened, str]:
+    """A model saved with bentoml.<framework>.save_model, opened as its file would be: (opened, its tag).
+    scikit-learn's is read with bentoml.sklearn.load_model (joblib: the user's own store, as BentoML itself trusts
+    it); bentoml.picklable_model's is a cloudpickle of anything, so it needs --trust-pickle like any pickle."""
+    import bentoml
+    from bentoml.exceptions import BentoMLException
+
+    tag = reference.removeprefix(STORE_PREFIX)
+    try:
+        stored = bentoml.models.get(tag)
+    except (BentoMLException, ValueError):
+        names = sorted({str(m.tag.name) for m in bentoml.models.list()})
+        raise DataError(f"model {tag!r} is not in the BentoML model store (it has: {', '.join(names) or 'no models'})") from None
+    framework = str(stored.info.module).rsplit(".", 1)[-1]
+    if "feature_schema" in stored.info.metadata:
+        raise DataError(f"model {stored.tag} already has a feature schema: serve it as it is (MODEL_TAG={stored.tag})")
+    if framework not in STORE_ARTIFACTS:
+        raise DataError(f"model {stored.tag} was saved with {stored.info.module}; this server imports models saved with "
+                        f"bentoml.{', bentoml.'.join(STORE_ARTIFACTS)}")
+    artifact = Path(stored.path_of(STORE_ARTIFACTS[framework]))
+    if framework == "picklable_model" and not trust_pickle:
+        raise DataError(f"model {stored.tag} was saved with bentoml.picklable_model, a cloudpickle: loading it runs code from the file. "
+                        f"If you trust it, add --trust-pickle")
+    if framework == "sklearn":
+        model = getattr(bentoml, "sklearn").load_model(stored)
+        opened = Opened("pickle", model, family_expectation(model), artifact, serialization="pickle")
+    elif framework == "xgboost":
+        model = getattr(bentoml, "xgboost").load_model(stored)  # a Booster, or the XGBModel it was saved from
+        opened = Opened("xgboost", model, xgb_family.expectation(model), artifact, serialization="booster")
+    else:  # LightGBM (a text model file, whatever its name), ONNX, MLflow, a cloudpickle: read as their files are
+        opened = open_file(artifact, trust_pickle=True, trust=trust)
+    opened.store_tag = str(stored.tag)
+    return opened, str(stored.tag)
 
 
 def open_file(path: Path, trust_pickle: bool = False, trust: tuple[str, ...] = ()) -> Opened:

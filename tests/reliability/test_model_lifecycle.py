@@ -54,7 +54,8 @@ def test_missing_model_tag_exits_with_one_line(penguins_model):
     code, lines = serve_once({"MODEL_TAG": "no_such_model:latest"})
     assert code != 0
     assert len(lines) == 1 and lines[0].startswith("error: model 'no_such_model:latest' is not in the BentoML model store (it has: ")
-    assert lines[0].endswith("); train one with: .venv/bin/python train.py --data your.csv --target COLUMN --name no_such_model")
+    assert lines[0].endswith("); train one with: .venv/bin/python train.py --data your.csv --target COLUMN --name no_such_model, "
+                             "or import yours with: .venv/bin/python import_model.py --model FILE --sample your.csv --name no_such_model")
 
 
 @pytest.mark.served

@@ -49,13 +49,35 @@ def run(command: str, cwd) -> subprocess.CompletedProcess:
 def work(tmp_path_factory, bentoml_home):
     folder = tmp_path_factory.mktemp("byom")
     (folder / "data").symlink_to(ROOT / "data")
-    [notebook] = blocks("python")
+    [in_store, notebook] = blocks("python")
+    (folder / "in_store.py").write_text(in_store)
     (folder / "notebook.py").write_text(notebook)
     return folder
 
 
-def test_the_commands_run_as_printed_and_print_what_the_readme_quotes(work):
+def test_a_model_saved_the_bentoml_way_is_refused_then_imported_and_served_as_printed(work, bentoml_home):
+    import bentoml
+
+    done = run(".venv/bin/python in_store.py", work)  # the README's Python, as a user runs it in the project's venv
+    assert done.returncode == 0, done.stderr
+    original = bentoml.models.get("mylogreg:latest")
+    said = re.search(r"stops with `(error: model mylogreg:<version> has no feature schema yet; [^`]*)`", section()).group(1)
+    code, output = Server(env={"MODEL_TAG": "mylogreg", "API_WORKERS": "1"}, name="readme-cardless").wait_exit(timeout=60)
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert code != 0 and lines == [said.replace("<version>", original.tag.version)]
     [commands, *_] = blocks("bash")
+    [import_line, serve_line] = [line for line in commands.splitlines() if line.strip()]
+    assert serve_line == "MODEL_TAG=mylogreg make serve"
+    imported = run(import_line, work)
+    assert imported.returncode == 0 and "saved model mylogreg:" in imported.stdout, imported.stderr
+    with Server(env={"MODEL_TAG": "mylogreg", "API_WORKERS": "1"}, name="readme-mylogreg") as server:
+        answer = requests.post(f"{server.url}/predict", json=PENGUIN, timeout=30).json()
+    assert answer["prediction"] == "Gentoo" and answer["model"] != str(original.tag)
+    assert {str(m.tag) for m in bentoml.models.list("mylogreg")} >= {str(original.tag), answer["model"]}  # both listed
+
+
+def test_the_commands_run_as_printed_and_print_what_the_readme_quotes(work):
+    [_, commands] = blocks("bash")
     lines = [line for line in commands.splitlines() if line.strip()]
     assert lines[0] == ".venv/bin/python notebook.py" and lines[-1] == "MODEL_TAG=penguins-lgbm make serve"
     outputs = []
