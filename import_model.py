@@ -14,13 +14,11 @@ Bad input prints one line naming the problem and exits with code 2; nothing is s
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
 from tabserve.core import pipeline
-from tabserve.core.cli import OneLineParser, add_csv_options, column_list, interrupt, print_columns
-from tabserve.core.errors import TabserveError
+from tabserve.core.cli import OneLineParser, add_csv_options, column_list, print_columns, save_model_version
 from tabserve.core.inference import Overrides
 
 
@@ -64,20 +62,13 @@ def print_summary(result) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = Overrides(args.categorical, args.numeric, args.date, args.id, args.keep, args.drop)
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        from tabserve.importing.importer import import_model
+    from tabserve.importing.importer import import_model
 
-        result = import_model(args.model, args.sample, args.name, target=args.target, task=args.task, trust_pickle=args.trust_pickle,
-                              trust=args.trust, overrides=overrides, sep=args.sep, decimal=args.decimal, classes=args.classes)
-    except TabserveError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; no model was saved", file=sys.stderr)
-        return 130
-    print_summary(result)
-    return 0
+    return save_model_version(
+        lambda: import_model(args.model, args.sample, args.name, target=args.target, task=args.task, trust_pickle=args.trust_pickle,
+                             trust=args.trust, overrides=overrides, sep=args.sep, decimal=args.decimal, classes=args.classes),
+        print_summary,
+    )
 
 
 if __name__ == "__main__":

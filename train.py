@@ -12,15 +12,13 @@ Bad input prints one line naming the problem and exits with code 2; nothing is s
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
 from tabserve.core import data
 from tabserve.core import pipeline
-from tabserve.core.cli import add_csv_options, interrupt, print_columns
+from tabserve.core.cli import add_csv_options, print_columns, save_model_version
 from tabserve.training import trainer as training
-from tabserve.core.errors import TabserveError
 from tabserve.core.inference import Overrides
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,19 +52,10 @@ def print_summary(result: training.TrainingResult, target: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = Overrides(args.categorical, args.numeric, args.date, args.id, args.keep, args.drop)
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        result = training.train(
-            args.data, args.target, task=args.task, name=args.name, overrides=overrides, sep=args.sep, decimal=args.decimal,
-        )
-    except TabserveError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; no model was saved", file=sys.stderr)
-        return 130
-    print_summary(result, args.target)
-    return 0
+    return save_model_version(
+        lambda: training.train(args.data, args.target, task=args.task, name=args.name, overrides=overrides, sep=args.sep, decimal=args.decimal),
+        lambda result: print_summary(result, args.target),
+    )
 
 
 if __name__ == "__main__":

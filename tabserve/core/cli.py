@@ -4,7 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from collections.abc import Callable
+from typing import Any
+
+from tabserve.core.errors import TabserveError
 
 
 def fail(message: str) -> int:
@@ -57,3 +62,18 @@ def print_columns(schema, columns: list[str]) -> None:
         else:
             feature = schema[name]
             print(f"{name:<28} {feature.type_name:<12} {feature.reason or ''}")
+
+
+def save_model_version(work: Callable[[], Any], summary: Callable[[Any], None]) -> int:
+    """train.py's and import_model.py's run: the work (which saves a version), then its summary. A TabserveError
+    is its one line and exit code 2; Ctrl-C or SIGTERM leave the store as it was (the save is atomic): 130."""
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        result = work()
+    except TabserveError as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        print("error: interrupted; no model was saved", file=sys.stderr)
+        return 130
+    summary(result)
+    return 0
