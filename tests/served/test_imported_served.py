@@ -135,3 +135,40 @@ def test_an_imported_challenger_beside_a_trained_champion(penguins_model, built_
             assert champion.status_code == 200 and champion.json()["model"] == str(penguins_model.tag)
         assert {a["model"] for a in answers} == {challenger}
         assert_same(answers, built.own(built.frame().head(5)))
+
+
+# --- Models already in the BentoML store (issue 27), served -------------------------------------
+
+from tests.importing.test_store_models import saved  # noqa: E402,F401  (the fixture: each framework's save_model)
+
+# Served in three servers: the four store models of the penguins pipeline share the champion's columns and
+# classes, so they answer beside it on /v1/models/{tag}/predict; LightGBM's and XGBoost's have their own.
+STORE_SERVERS = [("sklearn", ["onnx", "mlflow", "picklable_model"]), ("lightgbm", []), ("xgboost", [])]
+
+
+@pytest.fixture(scope="module")
+def store_imported(saved):
+    import import_model
+
+    tags = {}
+    for framework, (original, built, args) in saved.items():
+        name = f"{original.name}-served"
+        assert import_model.main(["--model", f"bentoml:{original}", "--sample", str(built.sample), "--name", name, *args]) == 0
+        tags[framework] = str(bentoml.models.get(f"{name}:latest").tag)
+    return tags
+
+
+@pytest.mark.parametrize("champion, beside", STORE_SERVERS)
+def test_store_models_imported_where_they_are_are_served_as_themselves(champion, beside, saved, store_imported):
+    env = {"MODEL_TAG": store_imported[champion], "EXTRA_MODEL_TAGS": ",".join(store_imported[f] for f in beside), "API_WORKERS": "1"}
+    with Server(env=env, name=f"store-{champion}") as server:
+        for framework in [champion, *beside]:
+            built = saved[framework][1]
+            card = ModelCard.from_model(bentoml.models.get(store_imported[framework]))
+            route = "/predict" if framework == champion else f"/v1/models/{store_imported[framework]}/predict"
+            frame = built.frame().head(4)
+            for row, record in enumerate(records_of(card, built.sample)[:4]):
+                response = requests.post(f"{server.url}{route}", json=json_record(record), timeout=30)
+                assert response.status_code == 200, (framework, response.text)
+                assert response.json()["model"] == store_imported[framework]
+                assert_same([response.json()], built.own(frame.iloc[[row]]))
