@@ -56,8 +56,8 @@ def import_model(model_path: Path | str, sample: Path, name: str | None, target:
     if not sample.is_file():
         raise DataError(f"sample file {sample} does not exist")
     if in_store:
-        opened, store_tag = formats.open_store_model(str(model_path), trust_pickle, trust)
-        name = check_name(name or store_tag.split(":")[0])
+        opened = formats.open_store_model(str(model_path), trust_pickle, trust)
+        name = check_name(name or opened.store_tag.split(":")[0])
     else:
         opened = formats.open_file(Path(model_path), trust_pickle, trust)
     expected = opened.expectation
@@ -111,7 +111,7 @@ def import_model(model_path: Path | str, sample: Path, name: str | None, target:
         "columns": model_columns, "categories": categories_for(expected, schema), "labels_from_predict": labels_from_predict,
         "requirements": opened.requirements(), "system_packages": opened.system_packages(),
         "labels_only": expected.task == CLASSIFICATION and predictions[0]["probabilities"] is None,
-        **({"mlflow_flavour": opened.flavour, "inner": mlflow_artifact(opened)} if opened.format == "mlflow" else {}),
+        **({"mlflow_flavour": opened.flavour, "inner": opened.inner} if opened.format == "mlflow" else {}),
         **({"bentoml_model": opened.store_tag} if opened.store_tag else {}),
     }
     card = ModelCard(
@@ -137,12 +137,6 @@ def name_classes(expected: Expectation, names: list[str]) -> None:
     if len(names) != len(indices) or len(set(names)) != len(names):
         raise DataError(f"--classes gives {len(names)} distinct names for the model's {len(indices)} classes (0 to {len(indices) - 1}); give one per class, in index order")
     expected.classes = list(names)
-
-
-def mlflow_artifact(opened: formats.Opened) -> str:
-    from tabserve.models import mlflow as mlflow_family
-
-    return str(mlflow_family.read(opened.artifact).artifact.relative_to(opened.artifact))
 
 
 def model_columns_of(expected: Expectation, columns: list[str]) -> list[str]:

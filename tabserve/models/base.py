@@ -6,6 +6,7 @@ A runtime takes typed records (the API's validated values: dicts, missing as Non
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,15 +18,16 @@ CLASSIFICATION = "classification"
 REGRESSION = "regression"
 
 
-class Runtime:
+class Runtime(ABC):
     """A loaded model. `classes`: a classifier's labels (plain Python values) in its probabilities' order."""
 
     family: str = ""
     task: str = REGRESSION
     classes: list[Any] | None = None
 
+    @abstractmethod
     def predict_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """One answer per record, in order."""
 
 
 @dataclass

@@ -34,6 +34,7 @@ class Opened:
     serialization: str = ""  # skops, pickle, booster, onnx (MLflow: its flavour's)
     flavour: str = ""  # MLflow only
     store_tag: str = ""  # a model already in the BentoML store (--model bentoml:NAME): its tag
+    inner: str = ""  # MLflow: the flavour's artifact, relative to the directory
 
     @property
     def family(self) -> str:
@@ -98,8 +99,8 @@ STORE_ARTIFACTS = {  # BentoML's framework module -> the file its save_model wri
 }
 
 
-def open_store_model(reference: str, trust_pickle: bool = False, trust: tuple[str, ...] = ()) -> tuple[Opened, str]:
-    """A model saved with bentoml.<framework>.save_model, opened as its file would be: (opened, its tag).
+def open_store_model(reference: str, trust_pickle: bool = False, trust: tuple[str, ...] = ()) -> Opened:
+    """A model saved with bentoml.<framework>.save_model, opened as its file would be (its tag: `store_tag`).
     scikit-learn's is read with bentoml.sklearn.load_model (joblib: the user's own store, as BentoML itself trusts
     it); bentoml.picklable_model's is a cloudpickle of anything, so it needs --trust-pickle like any pickle."""
     import bentoml
@@ -130,7 +131,7 @@ def open_store_model(reference: str, trust_pickle: bool = False, trust: tuple[st
     else:  # LightGBM (a text model file, whatever its name), ONNX, MLflow, a cloudpickle: read as their files are
         opened = open_file(artifact, trust_pickle=True, trust=trust)
     opened.store_tag = str(stored.tag)
-    return opened, str(stored.tag)
+    return opened
 
 
 def open_file(path: Path, trust_pickle: bool = False, trust: tuple[str, ...] = ()) -> Opened:
@@ -150,10 +151,7 @@ def open_file(path: Path, trust_pickle: bool = False, trust: tuple[str, ...] = (
 
 def _open(path: Path, fmt: str, trust_pickle: bool, trust: tuple[str, ...]) -> Opened:
     if fmt == "skops":
-        untrusted = [t for t in sk_family.untrusted_types(path) if t not in trust]
-        if untrusted:
-            raise DataError(f"{path.name} holds types skops does not trust: {', '.join(untrusted)}; if you trust them, add --trust {','.join(untrusted)}")
-        model = sk_family.load_skops(path, list(trust))
+        model = load_skops_checked(path, trust)
         return Opened("skops", model, family_expectation(model), path, sorted(set(trust)), "skops")
     if fmt == "pickle":
         if not trust_pickle:
@@ -180,10 +178,7 @@ def _open(path: Path, fmt: str, trust_pickle: bool, trust: tuple[str, ...]) -> O
             raise refuse_pickle(inner, f" (the MLflow {spec.flavour} flavour saved with {spec.serialization})")
         model = load_pickle(inner)
     elif spec.serialization == "skops":
-        untrusted = [t for t in sk_family.untrusted_types(inner) if t not in trust]
-        if untrusted:
-            raise DataError(f"{inner.name} holds types skops does not trust: {', '.join(untrusted)}; if you trust them, add --trust {','.join(untrusted)}")
-        model = sk_family.load_skops(inner, list(trust))
+        model = load_skops_checked(inner, trust)
     elif spec.flavour == "lightgbm":
         model = lgb_family.load_booster(inner, first_in_a_child=True)
     else:
@@ -194,7 +189,16 @@ def _open(path: Path, fmt: str, trust_pickle: bool, trust: tuple[str, ...]) -> O
             raise DataError(f"the MLflow signature's columns ({', '.join(spec.columns)}) are not the model's ({', '.join(expectation.columns)})")
         expectation.columns = spec.columns
         expectation.kinds = {**spec.kinds, **{c: k for c, k in expectation.kinds.items() if k == "categorical"}}
-    return Opened("mlflow", model, expectation, directory, sorted(set(trust)), spec.serialization, spec.flavour)
+    return Opened("mlflow", model, expectation, directory, sorted(set(trust)), spec.serialization, spec.flavour,
+                  inner=str(inner.relative_to(directory)))
+
+
+def load_skops_checked(path: Path, trust: tuple[str, ...]) -> Any:
+    """A skops file, refused in one line listing the types skops does not trust unless --trust names them."""
+    untrusted = [t for t in sk_family.untrusted_types(path) if t not in trust]
+    if untrusted:
+        raise DataError(f"{path.name} holds types skops does not trust: {', '.join(untrusted)}; if you trust them, add --trust {','.join(untrusted)}")
+    return sk_family.load_skops(path, list(trust))
 
 
 def family_expectation(model: Any) -> Expectation:

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import bentoml
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -365,3 +366,34 @@ def test_a_classifier_without_predict_proba_answers_labels_only(built_models, tm
     scored = pd.read_csv(tmp_path / "scored.csv")
     assert scored["prediction"].tolist() == model.predict(frame[columns]).tolist()
     assert not [c for c in scored.columns if c.startswith("proba_")]
+
+
+def test_yes_no_columns_reach_the_model_as_the_text_it_was_fitted_on(tmp_path, capsys):
+    """Palmer Penguins' raw export has a Yes/No column. train.py reads it as a boolean; a notebook's pandas reads
+    text, so the model was fitted on "Yes"/"No" and must get them back (as booleans its encoder would ignore them)."""
+    from palmerpenguins import load_penguins_raw
+    from sklearn.compose import make_column_transformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    sample = tmp_path / "penguins_raw.csv"
+    load_penguins_raw().to_csv(sample, index=False)
+    frame = pd.read_csv(sample)
+    columns = ["Island", "Clutch Completion", "Culmen Length (mm)", "Culmen Depth (mm)", "Flipper Length (mm)"]
+    model = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["Island", "Clutch Completion"]),
+                                                  remainder=SimpleImputer()), LogisticRegression(max_iter=5000))
+    model.fit(frame[columns], frame["Species"])
+    joblib.dump(model, tmp_path / "raw.joblib")
+    assert import_model.main(["--model", str(tmp_path / "raw.joblib"), "--sample", str(sample), "--name", "raw-penguins",
+                              "--target", "Species", "--trust-pickle"]) == 0
+    assert "Clutch Completion: no/yes kept as text categories" in capsys.readouterr().out
+    stored = bentoml.models.get("raw-penguins:latest")
+    card = ModelCard.from_model(stored)
+    assert card.schema["Clutch Completion"].categories == ["No", "Yes"]
+    assert "Comments" in card.schema.other_columns and "Date Egg" in card.schema.other_columns  # not the model's: passed through
+    answers = store.load_runtime(stored).predict_records(records_of(card, sample))
+    assert [a["prediction"] for a in answers] == model.predict(frame[columns]).tolist()
+    got = np.array([[a["probabilities"][c] for c in model.classes_] for a in answers])
+    assert np.abs(got - model.predict_proba(frame[columns])).max() <= 1e-9
