@@ -1,6 +1,6 @@
 """A tiny client: predict the model's own example record, a batch and a CSV file with BentoML's HTTP client.
 
-    python client.py [--url http://localhost:3000] [--api-key KEY]    (the key defaults to $API_KEY)
+python client.py [--url http://localhost:3000] [--api-key KEY]    (the key defaults to $API_KEY)
 """
 
 import argparse
@@ -24,11 +24,17 @@ def fail(message: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", default="http://localhost:3000")
-    parser.add_argument("--api-key", default=os.environ.get("API_KEY", ""), help="sent as 'Authorization: Bearer <key>' (default: $API_KEY)")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("API_KEY", ""),
+        help="sent as 'Authorization: Bearer <key>' (default: $API_KEY)",
+    )
     args = parser.parse_args()
     try:
         # A short connect timeout and no waiting for readiness: a wrong URL fails at once.
-        with bentoml.SyncHTTPClient(args.url, token=args.api_key, timeout=httpx.Timeout(60, connect=3), server_ready_timeout=0) as client:
+        with bentoml.SyncHTTPClient(
+            args.url, token=args.api_key, timeout=httpx.Timeout(60, connect=3), server_ready_timeout=0
+        ) as client:
             card = client.request("GET", "/v1/model")
             card.raise_for_status()
             example = {feature["name"]: feature["example"] for feature in card.json()["features"]}

@@ -24,15 +24,32 @@ from tabserve.core.inference import Overrides
 
 def parse_args(argv: list[str] | None):
     parser = OneLineParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="the model file, an MLflow model directory, or bentoml:NAME[:VERSION] (a model in the store)")
-    parser.add_argument("--sample", type=Path, required=True, help="a CSV of the model's input columns (and the target, with --target)")
-    parser.add_argument("--name", help="model name in the store (for bentoml:NAME: NAME, a new version beside the original)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="the model file, an MLflow model directory, or bentoml:NAME[:VERSION] (a model in the store)",
+    )
+    parser.add_argument(
+        "--sample", type=Path, required=True, help="a CSV of the model's input columns (and the target, with --target)"
+    )
+    parser.add_argument(
+        "--name", help="model name in the store (for bentoml:NAME: NAME, a new version beside the original)"
+    )
     parser.add_argument("--target", help="the sample's target column: metrics on the sample in the card")
     parser.add_argument("--task", choices=pipeline.TASKS, help="checked against the model (which says its task itself)")
-    parser.add_argument("--classes", type=column_list, default=(), metavar="NAME[,NAME]",
-                        help="names of a booster's class indices 0, 1, ... in order (a booster keeps no labels)")
-    parser.add_argument("--trust-pickle", action="store_true", help="load a pickle/joblib file: it runs code from the file")
-    parser.add_argument("--trust", type=column_list, default=(), metavar="TYPE[,TYPE]", help="types of a skops file to trust")
+    parser.add_argument(
+        "--classes",
+        type=column_list,
+        default=(),
+        metavar="NAME[,NAME]",
+        help="names of a booster's class indices 0, 1, ... in order (a booster keeps no labels)",
+    )
+    parser.add_argument(
+        "--trust-pickle", action="store_true", help="load a pickle/joblib file: it runs code from the file"
+    )
+    parser.add_argument(
+        "--trust", type=column_list, default=(), metavar="TYPE[,TYPE]", help="types of a skops file to trust"
+    )
     add_csv_options(parser)
     return parser.parse_args(argv)
 
@@ -41,8 +58,11 @@ def print_summary(result) -> None:
     from tabserve.importing.importer import FORMAT_NAMES
 
     card, source = result.card, result.card.source
-    what = f"{FORMAT_NAMES[source['format']]} {source['original_file']}" if "bentoml_model" not in source else \
-        f"the store's {source['original_file']} ({FORMAT_NAMES[source['format']].split(' (')[0]})"
+    what = (
+        f"{FORMAT_NAMES[source['format']]} {source['original_file']}"
+        if "bentoml_model" not in source
+        else f"the store's {source['original_file']} ({FORMAT_NAMES[source['format']].split(' (')[0]})"
+    )
     print(f"model     {what} ({source['library']} {source['library_version']}), sha256 {source['sha256'][:16]}...")
     print(f"task      {card.task} ({card.task_reason})")
     sep = {"\t": "tab"}.get(card.training_data["separator"], card.training_data["separator"])
@@ -50,8 +70,10 @@ def print_summary(result) -> None:
     print_columns(card.schema, result.columns)
     for note in result.notes:
         print(f"note: {note}")
-    print(f"rows: {result.rows} in the sample, each answered by the model (one prediction per row, no NaN"
-          f"{', probabilities summing to 1' if card.task == 'classification' else ''})")
+    print(
+        f"rows: {result.rows} in the sample, each answered by the model (one prediction per row, no NaN"
+        f"{', probabilities summing to 1' if card.task == 'classification' else ''})"
+    )
     if card.metrics:
         print(f"{'metric':<10} {'on the sample':>13}  ({result.labelled} labelled rows)")
         for metric, value in card.metrics.items():
@@ -65,8 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     from tabserve.importing.importer import import_model
 
     return save_model_version(
-        lambda: import_model(args.model, args.sample, args.name, target=args.target, task=args.task, trust_pickle=args.trust_pickle,
-                             trust=args.trust, overrides=overrides, sep=args.sep, decimal=args.decimal, classes=args.classes),
+        lambda: import_model(
+            args.model,
+            args.sample,
+            args.name,
+            target=args.target,
+            task=args.task,
+            trust_pickle=args.trust_pickle,
+            trust=args.trust,
+            overrides=overrides,
+            sep=args.sep,
+            decimal=args.decimal,
+            classes=args.classes,
+        ),
         print_summary,
     )
 

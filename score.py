@@ -36,10 +36,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="the file to score: .csv or .parquet")
     parser.add_argument("--out", type=Path, required=True, help="scored rows: .parquet or .csv (rejects beside it)")
-    parser.add_argument("--model", default=config.MODEL_TAG, help=f"model tag in the store (default: {config.MODEL_TAG})")
+    parser.add_argument(
+        "--model", default=config.MODEL_TAG, help=f"model tag in the store (default: {config.MODEL_TAG})"
+    )
     parser.add_argument("--engine", choices=engines.ENGINES, default="spark", help="spark (default) or local")
-    parser.add_argument("--master", default="local[2]", help="Spark master: local[N], yarn, k8s://... (default: local[2])")
-    parser.add_argument("--conf", type=_conf, action="append", default=[], metavar="KEY=VALUE", help="a Spark setting (repeatable)")
+    parser.add_argument(
+        "--master", default="local[2]", help="Spark master: local[N], yarn, k8s://... (default: local[2])"
+    )
+    parser.add_argument(
+        "--conf", type=_conf, action="append", default=[], metavar="KEY=VALUE", help="a Spark setting (repeatable)"
+    )
     return parser.parse_args(argv)
 
 

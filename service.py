@@ -30,8 +30,8 @@ from bentoml.validators import ContentType
 
 from tabserve import bentoml_fixes
 from tabserve.core import config, store
-from tabserve.core.errors import InvalidInput, ModelUnavailable, TabserveError
 from tabserve.core.card import ModelCard
+from tabserve.core.errors import InvalidInput, ModelUnavailable, TabserveError
 from tabserve.serving import csv_scoring, drift, entities, gate, metrics, oip, payload_log, v1_app
 from tabserve.serving.api_types import ApiTypes, batch_answer, error_response, record_values, shape
 from tabserve.serving.batching import InFlightBatcher
@@ -53,16 +53,27 @@ try:
 except TabserveError as exc:
     sys.exit(f"error: {exc}")
 if CHALLENGER_CARD is not None and (problem := CARD.incompatibility(CHALLENGER_CARD)):
-    sys.exit(f"error: CHALLENGER_TAG={CHALLENGER_CARD.tag} cannot be scored on the champion's records: {problem}; train it on the same columns")
+    sys.exit(
+        f"error: CHALLENGER_TAG={CHALLENGER_CARD.tag} cannot be scored on the champion's records: {problem}; train it on the same columns"
+    )
 if config.MODEL_WATCH_S and not is_watchable(config.MODEL_TAG):
-    sys.exit(f"error: MODEL_WATCH_S needs MODEL_TAG to name a model that can move (name or name:latest), not the fixed version {config.MODEL_TAG!r}")
+    sys.exit(
+        f"error: MODEL_WATCH_S needs MODEL_TAG to name a model that can move (name or name:latest), not the fixed version {config.MODEL_TAG!r}"
+    )
 # The API's types come from the model's feature schema: Swagger documents exactly what it was trained on.
 TYPES = ApiTypes.from_card(CARD, max_records=config.MAX_BATCH_RECORDS)
-Record, Prediction, BatchRequest, BatchResponse = TYPES.record, TYPES.prediction, TYPES.batch_request, TYPES.batch_response
+Record, Prediction, BatchRequest, BatchResponse = (
+    TYPES.record,
+    TYPES.prediction,
+    TYPES.batch_request,
+    TYPES.batch_response,
+)
 
 
 HELD_MODELS = [MODEL, CHALLENGER, *(model for model, _ in EXTRAS)]  # declared on a class: `bentoml build` packs them
-PRELOAD = [card.tag for card in (CARD, CHALLENGER_CARD) if card is not None]  # loaded at start; other versions on first use
+PRELOAD = [
+    card.tag for card in (CARD, CHALLENGER_CARD) if card is not None
+]  # loaded at start; other versions on first use
 
 
 class ModelService:
@@ -105,10 +116,23 @@ ModelService = bentoml.service(
 
 
 # GET /v1/entities/{id}/predict reads the features from the feature table (FEATURE_DB_URL), lazily.
-@bentoml.asgi_app(v1_app.create_app(CARD, Record, Prediction, config.serving_settings(), predictor=bentoml.get_current_service,
-                                    entities=entities.EntityLookup.from_config(CARD.schema), admin_key=config.ADMIN_KEY), path="/v1")
+@bentoml.asgi_app(
+    v1_app.create_app(
+        CARD,
+        Record,
+        Prediction,
+        config.serving_settings(),
+        predictor=bentoml.get_current_service,
+        entities=entities.EntityLookup.from_config(CARD.schema),
+        admin_key=config.ADMIN_KEY,
+    ),
+    path="/v1",
+)
 # The Open Inference Protocol V2 (KServe, Triton, MLServer clients), through the same cache and batching.
-@bentoml.asgi_app(oip.create_app(CARD, Record, predictor=bentoml.get_current_service, max_records=config.MAX_BATCH_RECORDS), path="/v2")
+@bentoml.asgi_app(
+    oip.create_app(CARD, Record, predictor=bentoml.get_current_service, max_records=config.MAX_BATCH_RECORDS),
+    path="/v2",
+)
 @bentoml.service(
     workers=config.API_WORKERS,
     # The gate (tabserve/serving/gate.py) answers 504 at REQUEST_TIMEOUT_S; BentoML's own timeout is a backstop.
@@ -117,8 +141,12 @@ ModelService = bentoml.service(
     # when the model worker is gone but its socket still listens.
     runner_probe={"enabled": False},
     # The roles, recorded in a built Bento's bento.yaml: it serves its versions in them with no environment variable.
-    labels={"model": CARD.tag, "task": CARD.task, **({"challenger": CHALLENGER_CARD.tag} if CHALLENGER_CARD else {}),
-            **({"extra_models": ",".join(card.tag for _, card in EXTRAS)} if EXTRAS else {})},
+    labels={
+        "model": CARD.tag,
+        "task": CARD.task,
+        **({"challenger": CHALLENGER_CARD.tag} if CHALLENGER_CARD else {}),
+        **({"extra_models": ",".join(card.tag for _, card in EXTRAS)} if EXTRAS else {}),
+    },
 )
 @(declare_models if config.MONOLITH else lambda cls: cls)  # a monolith packs the models itself
 class PredictionService:
@@ -134,21 +162,36 @@ class PredictionService:
             self.model_link = ModelLink(lambda: self.model_service, timeout_s=config.MODEL_TIMEOUT_S)
         # Which version answers: the champion, a canary share for the challenger, a version named in the path;
         # the champion can change while serving (MODEL_WATCH_S, POST /v1/admin/promote).
-        self.versions = ModelVersions(CARD, CHALLENGER_CARD, [card for _, card in EXTRAS], watch=config.MODEL_TAG if config.MODEL_WATCH_S else "",
-                                      watch_s=config.MODEL_WATCH_S, canary_percent=config.CANARY_PERCENT)
+        self.versions = ModelVersions(
+            CARD,
+            CHALLENGER_CARD,
+            [card for _, card in EXTRAS],
+            watch=config.MODEL_TAG if config.MODEL_WATCH_S else "",
+            watch_s=config.MODEL_WATCH_S,
+            canary_percent=config.CANARY_PERCENT,
+        )
         # In-process LRU, or Redis shared by every worker and replica when REDIS_URL is set (tabserve/serving/cache.py).
-        self.cache = open_cache(config.PREDICTION_CACHE_SIZE, config.REDIS_URL, config.CACHE_TTL_S, config.REDIS_TIMEOUT_MS)
+        self.cache = open_cache(
+            config.PREDICTION_CACHE_SIZE, config.REDIS_URL, config.CACHE_TTL_S, config.REDIS_TIMEOUT_MS
+        )
         # Concurrent /predict records go to the model together (tabserve/serving/batching.py): across the hop in
         # two calls at a time, or in a monolith one pipeline call at a time while the next batch gathers.
-        self.batcher = InFlightBatcher(lambda items: self.model_link.call("predict", items), config.MAX_BATCH_SIZE,
-                                       max_in_flight=1 if config.MONOLITH else 2)
+        self.batcher = InFlightBatcher(
+            lambda items: self.model_link.call("predict", items),
+            config.MAX_BATCH_SIZE,
+            max_in_flight=1 if config.MONOLITH else 2,
+        )
         # The challenger's shadow predictions, off the answer's path (tabserve/serving/shadow.py).
-        self.shadow = ShadowScorer(self._score_shadow, config.MAX_BATCH_SIZE, self.versions.path.parent, redact=payload_log.redacted)
+        self.shadow = ShadowScorer(
+            self._score_shadow, config.MAX_BATCH_SIZE, self.versions.path.parent, redact=payload_log.redacted
+        )
         # The objects of startup (modules, the app, the model) live forever: keep them out of the full
         # garbage collections, which otherwise rescan them every second or so under load (~100 ms each).
         gc.freeze()
         if not (config.API_KEY or config.API_KEYS_FILE):
-            logger.warning("neither API_KEY nor API_KEYS_FILE is set: the prediction endpoints are open to anyone who can reach this port")
+            logger.warning(
+                "neither API_KEY nor API_KEYS_FILE is set: the prediction endpoints are open to anyone who can reach this port"
+            )
 
     async def __is_ready__(self) -> bool:
         return await self.model_link.is_up()
@@ -159,7 +202,9 @@ class PredictionService:
         follow the champion's changes (tabserve/serving/versions.py)."""
         drift.monitor(CARD).start()
         self.versions.on_swap.append(lambda card: drift.monitor(card).start())
-        self._follower = asyncio.get_running_loop().create_task(self.versions.follow(self._warm), name="tabserve-versions")
+        self._follower = asyncio.get_running_loop().create_task(
+            self.versions.follow(self._warm), name="tabserve-versions"
+        )
 
     @bentoml.api(route="/predict")
     async def predict(self, record: Record, /, ctx: bentoml.Context) -> Prediction:
@@ -194,8 +239,12 @@ class PredictionService:
             return error_response(ctx, 400, f"invalid input: on_error must be 'fail' or 'skip', not {on_error!r}")
         card = self.versions.champion
         try:
-            scoring = csv_scoring.records_from_csv(file.read_bytes(), CARD, Record, config.MAX_CSV_ROWS, skip_bad_rows=on_error == "skip")
-            results = await self.model_link.call("predict_bulk", tagged(card, scoring.records)) if scoring.records else []
+            scoring = csv_scoring.records_from_csv(
+                file.read_bytes(), CARD, Record, config.MAX_CSV_ROWS, skip_bad_rows=on_error == "skip"
+            )
+            results = (
+                await self.model_link.call("predict_bulk", tagged(card, scoring.records)) if scoring.records else []
+            )
         except InvalidInput as exc:
             return error_response(ctx, exc.status, exc.message, exc.detail)
         except ModelUnavailable as exc:
@@ -231,14 +280,22 @@ class PredictionService:
         results = await self.model_link.call("predict_bulk", tagged(card, values))
         return self._answers(results, values, card)
 
-    def _answers(self, results: list[dict[str, Any]], values: list[dict[str, Any]], card: ModelCard) -> list[dict[str, Any]]:
+    def _answers(
+        self, results: list[dict[str, Any]], values: list[dict[str, Any]], card: ModelCard
+    ) -> list[dict[str, Any]]:
         """Model results as API items (with warnings and the answering version's tag), observed."""
         flagged = [CARD.schema.out_of_range(v) for v in values]
         answers = [shape(r, f, card.tag) for r, f in zip(results, flagged)]
         self._observe(values, answers, flagged, card)
         return answers
 
-    def _observe(self, values: list[dict[str, Any]], answers: list[dict[str, Any]], flagged: list[dict[str, str]], card: ModelCard) -> None:
+    def _observe(
+        self,
+        values: list[dict[str, Any]],
+        answers: list[dict[str, Any]],
+        flagged: list[dict[str, str]],
+        card: ModelCard,
+    ) -> None:
         """Every answer, from the model or the cache: counted on /metrics (per label, out-of-range inputs),
         into the drift reference's bins (/v1/drift), written to the payload log when PAYLOAD_LOG=1, and
         the champion's scored by the challenger in its shadow (CHALLENGER_TAG)."""
@@ -269,5 +326,7 @@ def tagged(card: ModelCard, records: list[dict[str, Any]]) -> list[dict[str, Any
 WORKERS = {PredictionService.name: config.API_WORKERS, ModelService.name: config.MODEL_WORKERS}
 bentoml_fixes.accept_by_load(shared=lambda: WORKERS.get(bentoml.server_context.service_name, 1) > 1)
 PredictionService.add_asgi_middleware(oip.ServerRoot)  # GET /v2 itself, not only /v2/
-payload_log.install(PredictionService, CARD)  # PAYLOAD_LOG=1: checks its settings at start, notes each request's route and arrival
+payload_log.install(
+    PredictionService, CARD
+)  # PAYLOAD_LOG=1: checks its settings at start, notes each request's route and arrival
 gate.install(PredictionService)  # the gate in front of every route, and CORS when configured

@@ -15,15 +15,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from tabserve.core import data
-from tabserve.core import pipeline
+from tabserve.core import data, pipeline
 from tabserve.core.cli import add_csv_options, print_columns, save_model_version
-from tabserve.training import trainer as training
 from tabserve.core.inference import Overrides
+from tabserve.training import trainer as training
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=data.PENGUINS_CSV, help="training CSV (default: data/penguins.csv)")
+    parser.add_argument(
+        "--data", type=Path, default=data.PENGUINS_CSV, help="training CSV (default: data/penguins.csv)"
+    )
     parser.add_argument("--target", default=None, help="column to predict (default for penguins: species)")
     parser.add_argument("--task", choices=pipeline.TASKS, help="inferred from the target when not given")
     parser.add_argument("--name", help="model name in the store (default: from the file name)")
@@ -41,8 +43,10 @@ def print_summary(result: training.TrainingResult, target: str) -> None:
     print(f"read with separator {sep!r} and decimal mark {result.decimal!r}")
     print(f"target {target!r}: {result.task} ({result.task_reason})")
     print_columns(result.schema, result.columns)
-    print(f"rows: {result.train_rows} train, {result.test_rows} held out, {result.unlabelled_rows} without a target"
-          f" (not trained on; they can be scored)")
+    print(
+        f"rows: {result.train_rows} train, {result.test_rows} held out, {result.unlabelled_rows} without a target"
+        f" (not trained on; they can be scored)"
+    )
     print(f"{'metric':<10} {'held-out':>9}")
     for metric, value in result.metrics.items():
         print(f"{metric:<10} {value:>9.4f}")
@@ -53,7 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = Overrides(args.categorical, args.numeric, args.date, args.id, args.keep, args.drop)
     return save_model_version(
-        lambda: training.train(args.data, args.target, task=args.task, name=args.name, overrides=overrides, sep=args.sep, decimal=args.decimal),
+        lambda: training.train(
+            args.data,
+            args.target,
+            task=args.task,
+            name=args.name,
+            overrides=overrides,
+            sep=args.sep,
+            decimal=args.decimal,
+        ),
         lambda result: print_summary(result, args.target),
     )
 

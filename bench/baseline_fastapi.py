@@ -18,10 +18,9 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ConfigDict, create_model
 
+from tabserve.core import pipeline, store
 from tabserve.core.card import ModelCard
 from tabserve.serving import api_types as contract
-from tabserve.core import pipeline
-from tabserve.core import store
 
 MODEL_TAG = os.environ.get("MODEL_TAG", "").strip() or "penguins:latest"
 # "inline": the sync pipeline call runs on the event loop (one request at a time per worker, no thread hop);
@@ -60,7 +59,10 @@ async def predict_batch(body: BatchRequest) -> dict[str, Any]:  # type: ignore[v
     values = [r.model_dump() for r in body.records]
     results = pipeline.predict_records(PIPELINE, CARD.schema, values)
     items = [contract.shape(r, CARD.schema.out_of_range(v), CARD.tag) for r, v in zip(results, values)]
-    return {"predictions": [{k: v for k, v in item.items() if k != "model"} for item in items], "model": CARD.tag}  # named once, as the project does
+    return {
+        "predictions": [{k: v for k, v in item.items() if k != "model"} for item in items],
+        "model": CARD.tag,
+    }  # named once, as the project does
 
 
 @app.get("/readyz")

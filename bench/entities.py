@@ -39,7 +39,9 @@ def lookup_vs_model(metrics_text: str) -> dict[str, tuple[float, float]]:
     of two readings over a level, sum/count, is each one's mean time per call in that level."""
     totals = {"lookup": [0.0, 0.0], "model": [0.0, 0.0]}
     patterns = {
-        "lookup": re.compile(r'tabserve_feature_lookup_seconds_(sum|count)\{[^}]*result="found"[^}]*\}\s+([0-9.eE+-]+)'),
+        "lookup": re.compile(
+            r'tabserve_feature_lookup_seconds_(sum|count)\{[^}]*result="found"[^}]*\}\s+([0-9.eE+-]+)'
+        ),
         "model": re.compile(r'tabserve_model_call_seconds_(sum|count)\{[^}]*api="predict"[^}]*\}\s+([0-9.eE+-]+)'),
     }
     for line in metrics_text.splitlines():
@@ -62,7 +64,9 @@ if "locust" in sys.modules:  # loaded by Locust; bench/run.py imports only looku
         @task
         def predict_by_id(self) -> None:
             entity = self.rng.randint(1, ENTITIES)
-            year = self.rng.randint(1900, 2100) + round(self.rng.random(), 3)  # a new record (almost) every time: no cache hit
+            year = self.rng.randint(1900, 2100) + round(
+                self.rng.random(), 3
+            )  # a new record (almost) every time: no cache hit
             self.client.get(f"/v1/entities/{entity}/predict?year={year}", name="/v1/entities/{id}/predict")
 
     class ByIdCached(FastHttpUser):
@@ -73,4 +77,6 @@ if "locust" in sys.modules:  # loaded by Locust; bench/run.py imports only looku
 
         @task
         def predict_by_id(self) -> None:
-            self.client.get(f"/v1/entities/{self.rng.randint(1, ENTITIES)}/predict", name="/v1/entities/{id}/predict (cached)")
+            self.client.get(
+                f"/v1/entities/{self.rng.randint(1, ENTITIES)}/predict", name="/v1/entities/{id}/predict (cached)"
+            )

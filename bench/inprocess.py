@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def measure(batch_sizes: list[int], seconds: float, tag: str) -> dict:
     import bentoml
+    from records import load_records
     from threadpoolctl import threadpool_info
 
-    from records import load_records
     from tabserve.core import pipeline, store
     from tabserve.core.card import ModelCard
 

@@ -41,8 +41,15 @@ def v2_request(records: list[dict]) -> dict:
         if name in NUMERIC:
             inputs.append({"name": name, "datatype": "FP64", "shape": [len(values), 1], "data": values})
         else:
-            inputs.append({"name": name, "datatype": "BYTES", "shape": [len(values), 1], "data": values,
-                           "parameters": {"content_type": "str"}})
+            inputs.append(
+                {
+                    "name": name,
+                    "datatype": "BYTES",
+                    "shape": [len(values), 1],
+                    "data": values,
+                    "parameters": {"content_type": "str"},
+                }
+            )
     return {"parameters": {"content_type": "pd"}, "inputs": inputs}
 
 
@@ -50,5 +57,7 @@ def v2_answers(response: dict) -> list[dict]:
     """An MLServer answer (outputs `label` and one FP64 output per class) as the project's /predict answers."""
     columns = {output["name"]: output["data"] for output in response["outputs"]}
     labels = columns.pop("label")
-    return [{"prediction": label, "probabilities": {key: values[i] for key, values in columns.items()}}
-            for i, label in enumerate(labels)]
+    return [
+        {"prediction": label, "probabilities": {key: values[i] for key, values in columns.items()}}
+        for i, label in enumerate(labels)
+    ]

@@ -44,7 +44,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -169,7 +169,7 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
-def pause(run: "Running", paused: bool) -> None:
+def pause(run: Running, paused: bool) -> None:
     """Stop (SIGSTOP) or resume (SIGCONT) a server's whole process group."""
     try:
         os.killpg(run.proc.pid, signal.SIGSTOP if paused else signal.SIGCONT)
@@ -188,7 +188,9 @@ class Server:
     env: dict = field(default_factory=dict)
     batched: bool = False  # read tabserve_pipeline_batch_records from /metrics
     cwd: Path | None = None  # project dir to serve from (default: --project)
-    levels: tuple[str, ...] | None = None  # the only levels it takes part in ("32"); None: every /predict level and bulk
+    levels: tuple[str, ...] | None = (
+        None  # the only levels it takes part in ("32"); None: every /predict level and bulk
+    )
     byid: bool = False  # also the predict-by-id level ("byid": bench/entities.py's ById, features from SQLite)
     # The peers (bench/peers/) differ in these: no project /metrics, their own routes and Locust users.
     project_metrics: bool = True  # the project's /metrics (cache hits; records per call where `batched`)
@@ -210,8 +212,16 @@ class Server:
 
 # Where each server runs within a round (reversed every other round): the pairs whose ratio is reported
 # run back to back: nodrift and payloadlog beside shipped, shipped beside fastapi, candidates after it.
-RUN_ORDER = {"payloadlog": 0, "nodrift": 1, "shipped": 2, "fastapi": 3, "services": 4, "mlserver": 6, "litserve": 7,
-             "nobatch": 9}
+RUN_ORDER = {
+    "payloadlog": 0,
+    "nodrift": 1,
+    "shipped": 2,
+    "fastapi": 3,
+    "services": 4,
+    "mlserver": 6,
+    "litserve": 7,
+    "nobatch": 9,
+}
 
 
 def servers(args, port: int) -> list[Server]:
@@ -220,26 +230,48 @@ def servers(args, port: int) -> list[Server]:
     focus = (str(args.focus),)
     out = {
         # FEATURE_DB_URL: the feature table of the predict-by-id level (read only by that route).
-        "shipped": Server("shipped", "project (adaptive batching)", serve, {**tuned, "FEATURE_DB_URL": args.feature_db},
-                          batched=True, byid=args.byid_users > 0),
+        "shipped": Server(
+            "shipped",
+            "project (adaptive batching)",
+            serve,
+            {**tuned, "FEATURE_DB_URL": args.feature_db},
+            batched=True,
+            byid=args.byid_users > 0,
+        ),
         "nobatch": Server("nobatch", "project, ADAPTIVE_BATCHING=0", serve, {**tuned, "ADAPTIVE_BATCHING": "0"}),
         # Drift counting's and the payload log's cost: the shipped project with one setting changed, at 32 users only.
-        "nodrift": Server("nodrift", "project, DRIFT_COUNTING=0", serve, {**tuned, "DRIFT_COUNTING": "0"}, batched=True,
-                          levels=focus),
-        "payloadlog": Server("payloadlog", "project, PAYLOAD_LOG=1", serve,
-                             {**tuned, "PAYLOAD_LOG": "1", "PAYLOAD_LOG_DIR": str(args.workdir / "payload_log")},
-                             batched=True, levels=focus),
+        "nodrift": Server(
+            "nodrift", "project, DRIFT_COUNTING=0", serve, {**tuned, "DRIFT_COUNTING": "0"}, batched=True, levels=focus
+        ),
+        "payloadlog": Server(
+            "payloadlog",
+            "project, PAYLOAD_LOG=1",
+            serve,
+            {**tuned, "PAYLOAD_LOG": "1", "PAYLOAD_LOG_DIR": str(args.workdir / "payload_log")},
+            batched=True,
+            levels=focus,
+        ),
         "fastapi": Server(
             "fastapi",
             f"FastAPI baseline ({args.baseline_workers} workers)",
             # Not `uvicorn --workers N`: its listener loses TCP_NODELAY (+40 ms per answer); see uvicorn_nodelay.py.
-            [str(BIN / "python"), str(BENCH / "uvicorn_nodelay.py"), "bench.baseline_fastapi:app",
-             "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.baseline_workers)],
+            [
+                str(BIN / "python"),
+                str(BENCH / "uvicorn_nodelay.py"),
+                "bench.baseline_fastapi:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.baseline_workers),
+            ],
             {"BASELINE_MODE": args.baseline_mode, "OMP_NUM_THREADS": str(args.baseline_omp)},
         ),
         # The shipped project (the monolith layout, the default) in its other layout, SERVICE_LAYOUT=services, at every level.
-        "services": Server("services", "project, SERVICE_LAYOUT=services", serve, {**tuned, "SERVICE_LAYOUT": "services"},
-                           batched=True),
+        "services": Server(
+            "services", "project, SERVICE_LAYOUT=services", serve, {**tuned, "SERVICE_LAYOUT": "services"}, batched=True
+        ),
         **peer_servers(args),
     }
     chosen = [out[name] for name in args.servers.split(",") if name]
@@ -250,8 +282,16 @@ def servers(args, port: int) -> list[Server]:
         extra.setdefault(name, {})[key] = value
     for spec in args.candidate:  # NAME=DIR: a modified copy of the project, served like "shipped"
         name, path = spec.split("=", 1)
-        chosen.append(Server(name, f"candidate {name}", serve, {**tuned, **extra.get(name, {})}, batched=True,
-                             cwd=Path(path).resolve()))
+        chosen.append(
+            Server(
+                name,
+                f"candidate {name}",
+                serve,
+                {**tuned, **extra.get(name, {})},
+                batched=True,
+                cwd=Path(path).resolve(),
+            )
+        )
     return chosen
 
 
@@ -261,19 +301,38 @@ def peer_servers(args) -> dict[str, Server]:
 
     def mlserver(port: int):
         repo = args.workdir / "mlserver_repo"
-        return peers.mlserver_command(args.peer_venvs / "mlserver", repo, args.pipeline_file, port, free_port(),
-                                      free_port(), ml)
+        return peers.mlserver_command(
+            args.peer_venvs / "mlserver", repo, args.pipeline_file, port, free_port(), free_port(), ml
+        )
 
     def litserve(port: int):
         return peers.litserve_command(args.peer_venvs / "litserve", args.pipeline_file, port, lit)
 
     return {
-        "mlserver": Server("mlserver", f"MLServer ({ml.label})", [], project_metrics=False, ready_path="/v2/health/ready",
-                           single_user="MLServerSingle", bulk_user="MLServerBulk", v2=True, peer="mlserver",
-                           setup=mlserver),
-        "litserve": Server("litserve", f"LitServe ({lit.label})", [], project_metrics=False, ready_path="/health",
-                           single_user="LitServeSingle", bulk_user="LitServeBulk", peer="litserve", pause_idle=True,
-                           setup=litserve),
+        "mlserver": Server(
+            "mlserver",
+            f"MLServer ({ml.label})",
+            [],
+            project_metrics=False,
+            ready_path="/v2/health/ready",
+            single_user="MLServerSingle",
+            bulk_user="MLServerBulk",
+            v2=True,
+            peer="mlserver",
+            setup=mlserver,
+        ),
+        "litserve": Server(
+            "litserve",
+            f"LitServe ({lit.label})",
+            [],
+            project_metrics=False,
+            ready_path="/health",
+            single_user="LitServeSingle",
+            bulk_user="LitServeBulk",
+            peer="litserve",
+            pause_idle=True,
+            setup=litserve,
+        ),
     }
 
 
@@ -296,7 +355,9 @@ def batch_histogram(base: str) -> tuple[float, float]:
     if status != 200:
         return total, count
     for line in body.decode().splitlines():
-        match = re.match(r'tabserve_pipeline_batch_records_(sum|count)\{[^}]*api="predict"[^}]*\}\s+([0-9.eE+-]+)', line)
+        match = re.match(
+            r'tabserve_pipeline_batch_records_(sum|count)\{[^}]*api="predict"[^}]*\}\s+([0-9.eE+-]+)', line
+        )
         if match:
             if match.group(1) == "sum":
                 total += float(match.group(2))
@@ -310,12 +371,32 @@ def metrics_text(base: str) -> str:
     return body.decode() if status == 200 else ""
 
 
-def run_locust(base: str, locustfile: Path, user_class: str, users: int, seconds: float, workdir: Path, env: dict,
-               tag: str = "") -> dict:
+def run_locust(
+    base: str, locustfile: Path, user_class: str, users: int, seconds: float, workdir: Path, env: dict, tag: str = ""
+) -> dict:
     prefix = workdir / f"locust_{tag}_{user_class}_{users}"
-    cmd = [str(BIN / "locust"), "-f", str(locustfile), "--headless", "-u", str(users), "-r", str(users),
-           "-t", f"{max(1, round(seconds))}s", "--stop-timeout", "10", "--host", base, "--csv", str(prefix), "--only-summary",
-           "--loglevel", "WARNING", user_class]
+    cmd = [
+        str(BIN / "locust"),
+        "-f",
+        str(locustfile),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{max(1, round(seconds))}s",
+        "--stop-timeout",
+        "10",
+        "--host",
+        base,
+        "--csv",
+        str(prefix),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        user_class,
+    ]
     usage_before = _children_cpu()
     log = prefix.with_suffix(".log")
     proc = spawn(cmd, env, ROOT, log)
@@ -458,27 +539,54 @@ def measure(run: Running, level: str, args, workdir: Path, env: dict, round_no: 
 def _measure(run: Running, level: str, args, workdir: Path, env: dict, round_no: int) -> dict:
     tag = f"{run.server.name}_r{round_no}"
     if level == "bulk":
-        stats = run_locust(run.base, run.server.locustfile, run.server.bulk_user, args.bulk_users, args.bulk_duration, workdir,
-                           {**env, "BENCH_BULK_SIZE": str(args.bulk_size)}, tag)
+        stats = run_locust(
+            run.base,
+            run.server.locustfile,
+            run.server.bulk_user,
+            args.bulk_users,
+            args.bulk_duration,
+            workdir,
+            {**env, "BENCH_BULK_SIZE": str(args.bulk_size)},
+            tag,
+        )
         stats["rows_per_s"] = round(stats["ok_rps"] * args.bulk_size, 1)
-        print(f"  {run.server.name} bulk x{args.bulk_users} round {round_no}: {_fmt_stats(stats)} "
-              f"rows/s={stats['rows_per_s']}", flush=True)
+        print(
+            f"  {run.server.name} bulk x{args.bulk_users} round {round_no}: {_fmt_stats(stats)} "
+            f"rows/s={stats['rows_per_s']}",
+            flush=True,
+        )
         return stats
     before = batch_histogram(run.base) if run.server.batched else (0, 0)
     before_cache = cache_lookups(run.base) if run.server.project_metrics else (0, 0)
     if level == "byid":
         # Random entity ids with a random `year` in the query: each request is one lookup and one model call.
         before_split = lookup_vs_model(metrics_text(run.base))
-        stats = run_locust(run.base, ENTITIES_LOCUSTFILE, "ById", args.byid_users, args.duration, workdir,
-                           {**env, "BENCH_SEED": f"byid-{round_no}"}, tag)
+        stats = run_locust(
+            run.base,
+            ENTITIES_LOCUSTFILE,
+            "ById",
+            args.byid_users,
+            args.duration,
+            workdir,
+            {**env, "BENCH_SEED": f"byid-{round_no}"},
+            tag,
+        )
         after_split = lookup_vs_model(metrics_text(run.base))
         for name in ("lookup", "model"):
             stats[f"{name}_delta"] = [after_split[name][i] - before_split[name][i] for i in (0, 1)]
     else:
         # The same seed for every server in a round (the same bodies), a new one for every level and round
         # (bodies no server has seen, so the prediction cache cannot answer).
-        stats = run_locust(run.base, run.server.locustfile, run.server.single_user, int(level), args.duration, workdir,
-                           {**env, "BENCH_SEED": f"{level}-{round_no}"}, tag)
+        stats = run_locust(
+            run.base,
+            run.server.locustfile,
+            run.server.single_user,
+            int(level),
+            args.duration,
+            workdir,
+            {**env, "BENCH_SEED": f"{level}-{round_no}"},
+            tag,
+        )
     after_cache = cache_lookups(run.base) if run.server.project_metrics else (0, 0)
     hits, lookups = (a - b for a, b in zip(after_cache, before_cache))
     stats["cache_hit_rate"] = round(hits / lookups, 4) if lookups else None
@@ -488,8 +596,11 @@ def _measure(run: Running, level: str, args, workdir: Path, env: dict, round_no:
     extra = ""
     if level == "byid":
         extra = " " + _fmt_split(stats["lookup_delta"], stats["model_delta"])
-    print(f"  {run.server.name} {'byid x' + str(args.byid_users) if level == 'byid' else 'users=' + level} "
-          f"round {round_no}: {_fmt_stats(stats)}{extra}", flush=True)
+    print(
+        f"  {run.server.name} {'byid x' + str(args.byid_users) if level == 'byid' else 'users=' + level} "
+        f"round {round_no}: {_fmt_stats(stats)}{extra}",
+        flush=True,
+    )
     return stats
 
 
@@ -553,8 +664,11 @@ def finish(run: Running) -> dict:
         # Read after the server stopped (its writer drained): lines written vs requests answered.
         lines = sum(_count_lines(f) for f in Path(log_dir).glob("*/data/*") if f.is_file())
         answered = result["warmup_ok"] + sum(s["requests"] - s["errors"] for s in result["levels"].values())
-        result["payload_log"] = {"lines": lines, "answered": answered,
-                                 "lines_per_answer": round(lines / answered, 4) if answered else None}
+        result["payload_log"] = {
+            "lines": lines,
+            "answered": answered,
+            "lines_per_answer": round(lines / answered, 4) if answered else None,
+        }
     return result
 
 
@@ -573,8 +687,10 @@ def _mean_batch(before: tuple[float, float], after: tuple[float, float]) -> floa
 
 
 def _fmt_stats(stats: dict) -> str:
-    return (f"{stats['ok_rps']} ok req/s p50={stats['p50_ms']} p95={stats['p95_ms']} p99={stats['p99_ms']} ms "
-            f"errors={stats['errors']} batch={stats.get('mean_batch_size')} loadgen={stats['loadgen_cpu_share']} cores")
+    return (
+        f"{stats['ok_rps']} ok req/s p50={stats['p50_ms']} p95={stats['p95_ms']} p99={stats['p99_ms']} ms "
+        f"errors={stats['errors']} batch={stats.get('mean_batch_size')} loadgen={stats['loadgen_cpu_share']} cores"
+    )
 
 
 # ---------------------------------------------------------------- reporting
@@ -583,8 +699,11 @@ def _fmt_stats(stats: dict) -> str:
 def machine_info() -> dict:
     cpu = ""
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     import importlib.metadata as md
@@ -626,7 +745,9 @@ def targets(results: dict) -> dict:
             # Round r of both ran back to back, so each round gives a ratio; the median is the figure.
             ratios = [x / y for x, y in zip(s["ok_rps_by_round"], b["ok_rps_by_round"]) if y]
             ratio = statistics.median(ratios) if ratios else None
-            behind = [p["name"] for p in peer_servers if "32" in p["levels"] and p["levels"]["32"]["ok_rps"] >= s["ok_rps"]]
+            behind = [
+                p["name"] for p in peer_servers if "32" in p["levels"] and p["levels"]["32"]["ok_rps"] >= s["ok_rps"]
+            ]
             out[f"speedup_at_32[{tag}]"] = {
                 "value": round(ratio, 2) if ratio else None,
                 "by_round": [round(r, 2) for r in ratios],
@@ -671,9 +792,13 @@ def variant_cost(results: dict, name: str) -> dict | None:
     with_, without = (s, o) if name == "nodrift" else (o, s)
     ratios = [w / wo for w, wo in zip(with_, without) if wo]  # throughput with the setting / without it
     ratio = statistics.median(ratios) if ratios else None
-    return {"users": int(level), "value": round(1 - ratio, 3) if ratio is not None else None,
-            "ratio": round(ratio, 3) if ratio is not None else None, "by_round": [round(1 - r, 3) for r in ratios],
-            "ratio_by_round": [round(r, 3) for r in ratios]}
+    return {
+        "users": int(level),
+        "value": round(1 - ratio, 3) if ratio is not None else None,
+        "ratio": round(ratio, 3) if ratio is not None else None,
+        "by_round": [round(1 - r, 3) for r in ratios],
+        "ratio_by_round": [round(r, 3) for r in ratios],
+    }
 
 
 def write_markdown(results: dict, path: Path) -> None:
@@ -697,37 +822,68 @@ def write_markdown(results: dict, path: Path) -> None:
         for users, s in server["levels"].items():
             batch = "-" if s["mean_batch_size"] is None else f"{s['mean_batch_size']:.1f}"
             hits = "-" if s.get("cache_hit_rate") is None else f"{100 * s['cache_hit_rate']:.1f} %"
-            lines.append(f"| {server['label']} | {users} | {s['ok_rps']:.0f} | {_ms(s['p50_ms'])} | {_ms(s['p95_ms'])} | "
-                         f"{_ms(s['p99_ms'])} | {s['errors']} | {batch} | {hits} | {s['loadgen_cpu_share']} |")
-    lines += ["", "| server | bulk ok req/s | rows/s | p50 ms | p99 ms | errors | cold start s | peak RSS MB | idle cores |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            lines.append(
+                f"| {server['label']} | {users} | {s['ok_rps']:.0f} | {_ms(s['p50_ms'])} | {_ms(s['p95_ms'])} | "
+                f"{_ms(s['p99_ms'])} | {s['errors']} | {batch} | {hits} | {s['loadgen_cpu_share']} |"
+            )
+    lines += [
+        "",
+        "| server | bulk ok req/s | rows/s | p50 ms | p99 ms | errors | cold start s | peak RSS MB | idle cores |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for server in results["servers"]:
         b = server.get("bulk")
-        idle = f"{server['idle_cores']:.2f}" + (" (paused between its rounds)" if server.get("paused_between_rounds") else "")
+        idle = f"{server['idle_cores']:.2f}" + (
+            " (paused between its rounds)" if server.get("paused_between_rounds") else ""
+        )
         if b:
-            lines.append(f"| {server['label']} | {b['ok_rps']:.1f} | {b['rows_per_s']:.0f} | {_ms(b['p50_ms'])} | "
-                         f"{_ms(b['p99_ms'])} | {b['errors']} | {server['cold_start_s']} | {server['peak_rss_mb']} | {idle} |")
+            lines.append(
+                f"| {server['label']} | {b['ok_rps']:.1f} | {b['rows_per_s']:.0f} | {_ms(b['p50_ms'])} | "
+                f"{_ms(b['p99_ms'])} | {b['errors']} | {server['cold_start_s']} | {server['peak_rss_mb']} | {idle} |"
+            )
         else:
-            lines.append(f"| {server['label']} | - | - | - | - | - | {server['cold_start_s']} | {server['peak_rss_mb']} | {idle} |")
+            lines.append(
+                f"| {server['label']} | - | - | - | - | - | {server['cold_start_s']} | {server['peak_rss_mb']} | {idle} |"
+            )
     ip = results["inprocess"]
-    lines += ["", "In-process pipeline (`tabserve.pipeline.predict_records`, no HTTP):", "",
-              "| threads | batch | ms/call | rows/s |", "| --- | ---: | ---: | ---: |"]
+    lines += [
+        "",
+        "In-process pipeline (`tabserve.pipeline.predict_records`, no HTTP):",
+        "",
+        "| threads | batch | ms/call | rows/s |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for run in ip["runs"]:
         threads = ", ".join(f"{a}={n}" for a, n in run["threads"])
         for size, b in run["batches"].items():
-            lines.append(f"| OMP_NUM_THREADS={run['omp']} ({threads}) | {size} | {b['ms_per_call']} | {b['rows_per_s']:.0f} |")
-    lines += (_peers_section(results) + _settings_section(results) + _byid_section(results)
-              + _scoring_section(results.get("scoring")))
+            lines.append(
+                f"| OMP_NUM_THREADS={run['omp']} ({threads}) | {size} | {b['ms_per_call']} | {b['rows_per_s']:.0f} |"
+            )
+    lines += (
+        _peers_section(results)
+        + _settings_section(results)
+        + _byid_section(results)
+        + _scoring_section(results.get("scoring"))
+    )
     lines += ["", "Targets:", ""]
     for name, t in results["targets"].items():
         if name == "drift_cost":
-            lines.append(f"- drift counting costs <= {100 * DRIFT_COST_TARGET:.0f} % of throughput at {t['users']} users: "
-                         f"{_pct(t['value'])} (1 - median of shipped / nodrift; by round {', '.join(_pct(c) for c in t['by_round'])}) "
-                         f"-> {'met' if t['met'] else 'MISSED'}")
+            lines.append(
+                f"- drift counting costs <= {100 * DRIFT_COST_TARGET:.0f} % of throughput at {t['users']} users: "
+                f"{_pct(t['value'])} (1 - median of shipped / nodrift; by round {', '.join(_pct(c) for c in t['by_round'])}) "
+                f"-> {'met' if t['met'] else 'MISSED'}"
+            )
             continue
-        lines.append(f"- {name}: {t['value']} -> {'met' if t['met'] else 'MISSED'}"
-                     + (f" (by round {t['by_round']}; p99 {t['p99_ms']} ms, {t['errors']} errors"
-                        + (f"; behind {', '.join(t['behind'])}" if t.get("behind") else "") + ")" if "p99_ms" in t else ""))
+        lines.append(
+            f"- {name}: {t['value']} -> {'met' if t['met'] else 'MISSED'}"
+            + (
+                f" (by round {t['by_round']}; p99 {t['p99_ms']} ms, {t['errors']} errors"
+                + (f"; behind {', '.join(t['behind'])}" if t.get("behind") else "")
+                + ")"
+                if "p99_ms" in t
+                else ""
+            )
+        )
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -743,21 +899,30 @@ def _settings_section(results: dict) -> list[str]:
         return []
     users = (drift or log)["users"]
     ship = by["shipped"]["levels"][str(users)]
-    lines = ["", f"Settings' cost at {users} users (each variant is the shipped project with one setting changed; it "
-             "runs beside the shipped server in every round; per round, throughput with the setting / without it, and "
-             "the cost = 1 - the median):", "",
-             "| server | ok req/s (rounds) | p99 ms | errors | with / without, by round | cost |",
-             "| --- | --- | ---: | ---: | --- | ---: |",
-             f"| {by['shipped']['label']} | {_rounds(ship)} | {_ms(ship['p99_ms'])} | {ship['errors']} | | |"]
+    lines = [
+        "",
+        f"Settings' cost at {users} users (each variant is the shipped project with one setting changed; it "
+        "runs beside the shipped server in every round; per round, throughput with the setting / without it, and "
+        "the cost = 1 - the median):",
+        "",
+        "| server | ok req/s (rounds) | p99 ms | errors | with / without, by round | cost |",
+        "| --- | --- | ---: | ---: | --- | ---: |",
+        f"| {by['shipped']['label']} | {_rounds(ship)} | {_ms(ship['p99_ms'])} | {ship['errors']} | | |",
+    ]
     for name, cost in (("nodrift", drift), ("payloadlog", log)):
         if cost and name in by:
             s = by[name]["levels"][str(users)]
-            lines.append(f"| {by[name]['label']} | {_rounds(s)} | {_ms(s['p99_ms'])} | {s['errors']} | "
-                         f"{', '.join(f'{r:.3f}' for r in cost['ratio_by_round'])} | {_pct(cost['value'])} |")
+            lines.append(
+                f"| {by[name]['label']} | {_rounds(s)} | {_ms(s['p99_ms'])} | {s['errors']} | "
+                f"{', '.join(f'{r:.3f}' for r in cost['ratio_by_round'])} | {_pct(cost['value'])} |"
+            )
     if log and "lines" in log:
-        lines += ["", f"Payload log: {log['lines']:,} lines for {log['answered']:,} answered requests "
-                  f"(warm-up included): {log['lines_per_answer']} lines per answer (a few more per user and round: the "
-                  "requests in flight when Locust stops are answered and logged, but not in Locust's count)."]
+        lines += [
+            "",
+            f"Payload log: {log['lines']:,} lines for {log['answered']:,} answered requests "
+            f"(warm-up included): {log['lines_per_answer']} lines per answer (a few more per user and round: the "
+            "requests in flight when Locust stops are answered and logged, but not in Locust's count).",
+        ]
     return lines
 
 
@@ -769,14 +934,23 @@ def _peers_section(results: dict) -> list[str]:
     lines = []
     for name, info in results.get("peers", {}).items():
         if "error" in info:
-            lines.append(f"- {name} left out of this run: {' '.join(info['error'].split())[:400]} (results.json has more)")
+            lines.append(
+                f"- {name} left out of this run: {' '.join(info['error'].split())[:400]} (results.json has more)"
+            )
     if not present or "shipped" not in by:
         return ["", "Peers:", "", *lines] if lines else []
-    out = ["", "The project against the peers (bench/peers/; ok req/s, p99 ms in brackets; shipped / peer: the median "
-           "of the per-round ratios, the rounds in brackets):", "",
-           "| users | " + " | ".join(by[n]["label"] for n in shown) + " | "
-           + " | ".join(f"shipped / {n}" for n in present) + " |",
-           "| --- | " + " | ".join("---:" for _ in shown) + " | " + " | ".join("---" for _ in present) + " |"]
+    out = [
+        "",
+        "The project against the peers (bench/peers/; ok req/s, p99 ms in brackets; shipped / peer: the median "
+        "of the per-round ratios, the rounds in brackets):",
+        "",
+        "| users | "
+        + " | ".join(by[n]["label"] for n in shown)
+        + " | "
+        + " | ".join(f"shipped / {n}" for n in present)
+        + " |",
+        "| --- | " + " | ".join("---:" for _ in shown) + " | " + " | ".join("---" for _ in present) + " |",
+    ]
     levels = list(by["shipped"]["levels"]) + (["bulk"] if "bulk" in by["shipped"] else [])
     for level in levels:
         cells, ratios = [], []
@@ -791,10 +965,18 @@ def _peers_section(results: dict) -> list[str]:
         for name in present:
             s = by[name]["bulk"] if level == "bulk" else by[name]["levels"].get(level)
             by_round = [a / b for a, b in zip(ship["ok_rps_by_round"], s["ok_rps_by_round"]) if b] if s else []
-            ratios.append(f"**{statistics.median(by_round):.2f}** ({', '.join(f'{r:.2f}' for r in by_round)})"
-                          if by_round else "-")
-        out.append(f"| {'bulk x' + str(results['config']['bulk_users']) if level == 'bulk' else level} | "
-                   + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+            ratios.append(
+                f"**{statistics.median(by_round):.2f}** ({', '.join(f'{r:.2f}' for r in by_round)})"
+                if by_round
+                else "-"
+            )
+        out.append(
+            f"| {'bulk x' + str(results['config']['bulk_users']) if level == 'bulk' else level} | "
+            + " | ".join(cells)
+            + " | "
+            + " | ".join(ratios)
+            + " |"
+        )
     if lines:
         out += ["", *lines]
     return out
@@ -810,15 +992,19 @@ def _byid_section(results: dict) -> list[str]:
         return []
     b = ship["byid"]
     batch = "-" if b.get("mean_batch_size") is None else f"{b['mean_batch_size']:.1f}"
-    return ["", f"Predict by id (`GET /v1/entities/{{id}}/predict`, bench/entities.py `ById`, "
-            f"{results['config']['byid_users']} users, {ship['label']}, features in SQLite; the lookup and the model "
-            "call are each request's two waits, their mean times from /metrics over the level):", "",
-            "| ok req/s (rounds) | p50 ms | p99 ms | errors | cache hits | mean lookup ms | mean model call ms | "
-            "records per model call | the larger |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-            f"| {_rounds(b)} | {_ms(b['p50_ms'])} | {_ms(b['p99_ms'])} | {b['errors']} | "
-            f"{'-' if b.get('cache_hit_rate') is None else _pct(b['cache_hit_rate'])} | {b.get('lookup_ms')} | "
-            f"{b.get('model_call_ms')} | {batch} | {b.get('bottleneck', '-')} |"]
+    return [
+        "",
+        f"Predict by id (`GET /v1/entities/{{id}}/predict`, bench/entities.py `ById`, "
+        f"{results['config']['byid_users']} users, {ship['label']}, features in SQLite; the lookup and the model "
+        "call are each request's two waits, their mean times from /metrics over the level):",
+        "",
+        "| ok req/s (rounds) | p50 ms | p99 ms | errors | cache hits | mean lookup ms | mean model call ms | "
+        "records per model call | the larger |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        f"| {_rounds(b)} | {_ms(b['p50_ms'])} | {_ms(b['p99_ms'])} | {b['errors']} | "
+        f"{'-' if b.get('cache_hit_rate') is None else _pct(b['cache_hit_rate'])} | {b.get('lookup_ms')} | "
+        f"{b.get('model_call_ms')} | {batch} | {b.get('bottleneck', '-')} |",
+    ]
 
 
 def _scoring_section(scoring: dict | None) -> list[str]:
@@ -828,15 +1014,21 @@ def _scoring_section(scoring: dict | None) -> list[str]:
     if "error" in scoring:
         return ["", f"Batch scoring: bench/scoring.py failed: {scoring['error']}"]
     limit = scoring["inprocess"]["checks+pipeline"]["rows_per_s"]
-    lines = ["", f"Batch scoring (bench/scoring.py after the servers stopped, {scoring['rows']:,} rows; "
-             f"[scoring.md](scoring.md)): the in-process limit is {limit:,.0f} rows/s with the row checks "
-             f"({scoring['inprocess']['pipeline']['rows_per_s']:,.0f} for the pipeline alone).", "",
-             "| score.py engine | input | rows/s | of the in-process limit | rows/s once Spark has started | wall s |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "",
+        f"Batch scoring (bench/scoring.py after the servers stopped, {scoring['rows']:,} rows; "
+        f"[scoring.md](scoring.md)): the in-process limit is {limit:,.0f} rows/s with the row checks "
+        f"({scoring['inprocess']['pipeline']['rows_per_s']:,.0f} for the pipeline alone).",
+        "",
+        "| score.py engine | input | rows/s | of the in-process limit | rows/s once Spark has started | wall s |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
     for run in scoring["runs"]:
         after = f"{run['rows_per_s_after_start']:,.0f}" if "rows_per_s_after_start" in run else ""
-        lines.append(f"| {run['engine']} | {run['input']} | {run['rows_per_s']:,.0f} | {_pct(run['rows_per_s'] / limit)} | "
-                     f"{after} | {run['wall_s']} |")
+        lines.append(
+            f"| {run['engine']} | {run['input']} | {run['rows_per_s']:,.0f} | {_pct(run['rows_per_s'] / limit)} | "
+            f"{after} | {run['wall_s']} |"
+        )
     return lines
 
 
@@ -863,7 +1055,9 @@ def write_plot(results: dict, path: Path) -> None:
         ax.set_xscale("log", base=2)
         ax.grid(alpha=0.3)
     left.legend(fontsize=8)
-    fig.suptitle(f"{results['machine']['cores']} cores, load avg {results['load_before']} ({results['finished']})", fontsize=9)
+    fig.suptitle(
+        f"{results['machine']['cores']} cores, load avg {results['load_before']} ({results['finished']})", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -898,7 +1092,10 @@ def run_scoring(args) -> dict:
     if returncode != 0 or not path.exists():
         return {"error": f"bench/scoring.py exited with {returncode}"}
     scoring = json.loads(path.read_text())
-    return {key: scoring[key] for key in ("started", "rows", "load_before", "load_after", "inprocess", "spark_start", "runs")}
+    return {
+        key: scoring[key]
+        for key in ("started", "rows", "load_before", "load_after", "inprocess", "spark_start", "runs")
+    }
 
 
 def start_peer_installs(names: list[str], args) -> dict:
@@ -921,8 +1118,10 @@ def finish_peer_installs(installs: dict, args, started: float) -> dict:
     for name, (proc, log, clock) in installs.items():
         venv = args.peer_venvs / name
         requirements = peers.requirement_files(name)[0]
-        entry: dict = {"venv": str(venv), "requirements": str(requirements.relative_to(ROOT)
-                                                               if requirements.is_relative_to(ROOT) else requirements)}
+        entry: dict = {
+            "venv": str(venv),
+            "requirements": str(requirements.relative_to(ROOT) if requirements.is_relative_to(ROOT) else requirements),
+        }
         try:
             if proc is None:
                 entry["install_s"] = 0.0
@@ -937,8 +1136,10 @@ def finish_peer_installs(installs: dict, args, started: float) -> dict:
             entry["versions"] = peers.finish_install(name, venv)
             if proc is not None:
                 entry["install_s"] = round(time.perf_counter() - clock, 1)  # venv + pip + the import check
-            print(f"  {name}: {entry['versions']} ({'reused' if proc is None else str(entry['install_s']) + ' s'})",
-                  flush=True)
+            print(
+                f"  {name}: {entry['versions']} ({'reused' if proc is None else str(entry['install_s']) + ' s'})",
+                flush=True,
+            )
         except Exception as exc:  # noqa: BLE001 - any failure leaves this peer out, not the run
             entry["error"] = f"not installed: {exc}"[:4000]
             print(f"  WARNING: {name} left out, {str(exc)[:600]}", flush=True)
@@ -955,8 +1156,11 @@ PEER_INSTALL_TIMEOUT_S = 900
 
 def _tail(log: Path, lines: int = 12) -> str:
     """The last lines of an install log, without pip's notes about this machine's local indexes."""
-    kept = [line for line in log.read_text(errors="replace").splitlines()
-            if line.strip() and "is ignored: it is neither a file nor a directory" not in line]
+    kept = [
+        line
+        for line in log.read_text(errors="replace").splitlines()
+        if line.strip() and "is ignored: it is neither a file nor a directory" not in line
+    ]
     return " | ".join(kept[-lines:])
 
 
@@ -970,57 +1174,120 @@ def pipeline_file(env: dict) -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="CI mode: 16 users and bulk, 3 s each, per server")
-    parser.add_argument("--scenario", choices=SCENARIOS, default="penguins",
-                        help="penguins: the trained penguins pipeline against every server (default); lightgbm: an "
-                             "imported LightGBM booster (50 features, 300 trees) served by the project against MLServer's "
-                             "LightGBM runtime and a FastAPI baseline (bench/lightgbm/; default --out bench/results/lightgbm, "
-                             "--levels 1,32)")
-    parser.add_argument("--out", type=Path, default=None, help="default bench/results (lightgbm: bench/results/lightgbm)")
-    parser.add_argument("--servers", default=None,
-                        help="nodrift and payloadlog (the shipped project with DRIFT_COUNTING=0 / PAYLOAD_LOG=1) run at "
-                             "32 users only (the largest level when 32 is not among --levels); --scenario lightgbm: "
-                             f"{','.join(LIGHTGBM_SERVERS)}")
+    parser.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="penguins",
+        help="penguins: the trained penguins pipeline against every server (default); lightgbm: an "
+        "imported LightGBM booster (50 features, 300 trees) served by the project against MLServer's "
+        "LightGBM runtime and a FastAPI baseline (bench/lightgbm/; default --out bench/results/lightgbm, "
+        "--levels 1,32)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default bench/results (lightgbm: bench/results/lightgbm)"
+    )
+    parser.add_argument(
+        "--servers",
+        default=None,
+        help="nodrift and payloadlog (the shipped project with DRIFT_COUNTING=0 / PAYLOAD_LOG=1) run at "
+        "32 users only (the largest level when 32 is not among --levels); --scenario lightgbm: "
+        f"{','.join(LIGHTGBM_SERVERS)}",
+    )
     parser.add_argument("--levels", default=None, help="concurrent users, e.g. 1,8,32,64")
     parser.add_argument("--duration", type=float, default=None, help="seconds per level")
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="rounds of every level over all servers, interleaved (default 2; 1 with --smoke)")
-    parser.add_argument("--byid-users", type=int, default=None,
-                        help="users of the predict-by-id level on the shipped server (default: 32, as nodrift; 0: none)")
-    parser.add_argument("--no-scoring", action="store_true",
-                        help="skip bench/scoring.py (batch scoring; run after the servers stopped)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="rounds of every level over all servers, interleaved (default 2; 1 with --smoke)",
+    )
+    parser.add_argument(
+        "--byid-users",
+        type=int,
+        default=None,
+        help="users of the predict-by-id level on the shipped server (default: 32, as nodrift; 0: none)",
+    )
+    parser.add_argument(
+        "--no-scoring", action="store_true", help="skip bench/scoring.py (batch scoring; run after the servers stopped)"
+    )
     parser.add_argument("--bulk-users", type=int, default=4)
     parser.add_argument("--bulk-size", type=int, default=1000)
     parser.add_argument("--bulk-duration", type=float, default=None)
     parser.add_argument("--baseline-workers", type=int, default=2)
     parser.add_argument("--baseline-mode", default="inline", choices=("inline", "threadpool"))
     parser.add_argument("--baseline-omp", type=int, default=1, help="OMP_NUM_THREADS of the FastAPI workers")
-    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra environment for the two project servers (tuning experiments)")
-    parser.add_argument("--candidate", action="append", default=[], metavar="NAME=DIR",
-                        help="also serve a modified copy of the project (tuning experiments)")
-    parser.add_argument("--candidate-env", action="append", default=[], metavar="NAME:KEY=VALUE",
-                        help="environment of one candidate only, e.g. h11:PYTHONPATH=/tmp/h11only (a setting or package switched off)")
-    parser.add_argument("--no-peers", action="store_true", help="leave out mlserver and litserve (no virtualenvs to install)")
-    parser.add_argument("--peer-venvs", type=Path, default=None,
-                        help="keep the peers' virtualenvs in DIR/<peer> and reuse them while their pins are unchanged "
-                             "(default: fresh ones in the run's temporary work directory)")
-    parser.add_argument("--mlserver-workers", type=int, default=peers.DEFAULTS["mlserver"].workers,
-                        help="MLServer parallel_workers")
-    parser.add_argument("--litserve-workers", type=int, default=peers.DEFAULTS["litserve"].workers,
-                        help="LitServe workers_per_device (inference processes)")
-    parser.add_argument("--litserve-api-servers", type=int, default=peers.DEFAULTS["litserve"].api_servers,
-                        help="LitServe num_api_servers (HTTP processes)")
-    parser.add_argument("--peer-max-batch-size", type=int, default=peers.PeerConfig.max_batch_size,
-                        help="MLServer max_batch_size and LitServe max_batch_size")
-    parser.add_argument("--peer-batch-wait-ms", type=float, default=None,
-                        help="MLServer max_batch_time and LitServe batch_timeout, in ms (default "
-                             f"{1000 * peers.PeerConfig.batch_wait_s:g}; --scenario lightgbm: 2)")
-    parser.add_argument("--idle-seconds", type=float, default=None,
-                        help="how long each server's idle CPU is measured after its warm-up (default 2; 1 with --smoke)")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the two project servers (tuning experiments)",
+    )
+    parser.add_argument(
+        "--candidate",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also serve a modified copy of the project (tuning experiments)",
+    )
+    parser.add_argument(
+        "--candidate-env",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE",
+        help="environment of one candidate only, e.g. h11:PYTHONPATH=/tmp/h11only (a setting or package switched off)",
+    )
+    parser.add_argument(
+        "--no-peers", action="store_true", help="leave out mlserver and litserve (no virtualenvs to install)"
+    )
+    parser.add_argument(
+        "--peer-venvs",
+        type=Path,
+        default=None,
+        help="keep the peers' virtualenvs in DIR/<peer> and reuse them while their pins are unchanged "
+        "(default: fresh ones in the run's temporary work directory)",
+    )
+    parser.add_argument(
+        "--mlserver-workers", type=int, default=peers.DEFAULTS["mlserver"].workers, help="MLServer parallel_workers"
+    )
+    parser.add_argument(
+        "--litserve-workers",
+        type=int,
+        default=peers.DEFAULTS["litserve"].workers,
+        help="LitServe workers_per_device (inference processes)",
+    )
+    parser.add_argument(
+        "--litserve-api-servers",
+        type=int,
+        default=peers.DEFAULTS["litserve"].api_servers,
+        help="LitServe num_api_servers (HTTP processes)",
+    )
+    parser.add_argument(
+        "--peer-max-batch-size",
+        type=int,
+        default=peers.PeerConfig.max_batch_size,
+        help="MLServer max_batch_size and LitServe max_batch_size",
+    )
+    parser.add_argument(
+        "--peer-batch-wait-ms",
+        type=float,
+        default=None,
+        help="MLServer max_batch_time and LitServe batch_timeout, in ms (default "
+        f"{1000 * peers.PeerConfig.batch_wait_s:g}; --scenario lightgbm: 2)",
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=None,
+        help="how long each server's idle CPU is measured after its warm-up (default 2; 1 with --smoke)",
+    )
     parser.add_argument("--project", type=Path, default=ROOT, help="project dir to serve (a copy, to try changes)")
-    parser.add_argument("--profile", action="store_true",
-                        help="--scenario lightgbm: after the measured rounds, one more Locust run per level against the "
-                             "project with py-spy on its processes (bench/lightgbm/profile.py; not in the tables)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="--scenario lightgbm: after the measured rounds, one more Locust run per level against the "
+        "project with py-spy on its processes (bench/lightgbm/profile.py; not in the tables)",
+    )
     args = parser.parse_args(argv)
     lightgbm = args.scenario == "lightgbm"
     known = LIGHTGBM_SERVERS if lightgbm else SERVER_NAMES
@@ -1054,12 +1321,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.servers = ",".join(name for name in args.servers.split(",") if name not in (*peers.NAMES, *LIGHTGBM_PEERS))
     if args.idle_seconds is None:
         args.idle_seconds = 1.0 if args.smoke else 2.0
-    if args.peer_batch_wait_ms is None:  # MLServer's LightGBM runtime did better with 2 ms (bench/README.md, "LightGBM")
+    if (
+        args.peer_batch_wait_ms is None
+    ):  # MLServer's LightGBM runtime did better with 2 ms (bench/README.md, "LightGBM")
         args.peer_batch_wait_ms = 2.0 if lightgbm else 1000 * peers.PeerConfig.batch_wait_s
-    if (min(args.mlserver_workers, args.litserve_workers, args.litserve_api_servers, args.peer_max_batch_size) < 1
-            or args.peer_batch_wait_ms < 0 or args.idle_seconds <= 0):
-        parser.error("the peers' workers, HTTP processes and --peer-max-batch-size must be at least 1, "
-                     "--peer-batch-wait-ms 0 or more, --idle-seconds positive")
+    if (
+        min(args.mlserver_workers, args.litserve_workers, args.litserve_api_servers, args.peer_max_batch_size) < 1
+        or args.peer_batch_wait_ms < 0
+        or args.idle_seconds <= 0
+    ):
+        parser.error(
+            "the peers' workers, HTTP processes and --peer-max-batch-size must be at least 1, "
+            "--peer-batch-wait-ms 0 or more, --idle-seconds positive"
+        )
     wait = args.peer_batch_wait_ms / 1000
     args.peer_configs = {
         "mlserver": peers.PeerConfig(args.mlserver_workers, args.peer_max_batch_size, wait),
@@ -1072,12 +1346,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.byid_users < 0:
         parser.error("--byid-users must be 0 or more")
     names = [spec.partition("=")[0] for spec in args.candidate]
-    if any("=" not in spec or not spec.partition("=")[0] or not Path(spec.partition("=")[2]).is_dir() for spec in args.candidate):
+    if any(
+        "=" not in spec or not spec.partition("=")[0] or not Path(spec.partition("=")[2]).is_dir()
+        for spec in args.candidate
+    ):
         parser.error(f"--candidate takes NAME=DIR, a directory holding a copy of the project (got {args.candidate})")
     for spec in args.candidate_env:
         name, colon, setting = spec.partition(":")
         if not colon or "=" not in setting or name not in names:
-            parser.error(f"--candidate-env takes NAME:KEY=VALUE for a NAME given with --candidate {names} (got {spec!r})")
+            parser.error(
+                f"--candidate-env takes NAME:KEY=VALUE for a NAME given with --candidate {names} (got {spec!r})"
+            )
     args.project = args.project.resolve()
     return args
 
@@ -1129,41 +1408,83 @@ def main(argv: list[str] | None = None) -> int:
         chosen = args.servers.split(",")
         installs = start_peer_installs([name for name in peers.NAMES if name in chosen], args)
         print(f"training into {home} (load avg {load_before})", flush=True)
-        subprocess.run([sys.executable, "train.py"], cwd=args.project, env=env, check=True, stdout=subprocess.DEVNULL,
-                       timeout=300)
+        subprocess.run(
+            [sys.executable, "train.py"], cwd=args.project, env=env, check=True, stdout=subprocess.DEVNULL, timeout=300
+        )
         args.pipeline_file = pipeline_file(env)
         if args.byid_users:  # the feature table of the predict-by-id level, numbered rows of the training data
-            subprocess.run([sys.executable, "-m", "tabserve.features", "load", str(args.project / "data" / "penguins.csv"),
-                            "--id-column", "penguin_id", "--number-rows", "--db", args.feature_db],
-                           cwd=args.project, env=env, check=True, timeout=120)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "tabserve.features",
+                    "load",
+                    str(args.project / "data" / "penguins.csv"),
+                    "--id-column",
+                    "penguin_id",
+                    "--number-rows",
+                    "--db",
+                    args.feature_db,
+                ],
+                cwd=args.project,
+                env=env,
+                check=True,
+                timeout=120,
+            )
         peer_info = finish_peer_installs(installs, args, started)
         inproc_runs = []
         for omp in ("default", "1"):
             run_env = dict(env) if omp == "default" else {**env, "OMP_NUM_THREADS": omp}
-            out = subprocess.run([sys.executable, str(BENCH / "inprocess.py"), "--seconds", "0.5" if args.smoke else "5",
-                                  "--sizes", f"1,{args.bulk_size}"], cwd=args.project, env=run_env, check=True,
-                                 capture_output=True, text=True, timeout=300)
-            inproc_runs.append({"omp": omp if omp == "1" else env.get("OMP_NUM_THREADS", "default"), **json.loads(out.stdout)})
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    str(BENCH / "inprocess.py"),
+                    "--seconds",
+                    "0.5" if args.smoke else "5",
+                    "--sizes",
+                    f"1,{args.bulk_size}",
+                ],
+                cwd=args.project,
+                env=run_env,
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            inproc_runs.append(
+                {"omp": omp if omp == "1" else env.get("OMP_NUM_THREADS", "default"), **json.loads(out.stdout)}
+            )
             print(f"  in-process OMP={omp}: {inproc_runs[-1]['batches']}", flush=True)
         best_bulk = max(r["batches"][str(args.bulk_size)]["rows_per_s"] for r in inproc_runs)
         results = {
             "smoke": args.smoke,
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine_info(),
             "load_before": load_before,
-            "config": {"levels": args.levels, "duration_s": args.duration, "rounds": args.rounds, "bulk_users": args.bulk_users,
-                       "bulk_size": args.bulk_size, "bulk_duration_s": args.bulk_duration,
-                       "baseline": {"workers": args.baseline_workers, "mode": args.baseline_mode, "omp": args.baseline_omp},
-                       "server_env": " ".join(args.server_env), "focus_users": args.focus,
-                       "byid_users": args.byid_users, "servers": chosen,
-                       "peers": {name: dataclasses.asdict(config) for name, config in args.peer_configs.items()}},
+            "config": {
+                "levels": args.levels,
+                "duration_s": args.duration,
+                "rounds": args.rounds,
+                "bulk_users": args.bulk_users,
+                "bulk_size": args.bulk_size,
+                "bulk_duration_s": args.bulk_duration,
+                "baseline": {"workers": args.baseline_workers, "mode": args.baseline_mode, "omp": args.baseline_omp},
+                "server_env": " ".join(args.server_env),
+                "focus_users": args.focus,
+                "byid_users": args.byid_users,
+                "servers": chosen,
+                "peers": {name: dataclasses.asdict(config) for name, config in args.peer_configs.items()},
+            },
             "inprocess": {"runs": inproc_runs, "best_rows_per_s_at_1000": best_bulk},
             "peers": peer_info,
             "peers_ready_after_s": args.peers_ready_after_s,
             "servers": [],
         }
-        loads = ([str(u) for u in args.levels] + (["byid"] if args.byid_users else [])
-                 + (["bulk"] if args.bulk_users else []))
+        loads = (
+            [str(u) for u in args.levels]
+            + (["byid"] if args.byid_users else [])
+            + (["bulk"] if args.bulk_users else [])
+        )
         running: list[Running] = []
         for index, server in enumerate(servers(args, 0)):
             if not any(server.takes(level) for level in loads):
@@ -1187,7 +1508,7 @@ def main(argv: list[str] | None = None) -> int:
         results["servers"] = [finish(run) for run in running]
         _kill_all()
         results["load_after"] = [round(x, 2) for x in os.getloadavg()]
-        results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         results["wall_s"] = round(time.perf_counter() - started, 1)
         results["targets"] = targets(results)
         log_cost = variant_cost(results, "payloadlog")

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,9 +87,15 @@ def run_score(data: Path, engine: str, master: str, workdir: Path, env: dict) ->
         raise SystemExit(f"score.py failed ({' '.join(command)}):\n{done.stderr[-3000:]}")
     seconds = float(re.search(r"^time\s+([\d.]+) s", done.stdout, re.M).group(1))
     scored = int(re.search(r"^scored\s+([\d,]+)", done.stdout, re.M).group(1).replace(",", ""))
-    return {"engine": engine if engine == "local" else f"spark {master}", "input": data.suffix[1:], "rows": scored,
-            "seconds": seconds, "rows_per_s": round(scored / seconds, 1), "wall_s": round(wall, 1),
-            "wall_rows_per_s": round(scored / wall, 1)}
+    return {
+        "engine": engine if engine == "local" else f"spark {master}",
+        "input": data.suffix[1:],
+        "rows": scored,
+        "seconds": seconds,
+        "rows_per_s": round(scored / seconds, 1),
+        "wall_s": round(wall, 1),
+        "wall_rows_per_s": round(scored / wall, 1),
+    }
 
 
 def markdown(results: dict) -> str:
@@ -101,14 +107,21 @@ def markdown(results: dict) -> str:
         "|---|---|---:|---:|---:|---:|",
     ]
     for name, run in results["inprocess"].items():
-        lines.append(f"| in-process limit: {name} | frame in memory | {run['rows_per_s']:,.0f} | | {run['seconds']:.1f} | |")
+        lines.append(
+            f"| in-process limit: {name} | frame in memory | {run['rows_per_s']:,.0f} | | {run['seconds']:.1f} | |"
+        )
     for run in results["runs"]:
         after = f"{run['rows_per_s_after_start']:,.0f}" if "rows_per_s_after_start" in run else ""
-        lines.append(f"| score.py --engine {run['engine']} | {run['input']} | {run['rows_per_s']:,.0f} | {after} | {run['wall_s']:.1f} | "
-                     f"{run['wall_rows_per_s']:,.0f} |")
+        lines.append(
+            f"| score.py --engine {run['engine']} | {run['input']} | {run['rows_per_s']:,.0f} | {after} | {run['wall_s']:.1f} | "
+            f"{run['wall_rows_per_s']:,.0f} |"
+        )
     if results.get("spark_start"):
-        lines += ["", f"Spark's start (a run of 1,000 rows, by score.py's clock): {results['spark_start']['seconds']:.1f} s; "
-                  "'once started' subtracts it."]
+        lines += [
+            "",
+            f"Spark's start (a run of 1,000 rows, by score.py's clock): {results['spark_start']['seconds']:.1f} s; "
+            "'once started' subtracts it.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -122,17 +135,35 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="tabserve-bench-home-"))
     workdir = Path(tempfile.mkdtemp(prefix="tabserve-bench-scoring-"))
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT),
+    }
     env.pop("MODEL_TAG", None)
     try:
         load_before = [round(x, 2) for x in os.getloadavg()]
         print(f"training into {home} (load avg {load_before})", flush=True)
-        subprocess.run([sys.executable, "train.py"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, timeout=600)
+        subprocess.run(
+            [sys.executable, "train.py"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, timeout=600
+        )
         csv_path, parquet_path = make_data(args.rows, workdir)
-        print(f"{args.rows:,} rows: {csv_path} ({csv_path.stat().st_size / 1e6:.1f} MB), {parquet_path} "
-              f"({parquet_path.stat().st_size / 1e6:.1f} MB)", flush=True)
-        done = subprocess.run([sys.executable, "-c", INPROCESS, str(csv_path)], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=3600, check=True)
+        print(
+            f"{args.rows:,} rows: {csv_path} ({csv_path.stat().st_size / 1e6:.1f} MB), {parquet_path} "
+            f"({parquet_path.stat().st_size / 1e6:.1f} MB)",
+            flush=True,
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", INPROCESS, str(csv_path)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            check=True,
+        )
         inprocess = json.loads(done.stdout)
         print(f"  in-process: {inprocess}", flush=True)
         runs, start = [], None
@@ -143,11 +174,13 @@ def main(argv: list[str] | None = None) -> int:
             for data in (csv_path, parquet_path):
                 run = run_score(data, engine, args.master, workdir, env)
                 if engine == "spark" and run["seconds"] > start["seconds"]:  # rows/s once started
-                    run["rows_per_s_after_start"] = round((run["rows"] - start["rows"]) / (run["seconds"] - start["seconds"]), 1)
+                    run["rows_per_s_after_start"] = round(
+                        (run["rows"] - start["rows"]) / (run["seconds"] - start["seconds"]), 1
+                    )
                 runs.append(run)
                 print(f"  {runs[-1]}", flush=True)
         results = {
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "rows": args.rows,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "load_before": load_before,

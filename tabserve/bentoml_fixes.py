@@ -63,11 +63,11 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import bentoml
 
@@ -80,7 +80,9 @@ ACCESS_LOGGER = "bentoml.access"  # where BentoML's AccessLogMiddleware writes o
 STAGING_DIR = ".tabserve-staging"  # beside the model store folder: same filesystem, so one rename publishes
 
 _APPLIED = "_tabserve_patched"
-_REPLACED = "_tabserve_replaces"  # the patched function keeps the original: the tests check upstream still needs the patch
+_REPLACED = (
+    "_tabserve_replaces"  # the patched function keeps the original: the tests check upstream still needs the patch
+)
 _warned = False
 logger = logging.getLogger("tabserve")
 
@@ -94,8 +96,12 @@ def require_checked_bentoml() -> None:
     if os.environ.get(ALLOW_UNCHECKED) == "1":
         if not _warned:
             _warned = True
-            logger.warning("BentoML %s is not one tabserve/bentoml_fixes.py was checked against (%s); running anyway (%s=1)",
-                           version, ", ".join(CHECKED), ALLOW_UNCHECKED)
+            logger.warning(
+                "BentoML %s is not one tabserve/bentoml_fixes.py was checked against (%s); running anyway (%s=1)",
+                version,
+                ", ".join(CHECKED),
+                ALLOW_UNCHECKED,
+            )
         return
     raise SystemExit(
         f"error: BentoML {version} is installed, but tabserve/bentoml_fixes.py was checked against BentoML {', '.join(CHECKED)} only: "
@@ -178,7 +184,7 @@ def release_request_timers() -> None:
         task = asyncio.ensure_future(self.app(scope, receive, _send))
         try:
             await waiter
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if task.cancel():
                 answer = {"error": f"Not able to process the request in {self.timeout} seconds"}
                 await JSONResponse(answer, status_code=504)(scope, receive, send)
@@ -265,7 +271,9 @@ def model_store_root() -> Path:
 
 
 @contextmanager
-def atomic_model_version(name: str, *, labels: dict[str, str], metadata: dict[str, Any], store_root: Path | None = None) -> Iterator[bentoml.Model]:
+def atomic_model_version(
+    name: str, *, labels: dict[str, str], metadata: dict[str, Any], store_root: Path | None = None
+) -> Iterator[bentoml.Model]:
     """`bentoml.models.create`, but the store gets all of the version or none of it.
 
     Write the version's files into the model it gives (`model.path_of(...)`), as with `create`. On a

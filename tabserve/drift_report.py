@@ -35,8 +35,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tabserve.core.cli import OneLineParser, fail
 from tabserve.core import profile
+from tabserve.core.cli import OneLineParser, fail
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # drift_report.html
 SEVERITY_ORDER = {profile.ALERT: 0, profile.WARN: 1, profile.OK: 2, profile.TOO_FEW: 3}
@@ -47,8 +47,10 @@ class ReportError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m tabserve.drift_report",
-                     description="Compare the payload log (PAYLOAD_LOG=1) with the model's training data: one HTML file.")
+    parser = OneLineParser(
+        prog="python -m tabserve.drift_report",
+        description="Compare the payload log (PAYLOAD_LOG=1) with the model's training data: one HTML file.",
+    )
     parser.add_argument("--log", required=True, help="the payload log directory (PAYLOAD_LOG_DIR)")
     parser.add_argument("--model", help="the model's tag or name (default: the one model the log holds)")
     parser.add_argument("--out", required=True, help="the HTML file to write")
@@ -57,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # --- reading the log ---------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class LogLines:
@@ -68,8 +71,12 @@ class LogLines:
 def read_log(directory: Path) -> LogLines:
     """Every JSON line of every file under `directory` (schema files aside)."""
     if not directory.is_dir():
-        raise ReportError(f"{directory}: no such directory (the payload log is written with PAYLOAD_LOG=1 into PAYLOAD_LOG_DIR)")
-    files = sorted(p for p in directory.rglob("*") if p.is_file() and "schema" not in p.relative_to(directory).parts[:-1])
+        raise ReportError(
+            f"{directory}: no such directory (the payload log is written with PAYLOAD_LOG=1 into PAYLOAD_LOG_DIR)"
+        )
+    files = sorted(
+        p for p in directory.rglob("*") if p.is_file() and "schema" not in p.relative_to(directory).parts[:-1]
+    )
     lines: list[dict[str, Any]] = []
     bad = 0
     for path in files:
@@ -86,12 +93,19 @@ def read_log(directory: Path) -> LogLines:
                 except ValueError:
                     bad += 1
                     continue
-                if isinstance(line, dict) and isinstance(line.get("inputs"), dict) and "prediction" in line and line.get("model"):
+                if (
+                    isinstance(line, dict)
+                    and isinstance(line.get("inputs"), dict)
+                    and "prediction" in line
+                    and line.get("model")
+                ):
                     lines.append(line)
                 else:
                     bad += 1
     if not lines and not bad:
-        raise ReportError(f"{directory}: no payload log lines in it (is it PAYLOAD_LOG_DIR, and did the server predict with PAYLOAD_LOG=1?)")
+        raise ReportError(
+            f"{directory}: no payload log lines in it (is it PAYLOAD_LOG_DIR, and did the server predict with PAYLOAD_LOG=1?)"
+        )
     if not lines:
         raise ReportError(f"{directory}: none of its {bad} lines is a payload log record")
     return LogLines(lines, bad, len(files))
@@ -125,24 +139,31 @@ def load_card(tag: str) -> Any:
         model = bentoml.models.get(tag)
     except bentoml.exceptions.NotFound:
         home = os.environ.get("BENTOML_HOME") or "~/bentoml"
-        raise ReportError(f"model {tag} is not in the BentoML model store (BENTOML_HOME={home}); "
-                          "run the report where the model was trained, or with that store's BENTOML_HOME") from None
+        raise ReportError(
+            f"model {tag} is not in the BentoML model store (BENTOML_HOME={home}); "
+            "run the report where the model was trained, or with that store's BENTOML_HOME"
+        ) from None
     except bentoml.exceptions.BentoMLException as exc:
         raise ReportError(f"model {tag}: {' '.join(str(exc).split())}") from None
     card = ModelCard.from_model(model)
     if card.reference is None:
-        raise ReportError(f"model {tag} has no drift reference: it was trained before train.py kept one; train it again to compare")
+        raise ReportError(
+            f"model {tag} has no drift reference: it was trained before train.py kept one; train it again to compare"
+        )
     return card
 
 
 # --- comparing -----------------------------------------------------------------------------------------
+
 
 def build(log: LogLines, tag: str, card: Any, thresholds: profile.Thresholds) -> dict[str, Any]:
     """What the page shows: the comparison (as /v1/drift computes it), worst first, with the log's facts."""
     lines = [line for line in log.lines if line["model"] == tag]
     redacted = sorted({name for line in lines for name in (line.get("redacted") or [])})
     reference = card.reference
-    compared_reference = dataclasses.replace(reference, features={k: v for k, v in reference.features.items() if k not in redacted})
+    compared_reference = dataclasses.replace(
+        reference, features={k: v for k, v in reference.features.items() if k not in redacted}
+    )
     counts = compared_reference.count([line["inputs"] for line in lines], [line["prediction"] for line in lines])
     compared = profile.compare(compared_reference, counts, thresholds, card.schema)
     profiled = [f for f in compared["features"] if "psi" in f]
@@ -172,6 +193,7 @@ def build(log: LogLines, tag: str, card: Any, thresholds: profile.Thresholds) ->
 
 # --- the page ------------------------------------------------------------------------------------------
 
+
 def bar_chart(bins: list[dict[str, Any]], title: str) -> str:
     """Reference and live shares per bin, side by side, as a PNG data URI."""
     import matplotlib
@@ -186,7 +208,9 @@ def bar_chart(bins: list[dict[str, Any]], title: str) -> str:
     try:
         ax.bar(x - 0.2, [b["reference"] for b in bins], 0.4, label="training (reference)", color="#9aa5b1")
         ax.bar(x + 0.2, [b["live"] for b in bins], 0.4, label="live (payload log)", color="#3b7dd8")
-        ax.set_xticks(x, labels, rotation=30 if len(labels) > 5 else 0, ha="right" if len(labels) > 5 else "center", fontsize=8)
+        ax.set_xticks(
+            x, labels, rotation=30 if len(labels) > 5 else 0, ha="right" if len(labels) > 5 else "center", fontsize=8
+        )
         ax.set_ylabel("share", fontsize=8)
         ax.tick_params(axis="y", labelsize=8)
         ax.set_title(title, fontsize=9, loc="left")
@@ -204,15 +228,26 @@ def render(report: dict[str, Any]) -> str:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
     # As tabserve/serving/pages.py: autoescaping (every name and label from the log is escaped), strict variables.
-    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     for feature in report["features"]:
-        feature["chart"] = bar_chart(feature["bins"], f"{feature['name']}: PSI {feature['psi']:g} ({feature['status']})")
+        feature["chart"] = bar_chart(
+            feature["bins"], f"{feature['name']}: PSI {feature['psi']:g} ({feature['status']})"
+        )
     if report["prediction"] is not None:
         p = report["prediction"]
         p["chart"] = bar_chart(p["bins"], f"prediction: PSI {p['psi']:g} ({p['status']})")
     return environment.get_template("drift_report.html").render(
-        title=f"Drift report: {report['model']}", generated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **report)
+        title=f"Drift report: {report['model']}",
+        generated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **report,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
 
         log = read_log(Path(args.log))
         if log.bad:
-            print(f"warning: skipped {log.bad} unreadable line{'s' if log.bad != 1 else ''} under {args.log}", file=sys.stderr)
+            print(
+                f"warning: skipped {log.bad} unreadable line{'s' if log.bad != 1 else ''} under {args.log}",
+                file=sys.stderr,
+            )
         tag = pick_model(log.lines, args.model)
         card = load_card(tag)
         minimum = args.min_records if args.min_records is not None else config.DRIFT_MIN_RECORDS
@@ -233,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             page = render(report)
         except ImportError as exc:
-            raise ReportError(f"the report needs {exc.name} (a dev dependency: `make` installs it into .venv)") from None
+            raise ReportError(
+                f"the report needs {exc.name} (a dev dependency: `make` installs it into .venv)"
+            ) from None
         out = Path(args.out)
         try:
             out.write_text(page, encoding="utf-8")
@@ -242,8 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     except ReportError as exc:
         return fail(str(exc))
     drifted = [f["name"] for f in report["features"] if f["status"] in (profile.WARN, profile.ALERT)]
-    print(f"wrote {out}: {tag}, {report['records']} records, {report['first'] or '?'} to {report['last'] or '?'}, "
-          f"status {report['status']}" + (f" (drift in {', '.join(drifted)})" if drifted else ""))
+    print(
+        f"wrote {out}: {tag}, {report['records']} records, {report['first'] or '?'} to {report['last'] or '?'}, "
+        f"status {report['status']}" + (f" (drift in {', '.join(drifted)})" if drifted else "")
+    )
     return 0
 
 

@@ -40,30 +40,53 @@ class LoadError(Exception):
 def _parser() -> argparse.ArgumentParser:
     from tabserve.core import config
 
-    parser = OneLineParser(prog="python -m tabserve.features", description="Fill the feature table read by GET /v1/entities/{id}/predict.")
+    parser = OneLineParser(
+        prog="python -m tabserve.features", description="Fill the feature table read by GET /v1/entities/{id}/predict."
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     load = commands.add_parser("load", help="make the feature table from a CSV, keyed by its id column")
     load.add_argument("csv", help="the CSV file (read as training reads it)")
-    load.add_argument("--id-column", default=config.FEATURE_ID_COLUMN or None, required=not config.FEATURE_ID_COLUMN,
-                      help="the column of entity ids: the table's primary key (default: FEATURE_ID_COLUMN)")
-    load.add_argument("--table", default=config.FEATURE_TABLE, help=f"the table (default: FEATURE_TABLE, now {config.FEATURE_TABLE!r})")
-    load.add_argument("--db", default=config.FEATURE_DB_URL, help=f"a SQLAlchemy URL (default: FEATURE_DB_URL, now {safe_url(config.FEATURE_DB_URL)})")
+    load.add_argument(
+        "--id-column",
+        default=config.FEATURE_ID_COLUMN or None,
+        required=not config.FEATURE_ID_COLUMN,
+        help="the column of entity ids: the table's primary key (default: FEATURE_ID_COLUMN)",
+    )
+    load.add_argument(
+        "--table",
+        default=config.FEATURE_TABLE,
+        help=f"the table (default: FEATURE_TABLE, now {config.FEATURE_TABLE!r})",
+    )
+    load.add_argument(
+        "--db",
+        default=config.FEATURE_DB_URL,
+        help=f"a SQLAlchemy URL (default: FEATURE_DB_URL, now {safe_url(config.FEATURE_DB_URL)})",
+    )
     load.add_argument("--replace", action="store_true", help="replace the table if it exists (else that is an error)")
-    load.add_argument("--number-rows", action="store_true", help="add the id column, numbering the rows 1, 2, ... (the CSV has no id column)")
+    load.add_argument(
+        "--number-rows",
+        action="store_true",
+        help="add the id column, numbering the rows 1, 2, ... (the CSV has no id column)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        rows, columns = load(Path(args.csv), args.id_column, args.table, args.db, replace=args.replace, number_rows=args.number_rows)
+        rows, columns = load(
+            Path(args.csv), args.id_column, args.table, args.db, replace=args.replace, number_rows=args.number_rows
+        )
     except (LoadError, DataError, FeatureDbError) as exc:
         return fail(str(exc))
-    print(f"loaded {rows} rows, {columns} columns (id column {args.id_column!r}) into table {args.table!r} of {safe_url(args.db)}")
+    print(
+        f"loaded {rows} rows, {columns} columns (id column {args.id_column!r}) into table {args.table!r} of {safe_url(args.db)}"
+    )
     return 0
 
 
 # --- reading and typing the CSV -----------------------------------------------------------------
+
 
 def typed_columns(path: Path, id_column: str, number_rows: bool = False) -> tuple[dict[str, str], dict[str, list[Any]]]:
     """The CSV's columns as ({name: kind}, {name: values}); kind one of id_int, id_text, boolean,
@@ -80,8 +103,10 @@ def typed_columns(path: Path, id_column: str, number_rows: bool = False) -> tupl
         raw = raw.copy()
         raw.insert(0, id_column, [str(n) for n in range(1, len(raw) + 1)])
     elif id_column not in columns:
-        raise LoadError(f"id column {id_column!r} is not in {path.name}; columns are: {', '.join(columns)} "
-                        "(--number-rows adds it, numbering the rows)")
+        raise LoadError(
+            f"id column {id_column!r} is not in {path.name}; columns are: {', '.join(columns)} "
+            "(--number-rows adds it, numbering the rows)"
+        )
     kinds: dict[str, str] = {}
     values: dict[str, list[Any]] = {}
     ids = raw[id_column].tolist()
@@ -102,7 +127,9 @@ def typed_columns(path: Path, id_column: str, number_rows: bool = False) -> tupl
             continue
         cells = [feature.parse_cell(cell, table.decimal) for cell in column]
         kind = {BOOLEAN: "boolean", DATE: "date", DATETIME: "datetime"}.get(feature.kind, "text")
-        if feature.kind == NUMERIC or (feature.kind == CATEGORICAL and feature.categories and isinstance(feature.categories[0], int)):
+        if feature.kind == NUMERIC or (
+            feature.kind == CATEGORICAL and feature.categories and isinstance(feature.categories[0], int)
+        ):
             numbers = [c for c in cells if c is not None]
             if all(float(n).is_integer() and abs(n) < INT64 for n in numbers):
                 kind, cells = "integer", [None if c is None else int(c) for c in cells]
@@ -115,7 +142,9 @@ def typed_columns(path: Path, id_column: str, number_rows: bool = False) -> tupl
 def _check_ids(ids: list[str], id_column: str) -> None:
     empty = [n for n, i in enumerate(ids, start=1) if i in MISSING_MARKERS]
     if empty:
-        raise LoadError(f"id column {id_column!r} has no id in {len(empty)} row(s): {_some(empty)} (rows counted from 1 after the header)")
+        raise LoadError(
+            f"id column {id_column!r} has no id in {len(empty)} row(s): {_some(empty)} (rows counted from 1 after the header)"
+        )
     twice = repeated(ids)
     if twice:
         raise LoadError(f"id column {id_column!r} repeats {len(twice)} id(s): {_some(twice)}; ids must be unique")
@@ -128,7 +157,10 @@ def _some(items: list[Any], shown: int = 5) -> str:
 
 # --- writing the table --------------------------------------------------------------------------
 
-def load(path: Path, id_column: str, table_name: str, url: str, replace: bool = False, number_rows: bool = False) -> tuple[int, int]:
+
+def load(
+    path: Path, id_column: str, table_name: str, url: str, replace: bool = False, number_rows: bool = False
+) -> tuple[int, int]:
     """Make the table from the CSV: (rows, columns)."""
     import sqlalchemy as sa
 
@@ -140,25 +172,47 @@ def load(path: Path, id_column: str, table_name: str, url: str, replace: bool = 
         limit = engine.dialect.max_identifier_length or 63
         too_long = [name for name in [table_name, *kinds] if len(name.encode()) > limit]
         if too_long:
-            raise LoadError(f"name {too_long[0]!r} is longer than the database allows ({limit} bytes); rename the column")
-        sql_types = {"id_int": sa.BigInteger, "id_text": sa.Text, "boolean": sa.Boolean, "integer": sa.BigInteger,
-                     "number": sa.Float, "date": sa.Date, "datetime": sa.DateTime, "text": sa.Text}
+            raise LoadError(
+                f"name {too_long[0]!r} is longer than the database allows ({limit} bytes); rename the column"
+            )
+        sql_types = {
+            "id_int": sa.BigInteger,
+            "id_text": sa.Text,
+            "boolean": sa.Boolean,
+            "integer": sa.BigInteger,
+            "number": sa.Float,
+            "date": sa.Date,
+            "datetime": sa.DateTime,
+            "text": sa.Text,
+        }
         metadata = sa.MetaData()
-        table = sa.Table(table_name, metadata, *[
-            sa.Column(name, sql_types[kind](), primary_key=name == id_column, nullable=name != id_column, autoincrement=False)
-            for name, kind in kinds.items()
-        ])
+        table = sa.Table(
+            table_name,
+            metadata,
+            *[
+                sa.Column(
+                    name,
+                    sql_types[kind](),
+                    primary_key=name == id_column,
+                    nullable=name != id_column,
+                    autoincrement=False,
+                )
+                for name, kind in kinds.items()
+            ],
+        )
         names = list(kinds)
         rows = [dict(zip(names, row)) for row in zip(*(values[n] for n in names))]
         try:
             with engine.begin() as connection:
                 if sa.inspect(connection).has_table(table_name):
                     if not replace:
-                        raise LoadError(f"table {table_name!r} already exists in {safe_url(url)}; --replace replaces it")
+                        raise LoadError(
+                            f"table {table_name!r} already exists in {safe_url(url)}; --replace replaces it"
+                        )
                     sa.Table(table_name, sa.MetaData()).drop(connection)
                 table.create(connection)
                 for start in range(0, len(rows), CHUNK_ROWS):
-                    connection.execute(table.insert(), rows[start:start + CHUNK_ROWS])
+                    connection.execute(table.insert(), rows[start : start + CHUNK_ROWS])
         except sa.exc.OperationalError as exc:
             raise LoadError(f"cannot reach the database {safe_url(url)}: {first_line(exc)}") from None
         except sa.exc.DBAPIError as exc:

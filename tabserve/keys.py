@@ -18,18 +18,31 @@ import sys
 from pathlib import Path
 
 from tabserve.core.cli import OneLineParser, fail
-from tabserve.serving.consumers import Consumer, KeysFileError, check_name, consumer_from, hash_key, read_keys_file, write_keys_file
+from tabserve.serving.consumers import (
+    Consumer,
+    KeysFileError,
+    check_name,
+    consumer_from,
+    hash_key,
+    read_keys_file,
+    write_keys_file,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m tabserve.keys", description="Manage the API keys file: one key per consumer (team), stored as a hash.")
+    parser = OneLineParser(
+        prog="python -m tabserve.keys",
+        description="Manage the API keys file: one key per consumer (team), stored as a hash.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     add = commands.add_parser("add", help="make a key for a team and print it once")
     add.add_argument("team")
     add.add_argument("--rps", type=float, help="requests per second (per entry worker)")
     add.add_argument("--burst", type=int, help="requests allowed at once above the rate (default: rps rounded up)")
     add.add_argument("--records-per-minute", type=int, help="records scored per minute (per entry worker)")
-    add.add_argument("--routes", help="comma-separated path prefixes the team may call, e.g. /predict,/v1 (default: all)")
+    add.add_argument(
+        "--routes", help="comma-separated path prefixes the team may call, e.g. /predict,/v1 (default: all)"
+    )
     listing = commands.add_parser("list", help="the teams and their limits (no keys, hash prefixes only)")
     remove = commands.add_parser("remove", help="remove a team's key")
     remove.add_argument("team")
@@ -71,11 +84,17 @@ def main(argv: list[str] | None = None) -> int:
             consumers = _read(path, missing_ok=True)
             check_name(args.team)
             if args.team in consumers:
-                raise KeysFileError(f"consumer {args.team!r} already has a key in {path}; remove it first to replace it")
+                raise KeysFileError(
+                    f"consumer {args.team!r} already has a key in {path}; remove it first to replace it"
+                )
             key = secrets.token_urlsafe(32)
-            entry = {"key_sha256": hash_key(key), "rps": args.rps, "burst": args.burst,
-                     "records_per_minute": args.records_per_minute,
-                     "routes": [r for r in args.routes.split(",") if r.strip()] if args.routes is not None else None}
+            entry = {
+                "key_sha256": hash_key(key),
+                "rps": args.rps,
+                "burst": args.burst,
+                "records_per_minute": args.records_per_minute,
+                "routes": [r for r in args.routes.split(",") if r.strip()] if args.routes is not None else None,
+            }
             consumer = consumer_from(args.team, {k: v for k, v in entry.items() if v is not None})
             write_keys_file(path, {**consumers, consumer.name: consumer})
             print(f"added {consumer.name} to {path} ({_limits(consumer)}); its key, shown only now:")
@@ -89,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             consumers = _read(path, missing_ok=False)
             if args.team not in consumers:
-                raise KeysFileError(f"no consumer {args.team!r} in {path} (it has: {', '.join(sorted(consumers)) or 'none'})")
+                raise KeysFileError(
+                    f"no consumer {args.team!r} in {path} (it has: {', '.join(sorted(consumers)) or 'none'})"
+                )
             write_keys_file(path, {name: c for name, c in consumers.items() if name != args.team})
             print(f"removed {args.team} from {path}")
     except KeysFileError as exc:

@@ -68,10 +68,18 @@ def pytest_collection_modifyitems(config, items):
 # (marker, what it means, commands that need it): a subprocess matching the pattern may only start
 # in a test carrying the marker. `make serve|build|...` counts too: its recipe runs `bentoml`.
 _NEEDS = [
-    ("served", "starts a real `bentoml serve`",
-     re.compile(r"\bbentoml\s+(serve|start-[\w-]+)\b|\bbench/run\.py\b|\bmake\b.*\s(serve|container-test|bench|bench-smoke)(\s|$)")),
-    ("slow", "builds a Bento or an image",
-     re.compile(r"\bbentoml\s+(build|containerize)\b|\bmake\b.*\s(build|containerize|container-test)(\s|$)")),
+    (
+        "served",
+        "starts a real `bentoml serve`",
+        re.compile(
+            r"\bbentoml\s+(serve|start-[\w-]+)\b|\bbench/run\.py\b|\bmake\b.*\s(serve|container-test|bench|bench-smoke)(\s|$)"
+        ),
+    ),
+    (
+        "slow",
+        "builds a Bento or an image",
+        re.compile(r"\bbentoml\s+(build|containerize)\b|\bmake\b.*\s(build|containerize|container-test)(\s|$)"),
+    ),
 ]
 _running: pytest.Item | None = None  # the test being set up, run or torn down
 
@@ -94,8 +102,11 @@ def _refuse_unmarked(event: str, args: tuple) -> None:
     text = os.fsdecode(command) if isinstance(command, (str, bytes)) else " ".join(os.fsdecode(str(a)) for a in command)
     for marker, meaning, pattern in _NEEDS:
         if pattern.search(text) and _running.get_closest_marker(marker) is None:
-            pytest.fail(f"{_running.nodeid} {meaning} ({text[:120]!r}) but is not marked `{marker}`: add "
-                        f"@pytest.mark.{marker} (`make test-fast` must start no server and build nothing)", pytrace=False)
+            pytest.fail(
+                f"{_running.nodeid} {meaning} ({text[:120]!r}) but is not marked `{marker}`: add "
+                f"@pytest.mark.{marker} (`make test-fast` must start no server and build nothing)",
+                pytrace=False,
+            )
 
 
 sys.addaudithook(_refuse_unmarked)
@@ -109,8 +120,8 @@ def bentoml_home() -> Path:
 @pytest.fixture(scope="session")
 def penguins_model(bentoml_home):
     """The default model, trained once per session into the temp store."""
-    from tabserve.training import trainer as training
     from tabserve.core.data import PENGUINS_CSV
+    from tabserve.training import trainer as training
 
     return training.train(PENGUINS_CSV, "species", name="penguins").model
 
@@ -120,12 +131,14 @@ def regression_csv(tmp_path_factory) -> Path:
     """A synthetic regression CSV: y = 3a - 2b + category effect + noise; some missing values."""
     rng = np.random.default_rng(0)
     n = 400
-    frame = pd.DataFrame({
-        "id": np.arange(n),
-        "a": rng.normal(10, 2, n).round(3),
-        "b": rng.uniform(0, 5, n).round(3),
-        "colour": rng.choice(["red", "green", "blue"], n),
-    })
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "a": rng.normal(10, 2, n).round(3),
+            "b": rng.uniform(0, 5, n).round(3),
+            "colour": rng.choice(["red", "green", "blue"], n),
+        }
+    )
     effect = frame["colour"].map({"red": 5.0, "green": 0.0, "blue": -5.0})
     frame["price"] = (3 * frame["a"] - 2 * frame["b"] + effect + rng.normal(0, 0.5, n)).round(3)
     frame.loc[::17, "b"] = np.nan
@@ -143,7 +156,9 @@ def free_port() -> int:
 class Server:
     """A real `bentoml serve` process on a free port, stopped (and its log kept) on exit."""
 
-    def __init__(self, target: str = "service:PredictionService", env: dict | None = None, cwd: Path = ROOT, name: str = "server"):
+    def __init__(
+        self, target: str = "service:PredictionService", env: dict | None = None, cwd: Path = ROOT, name: str = "server"
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = ARTIFACTS / f"{name}-{self.port}.log"
@@ -155,11 +170,23 @@ class Server:
         for shared in ("models", "bentos"):
             (Path(_HOME) / shared).mkdir(exist_ok=True)
             (self.home / shared).symlink_to(Path(_HOME) / shared)
-        command = [str(Path(sys.executable).parent / "bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [
+            str(Path(sys.executable).parent / "bentoml"),
+            "serve",
+            target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         try:
             self.process = subprocess.Popen(
-                command, cwd=cwd, env={**os.environ, "BENTOML_HOME": str(self.home), **(env or {})},
-                stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+                command,
+                cwd=cwd,
+                env={**os.environ, "BENTOML_HOME": str(self.home), **(env or {})},
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         except BaseException:  # e.g. refused in a test not marked `served`
             self._log.close()
@@ -237,7 +264,9 @@ def shared_server(penguins_model, feature_db):
     model: other tests train newer "penguins" versions while it runs. Its feature table holds the
     penguins (GET /v1/entities/{1..344}/predict)."""
     # One entry worker: tests read its in-process cache (X-Cache) request after request.
-    with Server(env={"MODEL_TAG": str(penguins_model.tag), "FEATURE_DB_URL": feature_db, "API_WORKERS": "1"}, name="served") as running:
+    with Server(
+        env={"MODEL_TAG": str(penguins_model.tag), "FEATURE_DB_URL": feature_db, "API_WORKERS": "1"}, name="served"
+    ) as running:
         yield running
 
 
@@ -267,8 +296,9 @@ def built_models(tmp_path_factory):
 @pytest.fixture(scope="session")
 def imported_models(built_models, bentoml_home):
     """Each of them imported into the session's store with the CLI as the README prints it: {case: tag}."""
-    import import_model
     import bentoml
+
+    import import_model
 
     tags = {}
     for name, built in built_models.items():

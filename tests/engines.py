@@ -50,10 +50,16 @@ class _Engine:
     def command(self) -> list[str]:
         raise NotImplementedError
 
-    def start(self) -> "_Engine":
+    def start(self) -> _Engine:
         log = open(self.log_path, "a")
-        self.process = subprocess.Popen(self.command(), cwd=self.dir, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True, **self.popen_options())
+        self.process = subprocess.Popen(
+            self.command(),
+            cwd=self.dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **self.popen_options(),
+        )
         log.close()
         _wait_port(self.port, self.process, self.log_path)
         return self
@@ -85,8 +91,19 @@ class Redis(_Engine):
     name = "redis"
 
     def command(self) -> list[str]:
-        return [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(self.dir)]
+        return [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dir),
+        ]
 
     @property
     def url(self) -> str:
@@ -103,9 +120,14 @@ class Postgres(_Engine):
         super().__init__()
         self.data = self.dir / "data"
         self._as_user = self._user()
-        subprocess.run(self._prefix() + [str(POSTGRES_BIN / "initdb"), "-D", str(self.data), "-U", "tabserve",
-                                         "--auth=trust", "-E", "UTF8"],
-                       check=True, capture_output=True, cwd=self.dir, **self.popen_options())
+        subprocess.run(
+            self._prefix()
+            + [str(POSTGRES_BIN / "initdb"), "-D", str(self.data), "-U", "tabserve", "--auth=trust", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+            cwd=self.dir,
+            **self.popen_options(),
+        )
 
     @staticmethod
     def _user() -> pwd.struct_passwd | None:
@@ -120,8 +142,19 @@ class Postgres(_Engine):
         return {"user": self._as_user.pw_uid, "group": self._as_user.pw_gid, "extra_groups": []}
 
     def command(self) -> list[str]:
-        return [str(POSTGRES_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.dir),
-                "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+        return [
+            str(POSTGRES_BIN / "postgres"),
+            "-D",
+            str(self.data),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.dir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+        ]
 
     @property
     def url(self) -> str:
@@ -140,8 +173,12 @@ class Prometheus(_Engine):
         self.config_path.write_text(config)
 
     def command(self) -> list[str]:
-        return [shutil.which("prometheus") or "prometheus", f"--config.file={self.config_path}",
-                f"--storage.tsdb.path={self.dir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{self.port}"]
+        return [
+            shutil.which("prometheus") or "prometheus",
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={self.dir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ]
 
     @property
     def url(self) -> str:

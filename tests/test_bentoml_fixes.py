@@ -54,26 +54,34 @@ def call(middleware, scope=None, call_with=None):
 
 # --- the version guard --------------------------------------------------------------------------
 
+
 def test_the_installed_bentoml_is_a_checked_one():
     """Upgrading the pin fails here first: read each touchpoint against the new version, then add it to CHECKED."""
     assert bentoml.__version__ in bentoml_fixes.CHECKED, (
-        f"BentoML {bentoml.__version__} is not in bentoml_fixes.CHECKED {bentoml_fixes.CHECKED}: check every touchpoint against it")
+        f"BentoML {bentoml.__version__} is not in bentoml_fixes.CHECKED {bentoml_fixes.CHECKED}: check every touchpoint against it"
+    )
 
 
-@pytest.mark.parametrize("touchpoint", [
-    bentoml_fixes.release_request_timers,
-    bentoml_fixes.trace_requests_not_messages,
-    bentoml_fixes.quiet_client_error_logs,
-    bentoml_fixes.model_store_root,
-    lambda: bentoml_fixes.atomic_model_version("guarded", labels={}, metadata={}).__enter__(),
-], ids=["timer", "tracing", "log", "store-root", "atomic-save"])
+@pytest.mark.parametrize(
+    "touchpoint",
+    [
+        bentoml_fixes.release_request_timers,
+        bentoml_fixes.trace_requests_not_messages,
+        bentoml_fixes.quiet_client_error_logs,
+        bentoml_fixes.model_store_root,
+        lambda: bentoml_fixes.atomic_model_version("guarded", labels={}, metadata={}).__enter__(),
+    ],
+    ids=["timer", "tracing", "log", "store-root", "atomic-save"],
+)
 def test_every_touchpoint_stops_on_an_unchecked_bentoml(monkeypatch, touchpoint):
     monkeypatch.setattr(bentoml, "__version__", "1.5.0")
     monkeypatch.delenv(bentoml_fixes.ALLOW_UNCHECKED, raising=False)
     with pytest.raises(SystemExit) as stopped:
         touchpoint()
     message = str(stopped.value.code)
-    assert "\n" not in message and message.startswith("error: BentoML 1.5.0 is installed, but tabserve/bentoml_fixes.py was checked against BentoML 1.4.40")
+    assert "\n" not in message and message.startswith(
+        "error: BentoML 1.5.0 is installed, but tabserve/bentoml_fixes.py was checked against BentoML 1.4.40"
+    )
     assert bentoml_fixes.ALLOW_UNCHECKED in message
 
 
@@ -85,7 +93,8 @@ def test_the_escape_hatch_runs_an_unchecked_bentoml_with_a_warning(monkeypatch, 
         bentoml_fixes.require_checked_bentoml()
         bentoml_fixes.require_checked_bentoml()
     assert [r.getMessage() for r in caplog.records if "running anyway" in r.getMessage()] == [
-        "BentoML 1.5.0 is not one tabserve/bentoml_fixes.py was checked against (1.4.40); running anyway (TABSERVE_ALLOW_UNCHECKED_BENTOML=1)"]
+        "BentoML 1.5.0 is not one tabserve/bentoml_fixes.py was checked against (1.4.40); running anyway (TABSERVE_ALLOW_UNCHECKED_BENTOML=1)"
+    ]
 
 
 @pytest.mark.parametrize("entry", ["train", "service"])
@@ -93,12 +102,17 @@ def test_train_and_serve_stop_at_start_on_an_unchecked_bentoml(entry):
     """At import, before any training or model loading: one line, no traceback."""
     code = f"import bentoml; bentoml.__version__ = '1.5.0'; import {entry}"
     env = {k: v for k, v in os.environ.items() if k != bentoml_fixes.ALLOW_UNCHECKED}
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: BentoML 1.5.0 is installed"), result
+    assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: BentoML 1.5.0 is installed"), (
+        result
+    )
 
 
 # --- 1. the request timer -----------------------------------------------------------------------
+
 
 def test_the_request_timer_is_released_when_the_request_ends():
     """Unpatched, a 60 s timer per request kept the request's context (and tracing span) alive."""
@@ -119,10 +133,13 @@ def test_upstream_still_leaks_the_request_timer():
     When this fails, BentoML cancels it itself: `release_request_timers` can go."""
     original = getattr(TimeoutMiddleware.__call__, bentoml_fixes._REPLACED)
     statuses, pending = call(TimeoutMiddleware(answer_ok, timeout=60), call_with=lambda mw, *args: original(mw, *args))
-    assert statuses == [200] and len(pending) == 1, "BentoML now releases the request timer: drop release_request_timers"
+    assert statuses == [200] and len(pending) == 1, (
+        "BentoML now releases the request timer: drop release_request_timers"
+    )
 
 
 # --- 2. one span per request --------------------------------------------------------------------
+
 
 def traced(middleware_factory):
     exporter = InMemorySpanExporter()
@@ -153,11 +170,16 @@ def test_upstream_still_traces_every_asgi_message():
         return middleware
 
     _, spans = traced(unpatched)
-    assert len(spans) > 1, "OpenTelemetry no longer records per-message spans by default: drop trace_requests_not_messages"
-    assert "exclude_spans" not in inspect.getsource(ServiceAppFactory.middlewares.fget), "BentoML now sets exclude_spans itself"
+    assert len(spans) > 1, (
+        "OpenTelemetry no longer records per-message spans by default: drop trace_requests_not_messages"
+    )
+    assert "exclude_spans" not in inspect.getsource(ServiceAppFactory.middlewares.fget), (
+        "BentoML now sets exclude_spans itself"
+    )
 
 
 # --- 3. invalid requests logged in one line ---------------------------------------------------
+
 
 def test_a_validation_error_logged_by_bentoml_is_one_warning_line():
     """BentoML's app logs a request's exception with `log_exception` on the private logger
@@ -188,11 +210,14 @@ def test_a_validation_error_logged_by_bentoml_is_one_warning_line():
             http_app.log_exception(request)
     finally:
         http_app.logger.removeHandler(handler)
-    assert lines == ["WARNING Exception on /predict [POST]: invalid input answered 400 "
-                     "(year: Input should be a valid integer, unable to parse string as an integer)"]
+    assert lines == [
+        "WARNING Exception on /predict [POST]: invalid input answered 400 "
+        "(year: Input should be a valid integer, unable to parse string as an integer)"
+    ]
 
 
 # --- 4. the model store: atomic saves -----------------------------------------------------------
+
 
 def interrupt_copies_into(monkeypatch, folder: Path):
     """Ctrl-C (train.py turns SIGTERM into the same) right after the first file is copied into `folder`."""
@@ -223,7 +248,9 @@ def test_upstream_create_alone_leaves_a_partial_version_when_interrupted(tmp_pat
     with pytest.raises(KeyboardInterrupt):
         with bentoml.models.create("partial", _model_store=ModelStore(store)) as model:
             Path(model.path_of("pipeline.joblib")).write_bytes(b"x" * 1000)
-    assert [p.name for p in (store / "partial").iterdir()] == [model.tag.version], "BentoML no longer leaves a partial version"
+    assert [p.name for p in (store / "partial").iterdir()] == [model.tag.version], (
+        "BentoML no longer leaves a partial version"
+    )
 
 
 def test_an_interrupted_save_leaves_the_store_as_it_was(tmp_path, monkeypatch):
@@ -247,7 +274,9 @@ def test_a_saved_version_is_in_the_layout_bentoml_reads(tmp_path):
     store = tmp_path / "models"
     tags = []
     for content in (b"one", b"two"):
-        with bentoml_fixes.atomic_model_version("laid_out", labels={"a": "b"}, metadata={"n": 1}, store_root=store) as model:
+        with bentoml_fixes.atomic_model_version(
+            "laid_out", labels={"a": "b"}, metadata={"n": 1}, store_root=store
+        ) as model:
             Path(model.path_of("pipeline.joblib")).write_bytes(content)
         tags.append(model.tag)
     bentoml_store = ModelStore(store)
@@ -275,6 +304,7 @@ def test_the_request_metrics_labelled_by_path_are_still_set_up_in_one_place():
 
 
 # --- 8. connections shared by load --------------------------------------------------------------
+
 
 class Holding:
     """Stands in for the asyncio server of a worker that holds `connections` open connections."""
@@ -331,7 +361,9 @@ def accepted(accept, server) -> tuple[int, list[float], tuple[int, bool]]:
 
 def test_a_worker_holding_no_connection_takes_one_at_once():
     bentoml_fixes.accept_by_load(shared=lambda: True)
-    assert accepted(lambda loop, factory, sock, server: loop._accept_connection(factory, sock, None, server), Holding(0)) == (1, [], (1, False))
+    assert accepted(
+        lambda loop, factory, sock, server: loop._accept_connection(factory, sock, None, server), Holding(0)
+    ) == (1, [], (1, False))
 
 
 def test_a_worker_holding_connections_takes_one_only_after_a_pause():
@@ -350,7 +382,9 @@ def test_a_service_with_one_worker_accepts_as_asyncio_does():
     """Nobody else listens on its socket: no pause, every waiting connection at once."""
     bentoml_fixes.accept_by_load(shared=lambda: False)
     try:
-        assert accepted(lambda loop, factory, sock, server: loop._accept_connection(factory, sock, None, server), Holding(3)) == (3, [], (3, False))
+        assert accepted(
+            lambda loop, factory, sock, server: loop._accept_connection(factory, sock, None, server), Holding(3)
+        ) == (3, [], (3, False))
     finally:
         bentoml_fixes.accept_by_load(shared=lambda: True)
 
@@ -362,4 +396,8 @@ def test_upstream_asyncio_still_takes_every_waiting_connection_at_once():
 
     bentoml_fixes.accept_by_load(shared=lambda: True)
     original = getattr(BaseSelectorEventLoop._accept_connection, bentoml_fixes._REPLACED)
-    assert accepted(lambda loop, factory, sock, server: original(loop, factory, sock, None, server), Holding(3)) == (3, [], (3, False))
+    assert accepted(lambda loop, factory, sock, server: original(loop, factory, sock, None, server), Holding(3)) == (
+        3,
+        [],
+        (3, False),
+    )

@@ -72,5 +72,7 @@ def imports_of(path) -> set[str]:
 )
 def test_imports_run_one_way(stage, forbidden):
     files = [PACKAGE / "bentoml_fixes.py"] if stage == "bentoml_fixes" else (PACKAGE / stage).rglob("*.py")
-    offenders = {str(path.relative_to(ROOT)): sorted(m for m in imports_of(path) if m.startswith(forbidden)) for path in files}
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(m for m in imports_of(path) if m.startswith(forbidden)) for path in files
+    }
     assert {k: v for k, v in offenders.items() if v} == {}

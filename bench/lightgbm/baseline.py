@@ -38,11 +38,16 @@ class BoosterInputs:
         self.features = booster.feature_name()
         indices = [int(i) for i in booster.params.get("categorical_feature", [])]
         self.categories = {self.features[i]: list(cats) for i, cats in zip(indices, booster.pandas_categorical or [])}
-        self.codes = [{c: float(k) for k, c in enumerate(self.categories[name])} if name in self.categories else None
-                      for name in self.features]
+        self.codes = [
+            {c: float(k) for k, c in enumerate(self.categories[name])} if name in self.categories else None
+            for name in self.features
+        ]
         infos = booster.dump_model(num_iteration=1)["feature_infos"]  # the ranges; one tree is enough
-        self.ranges = {name: (infos[name]["min_value"], infos[name]["max_value"]) for name in self.features
-                       if name not in self.categories and name in infos}
+        self.ranges = {
+            name: (infos[name]["min_value"], infos[name]["max_value"])
+            for name in self.features
+            if name not in self.categories and name in infos
+        }
 
     def record_type(self):
         number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
@@ -67,14 +72,20 @@ def create_app(model_file: str | Path, name: str = "lightgbm") -> FastAPI:
     booster = lgb.Booster(model_file=str(model_file))
     inputs = BoosterInputs(booster)
     Record = inputs.record_type()
-    Batch = create_model("BatchRequest", __config__=ConfigDict(extra="forbid"),
-                         records=(Annotated[list[Record], Field(min_length=1, max_length=10_000)], ...))
+    Batch = create_model(
+        "BatchRequest",
+        __config__=ConfigDict(extra="forbid"),
+        records=(Annotated[list[Record], Field(min_length=1, max_length=10_000)], ...),
+    )
     app = FastAPI(title="baseline (FastAPI, booster.predict)")
 
     def answer(p: float, record: dict[str, Any]) -> dict[str, Any]:
         p = float(p)
-        return {"prediction": 1 if p > 0.5 else 0, "probabilities": {"0": round(1 - p, 6), "1": round(p, 6)},
-                "warnings": inputs.out_of_range(record)}
+        return {
+            "prediction": 1 if p > 0.5 else 0,
+            "probabilities": {"0": round(1 - p, 6), "1": round(p, 6)},
+            "warnings": inputs.out_of_range(record),
+        }
 
     @app.post("/predict")
     async def predict(record: Record) -> dict[str, Any]:  # type: ignore[valid-type]
@@ -97,5 +108,8 @@ def create_app(model_file: str | Path, name: str = "lightgbm") -> FastAPI:
 
 
 # bench/run.py --scenario lightgbm starts it with LGBM_MODEL_FILE set; importing the module without it builds nothing.
-app = create_app(os.environ["LGBM_MODEL_FILE"], os.environ.get("LGBM_MODEL_NAME", "lightgbm")) \
-    if os.environ.get("LGBM_MODEL_FILE") else None
+app = (
+    create_app(os.environ["LGBM_MODEL_FILE"], os.environ.get("LGBM_MODEL_NAME", "lightgbm"))
+    if os.environ.get("LGBM_MODEL_FILE")
+    else None
+)

@@ -48,16 +48,32 @@ CATEGORICAL = {
     38: ("device", ["android", "ios", "windows", "mac"]),
     45: ("segment", ["student", "family", "single", "senior", "smb", "enterprise"]),
 }
-PARAMS = {"objective": "binary", "num_leaves": 31, "learning_rate": 0.05, "min_data_in_leaf": 20,
-          "num_threads": 1, "deterministic": True, "force_row_wise": True, "seed": SEED, "verbose": -1}
+PARAMS = {
+    "objective": "binary",
+    "num_leaves": 31,
+    "learning_rate": 0.05,
+    "min_data_in_leaf": 20,
+    "num_threads": 1,
+    "deterministic": True,
+    "force_row_wise": True,
+    "seed": SEED,
+    "verbose": -1,
+}
 
 
 def make_frame(rows: int = ROWS, seed: int = SEED) -> tuple[pd.DataFrame, pd.Series]:
     """The features (44 float columns x00..x49 and the 6 categorical ones, in the generated order) and the target."""
     from sklearn.datasets import make_classification
 
-    values, target = make_classification(n_samples=rows, n_features=FEATURES, n_informative=20, n_redundant=10,
-                                         flip_y=0.03, class_sep=0.8, random_state=seed)
+    values, target = make_classification(
+        n_samples=rows,
+        n_features=FEATURES,
+        n_informative=20,
+        n_redundant=10,
+        flip_y=0.03,
+        class_sep=0.8,
+        random_state=seed,
+    )
     rng = np.random.default_rng(seed)
     columns = {}
     for j in range(FEATURES):
@@ -83,16 +99,23 @@ def schema_of(booster) -> dict:
     column its categories in code order (the booster's own pandas_categorical)."""
     names = booster.feature_name()
     indices = [int(i) for i in booster.params.get("categorical_feature", [])]
-    return {"features": names, "categorical": {names[i]: list(cats) for i, cats in zip(indices, booster.pandas_categorical)},
-            "target": TARGET}
+    return {
+        "features": names,
+        "categorical": {names[i]: list(cats) for i, cats in zip(indices, booster.pandas_categorical)},
+        "target": TARGET,
+    }
 
 
 def records_of(frame: pd.DataFrame) -> list[dict]:
     """Rows as the API takes them: numbers as floats, categories as their text."""
     out = []
     for row in frame.itertuples(index=False):
-        out.append({name: (value if isinstance(value, str) else round(float(value), 6))
-                    for name, value in zip(frame.columns, row)})
+        out.append(
+            {
+                name: (value if isinstance(value, str) else round(float(value), 6))
+                for name, value in zip(frame.columns, row)
+            }
+        )
     return out
 
 
@@ -112,22 +135,39 @@ def make(out: Path, rows: int = ROWS, train_rows: int = TRAIN_ROWS, trees: int =
     sample[TARGET] = target.iloc[:train_rows].to_numpy()
     sample.to_csv(out / "sample.csv", index=False)
     records = records_of(held)
-    (out / "records.json").write_text(json.dumps({"records": records, "expected": [round(float(p), 9) for p in expected],
-                                                  "labels": target.iloc[train_rows:].tolist()}))
+    (out / "records.json").write_text(
+        json.dumps(
+            {
+                "records": records,
+                "expected": [round(float(p), 9) for p in expected],
+                "labels": target.iloc[train_rows:].tolist(),
+            }
+        )
+    )
     # As read back from the file (an in-memory booster's params lack the categorical columns the file records).
     saved = lgb.Booster(model_file=str(out / "model.txt"))
     (out / "schema.json").write_text(json.dumps(schema_of(saved)) + "\n")
-    return {"rows": rows, "train_rows": train_rows, "held_out_rows": len(held), "features": features.shape[1],
-            "categorical": {name: len(cats) for name, cats in CATEGORICAL.values()}, "trees": booster.num_trees(),
-            "train_s": round(train_s, 2), "held_out_auc": round(float(roc_auc_score(target.iloc[train_rows:], expected)), 4),
-            "held_out_accuracy": round(float(accuracy_score(target.iloc[train_rows:], expected > 0.5)), 4),
-            "model_bytes": (out / "model.txt").stat().st_size, "sample_bytes": (out / "sample.csv").stat().st_size}
+    return {
+        "rows": rows,
+        "train_rows": train_rows,
+        "held_out_rows": len(held),
+        "features": features.shape[1],
+        "categorical": {name: len(cats) for name, cats in CATEGORICAL.values()},
+        "trees": booster.num_trees(),
+        "train_s": round(train_s, 2),
+        "held_out_auc": round(float(roc_auc_score(target.iloc[train_rows:], expected)), 4),
+        "held_out_accuracy": round(float(accuracy_score(target.iloc[train_rows:], expected > 0.5)), 4),
+        "model_bytes": (out / "model.txt").stat().st_size,
+        "sample_bytes": (out / "sample.csv").stat().st_size,
+    }
 
 
 def matrix(records: list[dict], schema: dict) -> np.ndarray:
     """Records as the booster's input: one float column per feature, a category as its code."""
     codes = {name: {c: float(i) for i, c in enumerate(cats)} for name, cats in schema["categorical"].items()}
-    return np.array([[codes[n][r[n]] if n in codes else r[n] for n in schema["features"]] for r in records], dtype=np.float64)
+    return np.array(
+        [[codes[n][r[n]] if n in codes else r[n] for n in schema["features"]] for r in records], dtype=np.float64
+    )
 
 
 def time_predict(directory: Path, seconds: float, sizes: list[int]) -> dict:

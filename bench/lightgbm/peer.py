@@ -23,9 +23,20 @@ V2_MODEL = "lightgbm"  # model-settings.json's name; bench/lightgbm/locustfile.p
 PACKAGES = ("mlserver", "mlserver-lightgbm", "lightgbm", "numpy", "pandas", "fastapi", "uvicorn", "uvloop")
 # What the server imports at start (imported once after the install: a check, and their bytecode is written,
 # so the cold start is measured with compiled modules; pip runs with --no-compile, as for the other peers).
-IMPORTS = ("mlserver.cli.main", "mlserver.server", "mlserver.rest.app", "mlserver.grpc.server", "mlserver.parallel.pool",
-           "mlserver.batching.adaptive", "mlserver.codecs", "mlserver.metrics", "mlserver_lightgbm", "lightgbm",
-           "uvicorn", "uvloop")
+IMPORTS = (
+    "mlserver.cli.main",
+    "mlserver.server",
+    "mlserver.rest.app",
+    "mlserver.grpc.server",
+    "mlserver.parallel.pool",
+    "mlserver.batching.adaptive",
+    "mlserver.codecs",
+    "mlserver.metrics",
+    "mlserver_lightgbm",
+    "lightgbm",
+    "uvicorn",
+    "uvloop",
+)
 DEFAULT = peers.PeerConfig(workers=2)  # as bench/peers/mlserver: 2 parallel workers, batch <= 64 / 10 ms
 
 
@@ -35,9 +46,11 @@ def start_install(venv: Path, log: Path) -> subprocess.Popen | None:
 
 def finish_install(venv: Path) -> dict:
     """Import what the server imports, read the versions that matter, stamp the virtualenv with its pins' hash."""
-    code = (f"import importlib, importlib.metadata as m, json\n"
-            f"for module in {list(IMPORTS)!r}: importlib.import_module(module)\n"
-            f"print(json.dumps({{n: m.version(n) for n in {list(PACKAGES)!r}}}))")
+    code = (
+        f"import importlib, importlib.metadata as m, json\n"
+        f"for module in {list(IMPORTS)!r}: importlib.import_module(module)\n"
+        f"print(json.dumps({{n: m.version(n) for n in {list(PACKAGES)!r}}}))"
+    )
     out = subprocess.run([str(peers.venv_python(venv)), "-c", code], capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         raise RuntimeError(f"the virtualenv does not import: {out.stderr[-2000:]}")
@@ -45,8 +58,15 @@ def finish_install(venv: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def command(venv: Path, repo: Path, model_file: Path, port: int, grpc_port: int, metrics_port: int,
-            config: peers.PeerConfig = DEFAULT) -> tuple[list[str], dict]:
+def command(
+    venv: Path,
+    repo: Path,
+    model_file: Path,
+    port: int,
+    grpc_port: int,
+    metrics_port: int,
+    config: peers.PeerConfig = DEFAULT,
+) -> tuple[list[str], dict]:
     """Write MLServer's model repository (settings.json and lightgbm/model-settings.json: the templates with the
     ports, the booster's path and the config filled in); its command and extra environment (none: the stock
     runtime is in the virtualenv)."""
@@ -63,5 +83,3 @@ def command(venv: Path, repo: Path, model_file: Path, port: int, grpc_port: int,
 
 def base_env(tmpdir: Path) -> dict:
     return peers.base_env(tmpdir)
-
-

@@ -37,20 +37,41 @@ GROUPS = {
 }
 PACKAGES = {"_bentoml_impl": "bentoml", "_bentoml_sdk": "bentoml", "bentoml": "bentoml"}
 # A leaf that is a parked thread, not work (see the module's docstring).
-WAITS = ("EpollSelector.select (", "_worker (concurrent/futures/thread.py", "Condition.wait (threading.py",
-         "Event.wait (threading.py", "Thread.join (threading.py")
+WAITS = (
+    "EpollSelector.select (",
+    "_worker (concurrent/futures/thread.py",
+    "Condition.wait (threading.py",
+    "Event.wait (threading.py",
+    "Thread.join (threading.py",
+)
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
 def record_command(py_spy: Path, pid: int, seconds: float, output: Path, rate: int = 100) -> list[str]:
-    return [str(py_spy), "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--full-filenames", "--rate", str(rate),
-            "--duration", str(max(1, round(seconds))), "--format", "raw", "--output", str(output)]
+    return [
+        str(py_spy),
+        "record",
+        "--pid",
+        str(pid),
+        "--subprocesses",
+        "--nonblocking",
+        "--full-filenames",
+        "--rate",
+        str(rate),
+        "--duration",
+        str(max(1, round(seconds))),
+        "--format",
+        "raw",
+        "--output",
+        str(output),
+    ]
 
 
 def start(py_spy: Path, pid: int, seconds: float, output: Path, log: Path) -> subprocess.Popen:
     handle = log.open("wb")
-    proc = subprocess.Popen(record_command(py_spy, pid, seconds, output), stdout=handle, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        record_command(py_spy, pid, seconds, output), stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
     handle.close()
     return proc
 
@@ -109,18 +130,25 @@ def summarize(raw: str, top: int = 25) -> dict:
     def share(n: int) -> float:
         return round(n / total, 4) if total else 0.0
 
-    return {"samples": total, "waiting": round(waiting / (total + waiting), 4) if total + waiting else 0.0,
-            "by_process": {name: share(n) for name, n in by_process.most_common()},
-            "self": [{"function": name, "share": share(n)} for name, n in leaves.most_common(top)],
-            "self_by_module": {name: share(n) for name, n in modules.most_common(top)},
-            "within": {group: share(groups[group]) for group in GROUPS}}
+    return {
+        "samples": total,
+        "waiting": round(waiting / (total + waiting), 4) if total + waiting else 0.0,
+        "by_process": {name: share(n) for name, n in by_process.most_common()},
+        "self": [{"function": name, "share": share(n)} for name, n in leaves.most_common(top)],
+        "self_by_module": {name: share(n) for name, n in modules.most_common(top)},
+        "within": {group: share(groups[group]) for group in GROUPS},
+    }
 
 
 def markdown(summary: dict, title: str, top: int = 12) -> list[str]:
-    lines = [f"{title}: {summary['samples']:,} busy samples (py-spy, 100 Hz, every process of the server; another "
-             f"{100 * summary['waiting']:.0f} % of the samples were threads waiting in `select` or the thread pool's "
-             "queue, left out).", "",
-             "| part of the work (with all it called) | share of busy samples |", "| --- | ---: |"]
+    lines = [
+        f"{title}: {summary['samples']:,} busy samples (py-spy, 100 Hz, every process of the server; another "
+        f"{100 * summary['waiting']:.0f} % of the samples were threads waiting in `select` or the thread pool's "
+        "queue, left out).",
+        "",
+        "| part of the work (with all it called) | share of busy samples |",
+        "| --- | ---: |",
+    ]
     lines += [f"| {group} | {100 * share:.1f} % |" for group, share in summary["within"].items()]
     lines += ["", "| where the CPU was (self time, by module) | share |", "| --- | ---: |"]
     lines += [f"| {name} | {100 * share:.1f} % |" for name, share in list(summary["self_by_module"].items())[:top]]

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -47,7 +47,12 @@ MODEL_NAME = "lgbm_bench"
 AGREEMENT_RECORDS = 200
 AGREEMENT_SINGLES = 20
 AGREEMENT_TOLERANCE = 1e-6  # the baseline rounds probabilities to 6 places
-ORDER = ("shipped", "fastapi", "mlserver_lightgbm", "mlserver_lightgbm_nobatch")  # within a round (reversed every other one)
+ORDER = (
+    "shipped",
+    "fastapi",
+    "mlserver_lightgbm",
+    "mlserver_lightgbm_nobatch",
+)  # within a round (reversed every other one)
 MLSERVERS = ("mlserver_lightgbm", "mlserver_lightgbm_nobatch")
 
 
@@ -75,35 +80,88 @@ def servers(args, runner, data: Path, model_file: Path, port: int) -> list:
     v2_path = f"/v2/models/{peer.V2_MODEL}/infer"
     locustfile = HERE / "locustfile.py"
     tuned = dict(kv.split("=", 1) for kv in args.server_env)
-    serve = [str(runner.BIN / "bentoml"), "serve", "service:PredictionService", "--host", "127.0.0.1", "--port", str(port)]
+    serve = [
+        str(runner.BIN / "bentoml"),
+        "serve",
+        "service:PredictionService",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     config = runner.peers.PeerConfig(args.mlserver_workers, args.peer_max_batch_size, args.peer_batch_wait_ms / 1000)
     # The same server with adaptive batching off (max_batch_size 1): a lone client waits for no window.
     nobatch = runner.peers.PeerConfig(args.mlserver_workers, 1, 0.0)
 
     def mlserver(name: str, settings):
-        return lambda port: peer.command(args.peer_venvs / peer.NAME, args.workdir / f"{name}_repo", model_file, port,
-                                         runner.free_port(), runner.free_port(), settings)
+        return lambda port: peer.command(
+            args.peer_venvs / peer.NAME,
+            args.workdir / f"{name}_repo",
+            model_file,
+            port,
+            runner.free_port(),
+            runner.free_port(),
+            settings,
+        )
 
     def mlserver_server(name: str, label: str, settings):
-        return runner.Server(name, label, [], project_metrics=False, ready_path="/v2/health/ready",
-                             single_user="MLServerLightGBMSingle", bulk_user="MLServerLightGBMBulk", peer=peer.NAME,
-                             setup=mlserver(name, settings), locustfile=locustfile, warmup=(v2_path, v2_body))
+        return runner.Server(
+            name,
+            label,
+            [],
+            project_metrics=False,
+            ready_path="/v2/health/ready",
+            single_user="MLServerLightGBMSingle",
+            bulk_user="MLServerLightGBMBulk",
+            peer=peer.NAME,
+            setup=mlserver(name, settings),
+            locustfile=locustfile,
+            warmup=(v2_path, v2_body),
+        )
 
     out = {
         "shipped": runner.Server(
-            "shipped", "project (bentoml serve, imported booster, cache off)", serve,
-            {**tuned, "MODEL_TAG": MODEL_NAME, "PREDICTION_CACHE_SIZE": "0"}, batched=True,
-            single_user="LightGBMSingle", bulk_user="LightGBMBulk", locustfile=locustfile, warmup=("/predict", record_body)),
+            "shipped",
+            "project (bentoml serve, imported booster, cache off)",
+            serve,
+            {**tuned, "MODEL_TAG": MODEL_NAME, "PREDICTION_CACHE_SIZE": "0"},
+            batched=True,
+            single_user="LightGBMSingle",
+            bulk_user="LightGBMBulk",
+            locustfile=locustfile,
+            warmup=("/predict", record_body),
+        ),
         "fastapi": runner.Server(
-            "fastapi", f"FastAPI baseline ({args.baseline_workers} workers, booster.predict)",
-            [str(runner.BIN / "python"), str(BENCH / "uvicorn_nodelay.py"), "bench.lightgbm.baseline:app",
-             "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.baseline_workers)],
-            {"LGBM_MODEL_FILE": str(model_file), "LGBM_MODEL_NAME": MODEL_NAME, "OMP_NUM_THREADS": str(args.baseline_omp)},
-            project_metrics=False, single_user="LightGBMSingle", bulk_user="LightGBMBulk", locustfile=locustfile,
-            warmup=("/predict", record_body)),
-        "mlserver_lightgbm": mlserver_server("mlserver_lightgbm", f"MLServer LightGBM runtime ({config.label})", config),
+            "fastapi",
+            f"FastAPI baseline ({args.baseline_workers} workers, booster.predict)",
+            [
+                str(runner.BIN / "python"),
+                str(BENCH / "uvicorn_nodelay.py"),
+                "bench.lightgbm.baseline:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.baseline_workers),
+            ],
+            {
+                "LGBM_MODEL_FILE": str(model_file),
+                "LGBM_MODEL_NAME": MODEL_NAME,
+                "OMP_NUM_THREADS": str(args.baseline_omp),
+            },
+            project_metrics=False,
+            single_user="LightGBMSingle",
+            bulk_user="LightGBMBulk",
+            locustfile=locustfile,
+            warmup=("/predict", record_body),
+        ),
+        "mlserver_lightgbm": mlserver_server(
+            "mlserver_lightgbm", f"MLServer LightGBM runtime ({config.label})", config
+        ),
         "mlserver_lightgbm_nobatch": mlserver_server(
-            "mlserver_lightgbm_nobatch", f"MLServer LightGBM runtime ({nobatch.workers} workers, no batching)", nobatch),
+            "mlserver_lightgbm_nobatch", f"MLServer LightGBM runtime ({nobatch.workers} workers, no batching)", nobatch
+        ),
     }
     chosen = [name for name in args.servers.split(",") if name]
     return [out[name] for name in ORDER if name in chosen]
@@ -120,14 +178,20 @@ def agreement(run, data: Path) -> dict:
     v2 = run.server.peer is not None
 
     def post(path: str, body: dict) -> dict:
-        request = urllib.request.Request(run.base + path, data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            run.base + path, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())
 
     def probabilities(rows: list[dict]) -> list[float]:
         if v2:
-            return [float(p) for p in post(f"/v2/models/{peer.V2_MODEL}/infer", bodies.v2_request(rows, schema))["outputs"][0]["data"]]
+            return [
+                float(p)
+                for p in post(f"/v2/models/{peer.V2_MODEL}/infer", bodies.v2_request(rows, schema))["outputs"][0][
+                    "data"
+                ]
+            ]
         if len(rows) == 1:
             return [float(post("/predict", rows[0])["probabilities"]["1"])]
         return [float(a["probabilities"]["1"]) for a in post("/predict_batch", {"records": rows})["predictions"]]
@@ -139,8 +203,12 @@ def agreement(run, data: Path) -> dict:
         return {"error": f"{type(exc).__name__}: {exc}"[:500], "agrees": False}
     diffs = [abs(a - b) for a, b in zip(bulk + single, expected + expected[:AGREEMENT_SINGLES])]
     worst = max(diffs) if len(diffs) == len(expected) + AGREEMENT_SINGLES else None
-    return {"records": len(bulk), "singles": len(single), "max_abs_diff": worst,
-            "agrees": worst is not None and worst <= AGREEMENT_TOLERANCE}
+    return {
+        "records": len(bulk),
+        "singles": len(single),
+        "max_abs_diff": worst,
+        "agrees": worst is not None and worst <= AGREEMENT_TOLERANCE,
+    }
 
 
 def profile_levels(args, runner, ship, loads: list[str], env: dict, workdir: Path) -> dict:
@@ -168,6 +236,7 @@ def profile_levels(args, runner, ship, loads: list[str], env: dict, workdir: Pat
 def ratios(by: dict, name: str, other: str, level: str) -> dict | None:
     """ok req/s of `name` over `other`'s at a level, round by round (each pair ran in the same minute); the median.
     `other` "mlserver": the better of MLServer's two configurations in each round."""
+
     def rounds(server: str) -> list[float] | None:
         if server == "mlserver":
             each = [rounds(n) for n in MLSERVERS]
@@ -181,8 +250,10 @@ def ratios(by: dict, name: str, other: str, level: str) -> dict | None:
     if not a or not b:
         return None
     by_round = [x / y for x, y in zip(a, b) if y]
-    return {"value": round(statistics.median(by_round), 3) if by_round else None,
-            "by_round": [round(r, 3) for r in by_round]}
+    return {
+        "value": round(statistics.median(by_round), 3) if by_round else None,
+        "by_round": [round(r, 3) for r in by_round],
+    }
 
 
 def targets(results: dict) -> dict:
@@ -213,8 +284,9 @@ def write_markdown(results: dict, path: Path) -> None:
     by = {s["name"]: s for s in results["servers"]}
     d, imp = results["data"], results["import"]
     lines = [
-        f"# LightGBM scenario ({results['finished']})", "",
-        f"`bench/run.py --scenario lightgbm` ([bench/README.md](../../README.md), \"LightGBM\"). Machine: {m['cpu']}, "
+        f"# LightGBM scenario ({results['finished']})",
+        "",
+        f'`bench/run.py --scenario lightgbm` ([bench/README.md](../../README.md), "LightGBM"). Machine: {m["cpu"]}, '
         f"{m['cores']} cores, {m['memory_gb']} GiB; Python {m['python']}. Load average before / after: "
         f"{results['load_before']} / {results['load_after']} (the cores are shared with other work).",
         f"The model: {d['features']} features ({len(d['categorical'])} pandas categories: "
@@ -224,7 +296,8 @@ def write_markdown(results: dict, path: Path) -> None:
         f"({imp['tag']}).",
         f"Each level: {c['rounds']} round(s) of {c['duration_s']} s per server, interleaved (order reversed every other "
         f"round), closed-loop Locust users; bulk: {c['bulk_users']} users x {c['bulk_size']} records for "
-        f"{c['bulk_duration_s']} s. ok req/s is the mean of the rounds, p50/p99 the worst round's.", "",
+        f"{c['bulk_duration_s']} s. ok req/s is the mean of the rounds, p50/p99 the worst round's.",
+        "",
         "| server | level | ok req/s (rounds) | rows/s | p50 ms | p99 ms | errors | server CPU ms per request | mean batch | Locust cores |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -233,34 +306,58 @@ def write_markdown(results: dict, path: Path) -> None:
         for level, s in rows:
             batch = "-" if s.get("mean_batch_size") is None else f"{s['mean_batch_size']:.1f}"
             rows_s = f"{s['rows_per_s']:,.0f}" if "rows_per_s" in s else "-"
-            lines.append(f"| {server['label']} | {_level(level, c['bulk_users'])} | "
-                         f"{s['ok_rps']:,.0f} ({', '.join(f'{r:,.0f}' for r in s['ok_rps_by_round'])}) | {rows_s} | "
-                         f"{_ms(s['p50_ms'])} | {_ms(s['p99_ms'])} | {s['errors']} | {_cpu(s.get('server_cpu_ms_per_request'))} | "
-                         f"{batch} | {s['loadgen_cpu_share']} |")
-    lines += ["", "The project against each (ok req/s, or rows/s in bulk, of the project / of the other: the median of the "
-              "per-round ratios, the rounds in brackets):", "",
-              "| level | / FastAPI baseline | / MLServer, batching | / MLServer, no batching | / the better MLServer |",
-              "| --- | --- | --- | --- | --- |"]
+            lines.append(
+                f"| {server['label']} | {_level(level, c['bulk_users'])} | "
+                f"{s['ok_rps']:,.0f} ({', '.join(f'{r:,.0f}' for r in s['ok_rps_by_round'])}) | {rows_s} | "
+                f"{_ms(s['p50_ms'])} | {_ms(s['p99_ms'])} | {s['errors']} | {_cpu(s.get('server_cpu_ms_per_request'))} | "
+                f"{batch} | {s['loadgen_cpu_share']} |"
+            )
+    lines += [
+        "",
+        "The project against each (ok req/s, or rows/s in bulk, of the project / of the other: the median of the "
+        "per-round ratios, the rounds in brackets):",
+        "",
+        "| level | / FastAPI baseline | / MLServer, batching | / MLServer, no batching | / the better MLServer |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for level in [str(u) for u in c["levels"]] + (["bulk"] if c["bulk_users"] else []):
         cells = []
         for other in ("fastapi", *MLSERVERS, "mlserver"):
             r = ratios(by, "shipped", other, level)
-            cells.append("-" if not r or r["value"] is None else
-                         f"**{r['value']:.2f}** ({', '.join(f'{x:.2f}' for x in r['by_round'])})")
+            cells.append(
+                "-"
+                if not r or r["value"] is None
+                else f"**{r['value']:.2f}** ({', '.join(f'{x:.2f}' for x in r['by_round'])})"
+            )
         lines.append(f"| {_level(level, c['bulk_users'])} | " + " | ".join(cells) + " |")
-    lines += ["", "| server | cold start s | peak RSS MB | idle cores | warm-up ok | agrees with booster.predict (max abs diff) |",
-              "| --- | ---: | ---: | ---: | ---: | --- |"]
+    lines += [
+        "",
+        "| server | cold start s | peak RSS MB | idle cores | warm-up ok | agrees with booster.predict (max abs diff) |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
     for server in results["servers"]:
         a = server.get("agreement", {})
-        agree = a.get("error") or (f"{'yes' if a.get('agrees') else 'NO'} ({a.get('max_abs_diff'):.1e}, "
-                                   f"{a.get('records')} in bulk + {a.get('singles')} singles)" if a else "-")
-        lines.append(f"| {server['label']} | {server['cold_start_s']} | {server['peak_rss_mb']} | {server['idle_cores']:.2f} | "
-                     f"{server['warmup_ok']}/20 | {agree} |")
+        agree = a.get("error") or (
+            f"{'yes' if a.get('agrees') else 'NO'} ({a.get('max_abs_diff'):.1e}, "
+            f"{a.get('records')} in bulk + {a.get('singles')} singles)"
+            if a
+            else "-"
+        )
+        lines.append(
+            f"| {server['label']} | {server['cold_start_s']} | {server['peak_rss_mb']} | {server['idle_cores']:.2f} | "
+            f"{server['warmup_ok']}/20 | {agree} |"
+        )
     ip = results.get("inprocess") or {}
     if ip:
-        lines += ["", "`booster.predict` in process (no HTTP, no validation; one OpenMP thread): "
-                  + "; ".join(f"{size} row{'s' if size != '1' else ''}: {v['ms_per_call']} ms ({v['rows_per_s']:,.0f} rows/s)"
-                              for size, v in ip.items()) + "."]
+        lines += [
+            "",
+            "`booster.predict` in process (no HTTP, no validation; one OpenMP thread): "
+            + "; ".join(
+                f"{size} row{'s' if size != '1' else ''}: {v['ms_per_call']} ms ({v['rows_per_s']:,.0f} rows/s)"
+                for size, v in ip.items()
+            )
+            + ".",
+        ]
     for name, info in results.get("peers", {}).items():
         if "error" in info:
             lines.append(f"- {name} left out of this run: {' '.join(info['error'].split())[:400]}")
@@ -273,11 +370,21 @@ def write_markdown(results: dict, path: Path) -> None:
         if "error" in summary:
             lines += ["", f"Profile at {name}: py-spy failed: {summary['error']}"]
             continue
-        lines += ["", *profile.markdown(summary, f"Profile of the project's server at {name} (one more run of "
-                                        f"{summary['ok_rps_while_sampled']:,.0f} ok req/s while sampled; "
-                                        f"[profile_{level}.txt.gz](profile_{level}.txt.gz), py-spy's collapsed stacks)")]
-    lines += ["", "Targets (the issue's): the project ahead of both peers at 1 and at 32 users (against MLServer: the better of "
-              "its two configurations in each round), with no errors; bulk rows/s at least the baseline's:", ""]
+        lines += [
+            "",
+            *profile.markdown(
+                summary,
+                f"Profile of the project's server at {name} (one more run of "
+                f"{summary['ok_rps_while_sampled']:,.0f} ok req/s while sampled; "
+                f"[profile_{level}.txt.gz](profile_{level}.txt.gz), py-spy's collapsed stacks)",
+            ),
+        ]
+    lines += [
+        "",
+        "Targets (the issue's): the project ahead of both peers at 1 and at 32 users (against MLServer: the better of "
+        "its two configurations in each round), with no errors; bulk rows/s at least the baseline's:",
+        "",
+    ]
     for name, t in results["targets"].items():
         verdict = "reported" if t["met"] is None else "met" if t["met"] else "MISSED"
         lines.append(f"- {name}: {t['value']} (by round {t['by_round']}) -> {verdict}")
@@ -322,8 +429,15 @@ def main(args, runner) -> int:
     args.workdir = workdir
     args.peer_venvs = (args.peer_venvs or workdir / "venvs").resolve()
     data = workdir / "lightgbm"
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": str(args.project), "BENCH_LGBM_DIR": str(data), "BENCH_LGBM_V2_MODEL": peer.V2_MODEL}
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": str(args.project),
+        "BENCH_LGBM_DIR": str(data),
+        "BENCH_LGBM_V2_MODEL": peer.V2_MODEL,
+    }
     env.pop("MODEL_TAG", None)
     (workdir / "tmp").mkdir()
     env["TMPDIR"] = str(workdir / "tmp")  # BentoML's Unix sockets, out of reach of anything that cleans /tmp
@@ -342,23 +456,45 @@ def main(args, runner) -> int:
             install = (proc, log, clock)
         print(f"making the data set and the booster into {data} (load avg {load_before})", flush=True)
         one_thread = {**env, "OMP_NUM_THREADS": "1"}
-        summary = _run_json([sys.executable, str(HERE / "generate.py"), "make", "--out", str(data)], one_thread,
-                            args.project, 600)
+        summary = _run_json(
+            [sys.executable, str(HERE / "generate.py"), "make", "--out", str(data)], one_thread, args.project, 600
+        )
         model_file = data / "model.txt"
-        command = [sys.executable, "import_model.py", "--model", str(model_file), "--sample", str(data / "sample.csv"),
-                   "--name", MODEL_NAME, "--target", "target"]
+        command = [
+            sys.executable,
+            "import_model.py",
+            "--model",
+            str(model_file),
+            "--sample",
+            str(data / "sample.csv"),
+            "--name",
+            MODEL_NAME,
+            "--target",
+            "target",
+        ]
         clock = time.perf_counter()
         imported = subprocess.run(command, cwd=args.project, env=env, capture_output=True, text=True, timeout=600)
         if imported.returncode != 0:
-            raise RuntimeError(f"import_model.py exited with {imported.returncode}: {(imported.stdout + imported.stderr)[-2000:]}")
-        tag = next((line.split()[-1] for line in imported.stdout.splitlines() if line.startswith("saved model ")), MODEL_NAME)
-        import_info = {"command": "import_model.py --model model.txt --sample sample.csv --name lgbm_bench --target target",
-                       "seconds": round(time.perf_counter() - clock, 1), "tag": tag, "output": imported.stdout[-4000:]}
+            raise RuntimeError(
+                f"import_model.py exited with {imported.returncode}: {(imported.stdout + imported.stderr)[-2000:]}"
+            )
+        tag = next(
+            (line.split()[-1] for line in imported.stdout.splitlines() if line.startswith("saved model ")), MODEL_NAME
+        )
+        import_info = {
+            "command": "import_model.py --model model.txt --sample sample.csv --name lgbm_bench --target target",
+            "seconds": round(time.perf_counter() - clock, 1),
+            "tag": tag,
+            "output": imported.stdout[-4000:],
+        }
         print(f"  imported {tag} in {import_info['seconds']} s", flush=True)
         peer_info = {}
         if install:
             proc, log, clock = install
-            entry: dict = {"venv": str(args.peer_venvs / peer.NAME), "requirements": "bench/peers/mlserver_lightgbm/requirements.txt"}
+            entry: dict = {
+                "venv": str(args.peer_venvs / peer.NAME),
+                "requirements": "bench/peers/mlserver_lightgbm/requirements.txt",
+            }
             try:
                 if proc is not None:
                     try:
@@ -374,22 +510,52 @@ def main(args, runner) -> int:
                 entry["error"] = f"not installed: {exc}"[:4000]
                 print(f"  WARNING: {peer.NAME} left out, {str(exc)[:600]}", flush=True)
             peer_info[peer.NAME] = entry
-        inprocess = _run_json([sys.executable, str(HERE / "generate.py"), "time", "--dir", str(data),
-                               "--seconds", "0.5" if args.smoke else "3", "--sizes", f"1,{args.bulk_size}"],
-                              one_thread, args.project, 300)
+        inprocess = _run_json(
+            [
+                sys.executable,
+                str(HERE / "generate.py"),
+                "time",
+                "--dir",
+                str(data),
+                "--seconds",
+                "0.5" if args.smoke else "3",
+                "--sizes",
+                f"1,{args.bulk_size}",
+            ],
+            one_thread,
+            args.project,
+            300,
+        )
         print(f"  booster.predict in process: {inprocess}", flush=True)
         results = {
-            "scenario": "lightgbm", "smoke": args.smoke,
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": _machine(runner), "load_before": load_before,
-            "config": {"levels": args.levels, "duration_s": args.duration, "rounds": args.rounds,
-                       "bulk_users": args.bulk_users, "bulk_size": args.bulk_size, "bulk_duration_s": args.bulk_duration,
-                       "baseline": {"workers": args.baseline_workers, "omp": args.baseline_omp},
-                       "server_env": " ".join(args.server_env), "servers": chosen,
-                       "mlserver": {"workers": args.mlserver_workers, "max_batch_size": args.peer_max_batch_size,
-                                    "batch_wait_ms": args.peer_batch_wait_ms}},
-            "data": summary, "import": import_info, "inprocess": inprocess, "peers": peer_info,
-            "load_by_round": [], "left_out": {}, "servers": [],
+            "scenario": "lightgbm",
+            "smoke": args.smoke,
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": _machine(runner),
+            "load_before": load_before,
+            "config": {
+                "levels": args.levels,
+                "duration_s": args.duration,
+                "rounds": args.rounds,
+                "bulk_users": args.bulk_users,
+                "bulk_size": args.bulk_size,
+                "bulk_duration_s": args.bulk_duration,
+                "baseline": {"workers": args.baseline_workers, "omp": args.baseline_omp},
+                "server_env": " ".join(args.server_env),
+                "servers": chosen,
+                "mlserver": {
+                    "workers": args.mlserver_workers,
+                    "max_batch_size": args.peer_max_batch_size,
+                    "batch_wait_ms": args.peer_batch_wait_ms,
+                },
+            },
+            "data": summary,
+            "import": import_info,
+            "inprocess": inprocess,
+            "peers": peer_info,
+            "load_by_round": [],
+            "left_out": {},
+            "servers": [],
         }
         loads = [str(u) for u in args.levels] + (["bulk"] if args.bulk_users else [])
         running = []
@@ -398,7 +564,9 @@ def main(args, runner) -> int:
                 continue
             port = runner.free_port()
             try:
-                run = runner.start_server(servers(args, runner, data, model_file, port)[index], args, env, workdir, port)
+                run = runner.start_server(
+                    servers(args, runner, data, model_file, port)[index], args, env, workdir, port
+                )
             except Exception as exc:  # a peer that does not start is reported; the project's and the baseline must
                 if not server.peer:
                     raise
@@ -410,20 +578,27 @@ def main(args, runner) -> int:
             running.append(run)
         for level in loads:
             for round_no in range(1, args.rounds + 1):
-                results["load_by_round"].append({"level": level, "round": round_no, "load": round(os.getloadavg()[0], 2)})
+                results["load_by_round"].append(
+                    {"level": level, "round": round_no, "load": round(os.getloadavg()[0], 2)}
+                )
                 for run in running if round_no % 2 else running[::-1]:
                     cpu = runner.tree_cpu_s(run.proc.pid)
                     stats = runner.measure(run, level, args, workdir, env, round_no)
                     # The server's own CPU (its whole process tree) per answered request over the round.
                     answered = stats["requests"] - stats["errors"]
-                    stats["server_cpu_ms_per_request"] = (round(1000 * (runner.tree_cpu_s(run.proc.pid) - cpu) / answered, 3)
-                                                          if answered else None)
+                    stats["server_cpu_ms_per_request"] = (
+                        round(1000 * (runner.tree_cpu_s(run.proc.pid) - cpu) / answered, 3) if answered else None
+                    )
                     run.rounds.setdefault(level, []).append(stats)
         ship = next((run for run in running if run.server.name == "shipped"), None)
         if args.profile and ship:
             results["profile"] = profile_levels(args, runner, ship, loads, env, workdir)
-        cpu = {run.server.name: {level: [r["server_cpu_ms_per_request"] for r in rounds] for level, rounds in run.rounds.items()}
-               for run in running}
+        cpu = {
+            run.server.name: {
+                level: [r["server_cpu_ms_per_request"] for r in rounds] for level, rounds in run.rounds.items()
+            }
+            for run in running
+        }
         results["servers"] = [runner.finish(run) for run in running]
         for server in results["servers"]:  # combine() keeps what bench/run.py knows; this scenario adds the CPU
             for level, values in cpu.get(server["name"], {}).items():
@@ -433,7 +608,7 @@ def main(args, runner) -> int:
                     target["server_cpu_ms_per_request"] = round(statistics.mean(known), 3) if known else None
         runner._kill_all()
         results["load_after"] = [round(x, 2) for x in os.getloadavg()]
-        results["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         results["wall_s"] = round(time.perf_counter() - started, 1)
         results["targets"] = targets(results)
         (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

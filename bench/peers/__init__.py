@@ -28,20 +28,56 @@ HERE = Path(__file__).resolve().parent
 NAMES = ("mlserver", "litserve")
 V2_MODEL = "penguins"  # bench/peers/mlserver/model-settings.json; bench/records.py sends to /v2/models/penguins/infer
 PACKAGES = {  # versions recorded in results.json
-    "mlserver": ("mlserver", "mlserver-sklearn", "scikit-learn", "pandas", "numpy", "joblib", "fastapi", "uvicorn", "uvloop"),
+    "mlserver": (
+        "mlserver",
+        "mlserver-sklearn",
+        "scikit-learn",
+        "pandas",
+        "numpy",
+        "joblib",
+        "fastapi",
+        "uvicorn",
+        "uvloop",
+    ),
     "litserve": ("litserve", "scikit-learn", "pandas", "numpy", "joblib", "fastapi", "uvicorn", "uvloop", "pyzmq"),
 }
 # What each server imports at start: imported once after the install (a check that the virtualenv works, and
 # it writes their bytecode: pip runs with --no-compile, a minute less on 2 cores than compiling every
 # module of every package, and the cold start is then measured with compiled modules, as in an image).
 IMPORTS = {
-    "mlserver": ("mlserver.cli.main", "mlserver.server", "mlserver.rest.app", "mlserver.grpc.server",
-                 "mlserver.parallel.pool", "mlserver.batching.adaptive", "mlserver.codecs", "mlserver.metrics",
-                 "mlserver_sklearn", "uvicorn", "uvloop"),
-    "litserve": ("litserve", "litserve.server", "litserve.loops", "litserve.transport", "zmq", "uvicorn", "uvloop",
-                 "httptools", "fastapi"),
+    "mlserver": (
+        "mlserver.cli.main",
+        "mlserver.server",
+        "mlserver.rest.app",
+        "mlserver.grpc.server",
+        "mlserver.parallel.pool",
+        "mlserver.batching.adaptive",
+        "mlserver.codecs",
+        "mlserver.metrics",
+        "mlserver_sklearn",
+        "uvicorn",
+        "uvloop",
+    ),
+    "litserve": (
+        "litserve",
+        "litserve.server",
+        "litserve.loops",
+        "litserve.transport",
+        "zmq",
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "fastapi",
+    ),
 }
-COMMON_IMPORTS = ("sklearn.ensemble", "sklearn.compose", "sklearn.preprocessing", "sklearn.pipeline", "pandas", "joblib")
+COMMON_IMPORTS = (
+    "sklearn.ensemble",
+    "sklearn.compose",
+    "sklearn.preprocessing",
+    "sklearn.pipeline",
+    "pandas",
+    "joblib",
+)
 STAMP = ".bench-requirements.sha256"
 
 
@@ -55,8 +91,10 @@ class PeerConfig:
     @property
     def label(self) -> str:
         http = f" + {self.api_servers} HTTP processes" if self.api_servers else ""
-        return (f"{self.workers} worker{'s' if self.workers > 1 else ''}{http}, batch <= {self.max_batch_size} / "
-                f"{1000 * self.batch_wait_s:g} ms")
+        return (
+            f"{self.workers} worker{'s' if self.workers > 1 else ''}{http}, batch <= {self.max_batch_size} / "
+            f"{1000 * self.batch_wait_s:g} ms"
+        )
 
 
 # Each one's best measured configuration on these 2 cores (bench/README.md, "The peers").
@@ -88,22 +126,27 @@ def start_install(name: str, venv: Path, log: Path) -> subprocess.Popen | None:
     venv.parent.mkdir(parents=True, exist_ok=True)
     requirements, constraints = requirement_files(name)
     python = venv_python(venv)
-    script = (f'"{sys.executable}" -m venv "{venv}" && '
-              f'"{python}" -m pip install --disable-pip-version-check --no-input --progress-bar off --no-compile '
-              f'-r "{requirements}" -c "{constraints}"')
+    script = (
+        f'"{sys.executable}" -m venv "{venv}" && '
+        f'"{python}" -m pip install --disable-pip-version-check --no-input --progress-bar off --no-compile '
+        f'-r "{requirements}" -c "{constraints}"'
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     handle = log.open("wb")
-    proc = subprocess.Popen(["bash", "-c", script], env=env, stdout=handle, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", "-c", script], env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
     handle.close()
     return proc
 
 
 def finish_install(name: str, venv: Path) -> dict:
     """After the install: import what the server imports (see IMPORTS), read the versions that matter, stamp it."""
-    code = (f"import importlib, importlib.metadata as m, json\n"
-            f"for module in {[*IMPORTS[name], *COMMON_IMPORTS]!r}: importlib.import_module(module)\n"
-            f"print(json.dumps({{n: m.version(n) for n in {list(PACKAGES[name])!r}}}))")
+    code = (
+        f"import importlib, importlib.metadata as m, json\n"
+        f"for module in {[*IMPORTS[name], *COMMON_IMPORTS]!r}: importlib.import_module(module)\n"
+        f"print(json.dumps({{n: m.version(n) for n in {list(PACKAGES[name])!r}}}))"
+    )
     out = subprocess.run([str(venv_python(venv)), "-c", code], capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         raise RuntimeError(f"the virtualenv does not import: {out.stderr[-2000:]}")
@@ -118,8 +161,9 @@ def base_env(tmpdir: Path) -> dict:
     return {**env, "TMPDIR": str(tmpdir), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
-def mlserver_command(venv: Path, repo: Path, pipeline: Path, port: int, grpc_port: int, metrics_port: int,
-                     config: PeerConfig) -> tuple[list[str], dict]:
+def mlserver_command(
+    venv: Path, repo: Path, pipeline: Path, port: int, grpc_port: int, metrics_port: int, config: PeerConfig
+) -> tuple[list[str], dict]:
     """Write MLServer's model repository (settings.json, penguins/model-settings.json: the templates beside
     this file with the ports, the pipeline's path and the config filled in); its command and extra env."""
     settings = json.loads((HERE / "mlserver" / "settings.json").read_text())
@@ -136,7 +180,20 @@ def mlserver_command(venv: Path, repo: Path, pipeline: Path, port: int, grpc_por
 
 
 def litserve_command(venv: Path, pipeline: Path, port: int, config: PeerConfig) -> tuple[list[str], dict]:
-    cmd = [str(venv_python(venv)), str(HERE / "litserve" / "server.py"), "--pipeline", str(pipeline),
-           "--host", "127.0.0.1", "--port", str(port), "--workers", str(config.workers),
-           "--max-batch-size", str(config.max_batch_size), "--batch-timeout", str(config.batch_wait_s)]
+    cmd = [
+        str(venv_python(venv)),
+        str(HERE / "litserve" / "server.py"),
+        "--pipeline",
+        str(pipeline),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(config.workers),
+        "--max-batch-size",
+        str(config.max_batch_size),
+        "--batch-timeout",
+        str(config.batch_wait_s),
+    ]
     return cmd + (["--api-servers", str(config.api_servers)] if config.api_servers else []), {}

@@ -23,8 +23,12 @@ class FittedPipeline:
         self.pipeline = joblib.load(path)
         self.features = [str(name) for name in self.pipeline.feature_names_in_]
         columns = self.pipeline[0]  # the ColumnTransformer
-        self.categorical = [name for _, transformer, names in columns.transformers_
-                            if isinstance(transformer, OrdinalEncoder) for name in names]
+        self.categorical = [
+            name
+            for _, transformer, names in columns.transformers_
+            if isinstance(transformer, OrdinalEncoder)
+            for name in names
+        ]
         self.numeric = [name for name in self.features if name not in self.categorical]
         # Labels as plain Python values, probability keys as the project's JSON spells them (label_text).
         self.classes = [c.item() if hasattr(c, "item") else c for c in self.pipeline[-1].classes_]
@@ -53,5 +57,7 @@ class FittedPipeline:
     def answers(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
         """The project's /predict answer per row: {"prediction": label, "probabilities": {label: p}}."""
         best, probabilities = self.predict(frame)
-        return [{"prediction": self.classes[i], "probabilities": dict(zip(self.keys, row.tolist()))}
-                for i, row in zip(best, probabilities)]
+        return [
+            {"prediction": self.classes[i], "probabilities": dict(zip(self.keys, row.tolist()))}
+            for i, row in zip(best, probabilities)
+        ]

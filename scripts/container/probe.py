@@ -60,12 +60,16 @@ def predict(base: str, expected_model: str) -> int:
     if card.get("tag") != expected_model:
         return fail(f"GET /v1/model: the container serves {card.get('tag')!r}, expected {expected_model!r}")
     record = {feature["name"]: feature["example"] for feature in card["features"]}
-    print(f"model card ok: GET /v1/model -> {card['tag']} ({card['task']}, target {card['target']!r}, {len(record)} features)")
+    print(
+        f"model card ok: GET /v1/model -> {card['tag']} ({card['task']}, target {card['target']!r}, {len(record)} features)"
+    )
     if card.get("source"):  # imported with import_model.py: its library must be in the image (a prediction proves it)
         source = card["source"]
         needs = ", ".join(source.get("requirements") or []) or "nothing beyond requirements.txt"
         system = ", ".join(source.get("system_packages") or [])
-        print(f"imported model: {source.get('format', '?')} file, needs {needs}{f' and Debian {system}' if system else ''}")
+        print(
+            f"imported model: {source.get('format', '?')} file, needs {needs}{f' and Debian {system}' if system else ''}"
+        )
     if API_KEY:
         status, raw = call(f"{base}/predict", record, key="")
         if status != 401:

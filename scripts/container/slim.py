@@ -125,7 +125,9 @@ def slim(engine: str, backend: str, image: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--engine", choices=["docker", "podman"], required=True, help="the engine whose store holds IMAGE")
+    parser.add_argument(
+        "--engine", choices=["docker", "podman"], required=True, help="the engine whose store holds IMAGE"
+    )
     parser.add_argument("--backend", choices=["docker", "podman", "buildah"], required=True, help="the builder")
     parser.add_argument("image")
     args = parser.parse_args()

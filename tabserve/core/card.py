@@ -112,7 +112,11 @@ class ModelCard:
             "evaluation": self.evaluation,
             "training_data": self.training_data,
             "library_versions": self.library_versions,
-            **({"source": {k: v for k, v in self.source.items() if k not in ("columns", "categories")}} if self.source else {}),
+            **(
+                {"source": {k: v for k, v in self.source.items() if k not in ("columns", "categories")}}
+                if self.source
+                else {}
+            ),
             "features": [feature_dict(f) for f in self.schema.features],
             "other_columns": self.schema.other_columns,
             "drift_reference": self.reference_summary(),
@@ -146,7 +150,9 @@ class ModelCard:
             "prediction_rows": self.reference.prediction_rows,
             "features": list(self.reference.features),
             "not_profiled": dict(self.reference.not_profiled),
-            "predictions": ("on the import sample" if self.source else "on the held-out split") if self.reference.prediction is not None else None,
+            "predictions": ("on the import sample" if self.source else "on the held-out split")
+            if self.reference.prediction is not None
+            else None,
         }
 
 

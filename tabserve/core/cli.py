@@ -49,7 +49,11 @@ def add_csv_options(parser: argparse.ArgumentParser) -> None:
     """The column overrides and the CSV dialect options, as train.py and import_model.py take them."""
     for option, meaning in COLUMN_OPTIONS:
         parser.add_argument(f"--{option}", type=column_list, default=(), metavar="COL[,COL]", help=meaning)
-    parser.add_argument("--sep", type=lambda sep: SEPARATOR_NAMES.get(sep, sep), help="field separator: , ; tab | (detected when not given)")
+    parser.add_argument(
+        "--sep",
+        type=lambda sep: SEPARATOR_NAMES.get(sep, sep),
+        help="field separator: , ; tab | (detected when not given)",
+    )
     parser.add_argument("--decimal", choices=[".", ","], help="decimal mark (detected when not given)")
 
 

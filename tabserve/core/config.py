@@ -74,7 +74,9 @@ def packed_role(role: str, here: Path = Path(__file__).resolve()) -> str:
 # Which model version is served: "name:version", or "name" / "name:latest" for the newest.
 # An explicit MODEL_TAG wins; else a built Bento serves the model it packs; else the default.
 DEFAULT_MODEL_TAG = "penguins:latest"
-MODEL_TAG: str = os.environ.get("MODEL_TAG", "").strip() or packed_role("model") or packed_model_tag() or DEFAULT_MODEL_TAG
+MODEL_TAG: str = (
+    os.environ.get("MODEL_TAG", "").strip() or packed_role("model") or packed_model_tag() or DEFAULT_MODEL_TAG
+)
 
 # Model versions held beside the champion (MODEL_TAG): a challenger, scored in the shadow of every champion
 # prediction (off the answer's path) and compared on /metrics and GET /v1/models/{version}/comparison, and
@@ -82,7 +84,11 @@ MODEL_TAG: str = os.environ.get("MODEL_TAG", "").strip() or packed_role("model")
 # versions it packs, in the roles it was built with. CANARY_PERCENT (0-100) of the unversioned predictions,
 # chosen by a stable hash of the record, are answered by the challenger instead.
 CHALLENGER_TAG: str = os.environ.get("CHALLENGER_TAG", "").strip() or packed_role("challenger")
-EXTRA_MODEL_TAGS: list[str] = [t.strip() for t in (os.environ.get("EXTRA_MODEL_TAGS", "").strip() or packed_role("extra_models")).split(",") if t.strip()]
+EXTRA_MODEL_TAGS: list[str] = [
+    t.strip()
+    for t in (os.environ.get("EXTRA_MODEL_TAGS", "").strip() or packed_role("extra_models")).split(",")
+    if t.strip()
+]
 CANARY_PERCENT: float = _float("CANARY_PERCENT", 0.0)
 if CANARY_PERCENT > 100 or (CANARY_PERCENT and not CHALLENGER_TAG):
     raise SystemExit(f"error: CANARY_PERCENT={CANARY_PERCENT:g} needs CHALLENGER_TAG and must be between 0 and 100")
@@ -116,7 +122,9 @@ MONOLITH: bool = SERVICE_LAYOUT == "monolith"
 if MODEL_SERVICE_URL and not MODEL_SERVICE_URL.startswith(("http://", "https://")):
     raise SystemExit(f"error: MODEL_SERVICE_URL={MODEL_SERVICE_URL!r} must start with http:// or https://")
 if MODEL_SERVICE_URL and MONOLITH:
-    raise SystemExit("error: MODEL_SERVICE_URL needs SERVICE_LAYOUT=services: a monolith runs the model in its own workers")
+    raise SystemExit(
+        "error: MODEL_SERVICE_URL needs SERVICE_LAYOUT=services: a monolith runs the model in its own workers"
+    )
 
 # Processes and threads. The entry (HTTP) service is async, so one worker carries many requests; a monolith's
 # workers also run the model, one per core by default.
@@ -160,7 +168,9 @@ PREDICTION_CACHE_SIZE: int = _int("PREDICTION_CACHE_SIZE", 10_000)
 # counted on /metrics, and Redis is tried again after a pause (tabserve/serving/cache.py).
 REDIS_URL: str = os.environ.get("REDIS_URL", "").strip()
 if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
-    raise SystemExit(f"error: REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix:// (e.g. redis://localhost:6379/0)")
+    raise SystemExit(
+        f"error: REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix:// (e.g. redis://localhost:6379/0)"
+    )
 CACHE_TTL_S: int = _int("CACHE_TTL_S", 3600, minimum=1)
 REDIS_TIMEOUT_MS: int = _int("REDIS_TIMEOUT_MS", 100, minimum=1)
 

@@ -66,7 +66,7 @@ def sniff_separator(text: str) -> str:
 
 
 def sniff_decimal(raw: pd.DataFrame, sep: str) -> str:
-    """"," when numbers are written with a decimal comma (only possible when commas don't separate)."""
+    """ "," when numbers are written with a decimal comma (only possible when commas don't separate)."""
     if sep == ",":
         return "."
     sample = raw.head(200)
@@ -91,7 +91,9 @@ def parse_text(text: str, sep: str | None = None, decimal: str | None = None, wh
     if dupes:
         raise DataError(f"{what} repeats column name(s): {', '.join(dupes)}")
     try:
-        raw = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=True)
+        raw = pd.read_csv(
+            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=True
+        )
     except pd.errors.EmptyDataError:
         raise DataError(f"{what} is empty") from None
     except (pd.errors.ParserError, ValueError) as exc:
@@ -124,7 +126,9 @@ def load_training_data(path: Path, target: str, sep: str | None = None, decimal:
     """A training CSV, checked for its target column."""
     table = read_table(path, sep, decimal)
     if target not in table.raw.columns:
-        raise DataError(f"target column {target!r} is not in {Path(path).name}; columns are: {', '.join(table.raw.columns)}")
+        raise DataError(
+            f"target column {target!r} is not in {Path(path).name}; columns are: {', '.join(table.raw.columns)}"
+        )
     if table.raw[target].isin(MISSING_MARKERS).all():
         raise DataError(f"target column {target!r} has no values")
     return TrainingData(table, target, Path(path).name, sha256_of(Path(path)))

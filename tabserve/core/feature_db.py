@@ -22,7 +22,9 @@ class FeatureDbError(Exception):
     """FEATURE_DB_URL is not a usable SQLAlchemy URL (unknown dialect, driver not installed)."""
 
 
-def make_engine(url: str, *, timeout_s: float, pool_size: int = 5, statement_timeout_ms: int | None = None, read_only: bool = False) -> Any:
+def make_engine(
+    url: str, *, timeout_s: float, pool_size: int = 5, statement_timeout_ms: int | None = None, read_only: bool = False
+) -> Any:
     """A SQLAlchemy engine for `url` that connects lazily (nothing is reached here) and never waits
     longer than `timeout_s` for a connection; `statement_timeout_ms` bounds each query (PostgreSQL)."""
     import sqlalchemy as sa
@@ -31,7 +33,9 @@ def make_engine(url: str, *, timeout_s: float, pool_size: int = 5, statement_tim
     try:
         parsed = sa.engine.make_url(url)
     except ArgumentError as exc:
-        raise FeatureDbError(f"{url!r} is not a database URL ({exc}); e.g. sqlite:///features.db or postgresql+psycopg://user@host/db") from None
+        raise FeatureDbError(
+            f"{url!r} is not a database URL ({exc}); e.g. sqlite:///features.db or postgresql+psycopg://user@host/db"
+        ) from None
     connect_args: dict[str, Any] = {}
     backend = parsed.get_backend_name()
     if backend == "postgresql":

@@ -9,18 +9,28 @@ that the training summary prints, and every choice can be overridden (`Overrides
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 
 from tabserve.core import data
-from tabserve.core.pipeline import CLASSIFICATION, REGRESSION
 from tabserve.core.errors import DataError
+from tabserve.core.pipeline import CLASSIFICATION, REGRESSION
 from tabserve.core.schema import (
-    BOOLEAN, CATEGORICAL, DATE, DATETIME, FALSE_WORDS, MISSING_MARKERS, NUMERIC, TRUE_WORDS, Feature, FeatureSchema,
-    parse_date, parse_number,
+    BOOLEAN,
+    CATEGORICAL,
+    DATE,
+    DATETIME,
+    FALSE_WORDS,
+    MISSING_MARKERS,
+    NUMERIC,
+    TRUE_WORDS,
+    Feature,
+    FeatureSchema,
+    parse_date,
+    parse_number,
 )
 
 # A text column with more distinct values than this is an identifier or free text, not a category:
@@ -36,10 +46,31 @@ BOOLEAN_PAIRS = ({"true", "false"}, {"yes", "no"}, {"t", "f"}, {"y", "n"})
 ID_NAME = re.compile(r"(?i)(.*[_ .\-])?(id|key|index|rownames|row|uuid|#)|unnamed: ?\d+|.*[a-z]Id|.*ID")
 # Date formats tried in order (ISO first); the first that reads every value of a column wins.
 DATE_FORMATS = (
-    "%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M",
-    "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S.%f", "%Y/%m/%d", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
-    "%d.%m.%Y", "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%m/%d/%Y", "%d/%m/%Y", "%m/%d/%Y %H:%M", "%d/%m/%Y %H:%M",
-    "%m/%d/%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S", "%d-%m-%Y", "%d %b %Y", "%b %d %Y", "%b %d, %Y", "%d-%b-%Y", "%d-%b-%y",
+    "%Y-%m-%d",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M:%S.%f",
+    "%Y-%m-%dT%H:%M:%S.%f",
+    "%Y/%m/%d",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%d.%m.%Y",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y %H:%M:%S",
+    "%m/%d/%Y",
+    "%d/%m/%Y",
+    "%m/%d/%Y %H:%M",
+    "%d/%m/%Y %H:%M",
+    "%m/%d/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M:%S",
+    "%d-%m-%Y",
+    "%d %b %Y",
+    "%b %d %Y",
+    "%b %d, %Y",
+    "%d-%b-%Y",
+    "%d-%b-%y",
 )
 # With a European separator (";"), day-first formats are preferred where both read every value.
 DAY_FIRST = ("%d/%m/%Y", "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S")
@@ -64,7 +95,11 @@ class Overrides:
                     raise DataError(f"--{option} names unknown column {name!r}; columns are: {', '.join(columns)}")
                 if name == target:
                     raise DataError(f"--{option} names the target column {target!r}")
-                if name in seen and {seen[name], option} != {"keep", "categorical"} and {seen[name], option} != {"keep", "numeric"}:
+                if (
+                    name in seen
+                    and {seen[name], option} != {"keep", "categorical"}
+                    and {seen[name], option} != {"keep", "numeric"}
+                ):
                     raise DataError(f"column {name!r} is given to both --{seen[name]} and --{option}; choose one")
                 seen[name] = option
 
@@ -78,7 +113,9 @@ class Inferred:
     notes: list[str] = field(default_factory=list)
 
 
-def infer_schema(raw: pd.DataFrame, overrides: Overrides = Overrides(), decimal: str = ".", sep: str = ",") -> FeatureSchema:
+def infer_schema(
+    raw: pd.DataFrame, overrides: Overrides = Overrides(), decimal: str = ".", sep: str = ","
+) -> FeatureSchema:
     """The schema of `raw` (every cell as stripped text; the target column already removed)."""
     features, others = [], {}
     example = _example_row(raw)
@@ -89,11 +126,15 @@ def infer_schema(raw: pd.DataFrame, overrides: Overrides = Overrides(), decimal:
         else:
             others[name] = verdict.other
     if not features:
-        raise DataError("no feature columns left: the CSV needs at least one column besides the target, ids and dropped columns")
+        raise DataError(
+            "no feature columns left: the CSV needs at least one column besides the target, ids and dropped columns"
+        )
     return FeatureSchema(tuple(features), others)
 
 
-def infer_column(column: pd.Series, example_text: str, overrides: Overrides = Overrides(), decimal: str = ".", sep: str = ",") -> Inferred:
+def infer_column(
+    column: pd.Series, example_text: str, overrides: Overrides = Overrides(), decimal: str = ".", sep: str = ","
+) -> Inferred:
     name = str(column.name)
     if name in overrides.drop:
         return Inferred(other="dropped with --drop")
@@ -108,9 +149,13 @@ def infer_column(column: pd.Series, example_text: str, overrides: Overrides = Ov
     seen = f"; missing: {', '.join(repr(m) for m in markers)}" if markers else ""
 
     if name in overrides.numeric:
-        return Inferred(_numeric(name, values, nullable, example_text, decimal, "numeric (--numeric)", forced=True, seen=seen))
+        return Inferred(
+            _numeric(name, values, nullable, example_text, decimal, "numeric (--numeric)", forced=True, seen=seen)
+        )
     if name in overrides.categorical:
-        return Inferred(_categorical(name, values, nullable, example_text, decimal, "categorical (--categorical)" + seen))
+        return Inferred(
+            _categorical(name, values, nullable, example_text, decimal, "categorical (--categorical)" + seen)
+        )
     if name in overrides.date:
         return Inferred(_date(name, values, nullable, example_text, sep, forced=True, seen=seen))
 
@@ -136,15 +181,30 @@ def infer_column(column: pd.Series, example_text: str, overrides: Overrides = Ov
     distinct = values.nunique()
     if name not in overrides.keep:
         if distinct > MAX_CATEGORIES:
-            return Inferred(other=f"identifier or free text: {distinct} distinct values (more than {MAX_CATEGORIES}); --keep {name} makes it a category")
+            return Inferred(
+                other=f"identifier or free text: {distinct} distinct values (more than {MAX_CATEGORIES}); --keep {name} makes it a category"
+            )
         if len(values) >= MIN_ROWS_FOR_ID and distinct > MAX_DISTINCT_SHARE * len(values):
-            return Inferred(other=f"identifier or free text: {distinct} distinct values in {len(values)} rows; --keep {name} makes it a category")
+            return Inferred(
+                other=f"identifier or free text: {distinct} distinct values in {len(values)} rows; --keep {name} makes it a category"
+            )
     not_numbers = sorted(values[numbers.isna()].unique())[:3]
-    reason = f"text: {distinct} categories" + (f" (e.g. {', '.join(repr(v) for v in not_numbers)} are not numbers)" if numbers.notna().any() else "")
+    reason = f"text: {distinct} categories" + (
+        f" (e.g. {', '.join(repr(v) for v in not_numbers)} are not numbers)" if numbers.notna().any() else ""
+    )
     return Inferred(_categorical(name, values, nullable, example_text, decimal, reason + seen))
 
 
-def _numeric(name: str, values: pd.Series, nullable: bool, example_text: str, decimal: str, reason: str, forced: bool = False, seen: str = "") -> Feature:
+def _numeric(
+    name: str,
+    values: pd.Series,
+    nullable: bool,
+    example_text: str,
+    decimal: str,
+    reason: str,
+    forced: bool = False,
+    seen: str = "",
+) -> Feature:
     numbers = values.map(lambda text: parse_number(text, decimal))
     extra: list[str] = []
     if numbers.isna().any():
@@ -152,7 +212,9 @@ def _numeric(name: str, values: pd.Series, nullable: bool, example_text: str, de
             raise DataError(f"column {name!r} has cells that are not numbers")
         extra = sorted(values[numbers.isna()].unique())
         if len(extra) > 20:
-            raise DataError(f"--numeric {name}: {len(extra)} different non-numeric values (e.g. {extra[0]!r}); this column is not numeric")
+            raise DataError(
+                f"--numeric {name}: {len(extra)} different non-numeric values (e.g. {extra[0]!r}); this column is not numeric"
+            )
         nullable = True
         reason += f"; read as missing: {', '.join(repr(v) for v in extra)}"
     numbers = numbers.dropna().astype(float)
@@ -163,8 +225,15 @@ def _numeric(name: str, values: pd.Series, nullable: bool, example_text: str, de
     if example is not None and integer:
         example = int(example)
     return Feature(
-        name, NUMERIC, nullable, min=float(numbers.min()), max=float(numbers.max()), integer=integer, example=example,
-        missing_markers=extra or None, reason=reason + seen,
+        name,
+        NUMERIC,
+        nullable,
+        min=float(numbers.min()),
+        max=float(numbers.max()),
+        integer=integer,
+        example=example,
+        missing_markers=extra or None,
+        reason=reason + seen,
     )
 
 
@@ -180,11 +249,22 @@ def _categorical(name: str, values: pd.Series, nullable: bool, example_text: str
     return Feature(name, CATEGORICAL, nullable, categories=categories, example=example, reason=reason)
 
 
-def _date(name: str, values: pd.Series, nullable: bool, example_text: str, sep: str, forced: bool = False, seen: str = "", date_format: str | None = None) -> Feature:
+def _date(
+    name: str,
+    values: pd.Series,
+    nullable: bool,
+    example_text: str,
+    sep: str,
+    forced: bool = False,
+    seen: str = "",
+    date_format: str | None = None,
+) -> Feature:
     date_format = date_format or _date_format(values, sep)
     if date_format is None:
         bad = next(v for v in values if parse_date(v) is None)
-        raise DataError(f"--date {name}: {bad!r} is not a date in any known format (e.g. 2024-01-31, 31.01.2024, 01/31/2024)")
+        raise DataError(
+            f"--date {name}: {bad!r} is not a date in any known format (e.g. 2024-01-31, 31.01.2024, 01/31/2024)"
+        )
     moments = values.map(lambda text: parse_date(text, date_format))
     has_time = any(m.hour or m.minute or m.second or m.microsecond for m in moments) or "%H" in date_format
     kind = DATETIME if has_time else DATE
@@ -192,8 +272,14 @@ def _date(name: str, values: pd.Series, nullable: bool, example_text: str, sep: 
     example = parse_date(example_text, date_format) if example_text not in MISSING_MARKERS else None
     why = f"{kind}{' (--date)' if forced else ''}: every value reads as {date_format}"
     return Feature(
-        name, kind, nullable, example=None if example is None else show(example), date_format=date_format,
-        first=show(min(moments)), last=show(max(moments)), reason=why + seen,
+        name,
+        kind,
+        nullable,
+        example=None if example is None else show(example),
+        date_format=date_format,
+        first=show(min(moments)),
+        last=show(max(moments)),
+        reason=why + seen,
     )
 
 
@@ -278,7 +364,9 @@ def infer_target(raw: pd.Series, task: str | None, decimal: str) -> tuple[pd.Ser
     lowered = set(raw.str.lower().unique())
     if lowered <= TRUE_WORDS | FALSE_WORDS and not lowered <= {"0", "1"} and len(lowered) <= 2:
         if task == REGRESSION:
-            raise DataError(f"target {name!r} is boolean ({', '.join(sorted(raw.unique()))}), so it can't be a regression target")
+            raise DataError(
+                f"target {name!r} is boolean ({', '.join(sorted(raw.unique()))}), so it can't be a regression target"
+            )
         return raw.str.lower().isin(TRUE_WORDS).rename(name), CLASSIFICATION, "boolean target: predicted as true/false"
     numbers = raw.map(lambda text: parse_number(text, decimal))
     if numbers.isna().any():

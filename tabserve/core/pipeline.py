@@ -12,7 +12,9 @@ import numpy as np
 
 from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATE_PARTS, DATETIME, NUMERIC, FeatureSchema, label_text
 
-if TYPE_CHECKING:  # scikit-learn is imported when a pipeline is loaded, not by `bentoml serve`'s arbiter (~1.6 s of its cold start);
+if (
+    TYPE_CHECKING
+):  # scikit-learn is imported when a pipeline is loaded, not by `bentoml serve`'s arbiter (~1.6 s of its cold start);
     # pandas only for the pipelines RecordEncoder cannot take and for dates (~0.6 s more)
     import pandas as pd
     from sklearn.pipeline import Pipeline
@@ -20,7 +22,6 @@ if TYPE_CHECKING:  # scikit-learn is imported when a pipeline is loaded, not by 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
 TASKS = (CLASSIFICATION, REGRESSION)
-
 
 
 def date_parts(kind: str) -> tuple[str, ...]:
@@ -62,7 +63,9 @@ def to_frame(records: list[dict[str, Any]] | pd.DataFrame, schema: FeatureSchema
         if feature.kind == CATEGORICAL:  # the encoder's categories are text: coded categories too
             as_text = category_text(feature)
             if as_text is not None:  # value by value: a missing value makes an int column float, and 6.0 is not "6.0"
-                out[feature.name] = column.map(lambda v, t=as_text: np.nan if pd.isna(v) else t.get(v, str(v))).astype(object)
+                out[feature.name] = column.map(lambda v, t=as_text: np.nan if pd.isna(v) else t.get(v, str(v))).astype(
+                    object
+                )
             else:
                 out[feature.name] = column.astype(object).where(column.notna(), np.nan)
         elif feature.kind == BOOLEAN:
@@ -94,7 +97,13 @@ class RecordEncoder:
             feature = schema[name]
             as_text = category_text(feature)
             if as_text is not None:  # coded categories: their text's code, looked up by value
-                self.columns.append((name, "category", {value: categories[name][text] for value, text in as_text.items() if text in categories[name]}))
+                self.columns.append(
+                    (
+                        name,
+                        "category",
+                        {value: categories[name][text] for value, text in as_text.items() if text in categories[name]},
+                    )
+                )
             else:
                 self.columns.append((name, "category", categories[name]))
         for feature in schema.features:
@@ -109,17 +118,31 @@ class RecordEncoder:
 
         categorical, numeric = model_columns(schema)
         columns = pipeline[0] if len(pipeline) == 2 else None
-        if not isinstance(columns, ColumnTransformer) or columns.remainder != "drop" or hasattr(pipeline[-1], "feature_names_in_"):
+        if (
+            not isinstance(columns, ColumnTransformer)
+            or columns.remainder != "drop"
+            or hasattr(pipeline[-1], "feature_names_in_")
+        ):
             return None
-        declared = [(name, "encoder" if isinstance(step, OrdinalEncoder) else step, list(cols)) for name, step, cols in columns.transformers if len(cols)]
-        if declared != [*([("categorical", "encoder", categorical)] if categorical else []), *([("numeric", "passthrough", numeric)] if numeric else [])]:
+        declared = [
+            (name, "encoder" if isinstance(step, OrdinalEncoder) else step, list(cols))
+            for name, step, cols in columns.transformers
+            if len(cols)
+        ]
+        if declared != [
+            *([("categorical", "encoder", categorical)] if categorical else []),
+            *([("numeric", "passthrough", numeric)] if numeric else []),
+        ]:
             return None
         codes = {}
         if categorical:
             encoder = columns.named_transformers_["categorical"]
             if not (np.isnan(encoder.unknown_value) and np.isnan(encoder.encoded_missing_value)):
                 return None
-            codes = {name: {value: float(i) for i, value in enumerate(values)} for name, values in zip(categorical, encoder.categories_)}
+            codes = {
+                name: {value: float(i) for i, value in enumerate(values)}
+                for name, values in zip(categorical, encoder.categories_)
+            }
         return cls(schema, codes)
 
     def probe(self, schema: FeatureSchema) -> np.ndarray:
@@ -189,7 +212,15 @@ class TreesDirect:
 
     @classmethod
     def for_model(cls, model: Any, probe: np.ndarray) -> TreesDirect | None:
-        needed = ("_preprocessor", "_predictors", "_baseline_prediction", "_predict_iterations", "_loss", "_bin_mapper", "n_trees_per_iteration_")
+        needed = (
+            "_preprocessor",
+            "_predictors",
+            "_baseline_prediction",
+            "_predict_iterations",
+            "_loss",
+            "_bin_mapper",
+            "n_trees_per_iteration_",
+        )
         if not all(hasattr(model, name) for name in needed):
             return None
         lookups: list[tuple[int, np.ndarray]] = []
@@ -200,8 +231,11 @@ class TreesDirect:
             lookups = lookups_or_none
         try:
             direct = cls(model, lookups)
-            same = (np.array_equal(direct.predict_proba(probe), model.predict_proba(probe)) if hasattr(model, "predict_proba")
-                    else np.array_equal(direct.predict(probe), model.predict(probe)))
+            same = (
+                np.array_equal(direct.predict_proba(probe), model.predict_proba(probe))
+                if hasattr(model, "predict_proba")
+                else np.array_equal(direct.predict(probe), model.predict(probe))
+            )
         except Exception:  # an internal that changed shape: the public path it is
             return None
         return direct if same else None
@@ -216,12 +250,23 @@ class TreesDirect:
         if [name for name, _, _ in steps] != ["encoder", "numerical", "remainder"] or steps[2][1] != "drop":
             return None
         (_, encoder, categorical), (_, passthrough, numeric) = steps[0], steps[1]
-        if categorical.dtype != bool or numeric.dtype != bool or len(categorical) != width or not np.array_equal(categorical, ~numeric):
+        if (
+            categorical.dtype != bool
+            or numeric.dtype != bool
+            or len(categorical) != width
+            or not np.array_equal(categorical, ~numeric)
+        ):
             return None
         n_categorical = int(categorical.sum())
-        if not categorical[:n_categorical].all() or not isinstance(encoder, OrdinalEncoder) or not isinstance(passthrough, FunctionTransformer):
+        if (
+            not categorical[:n_categorical].all()
+            or not isinstance(encoder, OrdinalEncoder)
+            or not isinstance(passthrough, FunctionTransformer)
+        ):
             return None
-        if encoder.handle_unknown != "use_encoded_value" or not (np.isnan(encoder.unknown_value) and np.isnan(encoder.encoded_missing_value)):
+        if encoder.handle_unknown != "use_encoded_value" or not (
+            np.isnan(encoder.unknown_value) and np.isnan(encoder.encoded_missing_value)
+        ):
             return None
         lookups = []
         for column, known in enumerate(encoder.categories_):
@@ -259,7 +304,9 @@ class TreesDirect:
         return self.model._loss.link.inverse(self._raw(X).ravel())
 
 
-_encoders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipeline -> (its RecordEncoder, its TreesDirect), or None
+_encoders: weakref.WeakKeyDictionary = (
+    weakref.WeakKeyDictionary()
+)  # pipeline -> (its RecordEncoder, its TreesDirect), or None
 
 
 def model_input(pipeline: Pipeline, schema: FeatureSchema, records: list[dict[str, Any]]) -> tuple[Any, Any]:
@@ -270,7 +317,9 @@ def model_input(pipeline: Pipeline, schema: FeatureSchema, records: list[dict[st
         fast = _encoders[pipeline]
     except KeyError:
         encoder = RecordEncoder.for_pipeline(pipeline, schema)
-        fast = _encoders[pipeline] = None if encoder is None else (encoder, TreesDirect.for_model(pipeline[-1], encoder.probe(schema)))
+        fast = _encoders[pipeline] = (
+            None if encoder is None else (encoder, TreesDirect.for_model(pipeline[-1], encoder.probe(schema)))
+        )
     if fast is None:
         return pipeline, to_frame(records, schema)
     encoder, direct = fast

@@ -41,10 +41,11 @@ How to use it (an offline report does exactly what /v1/drift does):
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,8 +64,10 @@ PREDICTION = "prediction"  # the key of the prediction's counts in `Reference.co
 OK, WARN, ALERT, TOO_FEW = "ok", "warn", "alert", "too few"
 NO_REFERENCE, NOT_PROFILED = "no reference", "not profiled"
 SEVERITY = {OK: 0, WARN: 1, ALERT: 2}
-DATES_NOT_PROFILED = ("dates move by nature: live dates come after the training range, so a date would always read as "
-                      "drift; the model sees its parts (year, month, day, day of week, day of year)")
+DATES_NOT_PROFILED = (
+    "dates move by nature: live dates come after the training range, so a date would always read as "
+    "drift; the model sees its parts (year, month, day, day of week, day of year)"
+)
 
 
 @dataclass(frozen=True)
@@ -148,8 +151,11 @@ class Binning:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Binning:
         return cls(
-            kind=data["kind"], labels=tuple(data["labels"]), edges=tuple(float(e) for e in data.get("edges", ())),
-            categories=tuple(data.get("categories", ())), missing=bool(data.get("missing", True)),
+            kind=data["kind"],
+            labels=tuple(data["labels"]),
+            edges=tuple(float(e) for e in data.get("edges", ())),
+            categories=tuple(data.get("categories", ())),
+            missing=bool(data.get("missing", True)),
         )
 
 
@@ -200,14 +206,18 @@ class Reference:
             prediction_rows=int(data.get("prediction_rows", 0)),
         )
 
-    def count(self, records: Sequence[Mapping[str, Any]] | Any, predictions: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
+    def count(
+        self, records: Sequence[Mapping[str, Any]] | Any, predictions: Sequence[Any] | None = None
+    ) -> dict[str, np.ndarray]:
         """Counts per bin of every profiled feature (and of the predictions, under PREDICTION, when given)
         in a batch: records as dicts of typed values, or a DataFrame with the feature columns."""
         counts: dict[str, np.ndarray] = {}
         is_frame = hasattr(records, "columns")
         for name, distribution in self.features.items():
             if is_frame:
-                column = records[name].to_numpy() if name in records.columns else np.full(len(records), None, dtype=object)
+                column = (
+                    records[name].to_numpy() if name in records.columns else np.full(len(records), None, dtype=object)
+                )
             else:
                 try:
                     column = list(map(itemgetter(name), records))
@@ -233,6 +243,7 @@ class Thresholds:
 
 # --- building a profile ----------------------------------------------------------------------------
 
+
 def numeric_binning(values: Iterable[Any], bins: int = BINS, integer: bool = False, missing: bool = True) -> Binning:
     """Quantile bins of the non-missing values: observed values as edges, deduplicated."""
     numbers = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float)
@@ -242,7 +253,9 @@ def numeric_binning(values: Iterable[Any], bins: int = BINS, integer: bool = Fal
         edges = tuple(float(e) for e in np.unique(np.quantile(numbers, quantiles, method="inverted_cdf")))
     else:
         edges = ()
-    return Binning(NUMERIC_KIND, _numeric_labels(edges, integer) + ((MISSING,) if missing else ()), edges=edges, missing=missing)
+    return Binning(
+        NUMERIC_KIND, _numeric_labels(edges, integer) + ((MISSING,) if missing else ()), edges=edges, missing=missing
+    )
 
 
 def categorical_binning(categories: Sequence[Any], missing: bool = True) -> Binning:
@@ -271,8 +284,9 @@ def feature_binning(feature: Any, values: Sequence[Any] | np.ndarray) -> Binning
     raise ValueError(f"unknown feature kind {feature.kind!r}")
 
 
-def build_reference(schema: FeatureSchema, records: Any, predictions: Sequence[Any] | None = None,
-                    classes: Sequence[Any] | None = None) -> Reference:
+def build_reference(
+    schema: FeatureSchema, records: Any, predictions: Sequence[Any] | None = None, classes: Sequence[Any] | None = None
+) -> Reference:
     """The profile of a training table (a DataFrame of typed values, one column per feature) and of the
     model's predictions on held-out rows: class labels when `classes` is given, else numbers."""
     features: dict[str, Distribution] = {}
@@ -287,12 +301,21 @@ def build_reference(schema: FeatureSchema, records: Any, predictions: Sequence[A
     prediction = None
     if predictions is not None:
         values = [p.item() if hasattr(p, "item") else p for p in predictions]
-        binning = categorical_binning(list(classes), missing=False) if classes else numeric_binning(values, missing=False)
+        binning = (
+            categorical_binning(list(classes), missing=False) if classes else numeric_binning(values, missing=False)
+        )
         prediction = distribution(binning, values)
-    return Reference(features, prediction, not_profiled, rows=len(records), prediction_rows=0 if predictions is None else len(predictions))
+    return Reference(
+        features,
+        prediction,
+        not_profiled,
+        rows=len(records),
+        prediction_rows=0 if predictions is None else len(predictions),
+    )
 
 
 # --- comparing ---------------------------------------------------------------------------------
+
 
 def shares(counts: Sequence[float] | np.ndarray) -> np.ndarray:
     """Counts as shares of their total (all zeros when the total is 0)."""
@@ -327,7 +350,9 @@ def overall(statuses: Iterable[str], records: int, thresholds: Thresholds) -> st
     return max((s for s in statuses if s in SEVERITY), key=SEVERITY.__getitem__, default=OK)
 
 
-def compare_one(distribution: Distribution, counts: Sequence[float] | np.ndarray, thresholds: Thresholds) -> dict[str, Any]:
+def compare_one(
+    distribution: Distribution, counts: Sequence[float] | np.ndarray, thresholds: Thresholds
+) -> dict[str, Any]:
     """One distribution against live counts: PSI, status, records and every bin's live and reference share."""
     counts = np.asarray(counts, dtype=float)
     records = int(counts.sum())
@@ -344,8 +369,12 @@ def compare_one(distribution: Distribution, counts: Sequence[float] | np.ndarray
     }
 
 
-def compare(reference: Reference, counts: Mapping[str, Sequence[float] | np.ndarray], thresholds: Thresholds,
-            schema: FeatureSchema | None = None) -> dict[str, Any]:
+def compare(
+    reference: Reference,
+    counts: Mapping[str, Sequence[float] | np.ndarray],
+    thresholds: Thresholds,
+    schema: FeatureSchema | None = None,
+) -> dict[str, Any]:
     """Live counts (as `Reference.count` gives them, summed over a window) against the reference:
     {"status", "records", "features": [{"name", "psi", "status", "records", "bins"}, ...], "prediction": {...}}.
     Features that are not profiled are listed with status "not profiled" and why."""
@@ -362,10 +391,16 @@ def compare(reference: Reference, counts: Mapping[str, Sequence[float] | np.ndar
     # Every record is counted once per feature and once in the predictions: any of them tells the window's size.
     records = max([f.get("records", 0) for f in features] + ([prediction["records"]] if prediction else []), default=0)
     statuses = [f["status"] for f in features] + ([prediction["status"]] if prediction else [])
-    return {"status": overall(statuses, records, thresholds), "records": records, "features": features, "prediction": prediction}
+    return {
+        "status": overall(statuses, records, thresholds),
+        "records": records,
+        "features": features,
+        "prediction": prediction,
+    }
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
 
 def _absent(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value)

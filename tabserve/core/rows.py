@@ -16,7 +16,9 @@ from tabserve.core.schema import FeatureSchema, label_text
 PREDICTION = "prediction"
 
 
-def validate(record_type: type[BaseModel], schema: FeatureSchema, row: dict[str, str], decimal: str = ".") -> dict[str, Any]:
+def validate(
+    record_type: type[BaseModel], schema: FeatureSchema, row: dict[str, str], decimal: str = "."
+) -> dict[str, Any]:
     """One row of text cells as the record the API validates (missing: None); ValidationError if it fails."""
     return record_type.model_validate(schema.parse_row(row, decimal)).model_dump()
 

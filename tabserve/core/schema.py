@@ -31,7 +31,9 @@ KINDS = (NUMERIC, CATEGORICAL, BOOLEAN, DATE, DATETIME)
 
 # Cells read as missing in every column, in training files and uploads alike. Spreadsheet and
 # statistics exports write all of these; "?" and "-" are common in public data sets.
-MISSING_MARKERS = frozenset(["", "NA", "N/A", "n/a", "na", "NaN", "nan", "null", "NULL", "Null", "None", "none", "?", "-", "--", ".", "#N/A"])
+MISSING_MARKERS = frozenset(
+    ["", "NA", "N/A", "n/a", "na", "NaN", "nan", "null", "NULL", "Null", "None", "none", "?", "-", "--", ".", "#N/A"]
+)
 TRUE_WORDS = frozenset(["true", "yes", "t", "y", "1"])
 FALSE_WORDS = frozenset(["false", "no", "f", "n", "0"])
 # What the model sees of a date (and of a date-time, plus the hour).
@@ -70,7 +72,9 @@ class Feature:
     @property
     def type_name(self) -> str:
         """The type as the API documents it: number, category, boolean, date or date-time."""
-        return {NUMERIC: "number", CATEGORICAL: "category", BOOLEAN: "boolean", DATE: "date", DATETIME: "date-time"}[self.kind]
+        return {NUMERIC: "number", CATEGORICAL: "category", BOOLEAN: "boolean", DATE: "date", DATETIME: "date-time"}[
+            self.kind
+        ]
 
     def parse_cell(self, text: str, decimal: str = ".") -> Any:
         """One CSV (or form) cell as the JSON value it stands for: None when missing.
@@ -170,7 +174,9 @@ class FeatureSchema:
             if f.kind != NUMERIC or value is None or f.min is None or f.max is None:
                 continue
             if value < f.min or value > f.max:
-                warnings[f.name] = f"{f.name}={_fmt(value)} is outside the training range [{_fmt(f.min)}, {_fmt(f.max)}]"
+                warnings[f.name] = (
+                    f"{f.name}={_fmt(value)} is outside the training range [{_fmt(f.min)}, {_fmt(f.max)}]"
+                )
         return warnings
 
     def record_model(self, name: str = "Record", strict: bool = True) -> type[BaseModel]:

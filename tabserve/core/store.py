@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 import bentoml
 
 from tabserve import bentoml_fixes
+from tabserve.core.card import ModelCard
 from tabserve.core.data import sha256_of
 from tabserve.core.errors import ModelCorrupted, ModelNotFound
-from tabserve.core.card import ModelCard
 
-if TYPE_CHECKING:  # scikit-learn is imported when a pipeline is loaded, not by `bentoml serve`'s arbiter (~1.6 s of its cold start)
+if (
+    TYPE_CHECKING
+):  # scikit-learn is imported when a pipeline is loaded, not by `bentoml serve`'s arbiter (~1.6 s of its cold start)
     from sklearn.pipeline import Pipeline
 
 PIPELINE_FILE = "pipeline.joblib"
@@ -81,8 +83,10 @@ def verify(model: bentoml.Model) -> None:
     """Raise ModelCorrupted unless the model's file is there and matches its recorded checksum, and the
     library that loads it is installed."""
     if "feature_schema" not in model.info.metadata:
-        raise ModelCorrupted(f"model {model.tag} has no feature schema yet; import it with: .venv/bin/python import_model.py "
-                             f"--model bentoml:{model.tag} --sample your.csv")
+        raise ModelCorrupted(
+            f"model {model.tag} has no feature schema yet; import it with: .venv/bin/python import_model.py "
+            f"--model bentoml:{model.tag} --sample your.csv"
+        )
     path, expected, fix = _artifact(model)
     name = path.name
     if not path.exists():
@@ -91,8 +95,10 @@ def verify(model: bentoml.Model) -> None:
         raise ModelCorrupted(f"model {model.tag} is damaged ({name} does not match its checksum); {fix}")
     missing = [r for r in (model.info.metadata.get("source") or {}).get("requirements", []) if not _installed(r)]
     if missing:
-        raise ModelCorrupted(f"model {model.tag} needs {', '.join(missing)}, which is not installed here: pip install {' '.join(missing)} "
-                             f"(a Bento built with `make build` installs it)")
+        raise ModelCorrupted(
+            f"model {model.tag} needs {', '.join(missing)}, which is not installed here: pip install {' '.join(missing)} "
+            f"(a Bento built with `make build` installs it)"
+        )
 
 
 def _installed(requirement: str) -> bool:
@@ -131,8 +137,14 @@ def load_runtime(model: bentoml.Model) -> Any:
         installed = ""
     if saved and installed and saved != installed and card.tag not in _warned:
         _warned.add(card.tag)
-        logging.getLogger("tabserve").warning("model %s was imported with %s %s and is loaded with %s %s; re-import it if its answers matter to the last digit",
-                                              card.tag, library, saved, library, installed)
+        logging.getLogger("tabserve").warning(
+            "model %s was imported with %s %s and is loaded with %s %s; re-import it if its answers matter to the last digit",
+            card.tag,
+            library,
+            saved,
+            library,
+            installed,
+        )
     return formats.load(source, Path(model.path_of(source["file"])), card.schema, card.task, card.classes)
 
 

@@ -19,15 +19,21 @@ from tabserve.core.card import ModelCard, library_versions
 from tabserve.core.errors import DataError
 from tabserve.core.inference import BOOLEAN_PAIRS, Overrides, check_name, infer_schema, infer_target
 from tabserve.core.profile import build_reference
-from tabserve.core.schema import BOOLEAN, CATEGORICAL, MISSING_MARKERS, NUMERIC, FeatureSchema, label_text
+from tabserve.core.schema import CATEGORICAL, MISSING_MARKERS, NUMERIC, FeatureSchema, label_text
 from tabserve.models import formats
 from tabserve.models.base import CLASSIFICATION, Expectation, Runtime
 from tabserve.models.sklearn import SklearnRuntime
 
 MIN_ROWS = 10
 NOT_USED = "not used by the model: passed through when scoring a file"
-FORMAT_NAMES = {"skops": "skops file", "pickle": "pickle (trusted with --trust-pickle)", "lightgbm": "LightGBM booster file",
-                "xgboost": "XGBoost booster file", "onnx": "ONNX model", "mlflow": "MLflow model directory"}
+FORMAT_NAMES = {
+    "skops": "skops file",
+    "pickle": "pickle (trusted with --trust-pickle)",
+    "lightgbm": "LightGBM booster file",
+    "xgboost": "XGBoost booster file",
+    "onnx": "ONNX model",
+    "mlflow": "MLflow model directory",
+}
 
 
 @dataclass(frozen=True)
@@ -41,9 +47,19 @@ class ImportResult:
     notes: list[str]
 
 
-def import_model(model_path: Path | str, sample: Path, name: str | None, target: str | None = None, task: str | None = None,
-                 trust_pickle: bool = False, trust: tuple[str, ...] = (), overrides: Overrides = Overrides(),
-                 sep: str | None = None, decimal: str | None = None, classes: tuple[str, ...] = ()) -> ImportResult:
+def import_model(
+    model_path: Path | str,
+    sample: Path,
+    name: str | None,
+    target: str | None = None,
+    task: str | None = None,
+    trust_pickle: bool = False,
+    trust: tuple[str, ...] = (),
+    overrides: Overrides = Overrides(),
+    sep: str | None = None,
+    decimal: str | None = None,
+    classes: tuple[str, ...] = (),
+) -> ImportResult:
     """Check and save. DataError (one line, nothing saved) when anything does not agree. `model_path` may be
     "bentoml:NAME[:VERSION]", a model saved with bentoml.<framework>.save_model; `name` then defaults to its name
     (a new version beside the original, which stays as it is)."""
@@ -62,7 +78,9 @@ def import_model(model_path: Path | str, sample: Path, name: str | None, target:
         opened = formats.open_file(Path(model_path), trust_pickle, trust)
     expected = opened.expectation
     if task is not None and task != expected.task:
-        raise DataError(f"--task {task} contradicts the model, which is a {expected.task} model ({task_reason(expected)}); leave --task out")
+        raise DataError(
+            f"--task {task} contradicts the model, which is a {expected.task} model ({task_reason(expected)}); leave --task out"
+        )
     if classes:
         name_classes(expected, list(classes))
     table = data.read_table(sample, sep, decimal)
@@ -76,14 +94,28 @@ def import_model(model_path: Path | str, sample: Path, name: str | None, target:
     model_columns = model_columns_of(expected, columns)
     left_out = [c for c in model_columns if c in (*overrides.drop, *overrides.id)]
     if left_out:
-        raise DataError(f"the model needs {', '.join(left_out)}, which --drop/--id leave out; leave those options off for them")
-    schema, notes = sample_schema(raw[[c for c in columns if c in model_columns]], expected, model_columns, overrides, table)
-    schema = FeatureSchema(schema.features, {**schema.other_columns, **{c: NOT_USED for c in columns if c not in model_columns}})
+        raise DataError(
+            f"the model needs {', '.join(left_out)}, which --drop/--id leave out; leave those options off for them"
+        )
+    schema, notes = sample_schema(
+        raw[[c for c in columns if c in model_columns]], expected, model_columns, overrides, table
+    )
+    schema = FeatureSchema(
+        schema.features, {**schema.other_columns, **{c: NOT_USED for c in columns if c not in model_columns}}
+    )
 
     records = [schema.parse_row(row, table.decimal) for row in raw.to_dict("records")]
     labels_from_predict = False
-    runtime = formats.runtime(expected.family, opened.model, schema, expected.task, expected.classes, model_columns,
-                              categories_for(expected, schema), False)
+    runtime = formats.runtime(
+        expected.family,
+        opened.model,
+        schema,
+        expected.task,
+        expected.classes,
+        model_columns,
+        categories_for(expected, schema),
+        False,
+    )
     if isinstance(runtime, SklearnRuntime) and runtime.has_proba:
         labels_from_predict = call(lambda: runtime.argmax_disagrees(runtime.input.frame(records)), runtime, records)
         if labels_from_predict:
@@ -92,35 +124,59 @@ def import_model(model_path: Path | str, sample: Path, name: str | None, target:
     predictions = call(lambda: runtime.predict_records(records), runtime, records)
     check_answers(predictions, len(records), expected.task)
     if expected.task == CLASSIFICATION and predictions[0]["probabilities"] is None:
-        notes.append("the model answers labels only (no predict_proba): no probabilities in the answers, the CSV or /v2")
+        notes.append(
+            "the model answers labels only (no predict_proba): no probabilities in the answers, the CSV or /v2"
+        )
 
     metrics, evaluation, labelled = {}, "no --target: no metrics", 0
     if target is not None:
         metrics, labelled = sample_metrics(raw[target], predictions, expected, table.decimal)
-        evaluation = (f"on the import sample's {labelled} labelled rows ({sample.name}); the model may have been "
-                      f"fitted on some of them, so these are not held-out metrics unless the sample was held out")
+        evaluation = (
+            f"on the import sample's {labelled} labelled rows ({sample.name}); the model may have been "
+            f"fitted on some of them, so these are not held-out metrics unless the sample was held out"
+        )
     import pandas as pd
 
     typed = pd.DataFrame(records, columns=schema.names)
     reference = build_reference(schema, typed, [p["prediction"] for p in predictions], expected.classes)
     source = {
-        "format": opened.format, "family": expected.family, "serialization": opened.serialization,
+        "format": opened.format,
+        "family": expected.family,
+        "serialization": opened.serialization,
         "original_file": f"{formats.STORE_PREFIX}{opened.store_tag}" if opened.store_tag else Path(model_path).name,
-        "library": expected.library, "library_version": expected.library_version,
-        "trusted_types": opened.trusted_types, "trusted_pickle": opened.serialization in ("pickle", "cloudpickle"),
-        "columns": model_columns, "categories": categories_for(expected, schema), "labels_from_predict": labels_from_predict,
-        "requirements": opened.requirements(), "system_packages": opened.system_packages(),
+        "library": expected.library,
+        "library_version": expected.library_version,
+        "trusted_types": opened.trusted_types,
+        "trusted_pickle": opened.serialization in ("pickle", "cloudpickle"),
+        "columns": model_columns,
+        "categories": categories_for(expected, schema),
+        "labels_from_predict": labels_from_predict,
+        "requirements": opened.requirements(),
+        "system_packages": opened.system_packages(),
         "labels_only": expected.task == CLASSIFICATION and predictions[0]["probabilities"] is None,
         **({"mlflow_flavour": opened.flavour, "inner": opened.inner} if opened.format == "mlflow" else {}),
         **({"bentoml_model": opened.store_tag} if opened.store_tag else {}),
     }
     card = ModelCard(
-        task=expected.task, target=target or name, schema=schema, classes=expected.classes, task_reason=task_reason(expected),
-        metrics=metrics, evaluation=evaluation,
-        training_data={"file": sample.name, "sha256": data.sha256_of(sample), "separator": table.sep, "decimal": table.decimal,
-                       "rows": len(records), "labelled_rows": labelled, "role": "import sample"},
+        task=expected.task,
+        target=target or name,
+        schema=schema,
+        classes=expected.classes,
+        task_reason=task_reason(expected),
+        metrics=metrics,
+        evaluation=evaluation,
+        training_data={
+            "file": sample.name,
+            "sha256": data.sha256_of(sample),
+            "separator": table.sep,
+            "decimal": table.decimal,
+            "rows": len(records),
+            "labelled_rows": labelled,
+            "role": "import sample",
+        },
         library_versions={**library_versions(), expected.library: expected.library_version},
-        reference=reference, source=source,
+        reference=reference,
+        source=source,
     )
     labels = {"task": expected.task, "dataset": sample.stem.lower()[:60] or "sample", "source": opened.format}
     model = store.save_imported(name, opened.artifact, labels, card)
@@ -132,10 +188,18 @@ def name_classes(expected: Expectation, names: list[str]) -> None:
     the user, not guessed; refused where the model has labels of its own or another number of classes."""
     indices = list(range(len(expected.classes or [])))
     if expected.task != CLASSIFICATION or expected.family not in ("lightgbm", "xgboost") or expected.classes != indices:
-        raise DataError("--classes names a booster's class indices; this model has labels of its own"
-                        + (f" ({', '.join(map(label_text, expected.classes or []))})" if expected.classes else " (it is a regressor)"))
+        raise DataError(
+            "--classes names a booster's class indices; this model has labels of its own"
+            + (
+                f" ({', '.join(map(label_text, expected.classes or []))})"
+                if expected.classes
+                else " (it is a regressor)"
+            )
+        )
     if len(names) != len(indices) or len(set(names)) != len(names):
-        raise DataError(f"--classes gives {len(names)} distinct names for the model's {len(indices)} classes (0 to {len(indices) - 1}); give one per class, in index order")
+        raise DataError(
+            f"--classes gives {len(names)} distinct names for the model's {len(indices)} classes (0 to {len(indices) - 1}); give one per class, in index order"
+        )
     expected.classes = list(names)
 
 
@@ -144,44 +208,79 @@ def model_columns_of(expected: Expectation, columns: list[str]) -> list[str]:
     if expected.columns is None:
         if expected.family == "onnx":  # one matrix input: the sample's columns, checked numeric below
             return list(columns)
-        raise DataError("the model does not name its input columns (fitted on an array, not a DataFrame); "
-                        "fit it on a DataFrame with the sample's column names and save it again")
+        raise DataError(
+            "the model does not name its input columns (fitted on an array, not a DataFrame); "
+            "fit it on a DataFrame with the sample's column names and save it again"
+        )
     missing = [c for c in expected.columns if c not in columns]
     if missing:
-        raise DataError(f"the sample lacks columns the model needs: {', '.join(missing)} (the model takes: {', '.join(expected.columns)})")
+        raise DataError(
+            f"the sample lacks columns the model needs: {', '.join(missing)} (the model takes: {', '.join(expected.columns)})"
+        )
     return list(expected.columns)
 
 
-def sample_schema(raw: Any, expected: Expectation, model_columns: list[str], overrides: Overrides, table: data.Table) -> tuple[FeatureSchema, list[str]]:
+def sample_schema(
+    raw: Any, expected: Expectation, model_columns: list[str], overrides: Overrides, table: data.Table
+) -> tuple[FeatureSchema, list[str]]:
     """The sample typed as train.py types a file, then made to agree with what the model says it takes."""
     notes: list[str] = []
-    categorical = set(overrides.categorical) | {c for c, k in expected.kinds.items() if k == "categorical" and c in raw.columns}
+    categorical = set(overrides.categorical) | {
+        c for c, k in expected.kinds.items() if k == "categorical" and c in raw.columns
+    }
     for name in raw.columns:  # yes/no, y/n, t/f: pandas reads them as text, so the model saw text
         values = set(raw[name][~raw[name].isin(MISSING_MARKERS)].str.lower())
-        if values and any(values <= pair for pair in BOOLEAN_PAIRS) and not values <= {"true", "false"} and name not in overrides.numeric:
+        if (
+            values
+            and any(values <= pair for pair in BOOLEAN_PAIRS)
+            and not values <= {"true", "false"}
+            and name not in overrides.numeric
+        ):
             categorical.add(name)
-            notes.append(f"{name}: {'/'.join(sorted(values))} kept as text categories (pandas reads them as text, so the model saw text)")
-    merged = replace(overrides, categorical=tuple(sorted(categorical - set(overrides.numeric) - set(overrides.date))),
-                     keep=tuple(sorted(set(overrides.keep) | set(model_columns))))
+            notes.append(
+                f"{name}: {'/'.join(sorted(values))} kept as text categories (pandas reads them as text, so the model saw text)"
+            )
+    merged = replace(
+        overrides,
+        categorical=tuple(sorted(categorical - set(overrides.numeric) - set(overrides.date))),
+        keep=tuple(sorted(set(overrides.keep) | set(model_columns))),
+    )
     schema = infer_schema(raw, merged, table.decimal, table.sep)
     empty = [c for c in model_columns if c not in schema.names]
     if empty:
-        raise DataError(f"the sample has no values in {', '.join(empty)}, which the model needs; give a sample with values there")
+        raise DataError(
+            f"the sample has no values in {', '.join(empty)}, which the model needs; give a sample with values there"
+        )
     features = []
     problems = []
     for feature in schema.features:
         kind = expected.kinds.get(feature.name)
-        if kind == "numeric" and feature.kind == CATEGORICAL and feature.categories and isinstance(feature.categories[0], str):
-            problems.append(f"{feature.name} (the model takes numbers; the sample has text like {feature.categories[0]!r})")
+        if (
+            kind == "numeric"
+            and feature.kind == CATEGORICAL
+            and feature.categories
+            and isinstance(feature.categories[0], str)
+        ):
+            problems.append(
+                f"{feature.name} (the model takes numbers; the sample has text like {feature.categories[0]!r})"
+            )
         if expected.family == "onnx" and expected.columns is None and feature.kind != NUMERIC:
-            problems.append(f"{feature.name} (the model's one input is a matrix of numbers; this column is {feature.type_name})")
+            problems.append(
+                f"{feature.name} (the model's one input is a matrix of numbers; this column is {feature.type_name})"
+            )
         if feature.name in expected.categories:
             known = expected.categories[feature.name]
             unknown = [c for c in feature.categories or [] if c not in known]
             if unknown:
-                problems.append(f"{feature.name} (categories the model does not know: {', '.join(map(str, unknown[:5]))}; it knows {', '.join(map(str, known[:10]))})")
-            feature = replace(feature, categories=list(known), reason=f"category: the model's own {len(known)} categories"
-                              + (f" ({', '.join(map(str, known[:4]))}{', ...' if len(known) > 4 else ''})" if known else ""))
+                problems.append(
+                    f"{feature.name} (categories the model does not know: {', '.join(map(str, unknown[:5]))}; it knows {', '.join(map(str, known[:10]))})"
+                )
+            feature = replace(
+                feature,
+                categories=list(known),
+                reason=f"category: the model's own {len(known)} categories"
+                + (f" ({', '.join(map(str, known[:4]))}{', ...' if len(known) > 4 else ''})" if known else ""),
+            )
         features.append(feature)
     if problems:
         raise DataError(f"the sample's columns do not fit the model: {'; '.join(problems)}")
@@ -211,7 +310,9 @@ def call(work, runtime: Runtime, records: list[dict[str, Any]]):
 
 def check_answers(predictions: list[dict[str, Any]], rows: int, task: str) -> None:
     if len(predictions) != rows:
-        raise DataError(f"the model answered {len(predictions)} predictions for the sample's {rows} rows; it must answer one per row")
+        raise DataError(
+            f"the model answered {len(predictions)} predictions for the sample's {rows} rows; it must answer one per row"
+        )
     for row, answer in enumerate(predictions, start=1):
         value = answer["prediction"]
         if isinstance(value, float) and math.isnan(value):
@@ -226,7 +327,9 @@ def check_answers(predictions: list[dict[str, Any]], rows: int, task: str) -> No
                 raise DataError(f"the model's probabilities for row {row} of the sample sum to {total:.6g}, not 1")
 
 
-def sample_metrics(raw_target: Any, predictions: list[dict[str, Any]], expected: Expectation, decimal: str) -> tuple[dict[str, float], int]:
+def sample_metrics(
+    raw_target: Any, predictions: list[dict[str, Any]], expected: Expectation, decimal: str
+) -> tuple[dict[str, float], int]:
     """The metrics train.py reports, on the sample's labelled rows."""
     import numpy as np
     from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, r2_score
@@ -241,18 +344,26 @@ def sample_metrics(raw_target: Any, predictions: list[dict[str, Any]], expected:
         guessed = [label_text(v) for v in predicted]
         unknown = sorted(set(actual) - {label_text(c) for c in expected.classes or []})
         if unknown and len(unknown) == len(set(actual)):
-            raise DataError(f"--target {raw_target.name!r} holds labels the model does not answer ({', '.join(unknown[:5])}; "
-                            f"its classes are {', '.join(map(label_text, expected.classes or []))})")
-        return {"accuracy": round(float(accuracy_score(actual, guessed)), 4),
-                "f1_macro": round(float(f1_score(actual, guessed, average="macro")), 4)}, int(labelled.sum())
+            raise DataError(
+                f"--target {raw_target.name!r} holds labels the model does not answer ({', '.join(unknown[:5])}; "
+                f"its classes are {', '.join(map(label_text, expected.classes or []))})"
+            )
+        return {
+            "accuracy": round(float(accuracy_score(actual, guessed)), 4),
+            "f1_macro": round(float(f1_score(actual, guessed, average="macro")), 4),
+        }, int(labelled.sum())
     actual = np.asarray(values, dtype=float)
     guessed = np.asarray(predicted, dtype=float)
-    return {"rmse": round(float(np.sqrt(mean_squared_error(actual, guessed))), 4),
-            "r2": round(float(r2_score(actual, guessed)), 4)}, int(labelled.sum())
+    return {
+        "rmse": round(float(np.sqrt(mean_squared_error(actual, guessed))), 4),
+        "r2": round(float(r2_score(actual, guessed)), 4),
+    }, int(labelled.sum())
 
 
 def task_reason(expected: Expectation) -> str:
     if expected.task == CLASSIFICATION:
-        shown = ", ".join(map(label_text, (expected.classes or [])[:6])) + (", ..." if len(expected.classes or []) > 6 else "")
+        shown = ", ".join(map(label_text, (expected.classes or [])[:6])) + (
+            ", ..." if len(expected.classes or []) > 6 else ""
+        )
         return f"from the model: a {expected.family} classifier with {len(expected.classes or [])} classes ({shown})"
     return f"from the model: a {expected.family} regressor"

@@ -55,21 +55,27 @@ def plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def answers(classes: list[Any] | None, probabilities: np.ndarray | None = None, labels: Any = None,
-            values: Any = None) -> list[dict[str, Any]]:
+def answers(
+    classes: list[Any] | None, probabilities: np.ndarray | None = None, labels: Any = None, values: Any = None
+) -> list[dict[str, Any]]:
     """Answers from a model's output, unrounded: the model's own numbers.
 
     Classification: `probabilities` (rows x classes) and the labels (`labels`, the model's own predict,
     where its label is not simply the most probable class; else the argmax); regression: `values`."""
     if classes is None:
-        return [{"prediction": float(v), "probabilities": None} for v in np.asarray(values, dtype=float).ravel().tolist()]
+        return [
+            {"prediction": float(v), "probabilities": None} for v in np.asarray(values, dtype=float).ravel().tolist()
+        ]
     names = [label_text(c) for c in classes]
     if probabilities is None:
         return [{"prediction": plain(label), "probabilities": None} for label in labels]
     probabilities = np.asarray(probabilities, dtype=float)
     if labels is None:
         labels = [classes[i] for i in probabilities.argmax(axis=1).tolist()]
-    return [{"prediction": plain(label), "probabilities": dict(zip(names, row))} for label, row in zip(labels, probabilities.tolist())]
+    return [
+        {"prediction": plain(label), "probabilities": dict(zip(names, row))}
+        for label, row in zip(labels, probabilities.tolist())
+    ]
 
 
 def binary_columns(p: np.ndarray) -> np.ndarray:

@@ -8,16 +8,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tabserve.core.errors import DataError, ModelCorrupted
+from tabserve.core.errors import DataError
 from tabserve.core.schema import FeatureSchema
-from tabserve.models import lightgbm as lgb_family, mlflow as mlflow_family, onnx as onnx_family
-from tabserve.models import sklearn as sk_family, xgboost as xgb_family
+from tabserve.models import lightgbm as lgb_family
+from tabserve.models import mlflow as mlflow_family
+from tabserve.models import onnx as onnx_family
+from tabserve.models import sklearn as sk_family
+from tabserve.models import xgboost as xgb_family
 from tabserve.models.base import Expectation, Runtime
 from tabserve.models.inputs import ModelInput
 
 PICKLE_MAGIC = (b"\x80", b"\x1f\x8b", b"\x78", b"BZh", b"\xfd7zXZ")  # pickle, or joblib's gzip/zlib/bz2/xz compressions
 REQUIREMENTS = {  # what a Bento must install to load each library's models (pinned as in pyproject.toml's `models` extra)
-    "lightgbm": "lightgbm==4.7.0", "xgboost": "xgboost==3.2.0", "skops": "skops==0.16.0", "onnxruntime": "onnxruntime==1.32.0",
+    "lightgbm": "lightgbm==4.7.0",
+    "xgboost": "xgboost==3.2.0",
+    "skops": "skops==0.16.0",
+    "onnxruntime": "onnxruntime==1.32.0",
 }
 SYSTEM_PACKAGES = {"lightgbm": ["libgomp1"]}  # LightGBM's wheel links the system's OpenMP runtime
 
@@ -55,7 +61,9 @@ def detect(path: Path) -> str:
     if path.is_dir():
         if mlflow_family.is_model_dir(path):
             return "mlflow"
-        raise DataError(f"{path} is a directory without an MLmodel file; give a model file, or an MLflow model directory")
+        raise DataError(
+            f"{path} is a directory without an MLmodel file; give a model file, or an MLflow model directory"
+        )
     if path.name == mlflow_family.MLMODEL:
         return "mlflow"
     with open(path, "rb") as handle:
@@ -77,13 +85,17 @@ def detect(path: Path) -> str:
         return "onnx"
     if head.startswith(PICKLE_MAGIC):
         return "pickle"
-    raise DataError(f"{path.name} is not a model file this server reads: a scikit-learn model (.skops, or .joblib/.pkl with "
-                    f"--trust-pickle), a LightGBM booster (.txt), an XGBoost booster (.json, .ubj), an ONNX model or an MLflow model directory")
+    raise DataError(
+        f"{path.name} is not a model file this server reads: a scikit-learn model (.skops, or .joblib/.pkl with "
+        f"--trust-pickle), a LightGBM booster (.txt), an XGBoost booster (.json, .ubj), an ONNX model or an MLflow model directory"
+    )
 
 
 def refuse_pickle(path: Path, what: str = "") -> DataError:
-    return DataError(f"{path.name} is a pickle{what}: loading it runs code from the file. If you trust it, add --trust-pickle; "
-                     f"better, save a scikit-learn model with skops (skops.io.dump) or a booster with its save_model")
+    return DataError(
+        f"{path.name} is a pickle{what}: loading it runs code from the file. If you trust it, add --trust-pickle; "
+        f"better, save a scikit-learn model with skops (skops.io.dump) or a booster with its save_model"
+    )
 
 
 def load_pickle(path: Path) -> Any:
@@ -94,8 +106,12 @@ def load_pickle(path: Path) -> Any:
 
 STORE_PREFIX = "bentoml:"  # --model bentoml:NAME[:VERSION]: a model already in the BentoML store
 STORE_ARTIFACTS = {  # BentoML's framework module -> the file its save_model writes (read here by content, as any file)
-    "sklearn": "saved_model.pkl", "lightgbm": "saved_model.ubj", "xgboost": "saved_model.ubj", "onnx": "saved_model.onnx",
-    "mlflow": "mlflow_model", "picklable_model": "saved_model.pkl",
+    "sklearn": "saved_model.pkl",
+    "lightgbm": "saved_model.ubj",
+    "xgboost": "saved_model.ubj",
+    "onnx": "saved_model.onnx",
+    "mlflow": "mlflow_model",
+    "picklable_model": "saved_model.pkl",
 }
 
 
@@ -111,22 +127,28 @@ def open_store_model(reference: str, trust_pickle: bool = False, trust: tuple[st
         stored = bentoml.models.get(tag)
     except (BentoMLException, ValueError):
         names = sorted({str(m.tag.name) for m in bentoml.models.list()})
-        raise DataError(f"model {tag!r} is not in the BentoML model store (it has: {', '.join(names) or 'no models'})") from None
+        raise DataError(
+            f"model {tag!r} is not in the BentoML model store (it has: {', '.join(names) or 'no models'})"
+        ) from None
     framework = str(stored.info.module).rsplit(".", 1)[-1]
     if "feature_schema" in stored.info.metadata:
         raise DataError(f"model {stored.tag} already has a feature schema: serve it as it is (MODEL_TAG={stored.tag})")
     if framework not in STORE_ARTIFACTS:
-        raise DataError(f"model {stored.tag} was saved with {stored.info.module}; this server imports models saved with "
-                        f"bentoml.{', bentoml.'.join(STORE_ARTIFACTS)}")
+        raise DataError(
+            f"model {stored.tag} was saved with {stored.info.module}; this server imports models saved with "
+            f"bentoml.{', bentoml.'.join(STORE_ARTIFACTS)}"
+        )
     artifact = Path(stored.path_of(STORE_ARTIFACTS[framework]))
     if framework == "picklable_model" and not trust_pickle:
-        raise DataError(f"model {stored.tag} was saved with bentoml.picklable_model, a cloudpickle: loading it runs code from the file. "
-                        f"If you trust it, add --trust-pickle")
+        raise DataError(
+            f"model {stored.tag} was saved with bentoml.picklable_model, a cloudpickle: loading it runs code from the file. "
+            f"If you trust it, add --trust-pickle"
+        )
     if framework == "sklearn":
-        model = getattr(bentoml, "sklearn").load_model(stored)
+        model = bentoml.sklearn.load_model(stored)
         opened = Opened("pickle", model, family_expectation(model), artifact, serialization="pickle")
     elif framework == "xgboost":
-        model = getattr(bentoml, "xgboost").load_model(stored)  # a Booster, or the XGBModel it was saved from
+        model = bentoml.xgboost.load_model(stored)  # a Booster, or the XGBModel it was saved from
         opened = Opened("xgboost", model, xgb_family.expectation(model), artifact, serialization="booster")
     else:  # LightGBM (a text model file, whatever its name), ONNX, MLflow, a cloudpickle: read as their files are
         opened = open_file(artifact, trust_pickle=True, trust=trust)
@@ -186,18 +208,30 @@ def _open(path: Path, fmt: str, trust_pickle: bool, trust: tuple[str, ...]) -> O
     expectation = family_expectation(model)
     if spec.columns:
         if expectation.columns and expectation.columns != spec.columns:
-            raise DataError(f"the MLflow signature's columns ({', '.join(spec.columns)}) are not the model's ({', '.join(expectation.columns)})")
+            raise DataError(
+                f"the MLflow signature's columns ({', '.join(spec.columns)}) are not the model's ({', '.join(expectation.columns)})"
+            )
         expectation.columns = spec.columns
         expectation.kinds = {**spec.kinds, **{c: k for c, k in expectation.kinds.items() if k == "categorical"}}
-    return Opened("mlflow", model, expectation, directory, sorted(set(trust)), spec.serialization, spec.flavour,
-                  inner=str(inner.relative_to(directory)))
+    return Opened(
+        "mlflow",
+        model,
+        expectation,
+        directory,
+        sorted(set(trust)),
+        spec.serialization,
+        spec.flavour,
+        inner=str(inner.relative_to(directory)),
+    )
 
 
 def load_skops_checked(path: Path, trust: tuple[str, ...]) -> Any:
     """A skops file, refused in one line listing the types skops does not trust unless --trust names them."""
     untrusted = [t for t in sk_family.untrusted_types(path) if t not in trust]
     if untrusted:
-        raise DataError(f"{path.name} holds types skops does not trust: {', '.join(untrusted)}; if you trust them, add --trust {','.join(untrusted)}")
+        raise DataError(
+            f"{path.name} holds types skops does not trust: {', '.join(untrusted)}; if you trust them, add --trust {','.join(untrusted)}"
+        )
     return sk_family.load_skops(path, list(trust))
 
 
@@ -211,8 +245,16 @@ def family_expectation(model: Any) -> Expectation:
     return sk_family.expectation(model)
 
 
-def runtime(family: str, model: Any, schema: FeatureSchema, task: str, classes: list[Any] | None,
-            columns: list[str], categories: dict[str, list[Any]], labels_from_predict: bool = False) -> Runtime:
+def runtime(
+    family: str,
+    model: Any,
+    schema: FeatureSchema,
+    task: str,
+    classes: list[Any] | None,
+    columns: list[str],
+    categories: dict[str, list[Any]],
+    labels_from_predict: bool = False,
+) -> Runtime:
     """The runtime of a loaded model, with the columns and categories it was imported with."""
     if family == "lightgbm":
         return lgb_family.LightGBMRuntime(model, schema, columns, categories, task, classes)
@@ -237,4 +279,13 @@ def load(source: dict[str, Any], path: Path, schema: FeatureSchema, task: str, c
         model = xgb_family.load_booster(inner)
     else:
         model = inner.read_bytes()
-    return runtime(family, model, schema, task, classes, source["columns"], source.get("categories", {}), source.get("labels_from_predict", False))
+    return runtime(
+        family,
+        model,
+        schema,
+        task,
+        classes,
+        source["columns"],
+        source.get("categories", {}),
+        source.get("labels_from_predict", False),
+    )

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 
 class ModelInput:
-    def __init__(self, schema: FeatureSchema, columns: list[str], categories: dict[str, list[Any]] | None = None) -> None:
+    def __init__(
+        self, schema: FeatureSchema, columns: list[str], categories: dict[str, list[Any]] | None = None
+    ) -> None:
         self.columns = list(columns)  # the model's input columns, in its order: all of them features of the schema
         self.features = [schema[name] for name in self.columns]
         self.categories = dict(categories or {})
@@ -34,20 +36,26 @@ class ModelInput:
             return pd.Categorical(values, categories=self.categories[feature.name])
         if feature.kind == CATEGORICAL:
             if feature.categories and not isinstance(feature.categories[0], str):  # coded: 1, 2, 3
-                return np.array([np.nan if m else v for v, m in zip(values, missing)], dtype=float if any(missing) else np.int64)
+                return np.array(
+                    [np.nan if m else v for v, m in zip(values, missing)], dtype=float if any(missing) else np.int64
+                )
             return np.array([np.nan if m else v for v, m in zip(values, missing)], dtype=object)
         if feature.kind == BOOLEAN:
             if any(missing):
                 return np.array([np.nan if m else bool(v) for v, m in zip(values, missing)], dtype=object)
             return np.array(values, dtype=bool)
         if feature.kind in (DATE, DATETIME):
-            return np.array([np.nan if m else date_text(v, feature.date_format) for v, m in zip(values, missing)], dtype=object)
+            return np.array(
+                [np.nan if m else date_text(v, feature.date_format) for v, m in zip(values, missing)], dtype=object
+            )
         return np.array([np.nan if m else v for v, m in zip(values, missing)], dtype=float)
 
     def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         import pandas as pd
 
-        return pd.DataFrame({f.name: self.column(f, [r.get(f.name) for r in records]) for f in self.features}, columns=self.columns)
+        return pd.DataFrame(
+            {f.name: self.column(f, [r.get(f.name) for r in records]) for f in self.features}, columns=self.columns
+        )
 
 
 def date_text(value: Any, date_format: str | None) -> str:

@@ -32,16 +32,24 @@ def load_booster(path: Path, first_in_a_child: bool = False) -> Any:
     path = Path(path)
     text = path.read_text(errors="replace")
     if "end of trees" not in text:
-        raise DataError(f"{path.name} is not a complete LightGBM model file (no 'end of trees'); save it again with booster.save_model")
+        raise DataError(
+            f"{path.name} is not a complete LightGBM model file (no 'end of trees'); save it again with booster.save_model"
+        )
     if first_in_a_child:
         import subprocess
         import sys
 
-        child = subprocess.run([sys.executable, "-c", "import sys, lightgbm; lightgbm.Booster(model_file=sys.argv[1])", str(path)],
-                               capture_output=True, text=True, timeout=300)
+        child = subprocess.run(
+            [sys.executable, "-c", "import sys, lightgbm; lightgbm.Booster(model_file=sys.argv[1])", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if child.returncode != 0:
             said = [line for line in child.stderr.splitlines() if "LightGBM" in line or "Error" in line]
-            raise DataError(f"{path.name} could not be read as a lightgbm model: {(said or ['the loader crashed'])[-1].strip()[:300]}")
+            raise DataError(
+                f"{path.name} could not be read as a lightgbm model: {(said or ['the loader crashed'])[-1].strip()[:300]}"
+            )
     return lightgbm.Booster(model_str=text)
 
 
@@ -74,8 +82,10 @@ def expectation(model: Any) -> Expectation:
     categories: dict[str, list[Any]] = {}
     if known:
         if len(known) != len(categorical):
-            raise DataError(f"the LightGBM model lists {len(known)} pandas categories for {len(categorical)} categorical features "
-                            f"({', '.join(categorical)}); save the booster from a model fitted on a DataFrame with category columns")
+            raise DataError(
+                f"the LightGBM model lists {len(known)} pandas categories for {len(categorical)} categorical features "
+                f"({', '.join(categorical)}); save the booster from a model fitted on a DataFrame with category columns"
+            )
         categories = {name: [plain(c) for c in values] for name, values in zip(categorical, known)}
     kinds = {c: ("categorical" if c in categories else "numeric") for c in columns}
     return Expectation("lightgbm", task, classes, columns, kinds, categories, "lightgbm", lightgbm.__version__)
@@ -84,8 +94,15 @@ def expectation(model: Any) -> Expectation:
 class LightGBMRuntime(Runtime):
     family = "lightgbm"
 
-    def __init__(self, model: Any, schema: FeatureSchema, columns: list[str], categories: dict[str, list[Any]],
-                 task: str, classes: list[Any] | None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        schema: FeatureSchema,
+        columns: list[str],
+        categories: dict[str, list[Any]],
+        task: str,
+        classes: list[Any] | None,
+    ) -> None:
         self.model = model
         self.booster = booster_of(model)
         self.task = task

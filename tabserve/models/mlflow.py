@@ -8,14 +8,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tabserve.core.errors import DataError
 
 MLMODEL = "MLmodel"
 FLAVOURS = ("sklearn", "lightgbm", "xgboost")  # in this order of preference; python_function only points at one
-SIGNATURE_KINDS = {"double": "numeric", "float": "numeric", "long": "numeric", "integer": "numeric",
-                   "string": "text", "boolean": "boolean", "datetime": "text"}
+SIGNATURE_KINDS = {
+    "double": "numeric",
+    "float": "numeric",
+    "long": "numeric",
+    "integer": "numeric",
+    "string": "text",
+    "boolean": "boolean",
+    "datetime": "text",
+}
 
 
 @dataclass(frozen=True)
@@ -41,14 +47,21 @@ def read(directory: Path) -> MLflowModel:
     flavours = (spec or {}).get("flavors") or {}
     flavour = next((f for f in FLAVOURS if f in flavours), None)
     if flavour is None:
-        raise DataError(f"the MLflow model's flavours are {', '.join(flavours) or 'none'}; this server loads sklearn, lightgbm and xgboost models")
+        raise DataError(
+            f"the MLflow model's flavours are {', '.join(flavours) or 'none'}; this server loads sklearn, lightgbm and xgboost models"
+        )
     info = flavours[flavour]
     if flavour == "sklearn":
-        artifact, serialization = info.get("pickled_model", "model.pkl"), info.get("serialization_format", "cloudpickle")
+        artifact, serialization = (
+            info.get("pickled_model", "model.pkl"),
+            info.get("serialization_format", "cloudpickle"),
+        )
     else:
         artifact = info.get("data", "model.lgb" if flavour == "lightgbm" else "model.xgb")
         model_class = str(info.get("model_class", ""))
-        serialization = "booster" if model_class.endswith("Booster") or not artifact.endswith((".pkl", ".pickle")) else "pickle"
+        serialization = (
+            "booster" if model_class.endswith("Booster") or not artifact.endswith((".pkl", ".pickle")) else "pickle"
+        )
     columns, kinds = None, {}
     inputs = ((spec or {}).get("signature") or {}).get("inputs")
     if inputs:

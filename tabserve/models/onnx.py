@@ -14,14 +14,17 @@ from typing import Any
 import numpy as np
 
 from tabserve.core.errors import DataError
-from tabserve.core.schema import FeatureSchema, NUMERIC
+from tabserve.core.schema import NUMERIC, FeatureSchema
 from tabserve.models.base import CLASSIFICATION, REGRESSION, Expectation, Runtime, answers, plain
 from tabserve.models.inputs import ModelInput
 
 TYPES = {  # ONNX tensor types -> (numpy dtype, what the column must be)
-    "tensor(float)": (np.float32, "numeric"), "tensor(double)": (np.float64, "numeric"),
-    "tensor(int64)": (np.int64, "numeric"), "tensor(int32)": (np.int32, "numeric"),
-    "tensor(bool)": (np.bool_, "boolean"), "tensor(string)": (object, "text"),
+    "tensor(float)": (np.float32, "numeric"),
+    "tensor(double)": (np.float64, "numeric"),
+    "tensor(int64)": (np.int64, "numeric"),
+    "tensor(int32)": (np.int32, "numeric"),
+    "tensor(bool)": (np.bool_, "boolean"),
+    "tensor(string)": (object, "text"),
 }
 
 
@@ -36,7 +39,9 @@ def session(source: Path | bytes) -> Any:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(str(source) if isinstance(source, Path) else source, options, providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(
+        str(source) if isinstance(source, Path) else source, options, providers=["CPUExecutionProvider"]
+    )
 
 
 def class_labels(path: Path | bytes) -> list[Any] | None:
@@ -63,10 +68,16 @@ def expectation(sess: Any, labels: list[Any] | None) -> Expectation:
     if len(outputs) >= 2 or labels is not None:
         task, classes = CLASSIFICATION, labels
         if classes is None:
-            raise DataError("the ONNX model answers labels but names no classes (no classlabels_* attribute); convert it with skl2onnx")
+            raise DataError(
+                "the ONNX model answers labels but names no classes (no classlabels_* attribute); convert it with skl2onnx"
+            )
     else:
         task, classes = REGRESSION, None
-    single = len(inputs) == 1 and len(inputs[0].shape or []) == 2 and not (isinstance(inputs[0].shape[1], int) and inputs[0].shape[1] == 1)
+    single = (
+        len(inputs) == 1
+        and len(inputs[0].shape or []) == 2
+        and not (isinstance(inputs[0].shape[1], int) and inputs[0].shape[1] == 1)
+    )
     columns = None if single else [i.name for i in inputs]
     kinds = {} if single else {i.name: TYPES[i.type][1] for i in inputs}
     return Expectation("onnx", task, classes, columns, kinds, {}, "onnxruntime", onnxruntime.__version__)
@@ -87,7 +98,9 @@ class ONNXRuntime(Runtime):
         inputs = self.session.get_inputs()
         self.single = len(inputs) == 1 and inputs[0].name not in schema.names
         if self.single:  # one matrix of the numeric features, in file order
-            self.feeds = [(inputs[0].name, TYPES[inputs[0].type][0], [f.name for f in schema.features if f.kind == NUMERIC])]
+            self.feeds = [
+                (inputs[0].name, TYPES[inputs[0].type][0], [f.name for f in schema.features if f.kind == NUMERIC])
+            ]
         else:
             self.feeds = [(i.name, TYPES[i.type][0], [i.name]) for i in inputs]
         self.input = ModelInput(schema, [name for _, _, names in self.feeds for name in names])

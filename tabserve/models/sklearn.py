@@ -30,14 +30,18 @@ def expectation(estimator: Any, family: str = "scikit-learn") -> Expectation:
     import sklearn
 
     if not hasattr(estimator, "predict"):
-        raise DataError(f"the model is a {type(estimator).__name__}, which has no predict method; bring an estimator or a Pipeline ending in one")
+        raise DataError(
+            f"the model is a {type(estimator).__name__}, which has no predict method; bring an estimator or a Pipeline ending in one"
+        )
     classes = getattr(estimator, "classes_", None)
     names = getattr(estimator, "feature_names_in_", None)
     return Expectation(
-        family=family, task=CLASSIFICATION if classes is not None else REGRESSION,
+        family=family,
+        task=CLASSIFICATION if classes is not None else REGRESSION,
         classes=None if classes is None else [plain(c) for c in classes],
         columns=None if names is None else [str(n) for n in names],
-        library="scikit-learn", library_version=sklearn.__version__,
+        library="scikit-learn",
+        library_version=sklearn.__version__,
     )
 
 
@@ -46,8 +50,14 @@ class SklearnRuntime(Runtime):
 
     family = "scikit-learn"
 
-    def __init__(self, estimator: Any, model_input: ModelInput, task: str, classes: list[Any] | None,
-                 labels_from_predict: bool = False) -> None:
+    def __init__(
+        self,
+        estimator: Any,
+        model_input: ModelInput,
+        task: str,
+        classes: list[Any] | None,
+        labels_from_predict: bool = False,
+    ) -> None:
         self.estimator = estimator
         self.input = model_input
         self.task = task

@@ -64,13 +64,19 @@ def expectation(model: Any) -> Expectation:
     elif name.startswith("multi:"):
         task, classes = CLASSIFICATION, list(range(num_class))
     elif name.startswith(("rank:", "survival:")):
-        raise DataError(f"the XGBoost model's objective is {name}, which is neither a classifier nor a regressor; bring one of those")
+        raise DataError(
+            f"the XGBoost model's objective is {name}, which is neither a classifier nor a regressor; bring one of those"
+        )
     else:
         task, classes = REGRESSION, None
     if columns is None:
-        raise DataError("the XGBoost model has no feature names; fit it on a DataFrame (or set booster.feature_names) and save it again")
+        raise DataError(
+            "the XGBoost model has no feature names; fit it on a DataFrame (or set booster.feature_names) and save it again"
+        )
     kinds = {c: ("categorical" if types.get(c) == "c" else "numeric") for c in columns}
-    return Expectation("xgboost", task, classes, columns, kinds, model_categories(booster), "xgboost", xgboost.__version__)
+    return Expectation(
+        "xgboost", task, classes, columns, kinds, model_categories(booster), "xgboost", xgboost.__version__
+    )
 
 
 class XGBoostRuntime(Runtime):

@@ -32,14 +32,16 @@ class Summary:
 
     def text(self) -> str:
         rejects = f"{self.rejected:>10,}  -> {self.rejects}" if self.rejects else f"{0:>10,}"
-        return "\n".join([
-            f"model     {self.model}",
-            f"engine    {self.engine}",
-            f"read      {self.read:>10,}  <- {self.data}",
-            f"scored    {self.scored:>10,}  -> {self.out}",
-            f"rejected  {rejects}",
-            f"time      {self.seconds:>10.2f} s ({self.rows_per_s:,.0f} rows/s{', Spark starting included' if self.engine != 'local' else ''})",
-        ])
+        return "\n".join(
+            [
+                f"model     {self.model}",
+                f"engine    {self.engine}",
+                f"read      {self.read:>10,}  <- {self.data}",
+                f"scored    {self.scored:>10,}  -> {self.out}",
+                f"rejected  {rejects}",
+                f"time      {self.seconds:>10.2f} s ({self.rows_per_s:,.0f} rows/s{', Spark starting included' if self.engine != 'local' else ''})",
+            ]
+        )
 
 
 def load_model(tag: str) -> ScoringModel:
@@ -49,8 +51,15 @@ def load_model(tag: str) -> ScoringModel:
     return ScoringModel(card, store.load_runtime(model.stored))
 
 
-def score(data: Path, out: Path, tag: str, engine: str = "spark", master: str = "local[2]",
-          conf: dict[str, str] | None = None, chunk_rows: int = engines.CHUNK_ROWS) -> Summary:
+def score(
+    data: Path,
+    out: Path,
+    tag: str,
+    engine: str = "spark",
+    master: str = "local[2]",
+    conf: dict[str, str] | None = None,
+    chunk_rows: int = engines.CHUNK_ROWS,
+) -> Summary:
     """Score `data` into `out` (and <out stem>.rejects.csv) with the model `tag`."""
     if engine not in engines.ENGINES:
         raise ValueError(f"engine must be one of {', '.join(engines.ENGINES)}")
@@ -70,5 +79,14 @@ def score(data: Path, out: Path, tag: str, engine: str = "spark", master: str = 
         raise
     sink.close()
     seconds = time.perf_counter() - start
-    return Summary(model.tag, "local" if engine == "local" else f"spark ({master})", Path(data), read, sink.scored, sink.rejected,
-                   sink.out, sink.rejects_path if sink.rejected else None, seconds)
+    return Summary(
+        model.tag,
+        "local" if engine == "local" else f"spark ({master})",
+        Path(data),
+        read,
+        sink.scored,
+        sink.rejected,
+        sink.out,
+        sink.rejects_path if sink.rejected else None,
+        seconds,
+    )

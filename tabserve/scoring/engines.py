@@ -54,7 +54,9 @@ def run_local(model: ScoringModel, source: Source, sink: Sink, chunk_rows: int =
         if source.kind == "csv":
             for chunk in source.csv_chunks(chunk_rows):
                 text = drop_blank(as_text(chunk))
-                inputs = pa.Table.from_arrays([pa.array(text[c].tolist(), type=pa.string()) for c in text.columns], names=list(text.columns))
+                inputs = pa.Table.from_arrays(
+                    [pa.array(text[c].tolist(), type=pa.string()) for c in text.columns], names=list(text.columns)
+                )
                 sink.write(with_results(inputs, score_frame(model, text, source.decimal), model))
                 read += len(text)
                 bar.update(len(chunk))
@@ -67,7 +69,9 @@ def run_local(model: ScoringModel, source: Source, sink: Sink, chunk_rows: int =
     return read
 
 
-def run_spark(model: ScoringModel, source: Source, sink: Sink, master: str = "local[2]", conf: dict[str, str] | None = None) -> int:
+def run_spark(
+    model: ScoringModel, source: Source, sink: Sink, master: str = "local[2]", conf: dict[str, str] | None = None
+) -> int:
     """Score the file with Spark's `mapInPandas`; the rows read. The scored partitions come back to this
     process in partition order (input order) and are written here, with the same Sink as the local engine."""
     # Spark's Python workers run this interpreter (the venv with tabserve, scikit-learn, pandas).
@@ -107,8 +111,10 @@ def run_spark(model: ScoringModel, source: Source, sink: Sink, master: str = "lo
         spark = builder.getOrCreate()
     except (PySparkException, Py4JError) as exc:
         os.unlink(log4j.name)
-        raise EngineFailed(f"Spark could not start with master {master!r} (Java 17 or later must be on PATH or JAVA_HOME): "
-                           f"{_line(str(exc))}") from None
+        raise EngineFailed(
+            f"Spark could not start with master {master!r} (Java 17 or later must be on PATH or JAVA_HOME): "
+            f"{_line(str(exc))}"
+        ) from None
     spark.sparkContext.setLogLevel("ERROR")
     try:
         # Spark resolves column names as paths ("Solar.R" is field R of Solar): it sees positional names
@@ -116,15 +122,29 @@ def run_spark(model: ScoringModel, source: Source, sink: Sink, master: str = "lo
         results = result_fields(model)
         if source.kind == "csv":
             schema = StructType([StructField(f"_c{i}", StringType()) for i in range(len(source.columns))])
-            frame = (spark.read.schema(schema)
-                     .options(header=True, sep=source.sep, quote='"', escape='"', encoding="UTF-8", mode="PERMISSIVE",
-                              multiLine=source.multiline)  # quoted line breaks: correct, but one partition
-                     .csv(str(source.path.resolve())))
+            frame = (
+                spark.read.schema(schema)
+                .options(
+                    header=True,
+                    sep=source.sep,
+                    quote='"',
+                    escape='"',
+                    encoding="UTF-8",
+                    mode="PERMISSIVE",
+                    multiLine=source.multiline,
+                )  # quoted line breaks: correct, but one partition
+                .csv(str(source.path.resolve()))
+            )
         else:
             frame = spark.read.parquet(str(source.path.resolve()))
             frame = frame.toDF(*(f"_c{i}" for i in range(len(frame.columns))))
         names = [*source.columns, *(f.name for f in results)]
-        out_schema = StructType([*frame.schema.fields, *(StructField(f"_c{len(source.columns) + i}", from_arrow_type(f.type)) for i, f in enumerate(results))])
+        out_schema = StructType(
+            [
+                *frame.schema.fields,
+                *(StructField(f"_c{len(source.columns) + i}", from_arrow_type(f.type)) for i, f in enumerate(results)),
+            ]
+        )
         shared = spark.sparkContext.broadcast(model)
         decimal, text, columns, positional = source.decimal, source.kind == "csv", source.columns, out_schema.names
 

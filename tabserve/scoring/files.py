@@ -4,9 +4,9 @@ rows beside them (<out stem>.rejects.csv, the input row plus an `error` column).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -83,8 +83,16 @@ class Source:
     def csv_chunks(self, size: int) -> Iterator[pd.DataFrame]:
         """The CSV's rows as text, `size` at a time (every cell a str, names stripped)."""
         try:
-            reader = pd.read_csv(self.path, sep=self.sep, dtype=str, keep_default_na=False, na_filter=False,
-                                 skip_blank_lines=True, chunksize=size, encoding="utf-8-sig")
+            reader = pd.read_csv(
+                self.path,
+                sep=self.sep,
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                skip_blank_lines=True,
+                chunksize=size,
+                encoding="utf-8-sig",
+            )
             for chunk in reader:
                 chunk.columns = self.columns
                 yield chunk
@@ -118,7 +126,9 @@ class Sink:
     def __init__(self, out: Path, model: ScoringModel, source: Source):
         self.out = Path(out)
         if self.out.suffix.lower() not in OUTPUTS:
-            raise DataError(f"{self.out.name}: unsupported output type {self.out.suffix or '(none)'!r}; use .parquet or .csv")
+            raise DataError(
+                f"{self.out.name}: unsupported output type {self.out.suffix or '(none)'!r}; use .parquet or .csv"
+            )
         if not self.out.parent.is_dir():
             raise DataError(f"no such directory for the output: {self.out.parent}")
         self.rejects_path = self.out.with_name(f"{self.out.stem}.rejects.csv")
@@ -166,6 +176,7 @@ class Sink:
 def result_fields(model: ScoringModel) -> list[pa.Field]:
     """The Arrow types of the result columns and `error`: labels as text, numbers as doubles."""
     labels = rows.class_texts(model.card)
-    return [pa.field(name, pa.string() if name == rows.PREDICTION and labels else pa.float64()) for name in model.result_columns] + [
-        pa.field(ERROR, pa.string())
-    ]
+    return [
+        pa.field(name, pa.string() if name == rows.PREDICTION and labels else pa.float64())
+        for name in model.result_columns
+    ] + [pa.field(ERROR, pa.string())]

@@ -66,7 +66,7 @@ def text_cell(value: Any) -> str:
         return "" if math.isnan(value) else repr(float(value))
     if isinstance(value, dt.datetime):  # pd.Timestamp too
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return value.isoformat(sep=" ")
     if isinstance(value, dt.date):
         return value.isoformat()
@@ -128,7 +128,9 @@ def score_frame(model: ScoringModel, frame: pd.DataFrame, decimal: str = ".") ->
         for position, result in zip(good, results):
             for column, value in zip(values, rows.result_values(result, labels)):
                 column[position] = value
-    out = {name: pd.Series(column, index=frame.index, dtype=object if name == rows.PREDICTION and labels else float)
-           for name, column in zip(columns, values)}
+    out = {
+        name: pd.Series(column, index=frame.index, dtype=object if name == rows.PREDICTION and labels else float)
+        for name, column in zip(columns, values)
+    }
     out[ERROR] = pd.Series(errors, index=frame.index, dtype=object)
     return pd.DataFrame(out, index=frame.index)

@@ -11,10 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic_core import to_json
 from starlette.responses import JSONResponse, Response
 
+from tabserve.core.card import ModelCard
 from tabserve.core.errors import error_body
 from tabserve.core.pipeline import CLASSIFICATION
 from tabserve.core.schema import label_text
-from tabserve.core.card import ModelCard
+
 
 class _StrictInput(bentoml.IODescriptor):
     model_config = ConfigDict(extra="forbid")
@@ -43,10 +44,14 @@ class ApiTypes:
         item = create_model(
             "PredictionItem",
             prediction=(label, Field(description=label_doc, examples=[example["prediction"]])),
-            probabilities=(Optional[dict[str, float]], Field(
-                description="Probability per class (classification), keyed by the class as JSON writes it (true, 1, Adelie); null for regression.",
-                examples=[example["probabilities"]], json_schema_extra=keys,
-            )),
+            probabilities=(
+                Optional[dict[str, float]],
+                Field(
+                    description="Probability per class (classification), keyed by the class as JSON writes it (true, 1, Adelie); null for regression.",
+                    examples=[example["probabilities"]],
+                    json_schema_extra=keys,
+                ),
+            ),
             warnings=(list[str], Field(description="Inputs accepted but outside the training range.", examples=[[]])),
         )
         prediction = create_model(
@@ -54,11 +59,16 @@ class ApiTypes:
             __base__=item,
             model=(str, Field(description="Tag of the model version that answered.", examples=[card.tag])),
         )
-        record_list = Annotated[list[record], Field(min_length=1, max_length=max_records, description=f"1 to {max_records} records.")]
+        record_list = Annotated[
+            list[record], Field(min_length=1, max_length=max_records, description=f"1 to {max_records} records.")
+        ]
         # A BentoML input spec with a named field: `client.predict_batch(records=[...])` works, and the
         # body stays {"records": [...]}; a misspelt top-level key is refused, not ignored.
         batch_request = create_model(
-            "BatchRequest", __base__=_StrictInput, records=(record_list, ...), __doc__='The body of /predict_batch: {"records": [...]}.',
+            "BatchRequest",
+            __base__=_StrictInput,
+            records=(record_list, ...),
+            __doc__='The body of /predict_batch: {"records": [...]}.',
         )
         batch_response = create_model(
             "BatchResponse",
@@ -71,7 +81,10 @@ class ApiTypes:
 def _example_result(card: ModelCard) -> dict[str, Any]:
     if card.task == CLASSIFICATION and card.classes:
         share = round(1 / len(card.classes), 3)
-        return {"prediction": card.classes[0], "probabilities": {label_text(c): share for c in card.classes} if card.has_probabilities else None}
+        return {
+            "prediction": card.classes[0],
+            "probabilities": {label_text(c): share for c in card.classes} if card.has_probabilities else None,
+        }
     return {"prediction": 0.0, "probabilities": None}
 
 
@@ -87,7 +100,11 @@ def record_values(record: BaseModel) -> dict[str, Any]:
 @functools.lru_cache(maxsize=64)
 def _aliases(record_type: type[BaseModel]) -> tuple[tuple[str, str], ...]:
     """(field, alias) of a record type's aliased fields: looked up once per type, not once per record."""
-    return tuple((key, field.alias) for key, field in record_type.model_fields.items() if field.alias is not None and field.alias != key)
+    return tuple(
+        (key, field.alias)
+        for key, field in record_type.model_fields.items()
+        if field.alias is not None and field.alias != key
+    )
 
 
 def batch_answer(predictions: list[dict[str, Any]], model: str) -> Response:

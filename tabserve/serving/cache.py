@@ -25,7 +25,8 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from tabserve.serving import metrics
@@ -155,8 +156,12 @@ class RedisCache(PredictionCache):
             # pause below decides when to try again. A bounded pool waits for a free connection
             # (within the same timeout) instead of opening one per request in flight.
             pool = aioredis.BlockingConnectionPool.from_url(
-                self.url, max_connections=self.max_connections, timeout=self.timeout_s,
-                socket_timeout=self.timeout_s, socket_connect_timeout=self.timeout_s, retry=Retry(NoBackoff(), 0),
+                self.url,
+                max_connections=self.max_connections,
+                timeout=self.timeout_s,
+                socket_timeout=self.timeout_s,
+                socket_connect_timeout=self.timeout_s,
+                retry=Retry(NoBackoff(), 0),
             )
             self._client = aioredis.Redis(connection_pool=pool)
             self._loop = loop
@@ -190,8 +195,12 @@ class RedisCache(PredictionCache):
             self.up = False
             timed_out = isinstance(exc, TimeoutError) or type(exc).__name__ == "TimeoutError"  # asyncio's or redis-py's
             reason = f"no answer within {self.timeout_s * 1000:g} ms" if timed_out else f"{type(exc).__name__}: {exc}"
-            logger.warning("prediction cache: Redis at %s failed (%s); predicting uncached, retrying every %g s",
-                           redacted(self.url), reason, self.retry_after_s)
+            logger.warning(
+                "prediction cache: Redis at %s failed (%s); predicting uncached, retrying every %g s",
+                redacted(self.url),
+                reason,
+                self.retry_after_s,
+            )
 
 
 def open_cache(size: int, redis_url: str = "", ttl_s: int = 3600, timeout_ms: int = 100) -> PredictionCache:

@@ -96,9 +96,13 @@ class Consumer:
 
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise KeysFileError(f"consumer name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise KeysFileError(
+            f"consumer name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
     if name in RESERVED:
-        raise KeysFileError(f"consumer name {name!r} is reserved ({DEFAULT!r} is API_KEY's consumer, {ANONYMOUS!r} a request without a key)")
+        raise KeysFileError(
+            f"consumer name {name!r} is reserved ({DEFAULT!r} is API_KEY's consumer, {ANONYMOUS!r} a request without a key)"
+        )
     return name
 
 
@@ -112,7 +116,9 @@ def consumer_from(name: str, entry: Any) -> Consumer:
         raise KeysFileError(f"consumer {name!r}: unknown field(s) {', '.join(unknown)} (known: {', '.join(FIELDS)})")
     digest = entry.get("key_sha256")
     if not isinstance(digest, str) or not HEX64.fullmatch(digest.lower()):
-        raise KeysFileError(f"consumer {name!r}: key_sha256 must be the 64 hex digits of the key's SHA-256 (python -m tabserve.keys add writes it)")
+        raise KeysFileError(
+            f"consumer {name!r}: key_sha256 must be the 64 hex digits of the key's SHA-256 (python -m tabserve.keys add writes it)"
+        )
     rps = _number(name, "rps", entry.get("rps"), float)
     burst = _number(name, "burst", entry.get("burst"), int)
     per_minute = _number(name, "records_per_minute", entry.get("records_per_minute"), int)
@@ -124,8 +130,14 @@ def consumer_from(name: str, entry: Any) -> Consumer:
     if routes is not None:
         if isinstance(routes, str):
             routes = [r for r in routes.split(",") if r.strip()]
-        if not isinstance(routes, list) or not routes or not all(isinstance(r, str) and r.strip().startswith("/") for r in routes):
-            raise KeysFileError(f"consumer {name!r}: routes must be a non-empty list of path prefixes starting with '/'")
+        if (
+            not isinstance(routes, list)
+            or not routes
+            or not all(isinstance(r, str) and r.strip().startswith("/") for r in routes)
+        ):
+            raise KeysFileError(
+                f"consumer {name!r}: routes must be a non-empty list of path prefixes starting with '/'"
+            )
         routes = tuple(r.strip() for r in routes)
     return Consumer(name, digest.lower(), rps, burst, per_minute, routes)
 
@@ -133,8 +145,16 @@ def consumer_from(name: str, entry: Any) -> Consumer:
 def _number(name: str, field: str, value: Any, kind: type) -> Any:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)) or not value > 0 or math.isinf(value):
-        raise KeysFileError(f"consumer {name!r}: {field} must be a positive {'whole ' if kind is int else ''}number, not {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (kind is int and value != int(value))
+        or not value > 0
+        or math.isinf(value)
+    ):
+        raise KeysFileError(
+            f"consumer {name!r}: {field} must be a positive {'whole ' if kind is int else ''}number, not {value!r}"
+        )
     return kind(value)
 
 
@@ -154,7 +174,9 @@ def parse_keys(text: str, toml: bool = False) -> dict[str, Consumer]:
     if data is None:
         data = {}
     if not isinstance(data, dict) or set(data) - {"consumers"}:
-        raise KeysFileError("expected one top-level key, 'consumers', mapping each consumer's name to its key_sha256 and limits")
+        raise KeysFileError(
+            "expected one top-level key, 'consumers', mapping each consumer's name to its key_sha256 and limits"
+        )
     entries = data.get("consumers") or {}
     if not isinstance(entries, dict):
         raise KeysFileError("'consumers' must map each consumer's name to its key_sha256 and limits")
@@ -182,7 +204,9 @@ def read_keys_file(path: Path) -> dict[str, Consumer]:
         raise KeysFileError(f"{path}: {exc}") from None
 
 
-HEADER = "# API keys of tabserve's consumers (python -m tabserve.keys). Only SHA-256 hashes of the keys are kept here.\n"
+HEADER = (
+    "# API keys of tabserve's consumers (python -m tabserve.keys). Only SHA-256 hashes of the keys are kept here.\n"
+)
 
 
 def write_keys_file(path: Path, consumers: dict[str, Consumer]) -> None:
@@ -231,8 +255,11 @@ class Decision:
     fits: bool = True  # False: the request is larger than the bucket ever holds
 
     def headers(self) -> list[tuple[bytes, bytes]]:
-        headers = [(b"x-ratelimit-limit", str(self.limit).encode()), (b"x-ratelimit-remaining", str(self.remaining).encode()),
-                   (b"x-ratelimit-reset", str(self.reset_s).encode())]
+        headers = [
+            (b"x-ratelimit-limit", str(self.limit).encode()),
+            (b"x-ratelimit-remaining", str(self.remaining).encode()),
+            (b"x-ratelimit-reset", str(self.reset_s).encode()),
+        ]
         if not self.allowed:
             headers.append((b"retry-after", str(self.retry_after_s).encode()))
         return headers
@@ -254,9 +281,12 @@ class TokenBucket:
             self.tokens -= cost
         missing = 0 if allowed else min(cost, self.capacity) - self.tokens
         return Decision(
-            allowed=allowed, limit=int(self.capacity), remaining=int(self.tokens),
+            allowed=allowed,
+            limit=int(self.capacity),
+            remaining=int(self.tokens),
             reset_s=math.ceil((self.capacity - self.tokens) / self.rate),
-            retry_after_s=0 if allowed else max(1, math.ceil(missing / self.rate)), fits=cost <= self.capacity,
+            retry_after_s=0 if allowed else max(1, math.ceil(missing / self.rate)),
+            fits=cost <= self.capacity,
         )
 
 
@@ -266,14 +296,23 @@ class _Buckets:
     def __init__(self, consumer: Consumer, clock: Callable[[], float]):
         self.limits = consumer.limits()
         self.requests = TokenBucket(consumer.rps, consumer.bucket_size, clock) if consumer.rps else None
-        self.records = TokenBucket(consumer.records_per_minute / 60, consumer.records_per_minute, clock) if consumer.records_per_minute else None
+        self.records = (
+            TokenBucket(consumer.records_per_minute / 60, consumer.records_per_minute, clock)
+            if consumer.records_per_minute
+            else None
+        )
 
 
 class Keyring:
     """The consumers this worker knows (API_KEY's `default` and the keys file's), and their buckets."""
 
-    def __init__(self, api_key: str = "", path: str | Path | None = None, clock: Callable[[], float] = time.monotonic,
-                 reload_every_s: float = RELOAD_EVERY_S):
+    def __init__(
+        self,
+        api_key: str = "",
+        path: str | Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        reload_every_s: float = RELOAD_EVERY_S,
+    ):
         self.api_key_consumer = Consumer(DEFAULT, hash_key(api_key)) if api_key else None
         self.path = Path(path) if path else None
         self.clock, self.reload_every_s = clock, reload_every_s
@@ -305,7 +344,11 @@ class Keyring:
         self.consumers = everyone
         self._hashes = [(bytes.fromhex(c.key_sha256), c) for c in everyone.values()]
         # A consumer whose limits are unchanged keeps its bucket (a reload is no free refill).
-        self.buckets = {name: bucket for name, bucket in self.buckets.items() if name in everyone and bucket.limits == everyone[name].limits()}
+        self.buckets = {
+            name: bucket
+            for name, bucket in self.buckets.items()
+            if name in everyone and bucket.limits == everyone[name].limits()
+        }
 
     def reload_if_changed(self) -> None:
         """Re-read the file if it changed since last read (looked at once per `reload_every_s`)."""
@@ -322,8 +365,11 @@ class Keyring:
         try:
             consumers = read_keys_file(self.path)
         except KeysFileError as exc:
-            logger.error("API_KEYS_FILE changed but cannot be used; still using the last good one (%d consumers): %s",
-                         len(self.consumers), exc)
+            logger.error(
+                "API_KEYS_FILE changed but cannot be used; still using the last good one (%d consumers): %s",
+                len(self.consumers),
+                exc,
+            )
             return
         self._use(consumers)
         logger.info("API_KEYS_FILE re-read: %d consumer(s): %s", len(consumers), ", ".join(sorted(consumers)) or "none")

@@ -33,7 +33,9 @@ class CsvScoring:
         return len(self.row_errors)
 
 
-def records_from_csv(content: bytes, card: ModelCard, record_type: type[BaseModel], max_rows: int, skip_bad_rows: bool = False) -> CsvScoring:
+def records_from_csv(
+    content: bytes, card: ModelCard, record_type: type[BaseModel], max_rows: int, skip_bad_rows: bool = False
+) -> CsvScoring:
     """An uploaded CSV as validated records. By default one bad row refuses the file: InvalidInput
     lists the bad rows by number. With `skip_bad_rows`, the bad rows are reported, not refused."""
     try:
@@ -57,7 +59,8 @@ def records_from_csv(content: bytes, card: ModelCard, record_type: type[BaseMode
         first = detail[0]["loc"][0]
         raise InvalidInput(
             f"{len(errors)} of {len(upload.table.raw)} CSV rows failed validation (first: {first}); nothing was predicted"
-            " (add ?on_error=skip to predict the good rows)", detail,
+            " (add ?on_error=skip to predict the good rows)",
+            detail,
         )
     return CsvScoring(upload, records, good, errors)
 

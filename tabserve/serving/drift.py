@@ -27,8 +27,9 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter
@@ -54,8 +55,14 @@ class Snapshot:
 class DriftMonitor:
     """Counts one model's live traffic into its reference's bins and compares a window with the reference."""
 
-    def __init__(self, card: ModelCard, thresholds: Thresholds = Thresholds(), window_s: float = 0, refresh_s: float = 5.0,
-                 counting: bool = True):
+    def __init__(
+        self,
+        card: ModelCard,
+        thresholds: Thresholds = Thresholds(),
+        window_s: float = 0,
+        refresh_s: float = 5.0,
+        counting: bool = True,
+    ):
         self.card = card
         self.counting = counting  # DRIFT_COUNTING=0: nothing counted, /v1/drift says so
         self.reference = card.reference if counting else None
@@ -116,7 +123,11 @@ class DriftMonitor:
         """The counters' totals over every worker (from the multiprocess directory), now."""
         now = time.time()
         counts = {name: np.zeros(d.binning.size) for name, d in self._distributions.items()} if self.reference else {}
-        index = {name: {label: i for i, label in enumerate(d.binning.labels)} for name, d in self._distributions.items()} if self.reference else {}
+        index = (
+            {name: {label: i for i, label in enumerate(d.binning.labels)} for name, d in self._distributions.items()}
+            if self.reference
+            else {}
+        )
         since = self.started
         for family in _families():
             if family.name == metrics.FEATURE_VALUES or family.name == metrics.PREDICTED_VALUES:
@@ -157,19 +168,32 @@ class DriftMonitor:
 
     def report(self, now: Snapshot | None = None) -> dict[str, Any]:
         """The /v1/drift answer."""
-        settings = {"window_s": self.window_s, "warn_psi": self.thresholds.warn, "alert_psi": self.thresholds.alert,
-                    "min_records": self.thresholds.min_records}
+        settings = {
+            "window_s": self.window_s,
+            "warn_psi": self.thresholds.warn,
+            "alert_psi": self.thresholds.alert,
+            "min_records": self.thresholds.min_records,
+        }
         if not self.counting:
             return {
-                "model": self.card.tag, "status": OFF, "message": "drift counting is off (DRIFT_COUNTING=0); unset it to watch drift",
-                "window": None, "settings": settings, "features": [], "prediction": None,
+                "model": self.card.tag,
+                "status": OFF,
+                "message": "drift counting is off (DRIFT_COUNTING=0); unset it to watch drift",
+                "window": None,
+                "settings": settings,
+                "features": [],
+                "prediction": None,
             }
         if self.reference is None:
             return {
-                "model": self.card.tag, "status": profile.NO_REFERENCE,
+                "model": self.card.tag,
+                "status": profile.NO_REFERENCE,
                 "message": f"model {self.card.tag} has no drift reference: it was trained before train.py kept one; "
-                           "train it again with train.py to watch drift",
-                "window": None, "settings": settings, "features": [], "prediction": None,
+                "train it again with train.py to watch drift",
+                "window": None,
+                "settings": settings,
+                "features": [],
+                "prediction": None,
             }
         now = now or self.snapshot()
         counts, start = self.window(now)
@@ -182,7 +206,9 @@ class DriftMonitor:
             "message": _message(compared, self.thresholds),
             "window": {
                 "records": records,
-                "from": _iso(start), "to": _iso(now.time), "seconds": round(now.time - start, 1),
+                "from": _iso(start),
+                "to": _iso(now.time),
+                "seconds": round(now.time - start, 1),
                 "kind": f"the last {self.window_s:g} s" if self.window_s > 0 else "since the server started",
             },
             "settings": settings,
@@ -195,9 +221,13 @@ class DriftMonitor:
         enough = compared["records"] >= self.thresholds.min_records
         for feature in compared["features"]:
             if "psi" in feature:
-                drift["feature_psi"].labels(model=self.card.tag, feature=feature["name"]).set(feature["psi"] if enough else math.nan)
+                drift["feature_psi"].labels(model=self.card.tag, feature=feature["name"]).set(
+                    feature["psi"] if enough else math.nan
+                )
         if compared["prediction"] is not None:
-            drift["prediction_psi"].labels(model=self.card.tag).set(compared["prediction"]["psi"] if enough else math.nan)
+            drift["prediction_psi"].labels(model=self.card.tag).set(
+                compared["prediction"]["psi"] if enough else math.nan
+            )
         drift["window_records"].labels(model=self.card.tag).set(compared["records"])
 
     async def report_now(self) -> dict[str, Any]:
@@ -243,9 +273,16 @@ def monitor(card: ModelCard) -> DriftMonitor:
         if _monitor is not None and _monitor._task is not None:
             _monitor._task.cancel()
 
-        thresholds = Thresholds(warn=config.DRIFT_WARN_PSI, alert=config.DRIFT_ALERT_PSI, min_records=config.DRIFT_MIN_RECORDS)
-        _monitor = DriftMonitor(card, thresholds, window_s=config.DRIFT_WINDOW_S, refresh_s=config.DRIFT_REFRESH_S,
-                                counting=config.DRIFT_COUNTING)
+        thresholds = Thresholds(
+            warn=config.DRIFT_WARN_PSI, alert=config.DRIFT_ALERT_PSI, min_records=config.DRIFT_MIN_RECORDS
+        )
+        _monitor = DriftMonitor(
+            card,
+            thresholds,
+            window_s=config.DRIFT_WINDOW_S,
+            refresh_s=config.DRIFT_REFRESH_S,
+            counting=config.DRIFT_COUNTING,
+        )
     return _monitor
 
 
@@ -255,14 +292,16 @@ def _families() -> Any:
 
 
 def _iso(moment: float) -> str:
-    return dt.datetime.fromtimestamp(moment, dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.fromtimestamp(moment, dt.UTC).isoformat(timespec="seconds")
 
 
 def _message(compared: dict[str, Any], thresholds: Thresholds) -> str:
     records = compared["records"]
     if compared["status"] == profile.TOO_FEW:
-        return (f"{records} record{'s' if records != 1 else ''} in the window, fewer than DRIFT_MIN_RECORDS={thresholds.min_records}: "
-                "too few to judge drift")
+        return (
+            f"{records} record{'s' if records != 1 else ''} in the window, fewer than DRIFT_MIN_RECORDS={thresholds.min_records}: "
+            "too few to judge drift"
+        )
     drifted = [(f["name"], f) for f in compared["features"] if f["status"] in (profile.WARN, profile.ALERT)]
     if compared["prediction"] is not None and compared["prediction"]["status"] in (profile.WARN, profile.ALERT):
         drifted.append(("the prediction", compared["prediction"]))
@@ -274,8 +313,11 @@ def _message(compared: dict[str, Any], thresholds: Thresholds) -> str:
 
 # --- GET /v1/drift ----------------------------------------------------------------------------------
 
+
 class DriftBin(BaseModel):
-    bin: str = Field(description='The bin: "≤ 36.6", "36.6–38.3" (36.6 < value ≤ 38.3), "> 50.8", a category, "unseen" or "missing".')
+    bin: str = Field(
+        description='The bin: "≤ 36.6", "36.6–38.3" (36.6 < value ≤ 38.3), "> 50.8", a category, "unseen" or "missing".'
+    )
     live: float = Field(description="Share of the window's records in this bin.")
     reference: float = Field(description="Share of the training data in this bin.")
     count: int = Field(description="Records of the window in this bin.")
@@ -284,10 +326,12 @@ class DriftBin(BaseModel):
 class FeatureDrift(BaseModel):
     name: str
     status: Literal["ok", "warn", "alert", "too few", "not profiled"]
-    psi: Optional[float] = Field(None, description="Population stability index of the window against the training data.")
-    records: Optional[int] = None
-    bins: Optional[list[DriftBin]] = None
-    reason: Optional[str] = Field(None, description="Why a feature is not profiled (dates).")
+    psi: float | None = Field(
+        None, description="Population stability index of the window against the training data."
+    )
+    records: int | None = None
+    bins: list[DriftBin] | None = None
+    reason: str | None = Field(None, description="Why a feature is not profiled (dates).")
 
 
 class PredictionDrift(BaseModel):
@@ -318,20 +362,25 @@ class DriftAnswer(BaseModel):
     model: str = Field(description="Tag of the model version served.")
     status: Literal["ok", "warn", "alert", "too few", "no reference", "off"] = Field(
         description="The worst feature (or prediction) status; too few under DRIFT_MIN_RECORDS; no reference for a model "
-                    "trained before references were kept; off with DRIFT_COUNTING=0.")
+        "trained before references were kept; off with DRIFT_COUNTING=0."
+    )
     message: str = Field(description="One sentence: what drifted, or why nothing can be said.")
-    window: Optional[DriftWindow] = Field(None, description="Absent without a reference.")
+    window: DriftWindow | None = Field(None, description="Absent without a reference.")
     settings: DriftSettings
     features: list[FeatureDrift]
-    prediction: Optional[PredictionDrift] = Field(None, description="Absent without a reference.")
+    prediction: PredictionDrift | None = Field(None, description="Absent without a reference.")
 
 
 def drift_router(champion: Callable[[], ModelCard]) -> APIRouter:
     """GET /drift, for the /v1 app: the traffic against the reference of the champion, as served now."""
     router = APIRouter()
 
-    @router.get("/drift", summary="Drift of live traffic against the training data (PSI per feature and of the predictions)",
-                response_model=DriftAnswer, response_model_exclude_none=True)
+    @router.get(
+        "/drift",
+        summary="Drift of live traffic against the training data (PSI per feature and of the predictions)",
+        response_model=DriftAnswer,
+        response_model_exclude_none=True,
+    )
     async def drift() -> Any:
         """Per feature: the population stability index (PSI) of the window's inputs against the training data,
         its status (ok below DRIFT_WARN_PSI, warn, alert from DRIFT_ALERT_PSI, too few under DRIFT_MIN_RECORDS

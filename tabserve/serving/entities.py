@@ -91,13 +91,17 @@ class Found:
 class EntityLookup:
     """Reads an entity's features from the feature table, within a deadline."""
 
-    def __init__(self, url: str, table: str, features: list[str], id_column: str = "", timeout_ms: int = 1000, pool_size: int = 5):
+    def __init__(
+        self, url: str, table: str, features: list[str], id_column: str = "", timeout_ms: int = 1000, pool_size: int = 5
+    ):
         self.url = safe_url(url)
         self.table_name = table
         self.features = list(features)
         self.id_column = id_column
         self.timeout_s = timeout_ms / 1000
-        self.engine = make_engine(url, timeout_s=self.timeout_s, pool_size=pool_size, statement_timeout_ms=timeout_ms, read_only=True)
+        self.engine = make_engine(
+            url, timeout_s=self.timeout_s, pool_size=pool_size, statement_timeout_ms=timeout_ms, read_only=True
+        )
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="feature-lookup")
         self._lock = threading.Lock()
         self._reflected: tuple[Any, Any] | None = None  # (table, id column), once the table was read
@@ -109,8 +113,14 @@ class EntityLookup:
         from tabserve.core import config
 
         try:
-            return cls(config.FEATURE_DB_URL, config.FEATURE_TABLE, schema.names, config.FEATURE_ID_COLUMN,
-                       config.FEATURE_DB_TIMEOUT_MS, config.FEATURE_DB_POOL_SIZE)
+            return cls(
+                config.FEATURE_DB_URL,
+                config.FEATURE_TABLE,
+                schema.names,
+                config.FEATURE_ID_COLUMN,
+                config.FEATURE_DB_TIMEOUT_MS,
+                config.FEATURE_DB_POOL_SIZE,
+            )
         except FeatureDbError as exc:
             raise SystemExit(f"error: FEATURE_DB_URL: {exc}") from None
 
@@ -127,8 +137,11 @@ class EntityLookup:
             result = "found" if found is not None else "not_found"
         except TimeoutError:
             result = "timeout"
-            raise LookupFailed(f"the feature database ({self.url}) did not answer within {deadline * 1000:g} ms "
-                               "(FEATURE_DB_TIMEOUT_MS); retry shortly", "timeout") from None
+            raise LookupFailed(
+                f"the feature database ({self.url}) did not answer within {deadline * 1000:g} ms "
+                "(FEATURE_DB_TIMEOUT_MS); retry shortly",
+                "timeout",
+            ) from None
         except LookupFailed as exc:
             result = exc.result
             raise
@@ -161,7 +174,10 @@ class EntityLookup:
         except sa.exc.NoSuchTableError:
             raise LookupFailed(self._missing_table()) from None
         except sa.exc.TimeoutError:  # no pooled connection came free in time
-            raise LookupFailed(f"the feature database ({self.url}) is busy: no connection free within {self.timeout_s * 1000:g} ms", "timeout") from None
+            raise LookupFailed(
+                f"the feature database ({self.url}) is busy: no connection free within {self.timeout_s * 1000:g} ms",
+                "timeout",
+            ) from None
         except sa.exc.DBAPIError as exc:
             raise self._failure(exc) from None
         if row is None:
@@ -180,8 +196,10 @@ class EntityLookup:
                 table = sa.Table(self.table_name, sa.MetaData(), autoload_with=connection)
             if self.id_column:
                 if self.id_column not in table.c:
-                    raise LookupFailed(f"table {self.table_name!r} has no column {self.id_column!r} (FEATURE_ID_COLUMN); "
-                                       f"its columns: {', '.join(table.c.keys())}")
+                    raise LookupFailed(
+                        f"table {self.table_name!r} has no column {self.id_column!r} (FEATURE_ID_COLUMN); "
+                        f"its columns: {', '.join(table.c.keys())}"
+                    )
                 id_col = table.c[self.id_column]
             else:
                 key = list(table.primary_key.columns)
@@ -202,7 +220,9 @@ class EntityLookup:
         state = getattr(original, "sqlstate", None) or getattr(getattr(original, "diag", None), "sqlstate", None)
         text = first_line(exc)
         if state in TIMEOUT_STATES or "database is locked" in text or "timeout expired" in text:
-            return LookupFailed(f"the feature database ({self.url}) did not answer in time: {text}; retry shortly", "timeout")
+            return LookupFailed(
+                f"the feature database ({self.url}) did not answer in time: {text}; retry shortly", "timeout"
+            )
         if state in GONE_STATES or "no such table" in text or "no such column" in text:
             with self._lock:
                 self._reflected = None  # reflect again next time
@@ -210,7 +230,9 @@ class EntityLookup:
                 return LookupFailed(f"table {self.table_name!r} changed while serving ({text}); retry")
             return LookupFailed(self._missing_table())
         if self.engine.dialect.name == "sqlite" and "unable to open database file" in text:
-            return LookupFailed(self._missing_table(f"the SQLite file of {self.url} does not exist or cannot be opened"))
+            return LookupFailed(
+                self._missing_table(f"the SQLite file of {self.url} does not exist or cannot be opened")
+            )
         if time.monotonic() > self._quiet_until:  # one log line per minute while it stays down
             self._quiet_until = time.monotonic() + 60
             logger.warning("feature lookup failed: %s", text)
@@ -271,8 +293,14 @@ def table_value(feature: Any, value: Any) -> Any:
     return value
 
 
-def entity_record(schema: FeatureSchema, record_type: type[BaseModel], found: Found, overrides: dict[str, Any],
-                  entity_id: str, table: str) -> dict[str, Any]:
+def entity_record(
+    schema: FeatureSchema,
+    record_type: type[BaseModel],
+    found: Found,
+    overrides: dict[str, Any],
+    entity_id: str,
+    table: str,
+) -> dict[str, Any]:
     """The record to predict: the row's features, with the query's values instead where given, validated
     as a JSON body of POST /predict is. InvalidEntity names the entity, column and table of a bad value."""
     values: dict[str, Any] = {}

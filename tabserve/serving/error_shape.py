@@ -66,7 +66,9 @@ class ErrorRewriter(AnswerRewriter):
     `on_answered()` once the answer is sent, whatever it was.
     """
 
-    def __init__(self, send: Any, on_error: Callable[[int], None] | None = None, on_answered: Callable[[], None] | None = None):
+    def __init__(
+        self, send: Any, on_error: Callable[[int], None] | None = None, on_answered: Callable[[], None] | None = None
+    ):
         super().__init__(send)
         self.on_error, self.on_answered = on_error, on_answered
 
@@ -80,7 +82,9 @@ class ErrorRewriter(AnswerRewriter):
             self.on_error(status)
         kept = kept_headers(start)
         present = {name.lower() for name, _ in kept}  # the app's own Retry-After (a quota's, say) wins
-        await send_json(self.send, status, shaped, headers=kept + [h for h in extra_headers(status) if h[0] not in present])
+        await send_json(
+            self.send, status, shaped, headers=kept + [h for h in extra_headers(status) if h[0] not in present]
+        )
 
     def answered(self) -> None:
         if self.on_answered is not None:
@@ -136,11 +140,17 @@ def json_bytes(body: Any) -> bytes:
 
 async def send_json(send: Any, status: int, body: dict, headers: list | None = None) -> None:
     payload = json_bytes(body)
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [*(headers or []), (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                *(headers or []),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 

@@ -35,10 +35,16 @@ ADMIN_PREFIX = "/v1/admin"
 # How many records a request scores, by route template (metrics.route_label) and method: "one", the
 # length of the JSON body's "records", the CSV upload's rows, or an Open Inference Protocol body's batch.
 RECORD_ROUTES = {
-    ("POST", "/predict"): "one", ("POST", "/predict_batch"): "records", ("POST", "/predict_csv"): "csv",
-    ("GET", "/v1/predict"): "one", ("POST", "/v1/form"): "one", ("GET", "/v1/entities/{id}/predict"): "one",
-    ("POST", "/v1/models/{version}/predict"): "one", ("GET", "/v1/models/{version}/predict"): "one",
-    ("POST", "/v2/models/{model}/infer"): "oip", ("POST", "/v2/models/{model}/versions/{version}/infer"): "oip",
+    ("POST", "/predict"): "one",
+    ("POST", "/predict_batch"): "records",
+    ("POST", "/predict_csv"): "csv",
+    ("GET", "/v1/predict"): "one",
+    ("POST", "/v1/form"): "one",
+    ("GET", "/v1/entities/{id}/predict"): "one",
+    ("POST", "/v1/models/{version}/predict"): "one",
+    ("GET", "/v1/models/{version}/predict"): "one",
+    ("POST", "/v2/models/{model}/infer"): "oip",
+    ("POST", "/v2/models/{model}/versions/{version}/infer"): "oip",
 }
 
 
@@ -112,7 +118,10 @@ class GateMiddleware:
                 CURRENT.set(consumer.name)
             if refusal is None and consumer is not None and not consumer.allows(path):
                 routes = ", ".join(consumer.routes or ())
-                refusal = 403, error_body(f"the key of consumer {consumer.name!r} may not call {path}; it may call: {routes}")
+                refusal = (
+                    403,
+                    error_body(f"the key of consumer {consumer.name!r} may not call {path}; it may call: {routes}"),
+                )
             if refusal is None and consumer is not None:
                 refusal = self._take(stamp, self.gate.keyring.take_request(consumer), consumer, "requests")
             refusal = refusal or self._check_content_type(scope, path, method) or _check_query(scope)
@@ -124,10 +133,14 @@ class GateMiddleware:
             if refusal is None and how_many is not None:
                 records = _count_records(how_many, body)
                 if consumer is not None and records:
-                    refusal = self._take(stamp, self.gate.keyring.take_records(consumer, records), consumer, "records", records)
+                    refusal = self._take(
+                        stamp, self.gate.keyring.take_records(consumer, records), consumer, "records", records
+                    )
             if refusal is not None:
                 count(refusal[0])
-                headers = [] if len(refusal) > 2 else extra_headers(refusal[0])  # a quota refusal carries its own Retry-After
+                headers = (
+                    [] if len(refusal) > 2 else extra_headers(refusal[0])
+                )  # a quota refusal carries its own Retry-After
                 return await send_json(send, refusal[0], refusal[1], headers=headers)
 
             released = False
@@ -141,7 +154,9 @@ class GateMiddleware:
             rewriter = ErrorRewriter(send, on_error=count, on_answered=release)
             self.gate.in_flight += 1
             try:
-                async with asyncio.timeout(self.gate.timeout_s):  # not wait_for: on 3.11 that is one more task per request
+                async with asyncio.timeout(
+                    self.gate.timeout_s
+                ):  # not wait_for: on 3.11 that is one more task per request
                     await self.app(scope, receive, rewriter)
             except TimeoutError:
                 if not rewriter.started:
@@ -177,13 +192,31 @@ class GateMiddleware:
             return None
         stamp[:] = decision.headers() if decision.fits else []
         if what == "requests":
-            return 429, error_body(f"consumer {consumer.name!r} is over its quota of {consumer.rps:g} requests per second "
-                                   f"(burst {decision.limit}); retry in {decision.retry_after_s} s"), True
+            return (
+                429,
+                error_body(
+                    f"consumer {consumer.name!r} is over its quota of {consumer.rps:g} requests per second "
+                    f"(burst {decision.limit}); retry in {decision.retry_after_s} s"
+                ),
+                True,
+            )
         if not decision.fits:
-            return 413, error_body(f"{records} records are more than consumer {consumer.name!r} may send in a minute "
-                                   f"({decision.limit}); send smaller requests"), True
-        return 429, error_body(f"consumer {consumer.name!r} is over its quota of {decision.limit} records per minute "
-                               f"({decision.remaining} left now, {records} asked); retry in {decision.retry_after_s} s"), True
+            return (
+                413,
+                error_body(
+                    f"{records} records are more than consumer {consumer.name!r} may send in a minute "
+                    f"({decision.limit}); send smaller requests"
+                ),
+                True,
+            )
+        return (
+            429,
+            error_body(
+                f"consumer {consumer.name!r} is over its quota of {decision.limit} records per minute "
+                f"({decision.remaining} left now, {records} asked); retry in {decision.retry_after_s} s"
+            ),
+            True,
+        )
 
     def _check_content_type(self, scope: dict, path: str, method: str) -> tuple[int, dict] | None:
         if method != "POST":
@@ -195,11 +228,18 @@ class GateMiddleware:
                 return 415, error_body(f"send the body as JSON with Content-Type: application/json (got {media_type})")
         elif path in self.gate.upload_routes:
             if media_type != "multipart/form-data":
-                return 415, error_body(f"upload the CSV as multipart/form-data with a field named 'file' (got {media_type or 'no content type'})")
+                return 415, error_body(
+                    f"upload the CSV as multipart/form-data with a field named 'file' (got {media_type or 'no content type'})"
+                )
             if "boundary=" not in content_type:
                 return 400, error_body("the multipart/form-data content type has no boundary")
-        elif path in self.gate.form_routes and media_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            return 415, error_body(f"submit the form as application/x-www-form-urlencoded (got {media_type or 'no content type'})")
+        elif path in self.gate.form_routes and media_type not in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
+            return 415, error_body(
+                f"submit the form as application/x-www-form-urlencoded (got {media_type or 'no content type'})"
+            )
         return None
 
     async def _read_body(self, scope: dict, receive: Any, path: str) -> tuple[tuple[int, dict] | None, Any, bytes]:
@@ -251,8 +291,10 @@ def _check_key_in_query(scope: dict) -> tuple[int, dict] | None:
     query = scope.get("query_string", b"").decode("utf-8", "replace")
     names = sorted({name for name, _ in parse_qsl(query, keep_blank_values=True) if name.lower() in KEY_PARAMETERS})
     if names:
-        return 400, error_body(f"send the API key only in the header 'Authorization: Bearer <key>', never in the URL (query parameter "
-                               f"{', '.join(names)}); a key that was sent in a URL may have been logged on the way: have it replaced")
+        return 400, error_body(
+            f"send the API key only in the header 'Authorization: Bearer <key>', never in the URL (query parameter "
+            f"{', '.join(names)}); a key that was sent in a URL may have been logged on the way: have it replaced"
+        )
     return None
 
 
@@ -373,7 +415,12 @@ class CORS:
         self.cors = CORSMiddleware(app, **options)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope.get("method") == "OPTIONS" and _header(scope, b"origin") and _header(scope, b"access-control-request-method"):
+        if (
+            scope["type"] == "http"
+            and scope.get("method") == "OPTIONS"
+            and _header(scope, b"origin")
+            and _header(scope, b"access-control-request-method")
+        ):
             send = ErrorRewriter(send)  # a preflight: answered by CORSMiddleware alone
         await self.cors(scope, receive, send)
 
@@ -393,8 +440,11 @@ def install(service: Any) -> None:
 
     if config.CORS_ORIGINS:
         service.add_asgi_middleware(
-            CORS, allow_origins=config.CORS_ORIGINS, allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "X-On-Error", "Inference-Header-Content-Length"], expose_headers=["X-Cache", "X-Failed-Rows"],
+            CORS,
+            allow_origins=config.CORS_ORIGINS,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-On-Error", "Inference-Header-Content-Length"],
+            expose_headers=["X-Cache", "X-Failed-Rows"],
         )
     service.add_asgi_middleware(
         GateMiddleware,

@@ -23,31 +23,61 @@ def _metrics() -> dict[str, Any]:
     import prometheus_client as prom
 
     return {
-        "predictions": prom.Counter(f"{PREFIX}_predictions", "Predictions answered, per predicted label", ["model", "label"]),
+        "predictions": prom.Counter(
+            f"{PREFIX}_predictions", "Predictions answered, per predicted label", ["model", "label"]
+        ),
         "predicted_value": prom.Histogram(
-            f"{PREFIX}_predicted_value", "Predicted values (regression)", ["model"],
+            f"{PREFIX}_predicted_value",
+            "Predicted values (regression)",
+            ["model"],
             buckets=(-1000, -100, -10, -1, 0, 1, 10, 100, 1000, 10_000, 100_000, float("inf")),
         ),
         "cache": prom.Counter(f"{PREFIX}_prediction_cache", "Prediction cache lookups", ["result"]),
-        "cache_errors": prom.Counter(f"{PREFIX}_cache_errors", "Prediction cache (Redis) calls that failed or timed out; the prediction went on uncached", ["operation"]),
-        "validation_errors": prom.Counter(f"{PREFIX}_validation_errors", "Requests refused as invalid (4xx)", ["endpoint", "status"]),
-        "out_of_range": prom.Counter(f"{PREFIX}_out_of_range_inputs", "Numeric inputs outside the training range", ["feature"]),
+        "cache_errors": prom.Counter(
+            f"{PREFIX}_cache_errors",
+            "Prediction cache (Redis) calls that failed or timed out; the prediction went on uncached",
+            ["operation"],
+        ),
+        "validation_errors": prom.Counter(
+            f"{PREFIX}_validation_errors", "Requests refused as invalid (4xx)", ["endpoint", "status"]
+        ),
+        "out_of_range": prom.Counter(
+            f"{PREFIX}_out_of_range_inputs", "Numeric inputs outside the training range", ["feature"]
+        ),
         # BentoML's own bentoml_service_adaptive_batch_size counts the *calls* it merged; a call from the
         # entry worker already carries several records (tabserve/batching.py), so count records here.
         # Usage per consumer (tabserve/serving/consumers.py), counted by the gate on protected routes.
-        "requests": prom.Counter(f"{PREFIX}_requests", "Requests to protected routes, per consumer, route template and status", ["consumer", "route", "status"]),
+        "requests": prom.Counter(
+            f"{PREFIX}_requests",
+            "Requests to protected routes, per consumer, route template and status",
+            ["consumer", "route", "status"],
+        ),
         "records": prom.Counter(f"{PREFIX}_records", "Records scored (answered 2xx), per consumer", ["consumer"]),
         "batch_records": prom.Histogram(
-            f"{PREFIX}_pipeline_batch_records", "Records per pipeline call on the model service", ["api"],
+            f"{PREFIX}_pipeline_batch_records",
+            "Records per pipeline call on the model service",
+            ["api"],
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 10_000, float("inf")),
         ),
         # Where a predict-by-id request spends its time: the feature lookup (per result: found, not_found,
         # error, timeout) beside the entry worker's calls to the model service (per model-service API).
-        "feature_lookup": prom.Histogram(f"{PREFIX}_feature_lookup_seconds", "Feature table lookups by entity id, per result", ["result"], buckets=SECONDS),
+        "feature_lookup": prom.Histogram(
+            f"{PREFIX}_feature_lookup_seconds",
+            "Feature table lookups by entity id, per result",
+            ["result"],
+            buckets=SECONDS,
+        ),
         # Per entry worker (BentoML's worker index): with several workers, the kernel spreads connections among
         # them unevenly; this shows how unevenly.
-        "worker_requests": prom.Counter(f"{PREFIX}_worker_requests", "Requests to protected routes, per entry worker", ["worker"]),
-        "model_call": prom.Histogram(f"{PREFIX}_model_call_seconds", "Calls from the entry worker to the model service, per API", ["api"], buckets=SECONDS),
+        "worker_requests": prom.Counter(
+            f"{PREFIX}_worker_requests", "Requests to protected routes, per entry worker", ["worker"]
+        ),
+        "model_call": prom.Histogram(
+            f"{PREFIX}_model_call_seconds",
+            "Calls from the entry worker to the model service, per API",
+            ["api"],
+            buckets=SECONDS,
+        ),
     }
 
 
@@ -104,17 +134,32 @@ def observe_model_call(api: str, seconds: float) -> None:
 
 
 # Route templates for the `route` label: raw paths (/v1/features/<anything>) would make a series per path.
-ROUTES = [(re.compile(pattern), template) for pattern, template in [
-    (r"/predict", "/predict"), (r"/predict_batch", "/predict_batch"), (r"/predict_csv", "/predict_csv"),
-    (r"/v1/model", "/v1/model"), (r"/v1/features", "/v1/features"), (r"/v1/features/[^/]+", "/v1/features/{name}"),
-    (r"/v1/drift", "/v1/drift"), (r"/v1/models", "/v1/models"), (r"/v1/admin/promote", "/v1/admin/promote"),
-    (r"/v1/models/[^/]+", "/v1/models/{version}"), (r"/v1/models/[^/]+/(predict|comparison)", "/v1/models/{version}/\\1"),
-    (r"/v1/predict", "/v1/predict"), (r"/v1/form", "/v1/form"), (r"/v1/entities/[^/]+/predict", "/v1/entities/{id}/predict"),
-    (r"/v2/?", "/v2"), (r"/v2/health/live", "/v2/health/live"), (r"/v2/health/ready", "/v2/health/ready"),
-    (r"/v2/models/[^/]+", "/v2/models/{model}"), (r"/v2/models/[^/]+/(ready|infer)", "/v2/models/{model}/\\1"),
-    (r"/v2/models/[^/]+/versions/[^/]+", "/v2/models/{model}/versions/{version}"),
-    (r"/v2/models/[^/]+/versions/[^/]+/(ready|infer)", "/v2/models/{model}/versions/{version}/\\1"),
-]]
+ROUTES = [
+    (re.compile(pattern), template)
+    for pattern, template in [
+        (r"/predict", "/predict"),
+        (r"/predict_batch", "/predict_batch"),
+        (r"/predict_csv", "/predict_csv"),
+        (r"/v1/model", "/v1/model"),
+        (r"/v1/features", "/v1/features"),
+        (r"/v1/features/[^/]+", "/v1/features/{name}"),
+        (r"/v1/drift", "/v1/drift"),
+        (r"/v1/models", "/v1/models"),
+        (r"/v1/admin/promote", "/v1/admin/promote"),
+        (r"/v1/models/[^/]+", "/v1/models/{version}"),
+        (r"/v1/models/[^/]+/(predict|comparison)", "/v1/models/{version}/\\1"),
+        (r"/v1/predict", "/v1/predict"),
+        (r"/v1/form", "/v1/form"),
+        (r"/v1/entities/[^/]+/predict", "/v1/entities/{id}/predict"),
+        (r"/v2/?", "/v2"),
+        (r"/v2/health/live", "/v2/health/live"),
+        (r"/v2/health/ready", "/v2/health/ready"),
+        (r"/v2/models/[^/]+", "/v2/models/{model}"),
+        (r"/v2/models/[^/]+/(ready|infer)", "/v2/models/{model}/\\1"),
+        (r"/v2/models/[^/]+/versions/[^/]+", "/v2/models/{model}/versions/{version}"),
+        (r"/v2/models/[^/]+/versions/[^/]+/(ready|infer)", "/v2/models/{model}/versions/{version}/\\1"),
+    ]
+]
 
 
 EXACT = {template for pattern, template in ROUTES if pattern.pattern == template}
@@ -122,7 +167,9 @@ EXACT = {template for pattern, template in ROUTES if pattern.pattern == template
 
 # Routes without parameters that BentoML itself serves (probes, docs, metrics): kept as they are in the
 # `endpoint` label of BentoML's request metrics; any other unknown path is "other".
-PLAIN_PATHS = frozenset({"/", "/docs.json", "/readyz", "/livez", "/healthz", "/metrics", "/predict_bulk"})  # the last: ModelService
+PLAIN_PATHS = frozenset(
+    {"/", "/docs.json", "/readyz", "/livez", "/healthz", "/metrics", "/predict_bulk"}
+)  # the last: ModelService
 
 
 def endpoint_label(path: str) -> str:
@@ -141,7 +188,9 @@ def route_label(path: str) -> str:
     for pattern, template in ROUTES:
         match = pattern.fullmatch(path)
         if match:
-            return template.replace("\\1", match.group(1)) if match.groups() else template  # (not match.expand: it parses the template each time)
+            return (
+                template.replace("\\1", match.group(1)) if match.groups() else template
+            )  # (not match.expand: it parses the template each time)
     return "other"
 
 
@@ -169,15 +218,33 @@ def drift_metrics() -> dict[str, Any]:
     import prometheus_client as prom
 
     return {
-        "feature_values": prom.Counter(FEATURE_VALUES, "Served input values per feature and bin of the training reference", ["model", "feature", "bin"]),
-        "predicted_values": prom.Counter(PREDICTED_VALUES, "Served predictions per bin of the reference's prediction distribution", ["model", "bin"]),
-        "feature_psi": prom.Gauge(f"{PREFIX}_feature_drift_psi", "PSI of the drift window against the training reference, per feature",
-                                  ["model", "feature"], multiprocess_mode="mostrecent"),
-        "prediction_psi": prom.Gauge(f"{PREFIX}_prediction_drift_psi", "PSI of the window's predictions against those on the held-out split",
-                                     ["model"], multiprocess_mode="mostrecent"),
-        "window_records": prom.Gauge(f"{PREFIX}_drift_window_records", "Records in the drift window", ["model"], multiprocess_mode="mostrecent"),
+        "feature_values": prom.Counter(
+            FEATURE_VALUES,
+            "Served input values per feature and bin of the training reference",
+            ["model", "feature", "bin"],
+        ),
+        "predicted_values": prom.Counter(
+            PREDICTED_VALUES, "Served predictions per bin of the reference's prediction distribution", ["model", "bin"]
+        ),
+        "feature_psi": prom.Gauge(
+            f"{PREFIX}_feature_drift_psi",
+            "PSI of the drift window against the training reference, per feature",
+            ["model", "feature"],
+            multiprocess_mode="mostrecent",
+        ),
+        "prediction_psi": prom.Gauge(
+            f"{PREFIX}_prediction_drift_psi",
+            "PSI of the window's predictions against those on the held-out split",
+            ["model"],
+            multiprocess_mode="mostrecent",
+        ),
+        "window_records": prom.Gauge(
+            f"{PREFIX}_drift_window_records", "Records in the drift window", ["model"], multiprocess_mode="mostrecent"
+        ),
         # The earliest entry worker's start: when the counters began (DRIFT_WINDOW_S=0 windows start here).
-        "since": prom.Gauge(DRIFT_SINCE, "Unix time the drift counters started counting", ["model"], multiprocess_mode="min"),
+        "since": prom.Gauge(
+            DRIFT_SINCE, "Unix time the drift counters started counting", ["model"], multiprocess_mode="min"
+        ),
     }
 
 
@@ -188,7 +255,11 @@ def drift_metrics() -> dict[str, Any]:
 def payload_log_metrics() -> dict[str, Any]:
     import prometheus_client as prom
 
-    return {"errors": prom.Counter(f"{PREFIX}_payload_log_errors", "Predicted records the payload log could not write, per reason", ["reason"])}
+    return {
+        "errors": prom.Counter(
+            f"{PREFIX}_payload_log_errors", "Predicted records the payload log could not write, per reason", ["reason"]
+        )
+    }
 
 
 def observe_payload_log_error(reason: str, records: int) -> None:
@@ -212,14 +283,26 @@ def version_metrics() -> dict[str, Any]:
 
     pair = ["champion", "challenger"]
     return {
-        "swaps": prom.Counter(f"{PREFIX}_model_swaps", "New model versions found by the store watcher, per result", ["result"]),
+        "swaps": prom.Counter(
+            f"{PREFIX}_model_swaps", "New model versions found by the store watcher, per result", ["result"]
+        ),
         # Summed over the live workers: how many answer with each version now (a swap reaches every worker
         # within a second; a dashboard or a test waits for the old champion's count to reach 0).
-        "champion": prom.Gauge(CHAMPION_WORKERS, "Entry workers whose champion is this version", ["model"], multiprocess_mode="livesum"),
-        "shadow": prom.Counter(SHADOW_PREDICTIONS, "Challenger predictions compared with the champion's, per result", [*pair, "result"]),
-        "difference": prom.Histogram(SHADOW_DIFFERENCE, "Largest difference of a class probability between champion and challenger, per record",
-                                     pair, buckets=(0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)),
-        "absolute": prom.Counter(SHADOW_ABS_DIFFERENCE, "Sum of |champion - challenger| over compared regression predictions", pair),
+        "champion": prom.Gauge(
+            CHAMPION_WORKERS, "Entry workers whose champion is this version", ["model"], multiprocess_mode="livesum"
+        ),
+        "shadow": prom.Counter(
+            SHADOW_PREDICTIONS, "Challenger predictions compared with the champion's, per result", [*pair, "result"]
+        ),
+        "difference": prom.Histogram(
+            SHADOW_DIFFERENCE,
+            "Largest difference of a class probability between champion and challenger, per record",
+            pair,
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
+        ),
+        "absolute": prom.Counter(
+            SHADOW_ABS_DIFFERENCE, "Sum of |champion - challenger| over compared regression predictions", pair
+        ),
     }
 
 

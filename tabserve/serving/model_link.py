@@ -59,7 +59,7 @@ class ModelLink:
                 await asyncio.sleep(0.05 * attempt)
             try:
                 return await asyncio.wait_for(getattr(service.to_async, api)(records), self.timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._suspect_until = time.monotonic() + SUSPECT_FOR_S
                 raise ModelUnavailable(f"the model service did not answer within {self.timeout_s:g} s") from None
             except BentoMLException as exc:  # the model service answered, with an error: not retried

@@ -21,8 +21,9 @@ import base64
 import json
 import math
 import struct
+from collections.abc import Callable
 from importlib import metadata
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
@@ -32,18 +33,36 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tabserve.core.card import ModelCard
-from tabserve.serving.versions import IncompatibleVersion, UnknownVersion
-from tabserve.core.errors import DuplicateKey, ModelUnavailable, error_body, pydantic_detail, refuse_duplicate_keys, repeated, summarize
+from tabserve.core.errors import (
+    DuplicateKey,
+    ModelUnavailable,
+    error_body,
+    pydantic_detail,
+    refuse_duplicate_keys,
+    repeated,
+    summarize,
+)
 from tabserve.core.pipeline import CLASSIFICATION
 from tabserve.core.schema import BOOLEAN, CATEGORICAL, NUMERIC, Feature
+from tabserve.serving.versions import IncompatibleVersion, UnknownVersion
 
 PLATFORM = "scikit-learn"
 INTEGERS = ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
 FLOATS = ("FP16", "FP32", "FP64")
 # numpy dtypes of the datatypes binary tensor data may carry (little-endian, row-major).
 BINARY_DTYPES = {
-    "BOOL": "?", "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
-    "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
+    "BOOL": "?",
+    "INT8": "<i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "UINT8": "<u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
 }
 MAX_LISTED_ERRORS = 100  # row errors listed in `detail`; the message counts them all
 
@@ -58,27 +77,36 @@ class OipError(Exception):
 
 # --- The protocol's messages (documented in /docs.json) ------------------------------------------
 
+
 class RequestInput(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
     name: str = Field(description="A feature name (GET /v2/models/{name} lists them).")
     shape: list[int] = Field(description="[N] or [N, 1]: one value per row.")
-    datatype: str = Field(description="BYTES (text categories, dates), INT64 (coded categories; numbers too), FP64 (numbers), BOOL.")
-    parameters: Optional[dict[str, Any]] = Field(None, description="`binary_data_size` with binary data; `content_type` (str, base64) for BYTES.")
-    data: Optional[list[Any]] = Field(None, description="The column, flat (or one list per row); null for a missing value.")
+    datatype: str = Field(
+        description="BYTES (text categories, dates), INT64 (coded categories; numbers too), FP64 (numbers), BOOL."
+    )
+    parameters: dict[str, Any] | None = Field(
+        None, description="`binary_data_size` with binary data; `content_type` (str, base64) for BYTES."
+    )
+    data: list[Any] | None = Field(
+        None, description="The column, flat (or one list per row); null for a missing value."
+    )
 
 
 class RequestOutput(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
     name: str = Field(description="predict or predict_proba.")
-    parameters: Optional[dict[str, Any]] = None
+    parameters: dict[str, Any] | None = None
 
 
 class InferenceRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")  # clients add fields (KServe: model_name)
-    id: Optional[str] = Field(None, description="Echoed in the answer.")
-    parameters: Optional[dict[str, Any]] = Field(None, description='{"content_type": "pd"} (MLServer\'s pandas codec) is accepted: the same columnar form.')
+    id: str | None = Field(None, description="Echoed in the answer.")
+    parameters: dict[str, Any] | None = Field(
+        None, description='{"content_type": "pd"} (MLServer\'s pandas codec) is accepted: the same columnar form.'
+    )
     inputs: list[RequestInput] = Field(min_length=1, description="One input per feature.")
-    outputs: Optional[list[RequestOutput]] = Field(None, description="The outputs wanted (default: all).")
+    outputs: list[RequestOutput] | None = Field(None, description="The outputs wanted (default: all).")
 
 
 class OutputTensor(BaseModel):
@@ -86,14 +114,14 @@ class OutputTensor(BaseModel):
     datatype: str
     shape: list[int]
     data: list[Any]
-    parameters: Optional[dict[str, Any]] = None
+    parameters: dict[str, Any] | None = None
 
 
 class InferenceResponse(BaseModel):
     model_name: str
     model_version: str
-    id: Optional[str] = None
-    parameters: Optional[dict[str, Any]] = None
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
     outputs: list[OutputTensor]
 
 
@@ -101,7 +129,7 @@ class MetadataTensor(BaseModel):
     name: str
     datatype: str
     shape: list[int]
-    parameters: Optional[dict[str, Any]] = None
+    parameters: dict[str, Any] | None = None
 
 
 class ModelMetadata(BaseModel):
@@ -137,6 +165,7 @@ class OipErrorBody(BaseModel):
 
 
 # --- The model's tensors ---------------------------------------------------------------------------
+
 
 def input_datatype(feature: Feature) -> str:
     """The datatype metadata declares for a feature."""
@@ -185,7 +214,14 @@ def model_metadata(card: ModelCard) -> dict[str, Any]:
     inputs = [{"name": f.name, "datatype": input_datatype(f), "shape": [-1]} for f in card.schema.features]
     outputs = [{"name": "predict", "datatype": output_datatype(card), "shape": [-1]}]
     if "predict_proba" in output_names(card):
-        outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(card.classes or [])], "parameters": class_parameters(card)})
+        outputs.append(
+            {
+                "name": "predict_proba",
+                "datatype": "FP64",
+                "shape": [-1, len(card.classes or [])],
+                "parameters": class_parameters(card),
+            }
+        )
     return {"name": name, "versions": [version], "platform": PLATFORM, "inputs": inputs, "outputs": outputs}
 
 
@@ -196,11 +232,15 @@ def split_tag(tag: str) -> tuple[str, str]:
 
 # --- Columns -> records ----------------------------------------------------------------------------
 
+
 def parse_request(body: bytes, header_length: str | None) -> InferenceRequest:
     """The request body (JSON, or a JSON header then binary tensor data) as an InferenceRequest."""
     if header_length is not None:
         if not header_length.strip().isdigit() or int(header_length) > len(body):
-            raise OipError(400, f"invalid input: Inference-Header-Content-Length {header_length!r} is not a length within the {len(body)}-byte body")
+            raise OipError(
+                400,
+                f"invalid input: Inference-Header-Content-Length {header_length!r} is not a length within the {len(body)}-byte body",
+            )
         size = int(header_length)
         header, raw = body[:size], body[size:]
     else:
@@ -232,16 +272,22 @@ def _attach_binary(request: InferenceRequest, raw: bytes) -> None:
         if size is None:
             continue
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise OipError(400, f"invalid input: input {tensor.name!r}: binary_data_size must be a whole number of bytes")
+            raise OipError(
+                400, f"invalid input: input {tensor.name!r}: binary_data_size must be a whole number of bytes"
+            )
         if tensor.data is not None:
             raise OipError(400, f"invalid input: input {tensor.name!r} has both data and binary_data_size")
-        chunk = raw[offset:offset + size]
+        chunk = raw[offset : offset + size]
         if len(chunk) < size:
-            raise OipError(400, f"invalid input: input {tensor.name!r}: binary_data_size {size} runs past the end of the body")
+            raise OipError(
+                400, f"invalid input: input {tensor.name!r}: binary_data_size {size} runs past the end of the body"
+            )
         offset += size
         tensor.data = _decode_binary(tensor.name, tensor.datatype, chunk)
     if offset != len(raw):
-        raise OipError(400, f"invalid input: {len(raw) - offset} bytes of binary data after the JSON header belong to no input")
+        raise OipError(
+            400, f"invalid input: {len(raw) - offset} bytes of binary data after the JSON header belong to no input"
+        )
 
 
 def _decode_binary(name: str, datatype: str, chunk: bytes) -> list[Any]:
@@ -254,14 +300,19 @@ def _decode_binary(name: str, datatype: str, chunk: bytes) -> list[Any]:
             offset += 4
             if offset + length > len(chunk):
                 raise OipError(400, f"invalid input: input {name!r}: truncated BYTES element")
-            values.append(_text(name, chunk[offset:offset + length]))
+            values.append(_text(name, chunk[offset : offset + length]))
             offset += length
         return values
     dtype = BINARY_DTYPES.get(datatype)
     if dtype is None:
-        raise OipError(400, f"invalid input: input {name!r}: datatype {datatype!r} is not one of {', '.join(['BYTES', *BINARY_DTYPES])}")
+        raise OipError(
+            400,
+            f"invalid input: input {name!r}: datatype {datatype!r} is not one of {', '.join(['BYTES', *BINARY_DTYPES])}",
+        )
     if len(chunk) % np.dtype(dtype).itemsize:
-        raise OipError(400, f"invalid input: input {name!r}: {len(chunk)} bytes is not a whole number of {datatype} values")
+        raise OipError(
+            400, f"invalid input: input {name!r}: {len(chunk)} bytes is not a whole number of {datatype} values"
+        )
     return np.frombuffer(chunk, dtype=dtype).tolist()
 
 
@@ -277,11 +328,16 @@ def column(tensor: RequestInput, feature: Feature) -> list[Any]:
     name = tensor.name
     if tensor.datatype not in accepted_datatypes(feature):
         expected = input_datatype(feature)
-        raise OipError(400, f"invalid input: input {name!r}: datatype {tensor.datatype} does not fit the {feature.type_name} feature; send {expected}"
-                       + (" (any number type is accepted)" if expected == "FP64" else ""))
+        raise OipError(
+            400,
+            f"invalid input: input {name!r}: datatype {tensor.datatype} does not fit the {feature.type_name} feature; send {expected}"
+            + (" (any number type is accepted)" if expected == "FP64" else ""),
+        )
     shape = tensor.shape
     if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 1:
-        raise OipError(400, f"invalid input: input {name!r}: shape {shape} is not a column; send [N] or [N, 1] with N >= 1")
+        raise OipError(
+            400, f"invalid input: input {name!r}: shape {shape} is not a column; send [N] or [N, 1] with N >= 1"
+        )
     if tensor.data is None:
         raise OipError(400, f"invalid input: input {name!r} has no data")
     data = tensor.data
@@ -290,7 +346,9 @@ def column(tensor: RequestInput, feature: Feature) -> list[Any]:
             raise OipError(400, f"invalid input: input {name!r}: shape {shape} wants one value per row")
         data = [row[0] for row in data]
     if len(data) != shape[0]:
-        raise OipError(400, f"invalid input: input {name!r}: shape {shape} says {shape[0]} values but data has {len(data)}")
+        raise OipError(
+            400, f"invalid input: input {name!r}: shape {shape} says {shape[0]} values but data has {len(data)}"
+        )
     if tensor.datatype in FLOATS:
         return [None if isinstance(v, float) and math.isnan(v) else v for v in data]
     if tensor.datatype == "BYTES":  # no null in binary BYTES (tritonclient sends None as "None"): "" is missing
@@ -304,14 +362,21 @@ def _b64(name: str, text: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except ValueError:
-        raise OipError(400, f"invalid input: input {name!r}: a value is not base64 (its content_type says base64)") from None
+        raise OipError(
+            400, f"invalid input: input {name!r}: a value is not base64 (its content_type says base64)"
+        ) from None
 
 
-def records_from_request(request: InferenceRequest, card: ModelCard, record_type: type[BaseModel], max_records: int) -> list[dict[str, Any]]:
+def records_from_request(
+    request: InferenceRequest, card: ModelCard, record_type: type[BaseModel], max_records: int
+) -> list[dict[str, Any]]:
     """The request's columns as validated records (dicts as Record.model_dump() gives them), in row order."""
     content_type = (request.parameters or {}).get("content_type")
     if content_type not in (None, "pd"):
-        raise OipError(400, f"invalid input: request content_type {content_type!r} is not supported; send one input per feature (no content_type, or 'pd')")
+        raise OipError(
+            400,
+            f"invalid input: request content_type {content_type!r} is not supported; send one input per feature (no content_type, or 'pd')",
+        )
     schema = card.schema
     names = [t.name for t in request.inputs]
     twice = repeated(names)
@@ -319,52 +384,86 @@ def records_from_request(request: InferenceRequest, card: ModelCard, record_type
         raise OipError(400, f"invalid input: input(s) given more than once: {', '.join(twice)}")
     unknown = [n for n in names if n not in schema.names]
     if unknown:
-        raise OipError(400, f"invalid input: unknown input(s): {', '.join(unknown)}; this model's inputs: {', '.join(schema.names)}")
+        raise OipError(
+            400,
+            f"invalid input: unknown input(s): {', '.join(unknown)}; this model's inputs: {', '.join(schema.names)}",
+        )
     missing = [n for n in schema.names if n not in names]
     if missing:
-        raise OipError(400, f"invalid input: missing input(s): {', '.join(missing)}; send every feature as an input (null values for a nullable one)")
+        raise OipError(
+            400,
+            f"invalid input: missing input(s): {', '.join(missing)}; send every feature as an input (null values for a nullable one)",
+        )
     columns = {t.name: column(t, schema[t.name]) for t in request.inputs}
     lengths = {name: len(values) for name, values in columns.items()}
     if len(set(lengths.values())) > 1:
         listed = ", ".join(f"{name}: {n}" for name, n in lengths.items())
-        raise OipError(400, f"invalid input: the inputs have different lengths ({listed}); every column needs one value per row")
+        raise OipError(
+            400, f"invalid input: the inputs have different lengths ({listed}); every column needs one value per row"
+        )
     rows = next(iter(lengths.values()))
     if rows > max_records:
         raise OipError(400, f"invalid input: {rows} rows; at most {max_records} in one request")
     records, detail, failed = [], [], 0
     for i in range(rows):
         try:
-            records.append(record_type.model_validate({name: values[i] for name, values in columns.items()}).model_dump())
+            records.append(
+                record_type.model_validate({name: values[i] for name, values in columns.items()}).model_dump()
+            )
         except ValidationError as exc:
             failed += 1
             prefix = (f"row {i + 1}",) if rows > 1 else ()
             detail.extend(pydantic_detail(exc.errors(include_context=False, include_input=False), prefix=prefix))
     if failed:
         first = summarize(detail[:1])
-        message = first if rows == 1 and len(detail) == 1 else f"{first} ({len(detail)} problems in {failed} of {rows} rows)"
+        message = (
+            first if rows == 1 and len(detail) == 1 else f"{first} ({len(detail)} problems in {failed} of {rows} rows)"
+        )
         raise OipError(400, message, detail[:MAX_LISTED_ERRORS])
     return records
 
 
-def outputs(card: ModelCard, answers: list[dict[str, Any]], requested: list[RequestOutput] | None) -> list[dict[str, Any]]:
+def outputs(
+    card: ModelCard, answers: list[dict[str, Any]], requested: list[RequestOutput] | None
+) -> list[dict[str, Any]]:
     """The output tensors of the answers (API items: prediction, probabilities), as requested."""
     available = output_names(card)
     wanted = [o.name for o in requested] if requested else available
     unknown = [name for name in wanted if name not in available]
     if unknown:
-        raise OipError(400, f"invalid input: unknown output(s): {', '.join(unknown)}; this model's outputs: {', '.join(available)}")
+        raise OipError(
+            400, f"invalid input: unknown output(s): {', '.join(unknown)}; this model's outputs: {', '.join(available)}"
+        )
     tensors = []
     for name in wanted:
         if name == "predict":
-            tensors.append({"name": "predict", "datatype": output_datatype(card), "shape": [len(answers)], "data": [a["prediction"] for a in answers]})
+            tensors.append(
+                {
+                    "name": "predict",
+                    "datatype": output_datatype(card),
+                    "shape": [len(answers)],
+                    "data": [a["prediction"] for a in answers],
+                }
+            )
         else:
-            keys = [json.dumps(c) if isinstance(c, bool) else str(c) for c in card.classes or []]  # probability keys: label_text
+            keys = [
+                json.dumps(c) if isinstance(c, bool) else str(c) for c in card.classes or []
+            ]  # probability keys: label_text
             data = [a["probabilities"][k] for a in answers for k in keys]
-            tensors.append({"name": "predict_proba", "datatype": "FP64", "shape": [len(answers), len(keys)], "data": data, "parameters": class_parameters(card)})
+            tensors.append(
+                {
+                    "name": "predict_proba",
+                    "datatype": "FP64",
+                    "shape": [len(answers), len(keys)],
+                    "data": data,
+                    "parameters": class_parameters(card),
+                }
+            )
     return tensors
 
 
 # --- The app ---------------------------------------------------------------------------------------
+
 
 def _server_version() -> str:
     try:
@@ -383,7 +482,9 @@ ERRORS = {
 }
 
 
-def create_app(card: ModelCard, record_type: type[BaseModel], predictor: Callable[[], Any], max_records: int = 10_000) -> FastAPI:
+def create_app(
+    card: ModelCard, record_type: type[BaseModel], predictor: Callable[[], Any], max_records: int = 10_000
+) -> FastAPI:
     """`predictor()` gives the entry service: `async predict_one(record) -> (item, cache_hit)`,
     `async predict_many(records) -> [item]` and `async __is_ready__() -> bool`."""
     app = FastAPI(title="tabserve /v2 (Open Inference Protocol)", docs_url=None, redoc_url=None, openapi_url=None)
@@ -438,7 +539,12 @@ def create_app(card: ModelCard, record_type: type[BaseModel], predictor: Callabl
     async def is_ready() -> bool:
         return bool(await predictor().__is_ready__())
 
-    @app.get("/health/ready", response_model=Ready, summary="Server ready (the model service answers)", responses=documented(503))
+    @app.get(
+        "/health/ready",
+        response_model=Ready,
+        summary="Server ready (the model service answers)",
+        responses=documented(503),
+    )
     async def ready() -> Any:
         if await is_ready():
             return {"ready": True}
@@ -448,40 +554,75 @@ def create_app(card: ModelCard, record_type: type[BaseModel], predictor: Callabl
         check_model(model_name, model_version)
         if await is_ready():
             return {"name": model_name, "ready": True}
-        return error(503, f"model {model_name!r} is not ready: the model service does not answer", headers={"Retry-After": "1"})
+        return error(
+            503, f"model {model_name!r} is not ready: the model service does not answer", headers={"Retry-After": "1"}
+        )
 
-    @app.get("/models/{model_name}", response_model=ModelMetadata, response_model_exclude_none=True, summary="Model metadata: inputs (one per feature) and outputs", responses=documented(404))
+    @app.get(
+        "/models/{model_name}",
+        response_model=ModelMetadata,
+        response_model_exclude_none=True,
+        summary="Model metadata: inputs (one per feature) and outputs",
+        responses=documented(404),
+    )
     async def get_metadata(model_name: str) -> dict[str, Any]:
         check_model(model_name, None)
         return model_metadata(predictor().versions.champion)
 
-    @app.get("/models/{model_name}/versions/{model_version}", response_model=ModelMetadata, response_model_exclude_none=True, summary="Model metadata of a version", responses=documented(404))
+    @app.get(
+        "/models/{model_name}/versions/{model_version}",
+        response_model=ModelMetadata,
+        response_model_exclude_none=True,
+        summary="Model metadata of a version",
+        responses=documented(404),
+    )
     async def get_version_metadata(model_name: str, model_version: str) -> dict[str, Any]:
         return model_metadata(check_model(model_name, model_version))
 
-    @app.get("/models/{model_name}/ready", response_model=ModelReady, summary="Model ready", responses=documented(404, 503))
+    @app.get(
+        "/models/{model_name}/ready", response_model=ModelReady, summary="Model ready", responses=documented(404, 503)
+    )
     async def get_model_ready(model_name: str) -> Any:
         return await model_ready(model_name, None)
 
-    @app.get("/models/{model_name}/versions/{model_version}/ready", response_model=ModelReady, summary="Model version ready", responses=documented(404, 503))
+    @app.get(
+        "/models/{model_name}/versions/{model_version}/ready",
+        response_model=ModelReady,
+        summary="Model version ready",
+        responses=documented(404, 503),
+    )
     async def get_version_ready(model_name: str, model_version: str) -> Any:
         return await model_ready(model_name, model_version)
 
     example = {
         "id": "42",
-        "inputs": [{"name": f.name, "shape": [1], "datatype": input_datatype(f), "data": [f.example]} for f in card.schema.features],
+        "inputs": [
+            {"name": f.name, "shape": [1], "datatype": input_datatype(f), "data": [f.example]}
+            for f in card.schema.features
+        ],
         "outputs": [{"name": n} for n in output_names(card)],
     }
     request_schema = _inline(InferenceRequest.model_json_schema())
-    infer_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": request_schema, "example": example}}}}
+    infer_body = {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": request_schema, "example": example}},
+        }
+    }
     infer_responses = {**documented(400, 404, 409, 415, 429, 503)}
 
     async def infer(request: Request, response: Response, model_name: str, model_version: str | None) -> Any:
         version_card = check_model(model_name, model_version)
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         header_length = request.headers.get("inference-header-content-length")
-        if media_type and media_type not in ("application/json", "application/octet-stream") and not media_type.endswith("+json"):
-            raise OipError(415, f"send the inference request as JSON with Content-Type: application/json (got {media_type})")
+        if (
+            media_type
+            and media_type not in ("application/json", "application/octet-stream")
+            and not media_type.endswith("+json")
+        ):
+            raise OipError(
+                415, f"send the inference request as JSON with Content-Type: application/json (got {media_type})"
+            )
         inference = parse_request(await request.body(), header_length)
         records = records_from_request(inference, card, record_type, max_records)
         tensors_wanted = inference.outputs
@@ -499,13 +640,25 @@ def create_app(card: ModelCard, record_type: type[BaseModel], predictor: Callabl
             body["id"] = inference.id
         return body
 
-    @app.post("/models/{model_name}/infer", response_model=InferenceResponse, response_model_exclude_none=True,
-              summary="Predict N rows given as one column per feature", openapi_extra=infer_body, responses=infer_responses)
+    @app.post(
+        "/models/{model_name}/infer",
+        response_model=InferenceResponse,
+        response_model_exclude_none=True,
+        summary="Predict N rows given as one column per feature",
+        openapi_extra=infer_body,
+        responses=infer_responses,
+    )
     async def post_infer(model_name: str, request: Request, response: Response) -> Any:
         return await infer(request, response, model_name, None)
 
-    @app.post("/models/{model_name}/versions/{model_version}/infer", response_model=InferenceResponse, response_model_exclude_none=True,
-              summary="Predict with a model version", openapi_extra=infer_body, responses=infer_responses)
+    @app.post(
+        "/models/{model_name}/versions/{model_version}/infer",
+        response_model=InferenceResponse,
+        response_model_exclude_none=True,
+        summary="Predict with a model version",
+        openapi_extra=infer_body,
+        responses=infer_responses,
+    )
     async def post_version_infer(model_name: str, model_version: str, request: Request, response: Response) -> Any:
         return await infer(request, response, model_name, model_version)
 

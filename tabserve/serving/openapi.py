@@ -27,30 +27,41 @@ DOCUMENTED_ERRORS = {
     504: "No answer within the request timeout",
 }
 RATE_LIMIT_HEADERS = {
-    "X-RateLimit-Limit": {"description": "The consumer's bucket: its burst of requests, or its records per minute", "schema": {"type": "integer"}},
+    "X-RateLimit-Limit": {
+        "description": "The consumer's bucket: its burst of requests, or its records per minute",
+        "schema": {"type": "integer"},
+    },
     "X-RateLimit-Remaining": {"description": "What is left in that bucket now", "schema": {"type": "integer"}},
     "X-RateLimit-Reset": {"description": "Seconds until the bucket is full again", "schema": {"type": "integer"}},
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
 # Predict by entity id (tabserve/serving/entities.py): what its 404, 422 and 503 mean there.
 VERSION_ROUTES = ("/v1/models/{version}", "/v1/models/{version}/predict", "/v1/models/{version}/comparison")
-VERSION_CONFLICT = ("A held version that cannot serve this request: one whose feature schema differs from the API's (predict), "
-                    "or one that is not the challenger (comparison); the error says what to do")
+VERSION_CONFLICT = (
+    "A held version that cannot serve this request: one whose feature schema differs from the API's (predict), "
+    "or one that is not the challenger (comparison); the error says what to do"
+)
 ADMIN_ROUTES = ("/v1/admin/promote",)
 ENTITY_ROUTES = ("/v1/entities/{id}/predict",)
 ENTITY_ERRORS = {
     404: "No entity with this id in the feature table",
-    422: ("The entity's row holds a value the model cannot take, or the table lacks a feature the model requires: the error "
-          "names the entity, the column and the table. The request is right, the stored data is not; giving that feature "
-          "as a query parameter scores the entity anyway"),
-    503: ("The feature database is unreachable, the table is missing (fill it with `python -m tabserve.features load`), or "
-          "the lookup took longer than FEATURE_DB_TIMEOUT_MS; or the model is not ready. Retry after Retry-After seconds"),
+    422: (
+        "The entity's row holds a value the model cannot take, or the table lacks a feature the model requires: the error "
+        "names the entity, the column and the table. The request is right, the stored data is not; giving that feature "
+        "as a query parameter scores the entity anyway"
+    ),
+    503: (
+        "The feature database is unreachable, the table is missing (fill it with `python -m tabserve.features load`), or "
+        "the lookup took longer than FEATURE_DB_TIMEOUT_MS; or the model is not ready. Retry after Retry-After seconds"
+    ),
 }
 # Routes that score CSV rows and take the on_error choice (query parameter or header).
 ON_ERROR_ROUTES = ("/predict_csv",)
 ON_ERROR_SCHEMA = {"type": "string", "enum": ["fail", "skip"], "default": "fail"}
-ON_ERROR_DOC = ("What to do with rows that fail validation: `fail` (default) answers 400 listing them and predicts nothing; "
-                "`skip` predicts the other rows and names each bad row's problem in an `error` column (empty for good rows).")
+ON_ERROR_DOC = (
+    "What to do with rows that fail validation: `fail` (default) answers 400 listing them and predicts nothing; "
+    "`skip` predicts the other rows and names each bad row's problem in an `error` column (empty for good rows)."
+)
 
 
 class DocsRewriter(AnswerRewriter):
@@ -66,7 +77,16 @@ class DocsRewriter(AnswerRewriter):
     async def answer(self, start: dict, body: bytes) -> None:
         if start["status"] == 200:
             body = json_bytes(document_errors(json.loads(body), self.gate))
-        await self.send({**start, "headers": [*kept_headers(start), (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await self.send(
+            {
+                **start,
+                "headers": [
+                    *kept_headers(start),
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await self.send({"type": "http.response.body", "body": body})
 
 
@@ -85,12 +105,17 @@ def document_errors(spec: dict, gate: Gate) -> dict:
         "required": ["error", "detail"],
         "properties": {
             "error": {"type": "string", "description": "One line naming what was wrong."},
-            "detail": {"type": "array", "items": {"type": "object"}, "description": "Per-field details: loc, msg, type."},
+            "detail": {
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "Per-field details: loc, msg, type.",
+            },
         },
     }
     if gate.requires_key:
         components.setdefault("securitySchemes", {})["apiKey"] = {
-            "type": "http", "scheme": "bearer",
+            "type": "http",
+            "scheme": "bearer",
             "description": "API_KEY of the server, or a consumer's key from API_KEYS_FILE (python -m tabserve.keys add)",
         }
     error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
@@ -118,9 +143,15 @@ def document_errors(spec: dict, gate: Gate) -> dict:
                     if status.startswith("2"):
                         response.setdefault("headers", {}).update(RATE_LIMIT_HEADERS)
             if "{" in path:
-                responses["404"] = {"description": "No such item (the error lists the known ones)", "content": error_ref}
+                responses["404"] = {
+                    "description": "No such item (the error lists the known ones)",
+                    "content": error_ref,
+                }
             if path in VERSION_ROUTES:
-                responses["404"] = {"description": "No such version held (the error lists the held ones)", "content": error_ref}
+                responses["404"] = {
+                    "description": "No such version held (the error lists the held ones)",
+                    "content": error_ref,
+                }
                 responses["409"] = {"description": VERSION_CONFLICT, "content": error_ref}
             if path in ENTITY_ROUTES:
                 for status, description in ENTITY_ERRORS.items():
@@ -146,10 +177,16 @@ def _document_admin(operation: dict | None, error_ref: dict) -> None:
         return
     responses = operation.setdefault("responses", {})
     responses.pop("422", None)
-    responses["400"] = {"description": "Invalid body: {\"version\": \"...\"} only", "content": error_ref}
-    responses["403"] = {"description": "Missing or wrong admin key: send 'Authorization: Bearer <ADMIN_KEY>'", "content": error_ref}
+    responses["400"] = {"description": 'Invalid body: {"version": "..."} only', "content": error_ref}
+    responses["403"] = {
+        "description": "Missing or wrong admin key: send 'Authorization: Bearer <ADMIN_KEY>'",
+        "content": error_ref,
+    }
     responses["404"] = {"description": "No such version held (the error lists the held ones)", "content": error_ref}
-    responses["409"] = {"description": "A version whose feature schema differs from the API's cannot be champion", "content": error_ref}
+    responses["409"] = {
+        "description": "A version whose feature schema differs from the API's cannot be champion",
+        "content": error_ref,
+    }
 
 
 def _document_probe(operation: dict | None, path: str, error_ref: dict) -> None:
@@ -157,14 +194,31 @@ def _document_probe(operation: dict | None, path: str, error_ref: dict) -> None:
         return
     responses = operation.setdefault("responses", {})
     ok = responses.setdefault("200", {"description": "Successful Response"})
-    ok["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Probe"}, "example": {"status": PROBES[path]}}}
+    ok["content"] = {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Probe"}, "example": {"status": PROBES[path]}}
+    }
     if path == "/readyz":
         responses["503"] = {"description": "Not ready: the model service does not answer", "content": error_ref}
 
 
 def _document_on_error(operation: dict) -> None:
     parameters = [p for p in operation.get("parameters", []) if p.get("name") not in ("on_error", "X-On-Error")]
-    parameters.append({"name": "on_error", "in": "query", "required": False, "description": ON_ERROR_DOC, "schema": dict(ON_ERROR_SCHEMA)})
-    parameters.append({"name": "X-On-Error", "in": "header", "required": False,
-                       "description": "The same choice as `on_error`, as a request header (the query parameter wins when both are given).", "schema": dict(ON_ERROR_SCHEMA)})
+    parameters.append(
+        {
+            "name": "on_error",
+            "in": "query",
+            "required": False,
+            "description": ON_ERROR_DOC,
+            "schema": dict(ON_ERROR_SCHEMA),
+        }
+    )
+    parameters.append(
+        {
+            "name": "X-On-Error",
+            "in": "header",
+            "required": False,
+            "description": "The same choice as `on_error`, as a request header (the query parameter wins when both are given).",
+            "schema": dict(ON_ERROR_SCHEMA),
+        }
+    )
     operation["parameters"] = parameters

@@ -65,8 +65,14 @@ def _field(feature: Feature, value: Any) -> Field:
         options += [Option(label_text(c), label_text(c), label_text(c) == chosen) for c in choices]
         return Field(feature.name, feature.description, options=options)
     input_type, step = INPUTS.get(feature.kind, NUMBER_INPUT)
-    return Field(feature.name, feature.description, input_type=input_type, step=step,
-                 value="" if value is None else str(value), required=not feature.nullable)
+    return Field(
+        feature.name,
+        feature.description,
+        input_type=input_type,
+        step=step,
+        value="" if value is None else str(value),
+        required=not feature.nullable,
+    )
 
 
 def form_page(card: ModelCard, values: dict[str, Any] | None = None, errors: list[str] | None = None) -> str:
@@ -74,7 +80,8 @@ def form_page(card: ModelCard, values: dict[str, Any] | None = None, errors: lis
     values = values if values is not None else card.schema.example()
     fields = [_field(f, values.get(f.name)) for f in card.schema.features]
     return ENVIRONMENT.get_template("form.html").render(
-        title=f"Predict {card.target}", card=card, fields=fields, errors=list(errors or []))
+        title=f"Predict {card.target}", card=card, fields=fields, errors=list(errors or [])
+    )
 
 
 @dataclass(frozen=True)
@@ -88,5 +95,9 @@ def result_page(card: ModelCard, item: dict[str, Any]) -> str:
     probabilities = item.get("probabilities") or {}
     bars = [Bar(str(label), p) for label, p in sorted(probabilities.items(), key=lambda kv: -kv[1])]
     return ENVIRONMENT.get_template("result.html").render(
-        title=f"Predicted {card.target}", card=card, prediction=label_text(item["prediction"]), bars=bars,
-        warnings=list(item.get("warnings") or []))
+        title=f"Predicted {card.target}",
+        card=card,
+        prediction=label_text(item["prediction"]),
+        bars=bars,
+        warnings=list(item.get("warnings") or []),
+    )

@@ -65,16 +65,16 @@ import random
 import sys
 import threading
 import time
-from itertools import repeat
+from collections.abc import Callable, Sequence
 from hashlib import sha256
+from itertools import repeat
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import bentoml
 from bentoml.monitoring import DefaultMonitor
 
 from tabserve import bentoml_fixes
-
 from tabserve.serving import metrics
 
 logger = logging.getLogger("tabserve")
@@ -84,7 +84,9 @@ HASH_PREFIX = "hmac-sha256:"
 HASH_DIGITS = 16
 _STOP = object()
 # (route template, perf_counter at arrival) of the request being handled, set by `RequestStamp`.
-_REQUEST: contextvars.ContextVar[tuple[str, float] | None] = contextvars.ContextVar("tabserve_payload_request", default=None)
+_REQUEST: contextvars.ContextVar[tuple[str, float] | None] = contextvars.ContextVar(
+    "tabserve_payload_request", default=None
+)
 
 
 class PayloadLogError(ValueError):
@@ -92,6 +94,7 @@ class PayloadLogError(ValueError):
 
 
 # --- BentoML's default monitor, adjusted -----------------------------------------------------------
+
 
 class _LineFile(logging.handlers.TimedRotatingFileHandler):
     """A JSON-lines file: lines are flushed once per batch (`flush_lines`), not one write per line, and a
@@ -215,6 +218,7 @@ class PayloadMonitor(DefaultMonitor):
 
 # --- the log -------------------------------------------------------------------------------------
 
+
 def redaction_hash(value: Any, salt: str) -> str:
     """The value written for a redacted feature: a keyed hash of the value as JSON text."""
     text = json.dumps(value, default=_iso, ensure_ascii=False, sort_keys=True)
@@ -224,16 +228,29 @@ def redaction_hash(value: Any, salt: str) -> str:
 class PayloadLog:
     """Writes predicted records of one model through `bentoml.monitor`, from a thread of its own."""
 
-    def __init__(self, tag: str, features: Sequence[str], directory: str | Path, sample: float = 1.0,
-                 redact: Sequence[str] = (), salt: str = "", name: str | None = None,
-                 rng: random.Random | None = None, queue_size: int = QUEUE_SIZE):
+    def __init__(
+        self,
+        tag: str,
+        features: Sequence[str],
+        directory: str | Path,
+        sample: float = 1.0,
+        redact: Sequence[str] = (),
+        salt: str = "",
+        name: str | None = None,
+        rng: random.Random | None = None,
+        queue_size: int = QUEUE_SIZE,
+    ):
         unknown = [f for f in redact if f not in features]
         if unknown:
-            raise PayloadLogError(f"PAYLOAD_LOG_REDACT names {', '.join(map(repr, unknown))}, not a feature of model {tag}; "
-                                  f"its features: {', '.join(features)}")
+            raise PayloadLogError(
+                f"PAYLOAD_LOG_REDACT names {', '.join(map(repr, unknown))}, not a feature of model {tag}; "
+                f"its features: {', '.join(features)}"
+            )
         if redact and not salt:
-            raise PayloadLogError("PAYLOAD_LOG_REDACT needs PAYLOAD_LOG_SALT, a secret of this deployment (e.g. `openssl rand -hex 32`): "
-                                  "without a key, a redacted category or small number is found again by hashing the few candidates")
+            raise PayloadLogError(
+                "PAYLOAD_LOG_REDACT needs PAYLOAD_LOG_SALT, a secret of this deployment (e.g. `openssl rand -hex 32`): "
+                "without a key, a redacted category or small number is found again by hashing the few candidates"
+            )
         if not 0 <= sample <= 1:
             raise PayloadLogError(f"PAYLOAD_LOG_SAMPLE={sample:g} must be between 0 and 1")
         self.tag = tag
@@ -312,8 +329,10 @@ class PayloadLog:
             if monitor:
                 monitor[0].discard()
             metrics.observe_payload_log_error("write", records)
-            self._say_once(f"payload log: cannot write to {self.directory}: {_one_line(exc)}; predictions go on, "
-                           "unwritten records are counted in tabserve_payload_log_errors_total")
+            self._say_once(
+                f"payload log: cannot write to {self.directory}: {_one_line(exc)}; predictions go on, "
+                "unwritten records are counted in tabserve_payload_log_errors_total"
+            )
             return
         if self.failing:
             self.failing = False
@@ -321,7 +340,9 @@ class PayloadLog:
 
     def _export(self, items: list[tuple], out: list[PayloadMonitor]) -> None:
         """One BentoML record per drain of the queue, one column at a time."""
-        with bentoml.monitor(self.name, monitor_class=PayloadMonitor, monitor_options={"log_path": str(self.directory)}) as mon:
+        with bentoml.monitor(
+            self.name, monitor_class=PayloadMonitor, monitor_options={"log_path": str(self.directory)}
+        ) as mon:
             out.append(mon)
             redacted = list(self.redact)
             for moment, request_id, trace_id, route, latency, values, answers in items:
@@ -330,11 +351,18 @@ class PayloadLog:
                 mon.log_batch(repeat(_utc(moment), n), "timestamp", "metadata", "datetime")
                 mon.log_batch(repeat(_hex(request_id, 16), n), "request_id", "metadata", "text")
                 mon.log_batch(repeat(_hex(trace_id, 32), n), "trace_id", "metadata", "text")
-                mon.log_batch([a.get("model", self.tag) for a in answers], "model", "metadata", "text")  # the version that answered
+                mon.log_batch(
+                    [a.get("model", self.tag) for a in answers], "model", "metadata", "text"
+                )  # the version that answered
                 mon.log_batch(repeat(route, n), "route", "metadata", "text")
                 mon.log_batch(repeat(latency, n), "latency_ms", "metadata", "numerical")
                 mon.log_batch(map(self._inputs, values) if self.redact else values, "inputs", "feature", "object")
-                mon.log_batch([a["prediction"] for a in answers], "prediction", "prediction", "categorical" if classifier else "numerical")
+                mon.log_batch(
+                    [a["prediction"] for a in answers],
+                    "prediction",
+                    "prediction",
+                    "categorical" if classifier else "numerical",
+                )
                 mon.log_batch([a.get("probabilities") for a in answers], "probabilities", "prediction", "object")
                 mon.log_batch([a.get("warnings") or [] for a in answers], "warnings", "metadata", "object")
                 mon.log_batch(repeat(redacted, n), "redacted", "metadata", "object")
@@ -394,8 +422,14 @@ def install(service: Any, card: Any) -> PayloadLog | None:
     if not config.PAYLOAD_LOG:
         return None
     try:
-        _log = PayloadLog(card.tag, card.schema.names, config.PAYLOAD_LOG_DIR, sample=config.PAYLOAD_LOG_SAMPLE,
-                          redact=config.PAYLOAD_LOG_REDACT, salt=config.PAYLOAD_LOG_SALT)
+        _log = PayloadLog(
+            card.tag,
+            card.schema.names,
+            config.PAYLOAD_LOG_DIR,
+            sample=config.PAYLOAD_LOG_SAMPLE,
+            redact=config.PAYLOAD_LOG_REDACT,
+            salt=config.PAYLOAD_LOG_SALT,
+        )
     except PayloadLogError as exc:
         raise SystemExit(f"error: {exc}") from None
     import atexit
@@ -418,13 +452,17 @@ def redacted(record: dict[str, Any]) -> dict[str, Any]:
 
     if not config.PAYLOAD_LOG_REDACT or not config.PAYLOAD_LOG_SALT:
         return dict(record)
-    return {k: redaction_hash(v, config.PAYLOAD_LOG_SALT) if k in config.PAYLOAD_LOG_REDACT else v for k, v in record.items()}
+    return {
+        k: redaction_hash(v, config.PAYLOAD_LOG_SALT) if k in config.PAYLOAD_LOG_REDACT else v
+        for k, v in record.items()
+    }
 
 
 # --- helpers -----------------------------------------------------------------------------------------
 
+
 def _utc(moment: float) -> str:
-    return dt.datetime.fromtimestamp(moment, dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.fromtimestamp(moment, dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _hex(number: int | None, digits: int) -> str | None:
@@ -442,4 +480,13 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
-__all__ = ["PayloadLog", "PayloadLogError", "PayloadMonitor", "RequestStamp", "install", "observe", "redacted", "redaction_hash"]
+__all__ = [
+    "PayloadLog",
+    "PayloadLogError",
+    "PayloadMonitor",
+    "RequestStamp",
+    "install",
+    "observe",
+    "redacted",
+    "redaction_hash",
+]

@@ -38,7 +38,9 @@ Score = Callable[[ModelCard, list[dict[str, Any]]], Awaitable[list[dict[str, Any
 
 
 class ShadowScorer:
-    def __init__(self, score: Score, batch_size: int, directory: Path, redact: Callable[[dict[str, Any]], dict[str, Any]] = dict) -> None:
+    def __init__(
+        self, score: Score, batch_size: int, directory: Path, redact: Callable[[dict[str, Any]], dict[str, Any]] = dict
+    ) -> None:
         self._score = score  # (challenger card, records) -> the challenger's answers
         self.batch_size = batch_size
         self.directory = directory
@@ -50,14 +52,22 @@ class ShadowScorer:
         self._failing = False
         self._written_at = 0.0
 
-    def observe(self, champion: ModelCard, challenger: ModelCard | None, values: list[dict[str, Any]], answers: list[dict[str, Any]]) -> None:
+    def observe(
+        self,
+        champion: ModelCard,
+        challenger: ModelCard | None,
+        values: list[dict[str, Any]],
+        answers: list[dict[str, Any]],
+    ) -> None:
         """Queue a champion call's records for the challenger (the request path: no waiting, no raising)."""
         if challenger is None or challenger.tag == champion.tag or not values:
             return
         room = MAX_PENDING - len(self._pending)
         if room < len(values):
-            metrics.version_metrics()["shadow"].labels(champion.tag, challenger.tag, "skipped").inc(len(values) - max(room, 0))
-            values, answers = values[:max(room, 0)], answers[:max(room, 0)]
+            metrics.version_metrics()["shadow"].labels(champion.tag, challenger.tag, "skipped").inc(
+                len(values) - max(room, 0)
+            )
+            values, answers = values[: max(room, 0)], answers[: max(room, 0)]
         self._pending.extend((champion, challenger, v, a) for v, a in zip(values, answers))
         self._wake.set()
         if self._task is None:
@@ -81,8 +91,11 @@ class ShadowScorer:
         except Exception as exc:  # noqa: BLE001 - the challenger never fails a request
             counters["shadow"].labels(champion.tag, challenger.tag, "failed").inc(len(batch))
             if not self._failing:
-                logger.warning("challenger %s failed to score its shadow predictions (counted as failed, answers unaffected): %s",
-                               challenger.tag, " ".join(str(exc).split())[:300])
+                logger.warning(
+                    "challenger %s failed to score its shadow predictions (counted as failed, answers unaffected): %s",
+                    challenger.tag,
+                    " ".join(str(exc).split())[:300],
+                )
             self._failing = True
             return
         if self._failing:
@@ -96,8 +109,16 @@ class ShadowScorer:
             else:
                 counters["absolute"].labels(champ.tag, chall.tag).inc(difference)
             if not agree:
-                self._recent.append({"time": time.time(), "champion": champ.tag, "challenger": chall.tag, "inputs": self._redact(values),
-                                     "champion_answer": _answer(ours), "challenger_answer": _answer(other)})
+                self._recent.append(
+                    {
+                        "time": time.time(),
+                        "champion": champ.tag,
+                        "challenger": chall.tag,
+                        "inputs": self._redact(values),
+                        "champion_answer": _answer(ours),
+                        "challenger_answer": _answer(other),
+                    }
+                )
         if self._recent and time.monotonic() - self._written_at > 1:
             self._written_at = time.monotonic()
             await asyncio.to_thread(self._save_recent)
@@ -150,8 +171,10 @@ def comparison(champion: ModelCard, challenger: ModelCard, directory: Path, fami
             recent.extend(json.loads(Path(path).read_text()))
         except (OSError, ValueError):
             continue
-    recent = sorted((r for r in recent if r.get("champion") == champion.tag and r.get("challenger") == challenger.tag),
-                    key=lambda r: -r["time"])[:RECENT]
+    recent = sorted(
+        (r for r in recent if r.get("champion") == champion.tag and r.get("challenger") == challenger.tag),
+        key=lambda r: -r["time"],
+    )[:RECENT]
     regression = champion.task != "classification"
     answer = {
         "champion": champion.tag,
@@ -162,11 +185,17 @@ def comparison(champion: ModelCard, challenger: ModelCard, directory: Path, fami
         "agreement": round(agree / compared, 6) if compared else None,
         "failed": int(counts.get("failed", 0)),
         "skipped": int(counts.get("skipped", 0)),
-        ("mean_absolute_difference" if regression else "mean_probability_difference"):
-            (round(absolute / compared, 6) if compared else None) if regression else (round(histogram_sum / histogram_count, 6) if histogram_count else None),
+        ("mean_absolute_difference" if regression else "mean_probability_difference"): (
+            round(absolute / compared, 6) if compared else None
+        )
+        if regression
+        else (round(histogram_sum / histogram_count, 6) if histogram_count else None),
         "recent_disagreements": recent,
     }
     rule = f"within {REGRESSION_TOLERANCE:.0%} of each other" if regression else "the same label"
-    answer["message"] = (f"no shadow predictions compared yet" if not compared else
-                         f"the challenger agreed with the champion ({rule}) on {agree} of {compared} records ({agree / compared:.1%})")
+    answer["message"] = (
+        "no shadow predictions compared yet"
+        if not compared
+        else f"the challenger agreed with the champion ({rule}) on {agree} of {compared} records ({agree / compared:.1%})"
+    )
     return answer

@@ -7,23 +7,31 @@ which `predictor()` returns; errors use the same {"error", "detail"} body as eve
 
 import copy
 import logging
-from typing import Annotated, Any, Callable, Optional
+from collections.abc import Callable
+from typing import Annotated, Any, Optional
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, ValidationError, create_model
 
+from tabserve.core.card import ModelCard, feature_dict
+from tabserve.core.errors import ModelUnavailable, error_body, pydantic_detail, summarize
 from tabserve.serving import pages
 from tabserve.serving.entities import EntityLookup, EntityNotFound, InvalidEntity, LookupFailed, entity_record
-from tabserve.core.errors import ModelUnavailable, error_body, pydantic_detail, summarize
-from tabserve.core.card import ModelCard, feature_dict
 
 logger = logging.getLogger("tabserve")
 
 
-def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: type[BaseModel], settings: dict[str, Any],
-               predictor: Callable[[], Any], entities: EntityLookup | None = None, admin_key: str = "") -> FastAPI:
+def create_app(
+    card: ModelCard,
+    record_type: type[BaseModel],
+    prediction_type: type[BaseModel],
+    settings: dict[str, Any],
+    predictor: Callable[[], Any],
+    entities: EntityLookup | None = None,
+    admin_key: str = "",
+) -> FastAPI:
     """`predictor()` gives the entry service: `async predict_one(record, version) -> (item, cache_hit)` and
     `versions` (tabserve/serving/versions.py); `card` is the one the API types were built from. `entities`
     reads an entity's features for GET /entities/{id}/predict (the route exists only with it); `admin_key`
@@ -34,7 +42,8 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
     query_record = schema.record_model("QueryRecord", strict=False)  # query strings are text
     overrides_record = optional_fields(query_record, "EntityOverrides")
     entity_prediction = create_model(
-        "EntityPrediction", __base__=prediction_type,
+        "EntityPrediction",
+        __base__=prediction_type,
         entity_id=(str, Field(description="The entity's id, as given in the path.", examples=["42"])),
     )
 
@@ -91,17 +100,26 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
         return JSONResponse(error_body(exc.message, exc.detail), status_code=422)
 
     if entities is not None:
-        @app.get("/entities/{id}/predict", summary="Predict for an entity whose features are in the feature table",
-                 response_model=entity_prediction)
-        async def predict_entity(entity_id: Annotated[str, Path(alias="id", description="The entity's id in the feature table")],
-                                 overrides: Annotated[overrides_record, Query()], response: Response) -> Any:
+
+        @app.get(
+            "/entities/{id}/predict",
+            summary="Predict for an entity whose features are in the feature table",
+            response_model=entity_prediction,
+        )
+        async def predict_entity(
+            entity_id: Annotated[str, Path(alias="id", description="The entity's id in the feature table")],
+            overrides: Annotated[overrides_record, Query()],
+            response: Response,
+        ) -> Any:
             """Reads the entity's row (FEATURE_TABLE in FEATURE_DB_URL, by FEATURE_ID_COLUMN or the primary key) and
             predicts as POST /predict would with that record. Query parameters give features instead of the
             row's values, or those the table lacks. 404: no such entity; 422: the row holds a value the model
             cannot take (the error names the column); 503: the database is down, the table missing, or the
             lookup slower than FEATURE_DB_TIMEOUT_MS."""
             found = await entities.lookup(entity_id)
-            record = entity_record(schema, record_type, found, overrides.model_dump(exclude_unset=True), entity_id, entities.table_name)
+            record = entity_record(
+                schema, record_type, found, overrides.model_dump(exclude_unset=True), entity_id, entities.table_name
+            )
             item, hit = await predictor().predict_one(record)
             response.headers["X-Cache"] = "hit" if hit else "miss"
             return {**item, "entity_id": entity_id}
@@ -110,9 +128,19 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
     async def form() -> HTMLResponse:
         return HTMLResponse(pages.form_page(card))
 
-    form_body = {"requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": query_record.model_json_schema()}}}}
+    form_body = {
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": query_record.model_json_schema()}},
+        }
+    }
 
-    @app.post("/form", response_class=HTMLResponse, summary="Submit the form (application/x-www-form-urlencoded)", openapi_extra=form_body)
+    @app.post(
+        "/form",
+        response_class=HTMLResponse,
+        summary="Submit the form (application/x-www-form-urlencoded)",
+        openapi_extra=form_body,
+    )
     async def submit(request: Request) -> HTMLResponse:
         fields = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
         unknown = sorted(set(fields) - set(schema.names))
@@ -122,7 +150,10 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
                 raise ValueError(f"unknown field(s): {', '.join(unknown)}")
             record = record_type.model_validate(schema.parse_row(cells)).model_dump()
         except ValidationError as exc:
-            messages = [f"{d['loc'][0]}: {d['msg']}" for d in pydantic_detail(exc.errors(include_context=False, include_input=False))]
+            messages = [
+                f"{d['loc'][0]}: {d['msg']}"
+                for d in pydantic_detail(exc.errors(include_context=False, include_input=False))
+            ]
             return HTMLResponse(pages.form_page(card, cells, messages), status_code=400)
         except ValueError as exc:
             return HTMLResponse(pages.form_page(card, cells, [str(exc)]), status_code=400)
@@ -130,6 +161,7 @@ def create_app(card: ModelCard, record_type: type[BaseModel], prediction_type: t
         return HTMLResponse(pages.result_page(card, item))
 
     from tabserve.serving.drift import drift_router  # GET /v1/drift: live traffic against the training data
+
     app.include_router(drift_router(lambda: predictor().versions.champion))
     app.include_router(versions_router(record_type, prediction_type, query_record, predictor, admin_key))
     return app
@@ -153,14 +185,19 @@ def optional_fields(model: type[BaseModel], name: str) -> type[BaseModel]:
 
 # --- model versions: /models, /models/{version}[/predict|/comparison], /admin/promote ---------------------------
 
+
 class VersionSummary(BaseModel):
     tag: str = Field(examples=["penguins:abc123"])
     created: str = Field(description="When the version was saved (ISO 8601).")
     task: str
     metrics: dict[str, float] = Field(description="Held-out metrics from training.")
-    role: str = Field(description="champion (answers the unversioned routes), challenger (scored in the champion's shadow) or available.")
-    compatible: bool = Field(description="Whether it can answer behind this server's API types (same columns, kinds and classes).")
-    incompatible_because: Optional[str] = None
+    role: str = Field(
+        description="champion (answers the unversioned routes), challenger (scored in the champion's shadow) or available."
+    )
+    compatible: bool = Field(
+        description="Whether it can answer behind this server's API types (same columns, kinds and classes)."
+    )
+    incompatible_because: str | None = None
 
 
 class Promotion(BaseModel):
@@ -168,8 +205,13 @@ class Promotion(BaseModel):
     model_config = {"extra": "forbid"}
 
 
-def versions_router(record_type: type[BaseModel], prediction_type: type[BaseModel], query_record: type[BaseModel],
-                    predictor: Callable[[], Any], admin_key: str):
+def versions_router(
+    record_type: type[BaseModel],
+    prediction_type: type[BaseModel],
+    query_record: type[BaseModel],
+    predictor: Callable[[], Any],
+    admin_key: str,
+):
     from fastapi import APIRouter, Body
 
     from tabserve.serving.versions import IncompatibleVersion, UnknownVersion
@@ -181,39 +223,64 @@ def versions_router(record_type: type[BaseModel], prediction_type: type[BaseMode
         try:
             return versions.answering(version) if answering else versions.find(version)
         except UnknownVersion as exc:
-            detail = [{"loc": ["path", "version"], "msg": f"known versions: {', '.join(versions.held)}", "type": "not_found"}]
+            detail = [
+                {"loc": ["path", "version"], "msg": f"known versions: {', '.join(versions.held)}", "type": "not_found"}
+            ]
             raise HTTPException(404, error_body(str(exc), detail)) from None
         except IncompatibleVersion as exc:
             raise HTTPException(409, error_body(str(exc))) from None
 
-    @router.get("/models", summary="Every model version this server holds, with its role", response_model=list[VersionSummary],
-                response_model_exclude_none=True)
+    @router.get(
+        "/models",
+        summary="Every model version this server holds, with its role",
+        response_model=list[VersionSummary],
+        response_model_exclude_none=True,
+    )
     async def list_versions() -> Any:
         return predictor().versions.listing()
 
     @router.get("/models/{version}", summary="A held version's model card")
-    async def version_card(version: Annotated[str, Path(description="Its tag (name:version) or the version alone")]) -> dict[str, Any]:
+    async def version_card(
+        version: Annotated[str, Path(description="Its tag (name:version) or the version alone")],
+    ) -> dict[str, Any]:
         card = held(version)
         return {**card.to_dict(), "role": predictor().versions.role(card.tag)}
 
-    @router.post("/models/{version}/predict", summary="Predict one record with this version", response_model=prediction_type)
-    async def predict_with(version: Annotated[str, Path(description="Its tag (name:version) or the version alone")],
-                           record: Annotated[record_type, Body()], response: Response) -> Any:
+    @router.post(
+        "/models/{version}/predict", summary="Predict one record with this version", response_model=prediction_type
+    )
+    async def predict_with(
+        version: Annotated[str, Path(description="Its tag (name:version) or the version alone")],
+        record: Annotated[record_type, Body()],
+        response: Response,
+    ) -> Any:
         """The body is the record, as for POST /predict. 404: a version this server does not hold (the error lists
         those it does); 409: a held version whose feature schema differs from the API's."""
         item, hit = await predictor().predict_one(record.model_dump(), held(version, answering=True))
         response.headers["X-Cache"] = "hit" if hit else "miss"
         return item
 
-    @router.get("/models/{version}/predict", summary="Predict one record, given as query parameters, with this version", response_model=prediction_type)
-    async def predict_with_query(version: Annotated[str, Path(description="Its tag (name:version) or the version alone")],
-                                 record: Annotated[query_record, Query()], response: Response) -> Any:
+    @router.get(
+        "/models/{version}/predict",
+        summary="Predict one record, given as query parameters, with this version",
+        response_model=prediction_type,
+    )
+    async def predict_with_query(
+        version: Annotated[str, Path(description="Its tag (name:version) or the version alone")],
+        record: Annotated[query_record, Query()],
+        response: Response,
+    ) -> Any:
         item, hit = await predictor().predict_one(record.model_dump(), held(version, answering=True))
         response.headers["X-Cache"] = "hit" if hit else "miss"
         return item
 
-    @router.get("/models/{version}/comparison", summary="The challenger against the champion on live traffic (shadow predictions)")
-    async def comparison(version: Annotated[str, Path(description="The challenger's tag or version")]) -> dict[str, Any]:
+    @router.get(
+        "/models/{version}/comparison",
+        summary="The challenger against the champion on live traffic (shadow predictions)",
+    )
+    async def comparison(
+        version: Annotated[str, Path(description="The challenger's tag or version")],
+    ) -> dict[str, Any]:
         """Over every worker since the server started: records compared, agreement (same label; for
         regression within 5 %), failures, the mean probability (or absolute) difference, and the last few
         disagreeing records (inputs redacted as in the payload log)."""
@@ -224,15 +291,29 @@ def versions_router(record_type: type[BaseModel], prediction_type: type[BaseMode
         versions = predictor().versions
         card = held(version)
         if versions.challenger is None or card.tag != versions.challenger.tag:
-            raise HTTPException(409, error_body(f"model version {card.tag} is not the challenger; start the server with CHALLENGER_TAG={card.tag} "
-                                                "to score it in the champion's shadow"))
+            raise HTTPException(
+                409,
+                error_body(
+                    f"model version {card.tag} is not the challenger; start the server with CHALLENGER_TAG={card.tag} "
+                    "to score it in the champion's shadow"
+                ),
+            )
         families = await asyncio.to_thread(lambda: list(metrics.every_worker("counter", "histogram")))
         return shadow.comparison(versions.champion, card, versions.path.parent, families)
 
     if admin_key:
-        promotion_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": Promotion.model_json_schema()}}}}
+        promotion_body = {
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": Promotion.model_json_schema()}},
+            }
+        }
 
-        @router.post("/admin/promote", summary="Make a held version the champion, in every worker (needs ADMIN_KEY)", openapi_extra=promotion_body)
+        @router.post(
+            "/admin/promote",
+            summary="Make a held version the champion, in every worker (needs ADMIN_KEY)",
+            openapi_extra=promotion_body,
+        )
         async def promote(request: Request) -> dict[str, Any]:
             """`Authorization: Bearer <ADMIN_KEY>` (not the API key), checked before the body is read. Every worker
             answers with the new champion within a second; the previous one stays held, so promoting it again
@@ -241,17 +322,30 @@ def versions_router(record_type: type[BaseModel], prediction_type: type[BaseMode
 
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), admin_key.encode()):
-                raise HTTPException(403, error_body("promotion needs 'Authorization: Bearer <ADMIN_KEY>' with the admin key (not the API key)"))
+                raise HTTPException(
+                    403,
+                    error_body(
+                        "promotion needs 'Authorization: Bearer <ADMIN_KEY>' with the admin key (not the API key)"
+                    ),
+                )
             try:
                 promotion = Promotion.model_validate_json(await request.body())
             except ValidationError as exc:
                 detail = pydantic_detail(exc.errors(include_context=False, include_input=False))
-                raise HTTPException(400, error_body('invalid body: send {"version": "<a held version>"}; ' + summarize(detail), detail)) from None
+                raise HTTPException(
+                    400, error_body('invalid body: send {"version": "<a held version>"}; ' + summarize(detail), detail)
+                ) from None
             versions = predictor().versions
             previous = versions.champion.tag
             card = held(promotion.version, answering=True)
             versions.promote(card.tag)
-            logger.warning("model version %s promoted to champion through /v1/admin/promote (it was %s)", card.tag, previous)
-            return {"champion": card.tag, "previous": previous, "message": f"{card.tag} is the champion; every worker follows within a second"}
+            logger.warning(
+                "model version %s promoted to champion through /v1/admin/promote (it was %s)", card.tag, previous
+            )
+            return {
+                "champion": card.tag,
+                "previous": previous,
+                "message": f"{card.tag} is the champion; every worker follows within a second",
+            }
 
     return router

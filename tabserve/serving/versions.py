@@ -64,9 +64,18 @@ def state_path() -> Path:
 class ModelVersions:
     """One entry worker's view of the held versions and their roles."""
 
-    def __init__(self, champion: ModelCard, challenger: ModelCard | None = None, extras: list[ModelCard] = (),
-                 *, watch: str = "", watch_s: float = 0, canary_percent: float = 0, path: Path | None = None,
-                 load_card: Callable[[str], ModelCard] | None = None) -> None:
+    def __init__(
+        self,
+        champion: ModelCard,
+        challenger: ModelCard | None = None,
+        extras: list[ModelCard] = (),
+        *,
+        watch: str = "",
+        watch_s: float = 0,
+        canary_percent: float = 0,
+        path: Path | None = None,
+        load_card: Callable[[str], ModelCard] | None = None,
+    ) -> None:
         self.api_card = champion  # the card the API types were built from
         self.champion = champion
         self.previous: ModelCard | None = None  # the champion before this one
@@ -105,8 +114,10 @@ class ModelVersions:
         card = self.find(version)
         problem = self.api_card.incompatibility(card)
         if problem is not None:
-            raise IncompatibleVersion(f"model version {card.tag} cannot answer behind this server's API: {problem}; "
-                                      f"serve it on its own (MODEL_TAG={card.tag}) to predict with it")
+            raise IncompatibleVersion(
+                f"model version {card.tag} cannot answer behind this server's API: {problem}; "
+                f"serve it on its own (MODEL_TAG={card.tag}) to predict with it"
+            )
         return card
 
     def role(self, tag: str) -> str:
@@ -125,12 +136,24 @@ class ModelVersions:
 
     def listing(self) -> list[dict[str, Any]]:
         """GET /v1/models: every held version, the champion first."""
-        order = sorted(self.held.values(), key=lambda c: (self.role(c.tag) != CHAMPION, self.role(c.tag) != CHALLENGER, c.creation_time))
+        order = sorted(
+            self.held.values(),
+            key=lambda c: (self.role(c.tag) != CHAMPION, self.role(c.tag) != CHALLENGER, c.creation_time),
+        )
         listed = []
         for card in order:
             why = self.api_card.incompatibility(card)
-            listed.append({"tag": card.tag, "created": card.creation_time, "task": card.task, "metrics": card.metrics,
-                           "role": self.role(card.tag), "compatible": why is None, **({"incompatible_because": why} if why else {})})
+            listed.append(
+                {
+                    "tag": card.tag,
+                    "created": card.creation_time,
+                    "task": card.task,
+                    "metrics": card.metrics,
+                    "role": self.role(card.tag),
+                    "compatible": why is None,
+                    **({"incompatible_because": why} if why else {}),
+                }
+            )
         return listed
 
     # --- changing roles ------------------------------------------------------------------------------
@@ -180,8 +203,13 @@ class ModelVersions:
             state.setdefault("refused", {})[tag] = problem
             self._write(state)
             metrics.observe_swap("refused")
-            logger.error("new model version %s is not swapped in: %s; still serving %s. To serve it, restart with MODEL_TAG=%s",
-                         tag, problem, self.champion.tag, tag)
+            logger.error(
+                "new model version %s is not swapped in: %s; still serving %s. To serve it, restart with MODEL_TAG=%s",
+                tag,
+                problem,
+                self.champion.tag,
+                tag,
+            )
             return
         self.held[tag] = card
         state["champion"] = tag
@@ -209,8 +237,12 @@ class ModelVersions:
     # --- the roles file --------------------------------------------------------------------------------
 
     def _state(self) -> dict[str, Any]:
-        return {"champion": self.champion.tag, "challenger": self.challenger.tag if self.challenger else None,
-                "seen": sorted(self.held), "refused": {}}
+        return {
+            "champion": self.champion.tag,
+            "challenger": self.challenger.tag if self.challenger else None,
+            "seen": sorted(self.held),
+            "refused": {},
+        }
 
     def _read(self) -> dict[str, Any] | None:
         try:

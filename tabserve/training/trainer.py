@@ -7,24 +7,28 @@ rows that have a target.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import bentoml
 import pandas as pd
 
-from tabserve.core import data
-from tabserve.training import fit
-from tabserve.core import pipeline
-from tabserve.core import store
+from tabserve.core import data, pipeline, store
 from tabserve.core.card import ModelCard, library_versions
-from tabserve.core.profile import Reference, build_reference
 from tabserve.core.errors import DataError
 from tabserve.core.inference import (  # noqa: F401  (infer_target, default_name: here too, as before)
-    MAX_CLASSES_FOR_NUMERIC_TARGET, MODEL_NAME_PATTERN, Overrides, check_name, default_name, infer_schema, infer_target,
+    MAX_CLASSES_FOR_NUMERIC_TARGET,
+    MODEL_NAME_PATTERN,
+    Overrides,
+    check_name,
+    default_name,
+    infer_schema,
+    infer_target,
 )
+from tabserve.core.profile import Reference, build_reference
 from tabserve.core.schema import MISSING_MARKERS, FeatureSchema
+from tabserve.training import fit
+
 
 @dataclass(frozen=True)
 class TrainingResult:
@@ -48,8 +52,13 @@ def training_reference(schema: FeatureSchema, typed: pd.DataFrame, fitted, x_tes
 
 
 def train(
-    path: Path, target: str, task: str | None = None, name: str | None = None, overrides: Overrides = Overrides(),
-    sep: str | None = None, decimal: str | None = None,
+    path: Path,
+    target: str,
+    task: str | None = None,
+    name: str | None = None,
+    overrides: Overrides = Overrides(),
+    sep: str | None = None,
+    decimal: str | None = None,
 ) -> TrainingResult:
     """Fit and save a model. Raises DataError (and writes nothing) when the data can't be used."""
     path = Path(path)
@@ -62,10 +71,14 @@ def train(
     overrides.check(list(table.raw.columns), target)
     schema = infer_schema(table.raw.drop(columns=[target]), overrides, table.decimal, table.sep)
     labelled = ~table.raw[target].isin(MISSING_MARKERS)
-    target_values, task, task_reason = infer_target(table.raw.loc[labelled, target].reset_index(drop=True), task, table.decimal)
+    target_values, task, task_reason = infer_target(
+        table.raw.loc[labelled, target].reset_index(drop=True), task, table.decimal
+    )
 
     rows = table.raw[labelled].reset_index(drop=True)
-    typed = pd.DataFrame({f.name: rows[f.name].map(lambda cell, f=f: f.parse_cell(cell, table.decimal)) for f in schema.features})
+    typed = pd.DataFrame(
+        {f.name: rows[f.name].map(lambda cell, f=f: f.parse_cell(cell, table.decimal)) for f in schema.features}
+    )
     features = pipeline.to_frame(typed, schema)
     x_train, x_test, y_train, y_test = fit.split(features, target_values, task)
     fitted = fit.build(schema, task).fit(x_train, y_train)
@@ -96,6 +109,15 @@ def train(
     labels = {"task": task, "dataset": default_name(path)}
     model = store.save(name, fitted, labels=labels, card=card)
     return TrainingResult(
-        model, task, task_reason, schema, metrics, len(x_train), len(x_test), int((~labelled).sum()), table.sep, table.decimal,
+        model,
+        task,
+        task_reason,
+        schema,
+        metrics,
+        len(x_train),
+        len(x_test),
+        int((~labelled).sum()),
+        table.sep,
+        table.decimal,
         [name for name in table.raw.columns if name != target],
     )

@@ -20,12 +20,15 @@ def run():
     sys.modules.pop("bench_run", None)
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--candidate", "mine"], "--candidate takes NAME=DIR"),
-    (["--candidate", f"mine={ROOT / 'no-such-dir'}"], "--candidate takes NAME=DIR"),
-    (["--candidate", f"mine={ROOT}", "--candidate-env", "other:A=1"], "for a NAME given with --candidate ['mine']"),
-    (["--candidate", f"mine={ROOT}", "--candidate-env", "mine:A"], "--candidate-env takes NAME:KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--candidate", "mine"], "--candidate takes NAME=DIR"),
+        (["--candidate", f"mine={ROOT / 'no-such-dir'}"], "--candidate takes NAME=DIR"),
+        (["--candidate", f"mine={ROOT}", "--candidate-env", "other:A=1"], "for a NAME given with --candidate ['mine']"),
+        (["--candidate", f"mine={ROOT}", "--candidate-env", "mine:A"], "--candidate-env takes NAME:KEY=VALUE"),
+    ],
+)
 def test_a_malformed_candidate_option_is_one_line_and_exit_2(run, args, fragment, capsys):
     with pytest.raises(SystemExit) as exited:
         run.parse_args(args)

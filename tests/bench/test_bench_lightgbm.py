@@ -145,8 +145,12 @@ def test_the_baseline_answers_what_booster_predict_does(made, booster):
         assert np.allclose([a["probabilities"]["1"] for a in answers], expected, rtol=0, atol=1e-6)
         assert [a["prediction"] for a in answers] == [int(p > 0.5) for p in expected]
         # The project's record shape: a known category, a number as a number, no unknown field.
-        for bad in ({**records[0], "plan": "gold"}, {**records[0], "x00": "1.5"}, {**records[0], "extra": 1},
-                    {k: v for k, v in records[0].items() if k != "x00"}):
+        for bad in (
+            {**records[0], "plan": "gold"},
+            {**records[0], "x00": "1.5"},
+            {**records[0], "extra": 1},
+            {k: v for k, v in records[0].items() if k != "x00"},
+        ):
             assert client.post("/predict", json=bad).status_code == 422
         assert client.post("/predict_batch", json={"records": []}).status_code == 422
         low, high = baseline.BoosterInputs(booster).ranges["x00"]
@@ -157,7 +161,9 @@ def test_the_baseline_answers_what_booster_predict_does(made, booster):
 
 def test_the_scenario_options(run):
     args = run.parse_args(["--scenario", "lightgbm"])
-    assert args.servers == ",".join(run.LIGHTGBM_SERVERS) == "shipped,fastapi,mlserver_lightgbm,mlserver_lightgbm_nobatch"
+    assert (
+        args.servers == ",".join(run.LIGHTGBM_SERVERS) == "shipped,fastapi,mlserver_lightgbm,mlserver_lightgbm_nobatch"
+    )
     assert args.levels == [1, 32] and args.out == ROOT / "bench" / "results" / "lightgbm"
     assert args.peer_batch_wait_ms == 2.0 and args.bulk_size == 1000 and args.rounds == 2 and not args.profile
     args = run.parse_args(["--scenario", "lightgbm", "--no-peers", "--profile", "--peer-batch-wait-ms", "10"])
@@ -168,12 +174,18 @@ def test_the_scenario_options(run):
     assert penguins.servers == ",".join(run.SERVER_NAMES)
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["--scenario", "lightgbm", "--servers", "litserve"], "unknown --servers ['litserve']"),
-    (["--scenario", "lightgbm", "--candidate", f"mine={ROOT}"], "--candidate and --candidate-env are for --scenario penguins"),
-    (["--servers", "mlserver_lightgbm"], "unknown --servers ['mlserver_lightgbm']"),
-    (["--scenario", "xgboost"], "invalid choice: 'xgboost'"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--scenario", "lightgbm", "--servers", "litserve"], "unknown --servers ['litserve']"),
+        (
+            ["--scenario", "lightgbm", "--candidate", f"mine={ROOT}"],
+            "--candidate and --candidate-env are for --scenario penguins",
+        ),
+        (["--servers", "mlserver_lightgbm"], "unknown --servers ['mlserver_lightgbm']"),
+        (["--scenario", "xgboost"], "invalid choice: 'xgboost'"),
+    ],
+)
 def test_a_wrong_scenario_option_is_one_line_and_exit_2(run, argv, fragment, capsys):
     with pytest.raises(SystemExit) as exited:
         run.parse_args(argv)
@@ -183,15 +195,21 @@ def test_a_wrong_scenario_option_is_one_line_and_exit_2(run, argv, fragment, cap
 
 def test_ratios_are_the_median_of_per_round_ratios_and_mlserver_is_its_better_configuration(scenario):
     def server(name, single, bulk):
-        return {"name": name, "levels": {"32": {"ok_rps_by_round": single, "errors": 0}},
-                "bulk": {"ok_rps_by_round": bulk, "errors": 0}}
+        return {
+            "name": name,
+            "levels": {"32": {"ok_rps_by_round": single, "errors": 0}},
+            "bulk": {"ok_rps_by_round": bulk, "errors": 0},
+        }
 
-    results = {"config": {"levels": [32], "bulk_users": 4}, "servers": [
-        server("shipped", [300.0, 400.0], [10.0, 12.0]),
-        server("fastapi", [200.0, 500.0], [10.0, 10.0]),
-        server("mlserver_lightgbm", [250.0, 100.0], [20.0, 20.0]),
-        server("mlserver_lightgbm_nobatch", [100.0, 200.0], [30.0, 10.0]),
-    ]}
+    results = {
+        "config": {"levels": [32], "bulk_users": 4},
+        "servers": [
+            server("shipped", [300.0, 400.0], [10.0, 12.0]),
+            server("fastapi", [200.0, 500.0], [10.0, 10.0]),
+            server("mlserver_lightgbm", [250.0, 100.0], [20.0, 20.0]),
+            server("mlserver_lightgbm_nobatch", [100.0, 200.0], [30.0, 10.0]),
+        ],
+    }
     by = {s["name"]: s for s in results["servers"]}
     assert scenario.ratios(by, "shipped", "fastapi", "32") == {"value": 1.15, "by_round": [1.5, 0.8]}
     assert scenario.ratios(by, "shipped", "mlserver", "32")["by_round"] == [1.2, 2.0]  # 250, then 200
@@ -202,18 +220,24 @@ def test_ratios_are_the_median_of_per_round_ratios_and_mlserver_is_its_better_co
 
 
 def test_a_profile_counts_waits_apart_and_groups_the_busy_samples(scenario):
-    raw = "\n".join([
-        'process 1:"worker";_worker (/usr/lib/python3.11/concurrent/futures/thread.py:81) 40',
-        'process 1:"worker";run (/usr/lib/python3.11/asyncio/base_events.py:1);EpollSelector.select (/usr/lib/python3.11/selectors.py:468) 20',
-        'process 1:"worker";predict_records (/x/tabserve/models/lightgbm.py:104);predict (/v/lib/python3.11/site-packages/lightgbm/basic.py:5) 30',
-        'process 1:"worker";predict_records (/x/tabserve/models/lightgbm.py:104);LightGBMRuntime.matrix (/x/tabserve/models/lightgbm.py:90) 10',
-        'process 2:"worker";observe (/x/tabserve/serving/drift.py:7);inc (/v/lib/python3.11/site-packages/prometheus_client/values.py:1) 20',
-        "not a stack line",
-    ])
+    raw = "\n".join(
+        [
+            'process 1:"worker";_worker (/usr/lib/python3.11/concurrent/futures/thread.py:81) 40',
+            'process 1:"worker";run (/usr/lib/python3.11/asyncio/base_events.py:1);EpollSelector.select (/usr/lib/python3.11/selectors.py:468) 20',
+            'process 1:"worker";predict_records (/x/tabserve/models/lightgbm.py:104);predict (/v/lib/python3.11/site-packages/lightgbm/basic.py:5) 30',
+            'process 1:"worker";predict_records (/x/tabserve/models/lightgbm.py:104);LightGBMRuntime.matrix (/x/tabserve/models/lightgbm.py:90) 10',
+            'process 2:"worker";observe (/x/tabserve/serving/drift.py:7);inc (/v/lib/python3.11/site-packages/prometheus_client/values.py:1) 20',
+            "not a stack line",
+        ]
+    )
     summary = scenario.profile.summarize(raw)
     assert summary["samples"] == 60 and summary["waiting"] == 0.5
     assert summary["self"][0] == {"function": "predict (lightgbm/basic.py)", "share": 0.5}
-    assert summary["self_by_module"] == {"lightgbm": 0.5, "prometheus_client": 0.3333, "tabserve/models/lightgbm.py": 0.1667}
+    assert summary["self_by_module"] == {
+        "lightgbm": 0.5,
+        "prometheus_client": 0.3333,
+        "tabserve/models/lightgbm.py": 0.1667,
+    }
     within = summary["within"]
     assert within["booster.predict (lightgbm)"] == 0.5
     assert within["records -> the booster's matrix (LightGBMRuntime.matrix)"] == 0.1667

@@ -35,7 +35,11 @@ def smoke(tmp_path_factory) -> Path:
     env = {k: v for k, v in os.environ.items() if k not in ("BENTOML_HOME", "MODEL_TAG")}
     proc = subprocess.run(
         [sys.executable, "bench/run.py", "--smoke", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=990,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=990,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
@@ -51,7 +55,15 @@ def test_writes_json_markdown_and_plot(smoke):
 def test_every_server_answered_without_errors(smoke):
     results = json.loads((smoke / "results.json").read_text())
     assert [s["name"] for s in results["servers"]] == [
-        "shipped", "nobatch", "fastapi", "nodrift", "payloadlog", "services", "mlserver", "litserve"]
+        "shipped",
+        "nobatch",
+        "fastapi",
+        "nodrift",
+        "payloadlog",
+        "services",
+        "mlserver",
+        "litserve",
+    ]
     for server in results["servers"]:
         assert server["cold_start_s"] > 0 and server["peak_rss_mb"] > 0 and server["idle_cores"] >= 0
         for users, level in server["levels"].items():

@@ -24,12 +24,24 @@ def build(env: dict) -> Path:
     `make containerize` do; the built Bento's directory."""
     env = {**os.environ, **env}
     with tempfile.TemporaryDirectory(prefix="tabserve-test-bentofile-") as out:
-        helper = subprocess.run([sys.executable, "-m", "tabserve.core.model_tags", "bentofile", out], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=300)
+        helper = subprocess.run(
+            [sys.executable, "-m", "tabserve.core.model_tags", "bentofile", out],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert helper.returncode == 0, helper.stdout + helper.stderr
         bentofile = helper.stdout.strip()
-        result = subprocess.run([str(BIN / "bentoml"), "build", "-f", bentofile, "--output", "tag"], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=900)
+        result = subprocess.run(
+            [str(BIN / "bentoml"), "build", "-f", bentofile, "--output", "tag"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
     assert result.returncode == 0, result.stdout + result.stderr
     tag = result.stdout.strip().splitlines()[-1].replace("__tag__:", "")
     name, version = tag.split(":")
@@ -41,13 +53,21 @@ def build(env: dict) -> Path:
 def packed_models(bento_dir: Path) -> tuple[list[str], dict[str, list[str]]]:
     """bento.yaml's top-level models and each service's models."""
     manifest = yaml.safe_load((bento_dir / "bento.yaml").read_text())
-    return [m["tag"] for m in manifest["models"]], {s["name"]: [m["tag"] for m in s["models"]] for s in manifest["services"]}
+    return [m["tag"] for m in manifest["models"]], {
+        s["name"]: [m["tag"] for m in s["models"]] for s in manifest["services"]
+    }
 
 
 def train(home: Path, *args: str) -> str:
     """The documented CLI, into the store at `home`; the saved model's tag."""
-    result = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env={**os.environ, "BENTOML_HOME": str(home)},
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "train.py", *args],
+        cwd=ROOT,
+        env={**os.environ, "BENTOML_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     name = args[args.index("--name") + 1]
     return f"{name}:{(home / 'models' / name / 'latest').read_text().strip()}"
@@ -63,8 +83,13 @@ def pins(text: str) -> dict[str, str]:
     import re
 
     lines = [line.split("#")[0].strip() for line in text.splitlines()]
-    return {re.sub(r"[-_.]+", "-", line.split("==")[0].split("[")[0].strip()).lower(): line.split("==")[1].split(";")[0].strip()
-            for line in lines if "==" in line}
+    return {
+        re.sub(r"[-_.]+", "-", line.split("==")[0].split("[")[0].strip()).lower(): line.split("==")[1]
+        .split(";")[0]
+        .strip()
+        for line in lines
+        if "==" in line
+    }
 
 
 def system_packages(bento_dir: Path) -> list[str]:
@@ -101,13 +126,18 @@ def test_bento_holds_only_what_the_service_needs(bento):
     src = Path(bento.path) / "src"
     files = sorted(str(p.relative_to(src)) for p in src.rglob("*.py"))
     assert "service.py" in files and "tabserve/core/schema.py" in files and "tabserve/serving/gate.py" in files
-    assert not any(f.startswith(("tests/", "bench/", "tabserve/training/", "tabserve/scoring/", "tabserve/templates/"))
-                   or f in ("train.py", "score.py", "tabserve/features.py", "tabserve/drift_report.py") for f in files)
+    assert not any(
+        f.startswith(("tests/", "bench/", "tabserve/training/", "tabserve/scoring/", "tabserve/templates/"))
+        or f in ("train.py", "score.py", "tabserve/features.py", "tabserve/drift_report.py")
+        for f in files
+    )
 
 
 def test_requirements_are_locked(bento):
     """The Bento's requirements are requirements.txt's runtime pins, and its lock keeps each at that version."""
-    dependencies = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")]
+    dependencies = [
+        line for line in (ROOT / "requirements.txt").read_text().splitlines() if line and not line.startswith("#")
+    ]
     runtime = runtime_pins()
     assert len(runtime) == len(dependencies) and {"bentoml", "scikit-learn", "numpy", "jinja2"} <= set(runtime)
     python = Path(bento.path) / "env" / "python"
@@ -125,9 +155,17 @@ def test_dockerfile_uses_python_311(bento):
 
 def test_trained_models_build_with_bentofile_yaml_unchanged(penguins_model, tmp_path):
     """No packed model needs anything beyond requirements.txt: the build file is the project's own."""
-    result = subprocess.run([sys.executable, "-m", "tabserve.core.model_tags", "bentofile", str(tmp_path / "out")], cwd=ROOT,
-                            env={**os.environ, "MODEL_TAG": str(penguins_model.tag)}, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0 and result.stdout == "bentofile.yaml\n" and result.stderr == "", result.stdout + result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "tabserve.core.model_tags", "bentofile", str(tmp_path / "out")],
+        cwd=ROOT,
+        env={**os.environ, "MODEL_TAG": str(penguins_model.tag)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0 and result.stdout == "bentofile.yaml\n" and result.stderr == "", (
+        result.stdout + result.stderr
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -158,7 +196,13 @@ def diabetes(tmp_path_factory):
     tag = train(home, "--data", str(csv), "--target", "progression", "--task", "regression", "--name", "diabetes")
     assert sorted(p.name for p in (home / "models").iterdir()) == ["diabetes"]
     bento_dir = build({"BENTOML_HOME": str(home), "MODEL_TAG": "diabetes"})
-    return {"home": home, "root": root, "tag": tag, "bento_dir": bento_dir, "bento": f"{bento_dir.parent.name}:{bento_dir.name}"}
+    return {
+        "home": home,
+        "root": root,
+        "tag": tag,
+        "bento_dir": bento_dir,
+        "bento": f"{bento_dir.parent.name}:{bento_dir.name}",
+    }
 
 
 def test_bento_packs_exactly_the_model_model_tag_names(diabetes):
@@ -182,14 +226,30 @@ def test_bento_serves_its_model_without_model_tag(diabetes, tmp_path):
         response = requests.post(f"{served.url}/predict", json=record, headers=headers, timeout=30)
         assert response.status_code == 200, response.text
         answer = response.json()
-        assert answer["model"] == diabetes["tag"] and isinstance(answer["prediction"], float) and answer["probabilities"] is None
+        assert (
+            answer["model"] == diabetes["tag"]
+            and isinstance(answer["prediction"], float)
+            and answer["probabilities"] is None
+        )
         # The container check (scripts/container/probe.py) passes against it too.
-        probe = subprocess.run([sys.executable, "scripts/container/probe.py", "predict", served.url, diabetes["tag"]], cwd=ROOT,
-                               env={**os.environ, "PROBE_API_KEY": "probe-key"}, capture_output=True, text=True, timeout=120)
+        probe = subprocess.run(
+            [sys.executable, "scripts/container/probe.py", "predict", served.url, diabetes["tag"]],
+            cwd=ROOT,
+            env={**os.environ, "PROBE_API_KEY": "probe-key"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert probe.returncode == 0, probe.stdout + probe.stderr
         assert "model card ok" in probe.stdout and "prediction ok" in probe.stdout and "api key ok" in probe.stdout
-        wrong = subprocess.run([sys.executable, "scripts/container/probe.py", "predict", served.url, "penguins:latest"], cwd=ROOT,
-                               env={**os.environ, "PROBE_API_KEY": "probe-key"}, capture_output=True, text=True, timeout=120)
+        wrong = subprocess.run(
+            [sys.executable, "scripts/container/probe.py", "predict", served.url, "penguins:latest"],
+            cwd=ROOT,
+            env={**os.environ, "PROBE_API_KEY": "probe-key"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert wrong.returncode == 1 and f"serves {diabetes['tag']!r}, expected 'penguins:latest'" in wrong.stderr
 
 
@@ -200,7 +260,9 @@ def test_explicit_model_tag_wins_over_the_packed_model(diabetes, tmp_path):
     csv = diabetes["root"] / "wine.csv"
     frame = load_wine(as_frame=True).frame.rename(columns={"target": "cultivar"})
     frame.rename(columns=lambda c: c.replace("/", "_")).to_csv(csv, index=False)  # od280/od315_...
-    wine = train(diabetes["home"], "--data", str(csv), "--target", "cultivar", "--task", "classification", "--name", "wine")
+    wine = train(
+        diabetes["home"], "--data", str(csv), "--target", "cultivar", "--task", "classification", "--name", "wine"
+    )
     env = {"BENTOML_HOME": str(diabetes["home"]), "MODEL_TAG": "wine"}
     with Server(target=diabetes["bento"], cwd=tmp_path, env=env, name="bento-wine") as served:
         response = requests.post(f"{served.url}/predict", json=example_record(served.url), timeout=30)
@@ -220,14 +282,41 @@ def test_bento_packs_every_held_version_and_serves_them_in_their_roles(diabetes,
     for n, rows in enumerate((frame.iloc[::2], frame.iloc[1::2])):
         csv = diabetes["root"] / f"diabetes-{n}.csv"
         rows.to_csv(csv, index=False)
-        tags.append(train(diabetes["home"], "--data", str(csv), "--target", "progression", "--task", "regression", "--name", "diabetes"))
+        tags.append(
+            train(
+                diabetes["home"],
+                "--data",
+                str(csv),
+                "--target",
+                "progression",
+                "--task",
+                "regression",
+                "--name",
+                "diabetes",
+            )
+        )
     champion, challenger, extra = tags[1], diabetes["tag"], tags[0]
-    bento_dir = build({"BENTOML_HOME": str(diabetes["home"]), "MODEL_TAG": champion, "CHALLENGER_TAG": challenger, "EXTRA_MODEL_TAGS": extra})
+    bento_dir = build(
+        {
+            "BENTOML_HOME": str(diabetes["home"]),
+            "MODEL_TAG": champion,
+            "CHALLENGER_TAG": challenger,
+            "EXTRA_MODEL_TAGS": extra,
+        }
+    )
     assert sorted(packed_models(bento_dir)[1]["PredictionService"]) == sorted([champion, challenger, extra])
-    with Server(target=f"{bento_dir.parent.name}:{bento_dir.name}", cwd=tmp_path, env={"BENTOML_HOME": str(diabetes["home"])},
-                name="bento-versions") as served:
+    with Server(
+        target=f"{bento_dir.parent.name}:{bento_dir.name}",
+        cwd=tmp_path,
+        env={"BENTOML_HOME": str(diabetes["home"])},
+        name="bento-versions",
+    ) as served:
         listing = requests.get(f"{served.url}/v1/models", timeout=30).json()
-        assert [(v["tag"], v["role"]) for v in listing] == [(champion, "champion"), (challenger, "challenger"), (extra, "available")]
+        assert [(v["tag"], v["role"]) for v in listing] == [
+            (champion, "champion"),
+            (challenger, "challenger"),
+            (extra, "available"),
+        ]
         record = example_record(served.url)
         for tag in (champion, challenger, extra):
             answer = requests.post(f"{served.url}/v1/models/{tag}/predict", json=record, timeout=30).json()
@@ -251,18 +340,49 @@ def lightgbm_bento(tmp_path_factory):
     model = lightgbm.LGBMClassifier(n_estimators=20, num_leaves=8, verbose=-1).fit(features, frame["species"])
     model.booster_.save_model(root / "penguins-lgbm.txt")  # a booster knows its classes as 0, 1, 2
     features.to_csv(root / "sample.csv", index=False)
-    env = {k: v for k, v in os.environ.items() if k not in ("MODEL_TAG", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MODEL_TAG", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
+    }
     env["BENTOML_HOME"] = str(home)
-    imported = subprocess.run([sys.executable, "import_model.py", "--model", str(root / "penguins-lgbm.txt"), "--sample", str(root / "sample.csv"),
-                               "--name", "penguins-lgbm"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    imported = subprocess.run(
+        [
+            sys.executable,
+            "import_model.py",
+            "--model",
+            str(root / "penguins-lgbm.txt"),
+            "--sample",
+            str(root / "sample.csv"),
+            "--name",
+            "penguins-lgbm",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert imported.returncode == 0, imported.stdout + imported.stderr
     tag = f"penguins-lgbm:{(home / 'models' / 'penguins-lgbm' / 'latest').read_text().strip()}"
     # -o: never (re)install the venv here.
-    made = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", "build", "MODEL_TAG=penguins-lgbm"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=900)
+    made = subprocess.run(
+        ["make", "--no-print-directory", "-o", ".venv/.installed", "build", "MODEL_TAG=penguins-lgbm"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert made.returncode == 0, made.stdout + made.stderr
     (bento_dir,) = (home / "bentos" / "prediction_service").glob("*/")
-    return {"home": home, "tag": tag, "bento_dir": bento_dir, "bento": f"prediction_service:{bento_dir.name}", "make": made}
+    return {
+        "home": home,
+        "tag": tag,
+        "bento_dir": bento_dir,
+        "bento": f"prediction_service:{bento_dir.name}",
+        "make": made,
+    }
 
 
 def test_imported_model_bento_installs_its_library(lightgbm_bento):
@@ -272,7 +392,10 @@ def test_imported_model_bento_installs_its_library(lightgbm_bento):
     assert packed_models(bento_dir) == ([], {"PredictionService": [lightgbm_bento["tag"]]})
     python = bento_dir / "env" / "python"
     # requirements.txt's pins plus the library the card names, at its version; the lock keeps it.
-    assert pins((python / "requirements.in").read_text()) == {**runtime_pins(), "lightgbm": "4.7.0"} and lightgbm.__version__ == "4.7.0"
+    assert (
+        pins((python / "requirements.in").read_text()) == {**runtime_pins(), "lightgbm": "4.7.0"}
+        and lightgbm.__version__ == "4.7.0"
+    )
     assert pins((python / "requirements.txt").read_text())["lightgbm"] == "4.7.0"
     assert system_packages(bento_dir) == ["libgomp1"]
     # make build said what it built with: a generated copy of bentofile.yaml, removed afterwards.
@@ -295,8 +418,14 @@ def test_imported_model_bento_serves_it(lightgbm_bento, tmp_path):
         answer = response.json()
         assert answer["model"] == lightgbm_bento["tag"] and answer["prediction"] in card["classes"]
         assert abs(sum(answer["probabilities"].values()) - 1) < 1e-6
-        probe = subprocess.run([sys.executable, "scripts/container/probe.py", "predict", served.url, lightgbm_bento["tag"]], cwd=ROOT,
-                               env={**os.environ, "PROBE_API_KEY": "probe-key"}, capture_output=True, text=True, timeout=120)
+        probe = subprocess.run(
+            [sys.executable, "scripts/container/probe.py", "predict", served.url, lightgbm_bento["tag"]],
+            cwd=ROOT,
+            env={**os.environ, "PROBE_API_KEY": "probe-key"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert probe.returncode == 0, probe.stdout + probe.stderr
 
 
@@ -310,5 +439,7 @@ def test_imported_model_bento_without_its_library_stops_with_one_line(lightgbm_b
     env = {"BENTOML_HOME": str(lightgbm_bento["home"]), "PYTHONPATH": str(hide)}
     code, log = Server(target=lightgbm_bento["bento"], cwd=tmp_path, env=env, name="bento-no-lightgbm").wait_exit()
     assert code != 0
-    assert (f"error: model {lightgbm_bento['tag']} needs lightgbm==4.7.0, which is not installed here: pip install lightgbm==4.7.0 "
-            "(a Bento built with `make build` installs it)") in log.splitlines(), log
+    assert (
+        f"error: model {lightgbm_bento['tag']} needs lightgbm==4.7.0, which is not installed here: pip install lightgbm==4.7.0 "
+        "(a Bento built with `make build` installs it)"
+    ) in log.splitlines(), log

@@ -16,21 +16,37 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
-TRAIN = (".venv/bin/python train.py --data your.csv --target COLUMN --name titanik, or import yours with: "
-         ".venv/bin/python import_model.py --model FILE --sample your.csv --name titanik")
+TRAIN = (
+    ".venv/bin/python train.py --data your.csv --target COLUMN --name titanik, or import yours with: "
+    ".venv/bin/python import_model.py --model FILE --sample your.csv --name titanik"
+)
 
 
 def store(home: Path) -> list[str]:
     """name:version of every model in the store at `home`."""
     models = home / "models"
-    return sorted(f"{n.name}:{v.name}" for n in models.iterdir() if n.is_dir() for v in n.iterdir() if v.is_dir()) if models.exists() else []
+    return (
+        sorted(f"{n.name}:{v.name}" for n in models.iterdir() if n.is_dir() for v in n.iterdir() if v.is_dir())
+        if models.exists()
+        else []
+    )
 
 
 def run(cmd: list[str], home: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
     # Not MODEL_TAG, nor the make variables of a `make test` this runs under (make[1] trailers, -j...).
-    environment = {k: v for k, v in os.environ.items() if k not in ("MODEL_TAG", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}
-    return subprocess.run(cmd, cwd=ROOT, env={**environment, "BENTOML_HOME": str(home), **env},
-                          capture_output=True, text=True, timeout=timeout)
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MODEL_TAG", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
+    }
+    return subprocess.run(
+        cmd,
+        cwd=ROOT,
+        env={**environment, "BENTOML_HOME": str(home), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def lines(text: str) -> list[str]:
@@ -41,7 +57,22 @@ def lines(text: str) -> list[str]:
 def churn_home(tmp_path_factory, regression_csv):
     """A store holding only a model named "churn", trained with the documented CLI."""
     home = tmp_path_factory.mktemp("churn") / "bentoml"
-    result = run([sys.executable, "train.py", "--data", str(regression_csv), "--target", "price", "--name", "churn", "--drop", "id"], home, timeout=600)
+    result = run(
+        [
+            sys.executable,
+            "train.py",
+            "--data",
+            str(regression_csv),
+            "--target",
+            "price",
+            "--name",
+            "churn",
+            "--drop",
+            "id",
+        ],
+        home,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert [tag.split(":")[0] for tag in store(home)] == ["churn"]
     return home
@@ -68,10 +99,15 @@ def test_helper_passes_a_present_tag(churn_home):
 def test_make_stops_on_a_missing_tag(churn_home, tmp_path, target):
     before = store(churn_home)
     # -o: never (re)install the venv here; CONTAINER_ROOT: keep the container scripts' storage out of the tree.
-    result = run(["make", "--no-print-directory", "-o", ".venv/.installed", target, "MODEL_TAG=titanik"],
-                 churn_home, CONTAINER_ROOT=str(tmp_path / "containers"))
+    result = run(
+        ["make", "--no-print-directory", "-o", ".venv/.installed", target, "MODEL_TAG=titanik"],
+        churn_home,
+        CONTAINER_ROOT=str(tmp_path / "containers"),
+    )
     assert result.returncode == 2, result.stdout + result.stderr
-    errors = [line for line in lines(result.stderr) if not re.match(r"make(\[\d+\])?: \*\*\*", line)]  # make's own trailer
+    errors = [
+        line for line in lines(result.stderr) if not re.match(r"make(\[\d+\])?: \*\*\*", line)
+    ]  # make's own trailer
     assert errors == [expected_line()]
     assert "bentoml serve" not in result.stdout and "bentoml build" not in result.stdout
     assert store(churn_home) == before
@@ -80,7 +116,9 @@ def test_make_stops_on_a_missing_tag(churn_home, tmp_path, target):
 
 @pytest.mark.served
 def test_service_start_gives_the_same_line(churn_home):
-    result = run([str(Path(sys.executable).parent / "bentoml"), "serve", "--port", "0"], churn_home, MODEL_TAG="titanik")
+    result = run(
+        [str(Path(sys.executable).parent / "bentoml"), "serve", "--port", "0"], churn_home, MODEL_TAG="titanik"
+    )
     assert result.returncode != 0
     assert lines(result.stdout + result.stderr) == [expected_line()]
 
@@ -108,9 +146,19 @@ def bento_layout(root: Path, manifest: dict | None) -> Path:
 
 def model_tag_in(src: Path, **env: str) -> str:
     # Not MODEL_TAG, nor the make variables of a `make test` this runs under (make[1] trailers, -j...).
-    environment = {k: v for k, v in os.environ.items() if k not in ("MODEL_TAG", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}
-    result = subprocess.run([sys.executable, "-c", "from tabserve.core import config; print(config.MODEL_TAG)"], cwd=src,
-                            env={**environment, **env}, capture_output=True, text=True, timeout=60)
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MODEL_TAG", "MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "from tabserve.core import config; print(config.MODEL_TAG)"],
+        cwd=src,
+        env={**environment, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 

@@ -65,7 +65,11 @@ def test_pyproject_and_the_bento_read_the_same_file():
     assert "dependencies" not in project["project"] and project["project"]["dynamic"] == ["dependencies"]
     assert project["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["requirements.txt"]}
     config = build_config()
-    assert config.service == "service:PredictionService" and config.name == "prediction_service" and config.python.lock_packages
+    assert (
+        config.service == "service:PredictionService"
+        and config.name == "prediction_service"
+        and config.python.lock_packages
+    )
     assert config.python.requirements_txt == "./requirements.txt" and not config.python.packages
     assert config.include == ["service.py", "tabserve/"] and "tabserve/training/" in config.exclude
     assert config.docker.python_version == "3.11"

@@ -2,10 +2,9 @@
 
 import pytest
 
-from tabserve.core.inference import read_csv
 from tabserve.core import data
 from tabserve.core.errors import DataError
-from tabserve.core.inference import infer_schema
+from tabserve.core.inference import infer_schema, read_csv
 from tabserve.core.schema import FeatureSchema
 
 HEADER = "island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year"
@@ -70,7 +69,9 @@ def test_load_training_data_checks_the_target(tmp_path):
 
 
 def test_parse_upload_accepts_bom_any_column_order_the_target_and_ids(schema):
-    content = ("\ufeffyear,species,row_id," + HEADER.replace(",year", "") + "\n2007,Adelie,17,Dream,39,18,180,3700,male\n").encode()
+    content = (
+        "\ufeffyear,species,row_id," + HEADER.replace(",year", "") + "\n2007,Adelie,17,Dream,39,18,180,3700,male\n"
+    ).encode()
     upload = data.parse_upload(content, schema, max_rows=10, passthrough=("species",))
     assert list(upload.table.raw.columns)[0] == "year" and upload.table.raw.loc[0, "island"] == "Dream"
     assert upload.passthrough == ["species", "row_id"]

@@ -81,9 +81,19 @@ def test_date_on_request_names_a_bad_value():
 
 
 def test_many_distinct_texts_are_identifiers_and_empty_columns_are_ignored():
-    raw = pd.DataFrame({"user": [f"user{i}" for i in range(MAX_CATEGORIES + 1)], "empty": [""] * (MAX_CATEGORIES + 1), "x": ["1"] * (MAX_CATEGORIES + 1)})
+    raw = pd.DataFrame(
+        {
+            "user": [f"user{i}" for i in range(MAX_CATEGORIES + 1)],
+            "empty": [""] * (MAX_CATEGORIES + 1),
+            "x": ["1"] * (MAX_CATEGORIES + 1),
+        }
+    )
     schema = infer_schema(raw)
-    assert schema.names == ["x"] and "201 distinct" in schema.other_columns["user"] and "empty" in schema.other_columns["empty"]
+    assert (
+        schema.names == ["x"]
+        and "201 distinct" in schema.other_columns["user"]
+        and "empty" in schema.other_columns["empty"]
+    )
 
 
 def test_no_features_left_is_refused():

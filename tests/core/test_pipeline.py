@@ -3,9 +3,8 @@
 import bentoml
 import pytest
 
+from tabserve.core import pipeline, store
 from tabserve.core.card import ModelCard
-from tabserve.core import pipeline
-from tabserve.core import store
 from tabserve.core.inference import Overrides
 from tests.conftest import PENGUIN
 
@@ -116,7 +115,9 @@ def test_the_trees_are_walked_directly_only_when_that_answers_as_the_model(loade
     assert pipeline.TreesDirect.for_model(object(), probe) is None
 
     walk = pipeline.TreesDirect._raw
-    monkeypatch.setattr(pipeline.TreesDirect, "_raw", lambda self, X: walk(self, X) * 1.001)  # e.g. another scikit-learn
+    monkeypatch.setattr(
+        pipeline.TreesDirect, "_raw", lambda self, X: walk(self, X) * 1.001
+    )  # e.g. another scikit-learn
     assert pipeline.TreesDirect.for_model(fitted[-1], probe) is None
 
 

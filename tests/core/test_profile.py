@@ -12,15 +12,17 @@ from tabserve.core.data import PENGUINS_CSV
 from tabserve.core.profile import EPSILON, PREDICTION, Thresholds
 from tabserve.core.schema import CATEGORICAL, DATE, NUMERIC, Feature, FeatureSchema
 
-PENGUIN_SCHEMA = FeatureSchema((
-    Feature("island", CATEGORICAL, False, categories=["Biscoe", "Dream", "Torgersen"]),
-    Feature("bill_length_mm", NUMERIC, True),
-    Feature("bill_depth_mm", NUMERIC, True),
-    Feature("flipper_length_mm", NUMERIC, True, integer=True),
-    Feature("body_mass_g", NUMERIC, True, integer=True),
-    Feature("sex", CATEGORICAL, True, categories=["female", "male"]),
-    Feature("year", NUMERIC, False, integer=True),
-))
+PENGUIN_SCHEMA = FeatureSchema(
+    (
+        Feature("island", CATEGORICAL, False, categories=["Biscoe", "Dream", "Torgersen"]),
+        Feature("bill_length_mm", NUMERIC, True),
+        Feature("bill_depth_mm", NUMERIC, True),
+        Feature("flipper_length_mm", NUMERIC, True, integer=True),
+        Feature("body_mass_g", NUMERIC, True, integer=True),
+        Feature("sex", CATEGORICAL, True, categories=["female", "male"]),
+        Feature("year", NUMERIC, False, integer=True),
+    )
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,9 @@ def penguins():
 
 @pytest.fixture(scope="module")
 def reference(penguins):
-    return profile.build_reference(PENGUIN_SCHEMA, penguins, penguins["species"].tolist(), classes=["Adelie", "Chinstrap", "Gentoo"])
+    return profile.build_reference(
+        PENGUIN_SCHEMA, penguins, penguins["species"].tolist(), classes=["Adelie", "Chinstrap", "Gentoo"]
+    )
 
 
 def test_penguins_profile(reference, penguins):
@@ -43,7 +47,10 @@ def test_penguins_profile(reference, penguins):
     bill = reference.features["bill_length_mm"]
     values = penguins["bill_length_mm"].dropna().astype(float)
     assert len(bill.binning.edges) == 9 and set(bill.binning.edges) <= set(values)  # edges are observed values
-    assert bill.binning.labels[0] == f"≤ {bill.binning.edges[0]:g}" and bill.binning.labels[-2] == f"> {bill.binning.edges[-1]:g}"
+    assert (
+        bill.binning.labels[0] == f"≤ {bill.binning.edges[0]:g}"
+        and bill.binning.labels[-2] == f"> {bill.binning.edges[-1]:g}"
+    )
     assert bill.shares[-1] == pytest.approx(2 / 344, abs=1e-6)  # two rows without measurements
     assert all(0.07 < share < 0.13 for share in bill.shares[:-1])  # ten quantile bins of a continuous feature
     island = reference.features["island"]
@@ -93,6 +100,7 @@ def test_a_known_shift_alerts_exactly_the_shifted_features(reference, penguins):
 
 # --- binning ------------------------------------------------------------------------------------
 
+
 def test_numeric_bins_missing_edges_and_values_beyond_training():
     binning = profile.numeric_binning([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0])
     assert binning.edges == (1, 2, 3, 4, 5, 6, 7, 8, 9)
@@ -109,7 +117,9 @@ def test_discrete_numerics_get_a_bin_per_value():
     assert constant.labels == ("≤ 5.5", "> 5.5", "missing")
     empty = profile.numeric_binning([None, None])
     assert empty.labels == ("any value", "missing") and empty.counts([3.0, None]).tolist() == [1, 1]
-    wide = profile.numeric_binning([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110], integer=True)
+    wide = profile.numeric_binning(
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110], integer=True
+    )
     assert "10–30" in wide.labels  # a whole-number bin of several numbers: low < value ≤ high
 
 
@@ -133,12 +143,16 @@ def test_categories_unseen_missing_and_booleans():
 
 
 def test_dates_are_not_profiled_and_say_why():
-    schema = FeatureSchema((Feature("day", DATE, False, first="2024-01-01", last="2024-12-31"), Feature("x", NUMERIC, False)))
+    schema = FeatureSchema(
+        (Feature("day", DATE, False, first="2024-01-01", last="2024-12-31"), Feature("x", NUMERIC, False))
+    )
     frame = pd.DataFrame({"day": pd.to_datetime(["2024-01-01", "2024-06-01"]).date, "x": [1.0, 2.0]})
     reference = profile.build_reference(schema, frame, [1.5, 2.5])
     assert list(reference.features) == ["x"] and "dates move by nature" in reference.not_profiled["day"]
     assert reference.prediction.binning.kind == "numeric" and not reference.prediction.binning.missing
-    report = profile.compare(reference, reference.count(frame.to_dict("records"), [1.5, 2.5]), Thresholds(min_records=1), schema)
+    report = profile.compare(
+        reference, reference.count(frame.to_dict("records"), [1.5, 2.5]), Thresholds(min_records=1), schema
+    )
     assert [f["name"] for f in report["features"]] == ["day", "x"]
     assert report["features"][0] == {"name": "day", "status": "not profiled", "reason": reference.not_profiled["day"]}
 
@@ -147,10 +161,14 @@ def test_vectorised_and_single_record_binning_agree_on_random_values():
     rng = np.random.default_rng(1)
     binning = profile.numeric_binning(rng.normal(size=500))
     values = rng.normal(scale=2, size=300).tolist() + [None] * 5
-    assert binning.counts(values).tolist() == np.bincount([binning.index_one(v) for v in values], minlength=binning.size).tolist()
+    assert (
+        binning.counts(values).tolist()
+        == np.bincount([binning.index_one(v) for v in values], minlength=binning.size).tolist()
+    )
 
 
 # --- PSI and statuses ---------------------------------------------------------------------------
+
 
 def test_psi_values():
     assert profile.psi([0.2, 0.3, 0.5], [0.2, 0.3, 0.5]) == 0
@@ -165,7 +183,14 @@ def test_psi_values():
 
 def test_statuses_and_thresholds():
     t = Thresholds(warn=0.1, alert=0.25, min_records=100)
-    assert [profile.status(v, 100, t) for v in (0.0, 0.0999, 0.1, 0.2499, 0.25, 3.0)] == ["ok", "ok", "warn", "warn", "alert", "alert"]
+    assert [profile.status(v, 100, t) for v in (0.0, 0.0999, 0.1, 0.2499, 0.25, 3.0)] == [
+        "ok",
+        "ok",
+        "warn",
+        "warn",
+        "alert",
+        "alert",
+    ]
     assert profile.status(5.0, 99, t) == "too few"
     assert profile.overall(["ok", "warn", "not profiled"], 100, t) == "warn"
     assert profile.overall(["ok", "alert", "warn"], 100, t) == "alert"

@@ -1,7 +1,5 @@
 """Feature schema: derived from data, stored as JSON-safe metadata, turned into strict API types."""
 
-import numpy as np
-import pandas as pd
 import pytest
 from pydantic import ValidationError
 
@@ -21,7 +19,15 @@ def penguins_schema():
 
 
 def test_penguins_schema_types_categories_and_ranges(penguins_schema):
-    assert penguins_schema.names == ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
+    assert penguins_schema.names == [
+        "island",
+        "bill_length_mm",
+        "bill_depth_mm",
+        "flipper_length_mm",
+        "body_mass_g",
+        "sex",
+        "year",
+    ]
     island = penguins_schema["island"]
     assert island.kind == CATEGORICAL and island.categories == ["Biscoe", "Dream", "Torgersen"] and not island.nullable
     sex = penguins_schema["sex"]
@@ -34,8 +40,15 @@ def test_penguins_schema_types_categories_and_ranges(penguins_schema):
 
 def test_example_is_a_complete_training_row(penguins_schema):
     example = penguins_schema.example()
-    assert example == {"island": "Torgersen", "bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181,
-                       "body_mass_g": 3750, "sex": "male", "year": 2007}
+    assert example == {
+        "island": "Torgersen",
+        "bill_length_mm": 39.1,
+        "bill_depth_mm": 18.7,
+        "flipper_length_mm": 181,
+        "body_mass_g": 3750,
+        "sex": "male",
+        "year": 2007,
+    }
     penguins_schema.record_model().model_validate(example)
 
 
@@ -54,9 +67,20 @@ def test_regression_csv_schema(regression_csv):
 
 def test_cells_parse_like_json_values():
     flag = Feature("flag", BOOLEAN, True)
-    assert [flag.parse_cell(c) for c in ["true", "False", "YES", "no", "1", "0", "NA", "maybe"]] == [True, False, True, False, True, False, None, "maybe"]
+    assert [flag.parse_cell(c) for c in ["true", "False", "YES", "no", "1", "0", "NA", "maybe"]] == [
+        True,
+        False,
+        True,
+        False,
+        True,
+        False,
+        None,
+        "maybe",
+    ]
     size = Feature("size", NUMERIC, True)
-    assert size.parse_cell("1,5", decimal=",") == 1.5 and size.parse_cell("?") is None and size.parse_cell("inf") == "inf"
+    assert (
+        size.parse_cell("1,5", decimal=",") == 1.5 and size.parse_cell("?") is None and size.parse_cell("inf") == "inf"
+    )
     assert size.parse_cell("1_000") == "1_000"  # float() would take it; a CSV cell with it is not a number
     day = Feature("day", DATE, False, date_format="%d.%m.%Y")
     assert str(day.parse_cell("31.01.2024")) == "2024-01-31" and str(day.parse_cell("2024-01-31")) == "2024-01-31"
@@ -69,12 +93,23 @@ def test_label_text_is_the_json_spelling():
 
 
 def test_dates_booleans_and_coded_categories_in_the_api_types():
-    schema = FeatureSchema((
-        Feature("day", DATE, False, example="2024-01-31", date_format="%d.%m.%Y", first="2024-01-01", last="2024-12-31"),
-        Feature("at", DATETIME, True, example="2024-01-31T10:00:00", first="2024-01-01T00:00:00", last="2024-12-31T00:00:00"),
-        Feature("flag", BOOLEAN, False, example=True),
-        Feature("origin", CATEGORICAL, False, categories=[1, 2, 3], example=1),
-    ))
+    schema = FeatureSchema(
+        (
+            Feature(
+                "day", DATE, False, example="2024-01-31", date_format="%d.%m.%Y", first="2024-01-01", last="2024-12-31"
+            ),
+            Feature(
+                "at",
+                DATETIME,
+                True,
+                example="2024-01-31T10:00:00",
+                first="2024-01-01T00:00:00",
+                last="2024-12-31T00:00:00",
+            ),
+            Feature("flag", BOOLEAN, False, example=True),
+            Feature("origin", CATEGORICAL, False, categories=[1, 2, 3], example=1),
+        )
+    )
     strict, lax = schema.record_model(), schema.record_model("Query", strict=False)
     record = strict.model_validate({"day": "2030-02-01", "flag": True, "origin": 2}).model_dump()
     assert str(record["day"]) == "2030-02-01"  # a date never seen in training is fine
@@ -88,7 +123,9 @@ def test_dates_booleans_and_coded_categories_in_the_api_types():
 
 
 def test_reserved_names_become_aliases():
-    schema = FeatureSchema((Feature("_score", NUMERIC, False, example=1.0), Feature("model_year", NUMERIC, False, example=2.0)))
+    schema = FeatureSchema(
+        (Feature("_score", NUMERIC, False, example=1.0), Feature("model_year", NUMERIC, False, example=2.0))
+    )
     record = schema.record_model()
     assert record.model_validate({"_score": 1.0, "model_year": 2.0}).model_dump() == {"_score": 1.0, "model_year": 2.0}
     assert set(record.model_json_schema()["properties"]) == {"_score", "model_year"}
@@ -126,7 +163,9 @@ def test_nullable_fields_may_be_omitted_required_may_not(penguins_schema):
 
 def test_out_of_range_warnings(penguins_schema):
     record = {**penguins_schema.example(), "bill_length_mm": 99.0, "body_mass_g": None}
-    assert penguins_schema.out_of_range(record) == {"bill_length_mm": "bill_length_mm=99 is outside the training range [32.1, 59.6]"}
+    assert penguins_schema.out_of_range(record) == {
+        "bill_length_mm": "bill_length_mm=99 is outside the training range [32.1, 59.6]"
+    }
     assert penguins_schema.out_of_range(penguins_schema.example()) == {}
 
 

@@ -108,11 +108,18 @@ def test_a_rolling_update_never_drops_a_request():
     goes, and a stopping pod keeps serving until the load balancers have dropped it, within its grace period."""
     deployment = M["Deployment"]
     strategy = deployment["spec"]["strategy"]
-    assert strategy["type"] == "RollingUpdate" and strategy["rollingUpdate"]["maxUnavailable"] == 0 and strategy["rollingUpdate"]["maxSurge"] >= 1
+    assert (
+        strategy["type"] == "RollingUpdate"
+        and strategy["rollingUpdate"]["maxUnavailable"] == 0
+        and strategy["rollingUpdate"]["maxSurge"] >= 1
+    )
     container = _container(deployment)
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     command = container["lifecycle"]["preStop"]["exec"]["command"]
-    assert command[0] == "sleep" and 5 <= int(command[1]) < deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] - 10
+    assert (
+        command[0] == "sleep"
+        and 5 <= int(command[1]) < deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] - 10
+    )
 
 
 def test_deployment_is_non_root_and_locked_down():
@@ -154,7 +161,11 @@ def test_api_key_comes_from_the_secret():
 def test_hpa_scales_the_deployment_on_cpu():
     hpa, deployment = M["HorizontalPodAutoscaler"], M["Deployment"]
     target = hpa["spec"]["scaleTargetRef"]
-    assert (target["apiVersion"], target["kind"], target["name"]) == ("apps/v1", "Deployment", deployment["metadata"]["name"])
+    assert (target["apiVersion"], target["kind"], target["name"]) == (
+        "apps/v1",
+        "Deployment",
+        deployment["metadata"]["name"],
+    )
     assert hpa["spec"]["minReplicas"] == deployment["spec"]["replicas"] == 2
     assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
     [metric] = hpa["spec"]["metrics"]

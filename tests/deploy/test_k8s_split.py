@@ -44,7 +44,9 @@ def test_two_deployments_each_with_its_service_hpa_and_budget():
         target = O[("HorizontalPodAutoscaler", name)]["spec"]["scaleTargetRef"]
         assert (target["kind"], target["name"]) == ("Deployment", name)
     kustomization = yaml.safe_load((SPLIT / "kustomization.yaml").read_text())
-    assert sorted(kustomization["resources"]) == sorted(p.name for p in SPLIT.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(kustomization["resources"]) == sorted(
+        p.name for p in SPLIT.glob("*.yaml") if p.name != "kustomization.yaml"
+    )
 
 
 def test_the_entry_reaches_the_model_service_and_the_model_pods_run_only_it():
@@ -52,7 +54,10 @@ def test_the_entry_reaches_the_model_service_and_the_model_pods_run_only_it():
     [model] = O[("Deployment", "tabserve-model")]["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in entry["env"]}
     service = O[("Service", "tabserve-model")]
-    assert env["MODEL_SERVICE_URL"] == f"http://{service['metadata']['name']}" and service["spec"]["ports"][0]["port"] == 80
+    assert (
+        env["MODEL_SERVICE_URL"] == f"http://{service['metadata']['name']}"
+        and service["spec"]["ports"][0]["port"] == 80
+    )
     assert model["args"][:3] == ["start-http-server", "--service-name", "ModelService"]
     assert {e["name"]: e.get("value") for e in model["env"]}["SERVICE_LAYOUT"] == env["SERVICE_LAYOUT"] == "services"
     assert "API_KEY" not in {e["name"] for e in model["env"]}  # inside the cluster only; the entry checks keys

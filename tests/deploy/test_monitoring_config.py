@@ -14,7 +14,9 @@ import yaml
 from tests.conftest import ROOT
 
 MONITORING = ROOT / "deploy" / "monitoring"
-pytestmark = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing: `make engines` installs Debian's prometheus")
+pytestmark = pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool missing: `make engines` installs Debian's prometheus"
+)
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
@@ -55,8 +57,15 @@ def test_the_alerts_cover_drift_errors_latency_and_unavailability():
 def test_the_dashboard_has_the_panels_operators_look_at():
     dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
     titles = " | ".join(p["title"] for p in dashboard["panels"]).lower()
-    for topic in ("requests per second by route", "latency by route", "records per pipeline call", "cache hit rate",
-                  "outside the training range", "drift per feature", "predictions per class"):
+    for topic in (
+        "requests per second by route",
+        "latency by route",
+        "records per pipeline call",
+        "cache hit rate",
+        "outside the training range",
+        "drift per feature",
+        "predictions per class",
+    ):
         assert topic in titles
     for panel in dashboard["panels"]:
         assert panel["targets"] and all(t["expr"].strip() and t["refId"] for t in panel["targets"]), panel["title"]

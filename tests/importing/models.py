@@ -5,9 +5,10 @@ own answers on that sample: what every imported answer must equal."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,9 @@ class Built:
     model: Path  # the file (or MLflow directory) import_model.py reads
     sample: Path  # the sample CSV
     args: list[str] = field(default_factory=list)  # the rest of the import command
-    own: Callable[[pd.DataFrame], dict[str, Any]] | None = None  # the model's own answers on frames read from the sample
+    own: Callable[[pd.DataFrame], dict[str, Any]] | None = (
+        None  # the model's own answers on frames read from the sample
+    )
     family: str = ""
     fmt: str = ""
 
@@ -40,7 +43,11 @@ def penguins() -> pd.DataFrame:
     return load_penguins()
 
 
-LEVELS = {"island": ["Biscoe", "Dream", "Torgersen"], "sex": ["female", "male"], "species": ["Adelie", "Chinstrap", "Gentoo"]}
+LEVELS = {
+    "island": ["Biscoe", "Dream", "Torgersen"],
+    "sex": ["female", "male"],
+    "species": ["Adelie", "Chinstrap", "Gentoo"],
+}
 
 
 def as_categories(frame: pd.DataFrame, columns=CATEGORIES) -> pd.DataFrame:
@@ -55,8 +62,11 @@ def proba_answers(classes, probabilities, labels=None) -> dict[str, Any]:
     probabilities = np.asarray(probabilities, dtype=float)
     if labels is None:
         labels = [classes[i] for i in probabilities.argmax(axis=1)]
-    return {"labels": [v.item() if hasattr(v, "item") else v for v in labels], "probabilities": probabilities,
-            "classes": [c.item() if hasattr(c, "item") else c for c in classes]}
+    return {
+        "labels": [v.item() if hasattr(v, "item") else v for v in labels],
+        "probabilities": probabilities,
+        "classes": [c.item() if hasattr(c, "item") else c for c in classes],
+    }
 
 
 def value_answers(values) -> dict[str, Any]:
@@ -71,9 +81,13 @@ def sklearn_pipeline(frame: pd.DataFrame):
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     numbers = Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())])
-    columns = ColumnTransformer([("numbers", numbers, NUMERIC), ("categories", OneHotEncoder(handle_unknown="ignore"), CATEGORIES)])
+    columns = ColumnTransformer(
+        [("numbers", numbers, NUMERIC), ("categories", OneHotEncoder(handle_unknown="ignore"), CATEGORIES)]
+    )
     labelled = frame.dropna(subset=["species", "sex"])
-    return Pipeline([("columns", columns), ("model", LogisticRegression(max_iter=2000))]).fit(labelled[NUMERIC + CATEGORIES], labelled["species"])
+    return Pipeline([("columns", columns), ("model", LogisticRegression(max_iter=2000))]).fit(
+        labelled[NUMERIC + CATEGORIES], labelled["species"]
+    )
 
 
 def build_all(folder: Path) -> dict[str, Built]:
@@ -96,68 +110,132 @@ def build_all(folder: Path) -> dict[str, Built]:
     pipe = sklearn_pipeline(data.dropna(subset=["sex"]))
     kept = folder / "sex_known.csv"  # the pipeline's OneHotEncoder has no missing sex: its sample has none either
     data.dropna(subset=["sex"]).to_csv(kept, index=False)
-    own = lambda frame, p=pipe: proba_answers(p.classes_, p.predict_proba(frame[NUMERIC + CATEGORIES]), p.predict(frame[NUMERIC + CATEGORIES]))
+    own = lambda frame, p=pipe: proba_answers(
+        p.classes_, p.predict_proba(frame[NUMERIC + CATEGORIES]), p.predict(frame[NUMERIC + CATEGORIES])
+    )
     skops.io.dump(pipe, folder / "pipeline.skops")
-    built["pipe-skops"] = Built("pipe-skops", folder / "pipeline.skops", kept, ["--target", "species", "--trust", "numpy.dtype"], own, "scikit-learn", "skops")
+    built["pipe-skops"] = Built(
+        "pipe-skops",
+        folder / "pipeline.skops",
+        kept,
+        ["--target", "species", "--trust", "numpy.dtype"],
+        own,
+        "scikit-learn",
+        "skops",
+    )
     joblib.dump(pipe, folder / "pipeline.joblib")
-    built["pipe-joblib"] = Built("pipe-joblib", folder / "pipeline.joblib", kept, ["--trust-pickle"], own, "scikit-learn", "pickle")
+    built["pipe-joblib"] = Built(
+        "pipe-joblib", folder / "pipeline.joblib", kept, ["--trust-pickle"], own, "scikit-learn", "pickle"
+    )
 
     # A RandomForest regressor on scikit-learn's diabetes table (a regression), with skops
     diabetes = load_diabetes(as_frame=True, scaled=False).frame.rename(columns={"target": "progression"})
     diabetes_csv = folder / "diabetes.csv"
     diabetes.to_csv(diabetes_csv, index=False)
     features = [c for c in diabetes.columns if c != "progression"]
-    forest = RandomForestRegressor(n_estimators=30, max_depth=6, random_state=0).fit(diabetes[features], diabetes["progression"])
+    forest = RandomForestRegressor(n_estimators=30, max_depth=6, random_state=0).fit(
+        diabetes[features], diabetes["progression"]
+    )
     skops.io.dump(forest, folder / "forest.skops")
-    built["forest"] = Built("forest", folder / "forest.skops", diabetes_csv, ["--target", "progression", "--trust", "sklearn.tree._tree.Tree"],
-                            lambda frame, m=forest: value_answers(m.predict(frame[features])), "scikit-learn", "skops")
+    built["forest"] = Built(
+        "forest",
+        folder / "forest.skops",
+        diabetes_csv,
+        ["--target", "progression", "--trust", "sklearn.tree._tree.Tree"],
+        lambda frame, m=forest: value_answers(m.predict(frame[features])),
+        "scikit-learn",
+        "skops",
+    )
 
     # LightGBM with pandas categorical columns: the booster's text file and the pickled sklearn wrapper
     x = as_categories(data.drop(columns=["species"]))
-    classifier = lightgbm.LGBMClassifier(n_estimators=40, num_leaves=8, verbose=-1, random_state=0).fit(x, data["species"])
+    classifier = lightgbm.LGBMClassifier(n_estimators=40, num_leaves=8, verbose=-1, random_state=0).fit(
+        x, data["species"]
+    )
     classifier.booster_.save_model(folder / "lightgbm.txt")
     booster = lightgbm.Booster(model_file=str(folder / "lightgbm.txt"))
-    built["lgb-booster"] = Built("lgb-booster", folder / "lightgbm.txt", sample, [],
-                                 lambda frame, b=booster: proba_answers([0, 1, 2], b.predict(as_categories(frame.drop(columns=["species"])))),
-                                 "lightgbm", "lightgbm")
+    built["lgb-booster"] = Built(
+        "lgb-booster",
+        folder / "lightgbm.txt",
+        sample,
+        [],
+        lambda frame, b=booster: proba_answers([0, 1, 2], b.predict(as_categories(frame.drop(columns=["species"])))),
+        "lightgbm",
+        "lightgbm",
+    )
     joblib.dump(classifier, folder / "lightgbm.pkl")
-    built["lgb-sklearn"] = Built("lgb-sklearn", folder / "lightgbm.pkl", sample, ["--trust-pickle", "--target", "species"],
-                                 lambda frame, m=classifier: proba_answers(m.classes_, m.predict_proba(as_categories(frame.drop(columns=["species"]))),
-                                                                           m.predict(as_categories(frame.drop(columns=["species"])))),
-                                 "lightgbm", "pickle")
+    built["lgb-sklearn"] = Built(
+        "lgb-sklearn",
+        folder / "lightgbm.pkl",
+        sample,
+        ["--trust-pickle", "--target", "species"],
+        lambda frame, m=classifier: proba_answers(
+            m.classes_,
+            m.predict_proba(as_categories(frame.drop(columns=["species"]))),
+            m.predict(as_categories(frame.drop(columns=["species"]))),
+        ),
+        "lightgbm",
+        "pickle",
+    )
 
     # XGBoost with categorical support: a binary classifier's booster as JSON, a regressor's as UBJSON
     known_sex = data.dropna(subset=["sex"])
     sex_csv = folder / "penguins_sex.csv"
     known_sex.drop(columns=["sex"]).assign(sex=(known_sex["sex"] == "male").astype(int)).to_csv(sex_csv, index=False)
     xs = as_categories(known_sex.drop(columns=["sex"]), ["island", "species"])
-    binary = xgboost.XGBClassifier(n_estimators=30, max_depth=3, enable_categorical=True, tree_method="hist", random_state=0)
+    binary = xgboost.XGBClassifier(
+        n_estimators=30, max_depth=3, enable_categorical=True, tree_method="hist", random_state=0
+    )
     binary.fit(xs, (known_sex["sex"] == "male").astype(int))
     binary.get_booster().save_model(folder / "xgboost.json")
     xgb_booster = xgboost.Booster()
     xgb_booster.load_model(folder / "xgboost.json")
-    built["xgb-json"] = Built("xgb-json", folder / "xgboost.json", sex_csv, ["--target", "sex"],
-                              lambda frame, m=binary: proba_answers(m.classes_, m.predict_proba(as_categories(frame.drop(columns=["sex"]), ["island", "species"]))),
-                              "xgboost", "xgboost")
+    built["xgb-json"] = Built(
+        "xgb-json",
+        folder / "xgboost.json",
+        sex_csv,
+        ["--target", "sex"],
+        lambda frame, m=binary: proba_answers(
+            m.classes_, m.predict_proba(as_categories(frame.drop(columns=["sex"]), ["island", "species"]))
+        ),
+        "xgboost",
+        "xgboost",
+    )
     mass = data.dropna(subset=["body_mass_g"])
     mass_csv = folder / "penguins_mass.csv"
     mass.to_csv(mass_csv, index=False)
     xm = as_categories(mass.drop(columns=["body_mass_g"]), ["island", "sex", "species"])
-    regressor = xgboost.XGBRegressor(n_estimators=30, max_depth=3, enable_categorical=True, tree_method="hist", random_state=0)
+    regressor = xgboost.XGBRegressor(
+        n_estimators=30, max_depth=3, enable_categorical=True, tree_method="hist", random_state=0
+    )
     regressor.fit(xm, mass["body_mass_g"])
     regressor.get_booster().save_model(folder / "xgboost.ubj")
-    built["xgb-ubj"] = Built("xgb-ubj", folder / "xgboost.ubj", mass_csv, ["--target", "body_mass_g"],
-                             lambda frame, m=regressor: value_answers(m.predict(as_categories(frame.drop(columns=["body_mass_g"]), ["island", "sex", "species"]))),
-                             "xgboost", "xgboost")
+    built["xgb-ubj"] = Built(
+        "xgb-ubj",
+        folder / "xgboost.ubj",
+        mass_csv,
+        ["--target", "body_mass_g"],
+        lambda frame, m=regressor: value_answers(
+            m.predict(as_categories(frame.drop(columns=["body_mass_g"]), ["island", "sex", "species"]))
+        ),
+        "xgboost",
+        "xgboost",
+    )
 
     # An MLflow sklearn model directory with a signature (MLflow 3 saves it with skops)
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
     inputs = known_sex[NUMERIC + CATEGORIES]
-    mlflow.sklearn.save_model(pipe, folder / "mlflow-model", signature=infer_signature(inputs, pipe.predict(inputs)),
-                             skops_trusted_types=["numpy.dtype"])
-    built["mlflow"] = Built("mlflow", folder / "mlflow-model", kept, ["--trust", "numpy.dtype"], own, "scikit-learn", "mlflow")
+    mlflow.sklearn.save_model(
+        pipe,
+        folder / "mlflow-model",
+        signature=infer_signature(inputs, pipe.predict(inputs)),
+        skops_trusted_types=["numpy.dtype"],
+    )
+    built["mlflow"] = Built(
+        "mlflow", folder / "mlflow-model", kept, ["--trust", "numpy.dtype"], own, "scikit-learn", "mlflow"
+    )
 
     # ONNX: the same kind of pipeline converted with skl2onnx, one input per column
     from skl2onnx import to_onnx
@@ -171,7 +249,12 @@ def build_all(folder: Path) -> dict[str, Built]:
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        feeds = {c: frame[[c]].to_numpy().astype(np.float32) if c in NUMERIC else frame[[c]].to_numpy().astype(str).astype(object) for c in NUMERIC + CATEGORIES}
+        feeds = {
+            c: frame[[c]].to_numpy().astype(np.float32)
+            if c in NUMERIC
+            else frame[[c]].to_numpy().astype(str).astype(object)
+            for c in NUMERIC + CATEGORIES
+        }
         labels, probabilities = session.run(None, feeds)
         return proba_answers(list(onnx_pipe.classes_), probabilities, list(labels))
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import shutil
 from pathlib import Path
 
 import bentoml
@@ -48,7 +47,9 @@ def test_the_card_records_where_the_model_came_from(case, built_models, imported
     stored = Path(bentoml.models.get(imported_models[case]).path_of(source["file"]))
     assert source["sha256"] == store.checksum(stored)
     if built.model.is_file():
-        assert source["sha256"] == hashlib.sha256(built.model.read_bytes()).hexdigest()  # the user's own file, byte for byte
+        assert (
+            source["sha256"] == hashlib.sha256(built.model.read_bytes()).hexdigest()
+        )  # the user's own file, byte for byte
     assert source["library_version"] == card.library_versions[source["library"]]
     assert card.training_data["sha256"] == hashlib.sha256(built.sample.read_bytes()).hexdigest()
     assert card.reference is not None and card.reference.prediction_rows == card.training_data["rows"]
@@ -61,7 +62,10 @@ def test_task_and_labels_come_from_the_model(imported_models):
     assert cards["xgb-json"].classes == [0, 1] and cards["xgb-json"].task == "classification"
     assert cards["xgb-ubj"].task == cards["forest"].task == "regression" and cards["forest"].classes is None
     assert cards["onnx"].classes == ["Adelie", "Chinstrap", "Gentoo"]
-    assert set(cards["pipe-skops"].metrics) == {"accuracy", "f1_macro"} and set(cards["forest"].metrics) == {"rmse", "r2"}
+    assert set(cards["pipe-skops"].metrics) == {"accuracy", "f1_macro"} and set(cards["forest"].metrics) == {
+        "rmse",
+        "r2",
+    }
     assert not cards["lgb-booster"].metrics  # no --target: no metrics
 
 
@@ -71,12 +75,23 @@ def test_the_schema_follows_the_sample_and_the_model(imported_models):
     assert card.schema["sex"].nullable and card.schema["bill_length_mm"].kind == "numeric"
     assert "species" in card.schema.other_columns  # in the sample, not used by the model: passed through
     onnx = ModelCard.from_model(bentoml.models.get(imported_models["onnx"]))
-    assert onnx.schema.names == ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
+    assert onnx.schema.names == [
+        "island",
+        "bill_length_mm",
+        "bill_depth_mm",
+        "flipper_length_mm",
+        "body_mass_g",
+        "sex",
+        "year",
+    ]
 
 
 def test_the_summary_says_what_was_read_and_saved(built_models, capsys):
     built = built_models["lgb-sklearn"]
-    assert import_model.main([*built.command()[:4], "--name", "summary-check", "--trust-pickle", "--target", "species"]) == 0
+    assert (
+        import_model.main([*built.command()[:4], "--name", "summary-check", "--trust-pickle", "--target", "species"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.startswith("model     pickle (trusted with --trust-pickle) lightgbm.pkl (lightgbm 4.7.0), sha256 ")
     assert "classification (from the model: a lightgbm classifier with 3 classes (Adelie, Chinstrap, Gentoo))" in out
@@ -123,10 +138,24 @@ def test_an_mlflow_pickle_flavour_needs_trust_too(built_models, tmp_path, capsys
     model = LinearRegression().fit(frame.drop(columns=["progression"]), frame["progression"])
     mlflow.sklearn.save_model(model, tmp_path / "pickled", serialization_format="cloudpickle")
     capsys.readouterr()  # MLflow's own warning about pickles
-    err = refused(capsys, "--model", str(tmp_path / "pickled"), "--sample", str(built_models["forest"].sample), "--name", "nope")
+    err = refused(
+        capsys, "--model", str(tmp_path / "pickled"), "--sample", str(built_models["forest"].sample), "--name", "nope"
+    )
     assert "pickle" in err and "--trust-pickle" in err
-    assert import_model.main(["--model", str(tmp_path / "pickled"), "--sample", str(built_models["forest"].sample),
-                              "--name", "mlflow-cloudpickle", "--trust-pickle"]) == 0
+    assert (
+        import_model.main(
+            [
+                "--model",
+                str(tmp_path / "pickled"),
+                "--sample",
+                str(built_models["forest"].sample),
+                "--name",
+                "mlflow-cloudpickle",
+                "--trust-pickle",
+            ]
+        )
+        == 0
+    )
     runtime = store.load_runtime(bentoml.models.get("mlflow-cloudpickle:latest"))
     card = ModelCard.from_model(bentoml.models.get("mlflow-cloudpickle:latest"))
     got = [a["prediction"] for a in runtime.predict_records(records_of(card, built_models["forest"].sample))]
@@ -137,15 +166,25 @@ def test_unknown_unreadable_and_missing_files(built_models, tmp_path, capsys):
     sample = str(built_models["forest"].sample)
     text = tmp_path / "notes.txt"
     text.write_text("hello, this is not a model\n")
-    assert "not a model file this server reads" in refused(capsys, "--model", str(text), "--sample", sample, "--name", "nope")
-    assert "does not exist" in refused(capsys, "--model", str(tmp_path / "absent.skops"), "--sample", sample, "--name", "nope")
+    assert "not a model file this server reads" in refused(
+        capsys, "--model", str(text), "--sample", sample, "--name", "nope"
+    )
+    assert "does not exist" in refused(
+        capsys, "--model", str(tmp_path / "absent.skops"), "--sample", sample, "--name", "nope"
+    )
     broken = tmp_path / "broken.txt"
     broken.write_text(built_models["lgb-booster"].model.read_text()[:3000])
-    assert "not a complete LightGBM model file" in refused(capsys, "--model", str(broken), "--sample", sample, "--name", "nope")
+    assert "not a complete LightGBM model file" in refused(
+        capsys, "--model", str(broken), "--sample", sample, "--name", "nope"
+    )
     garbled = tmp_path / "garbled.txt"
     garbled.write_text(built_models["lgb-booster"].model.read_text().replace("num_leaves=", "num_leaves=x", 1))
-    assert "could not be read as a lightgbm model" in refused(capsys, "--model", str(garbled), "--sample", sample, "--name", "nope")
-    assert "is a directory without an MLmodel file" in refused(capsys, "--model", str(tmp_path), "--sample", sample, "--name", "nope")
+    assert "could not be read as a lightgbm model" in refused(
+        capsys, "--model", str(garbled), "--sample", sample, "--name", "nope"
+    )
+    assert "is a directory without an MLmodel file" in refused(
+        capsys, "--model", str(tmp_path), "--sample", sample, "--name", "nope"
+    )
 
 
 def test_a_sample_missing_model_columns_names_them(built_models, tmp_path, capsys):
@@ -211,16 +250,24 @@ class Raises(WrongCount):
         return np.zeros(len(frame))
 
 
-@pytest.mark.parametrize("model, message", [
-    (Raises(), "the model raised on the sample: ValueError: bmi out of the fitted range (first failing row: 257 of the sample)"),
-    (WrongCount(), "the model answered 441 predictions for the sample's 442 rows"),
-    (Nan(), "the model answered NaN for row 8 of the sample"),
-    (BadProbabilities(), "the model's probabilities for row 3 of the sample sum to 1.2, not 1"),
-])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (
+            Raises(),
+            "the model raised on the sample: ValueError: bmi out of the fitted range (first failing row: 257 of the sample)",
+        ),
+        (WrongCount(), "the model answered 441 predictions for the sample's 442 rows"),
+        (Nan(), "the model answered NaN for row 8 of the sample"),
+        (BadProbabilities(), "the model's probabilities for row 3 of the sample sum to 1.2, not 1"),
+    ],
+)
 def test_a_model_answering_wrong_is_refused(model, message, built_models, tmp_path, capsys):
     path = tmp_path / "model.pkl"
     path.write_bytes(pickle.dumps(model))
-    err = refused(capsys, "--model", str(path), "--sample", str(built_models["forest"].sample), "--name", "nope", "--trust-pickle")
+    err = refused(
+        capsys, "--model", str(path), "--sample", str(built_models["forest"].sample), "--name", "nope", "--trust-pickle"
+    )
     assert message in err
 
 
@@ -233,7 +280,17 @@ def test_a_task_that_contradicts_the_model_is_refused(built_models, capsys):
 def test_a_sample_of_fewer_than_10_rows_is_refused(built_models, tmp_path, capsys):
     sample = tmp_path / "tiny.csv"
     pd.read_csv(built_models["forest"].sample).head(9).to_csv(sample, index=False)
-    err = refused(capsys, "--model", str(built_models["forest"].model), "--sample", str(sample), "--name", "nope", "--trust", "sklearn.tree._tree.Tree")
+    err = refused(
+        capsys,
+        "--model",
+        str(built_models["forest"].model),
+        "--sample",
+        str(sample),
+        "--name",
+        "nope",
+        "--trust",
+        "sklearn.tree._tree.Tree",
+    )
     assert "the sample has 9 rows; at least 10" in err
 
 
@@ -258,7 +315,9 @@ def test_a_damaged_stored_file_is_refused_at_load(built_models, imported_models,
     stored = bentoml.models.get("to-damage:latest")
     path = Path(stored.path_of(ModelCard.from_model(stored).source["file"]))
     path.write_text(path.read_text().replace("tree\n", "tree \n", 1))
-    with pytest.raises(ModelCorrupted, match=r"\(lightgbm.txt does not match its checksum\); import it again with import_model.py"):
+    with pytest.raises(
+        ModelCorrupted, match=r"\(lightgbm.txt does not match its checksum\); import it again with import_model.py"
+    ):
         store.verify(stored)
 
 
@@ -271,7 +330,12 @@ def test_score_py_local_engine_answers_as_the_model(case, built_models, imported
 
     built = built_models[case]
     out = tmp_path / "scored.csv"
-    assert score.main(["--data", str(built.sample), "--out", str(out), "--model", imported_models[case], "--engine", "local"]) == 0
+    assert (
+        score.main(
+            ["--data", str(built.sample), "--out", str(out), "--model", imported_models[case], "--engine", "local"]
+        )
+        == 0
+    )
     scored = pd.read_csv(out)
     own = built.own(built.frame())
     if "values" in own:
@@ -304,26 +368,42 @@ def edited_copy(built, name: str, edit) -> bentoml.Model:
 
 
 def test_a_version_imported_with_another_library_version_warns_once_naming_both(built_models, caplog):
-    stored = edited_copy(built_models["lgb-booster"], "older-lightgbm", lambda source: source.update(library_version="4.0.0"))
+    stored = edited_copy(
+        built_models["lgb-booster"], "older-lightgbm", lambda source: source.update(library_version="4.0.0")
+    )
     with caplog.at_level("WARNING", logger="tabserve"):
         store.load_runtime(stored)
         store.load_runtime(stored)
     warnings = [r.getMessage() for r in caplog.records if "imported with" in r.getMessage()]
-    assert len(warnings) == 1 and "lightgbm 4.0.0" in warnings[0] and "lightgbm 4.7.0" in warnings[0] and str(stored.tag) in warnings[0]
+    assert (
+        len(warnings) == 1
+        and "lightgbm 4.0.0" in warnings[0]
+        and "lightgbm 4.7.0" in warnings[0]
+        and str(stored.tag) in warnings[0]
+    )
 
 
 def test_a_version_whose_library_is_not_installed_is_refused_in_one_line(built_models):
     from tabserve.core.errors import ModelCorrupted
 
-    stored = edited_copy(built_models["lgb-booster"], "needs-more", lambda source: source.update(requirements=["nosuchlib==1.0"]))
-    with pytest.raises(ModelCorrupted, match=r"needs nosuchlib==1.0, which is not installed here: pip install nosuchlib==1.0"):
+    stored = edited_copy(
+        built_models["lgb-booster"], "needs-more", lambda source: source.update(requirements=["nosuchlib==1.0"])
+    )
+    with pytest.raises(
+        ModelCorrupted, match=r"needs nosuchlib==1.0, which is not installed here: pip install nosuchlib==1.0"
+    ):
         store.verify(stored)
 
 
 def test_classes_name_a_boosters_class_indices(built_models, capsys):
     built = built_models["lgb-booster"]
     names = ["Adelie", "Chinstrap", "Gentoo"]  # the order LGBMClassifier encoded them in (sorted)
-    assert import_model.main([*built.command()[:4], "--name", "named-booster", "--classes", ",".join(names), "--target", "species"]) == 0
+    assert (
+        import_model.main(
+            [*built.command()[:4], "--name", "named-booster", "--classes", ",".join(names), "--target", "species"]
+        )
+        == 0
+    )
     stored = bentoml.models.get("named-booster:latest")
     card = ModelCard.from_model(stored)
     assert card.classes == names and card.metrics["accuracy"] > 0.9  # the sample's text labels now meet the model's
@@ -335,7 +415,8 @@ def test_classes_name_a_boosters_class_indices(built_models, capsys):
     capsys.readouterr()
     assert "3 classes (0 to 2)" in refused(capsys, *built.command()[:4], "--name", "nope", "--classes", "a,b")
     assert "has labels of its own (Adelie, Chinstrap, Gentoo)" in refused(
-        capsys, *built_models["lgb-sklearn"].command()[:4], "--name", "nope", "--trust-pickle", "--classes", "a,b,c")
+        capsys, *built_models["lgb-sklearn"].command()[:4], "--name", "nope", "--trust-pickle", "--classes", "a,b,c"
+    )
 
 
 def test_a_classifier_without_predict_proba_answers_labels_only(built_models, tmp_path, capsys):
@@ -352,7 +433,12 @@ def test_a_classifier_without_predict_proba_answers_labels_only(built_models, tm
     columns = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
     model = make_pipeline(StandardScaler(), LinearSVC()).fit(frame[columns], frame["species"])
     joblib.dump(model, tmp_path / "svc.joblib")
-    assert import_model.main(["--model", str(tmp_path / "svc.joblib"), "--sample", str(sample), "--name", "svc", "--trust-pickle"]) == 0
+    assert (
+        import_model.main(
+            ["--model", str(tmp_path / "svc.joblib"), "--sample", str(sample), "--name", "svc", "--trust-pickle"]
+        )
+        == 0
+    )
     assert "labels only" in capsys.readouterr().out
     stored = bentoml.models.get("svc:latest")
     card = ModelCard.from_model(stored)
@@ -362,7 +448,21 @@ def test_a_classifier_without_predict_proba_answers_labels_only(built_models, tm
     assert all(a["probabilities"] is None for a in answers)
     import score
 
-    assert score.main(["--data", str(sample), "--out", str(tmp_path / "scored.csv"), "--model", str(stored.tag), "--engine", "local"]) == 0
+    assert (
+        score.main(
+            [
+                "--data",
+                str(sample),
+                "--out",
+                str(tmp_path / "scored.csv"),
+                "--model",
+                str(stored.tag),
+                "--engine",
+                "local",
+            ]
+        )
+        == 0
+    )
     scored = pd.read_csv(tmp_path / "scored.csv")
     assert scored["prediction"].tolist() == model.predict(frame[columns]).tolist()
     assert not [c for c in scored.columns if c.startswith("proba_")]
@@ -382,17 +482,37 @@ def test_yes_no_columns_reach_the_model_as_the_text_it_was_fitted_on(tmp_path, c
     load_penguins_raw().to_csv(sample, index=False)
     frame = pd.read_csv(sample)
     columns = ["Island", "Clutch Completion", "Culmen Length (mm)", "Culmen Depth (mm)", "Flipper Length (mm)"]
-    model = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["Island", "Clutch Completion"]),
-                                                  remainder=SimpleImputer()), LogisticRegression(max_iter=5000))
+    model = make_pipeline(
+        make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), ["Island", "Clutch Completion"]), remainder=SimpleImputer()
+        ),
+        LogisticRegression(max_iter=5000),
+    )
     model.fit(frame[columns], frame["Species"])
     joblib.dump(model, tmp_path / "raw.joblib")
-    assert import_model.main(["--model", str(tmp_path / "raw.joblib"), "--sample", str(sample), "--name", "raw-penguins",
-                              "--target", "Species", "--trust-pickle"]) == 0
+    assert (
+        import_model.main(
+            [
+                "--model",
+                str(tmp_path / "raw.joblib"),
+                "--sample",
+                str(sample),
+                "--name",
+                "raw-penguins",
+                "--target",
+                "Species",
+                "--trust-pickle",
+            ]
+        )
+        == 0
+    )
     assert "Clutch Completion: no/yes kept as text categories" in capsys.readouterr().out
     stored = bentoml.models.get("raw-penguins:latest")
     card = ModelCard.from_model(stored)
     assert card.schema["Clutch Completion"].categories == ["No", "Yes"]
-    assert "Comments" in card.schema.other_columns and "Date Egg" in card.schema.other_columns  # not the model's: passed through
+    assert (
+        "Comments" in card.schema.other_columns and "Date Egg" in card.schema.other_columns
+    )  # not the model's: passed through
     answers = store.load_runtime(stored).predict_records(records_of(card, sample))
     assert [a["prediction"] for a in answers] == model.predict(frame[columns]).tolist()
     got = np.array([[a["probabilities"][c] for c in model.classes_] for a in answers])

@@ -34,13 +34,29 @@ def saved(built_models):
     booster.load_model(built_models["xgb-json"].model)
     return {
         "sklearn": (bentoml.sklearn.save_model("store-sklearn", pipe).tag, built_models["pipe-joblib"], []),
-        "lightgbm": (bentoml.lightgbm.save_model("store-lgb", lightgbm.Booster(model_file=str(built_models["lgb-booster"].model))).tag,
-                     built_models["lgb-booster"], []),
+        "lightgbm": (
+            bentoml.lightgbm.save_model(
+                "store-lgb", lightgbm.Booster(model_file=str(built_models["lgb-booster"].model))
+            ).tag,
+            built_models["lgb-booster"],
+            [],
+        ),
         "xgboost": (bentoml.xgboost.save_model("store-xgb", booster).tag, built_models["xgb-json"], []),
-        "onnx": (bentoml.onnx.save_model("store-onnx", onnx.load(str(built_models["onnx"].model))).tag, built_models["onnx"], []),
-        "mlflow": (bentoml.mlflow.import_model("store-mlflow", model_uri=str(built_models["mlflow"].model)).tag,
-                   built_models["mlflow"], ["--trust", "numpy.dtype"]),
-        "picklable_model": (bentoml.picklable_model.save_model("store-pickle", pipe).tag, built_models["pipe-joblib"], ["--trust-pickle"]),
+        "onnx": (
+            bentoml.onnx.save_model("store-onnx", onnx.load(str(built_models["onnx"].model))).tag,
+            built_models["onnx"],
+            [],
+        ),
+        "mlflow": (
+            bentoml.mlflow.import_model("store-mlflow", model_uri=str(built_models["mlflow"].model)).tag,
+            built_models["mlflow"],
+            ["--trust", "numpy.dtype"],
+        ),
+        "picklable_model": (
+            bentoml.picklable_model.save_model("store-pickle", pipe).tag,
+            built_models["pipe-joblib"],
+            ["--trust-pickle"],
+        ),
     }
 
 
@@ -61,12 +77,20 @@ def test_a_store_model_without_a_card_is_refused_with_the_line_that_fixes_it(sav
     original = saved["sklearn"][0]
     with pytest.raises(ModelCorrupted) as refusal:
         store.verify(bentoml.models.get(original))
-    assert str(refusal.value) == (f"model {original} has no feature schema yet; import it with: "
-                                  f".venv/bin/python import_model.py --model bentoml:{original} --sample your.csv")
+    assert str(refusal.value) == (
+        f"model {original} has no feature schema yet; import it with: "
+        f".venv/bin/python import_model.py --model bentoml:{original} --sample your.csv"
+    )
 
 
 def test_store_refusals(saved, built_models, capsys):
     sample = str(built_models["pipe-joblib"].sample)
-    assert "bentoml.picklable_model, a cloudpickle" in refused(capsys, "--model", f"bentoml:{saved['picklable_model'][0]}", "--sample", sample)
-    assert "is not in the BentoML model store (it has: " in refused(capsys, "--model", "bentoml:no-such-model", "--sample", sample)
-    assert "--name is required" in refused(capsys, "--model", str(built_models["pipe-joblib"].model), "--sample", sample, "--trust-pickle")
+    assert "bentoml.picklable_model, a cloudpickle" in refused(
+        capsys, "--model", f"bentoml:{saved['picklable_model'][0]}", "--sample", sample
+    )
+    assert "is not in the BentoML model store (it has: " in refused(
+        capsys, "--model", "bentoml:no-such-model", "--sample", sample
+    )
+    assert "--name is required" in refused(
+        capsys, "--model", str(built_models["pipe-joblib"].model), "--sample", sample, "--trust-pickle"
+    )

@@ -68,7 +68,9 @@ def first_success_after(url: str, limit: float = 30) -> float:
 
 
 def test_model_worker_killed_with_sigkill_is_replaced(penguins_model):
-    with Server(env={"PREDICTION_CACHE_SIZE": "0", "MODEL_TIMEOUT_S": "5", "SERVICE_LAYOUT": "services"}, name="kill-model") as served:
+    with Server(
+        env={"PREDICTION_CACHE_SIZE": "0", "MODEL_TIMEOUT_S": "5", "SERVICE_LAYOUT": "services"}, name="kill-model"
+    ) as served:
         with Load(served.url) as load:
             time.sleep(2)
             worker(served, "ModelService").send_signal(signal.SIGKILL)
@@ -78,7 +80,9 @@ def test_model_worker_killed_with_sigkill_is_replaced(penguins_model):
         assert statuses <= {200, 503}, load.outcomes[-20:]
         refused = [text for _, status, text in load.outcomes if status == 503]
         assert all('"error"' in text for text in refused)
-        assert [requests.post(f"{served.url}/predict", json=PENGUIN, timeout=30).status_code for _ in range(20)] == [200] * 20
+        assert [requests.post(f"{served.url}/predict", json=PENGUIN, timeout=30).status_code for _ in range(20)] == [
+            200
+        ] * 20
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -91,7 +95,9 @@ def test_entry_worker_killed_with_sigkill_is_replaced(penguins_model, layout):
             time.sleep(2)
         answered = {status for _, status, _ in load.outcomes if isinstance(status, int)}
         assert answered <= {200, 503}, load.outcomes[-20:]  # requests on the killed worker's connections drop
-        assert [requests.post(f"{served.url}/predict", json=PENGUIN, timeout=30).status_code for _ in range(20)] == [200] * 20
+        assert [requests.post(f"{served.url}/predict", json=PENGUIN, timeout=30).status_code for _ in range(20)] == [
+            200
+        ] * 20
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -101,7 +107,10 @@ def test_sigterm_answers_every_accepted_request_then_exits_0(penguins_model, lay
     request was when the signal came. BentoML stops the entry and the model service at once: a
     request the model had begun completes (200), so at least one 200; one still being validated by
     the entry may find the model gone and is answered 503 with the model service's message."""
-    served = Server(env={"PREDICTION_CACHE_SIZE": "0", "MODEL_TAG": str(penguins_model.tag), "SERVICE_LAYOUT": layout}, name=f"sigterm-{layout}").wait_ready()
+    served = Server(
+        env={"PREDICTION_CACHE_SIZE": "0", "MODEL_TAG": str(penguins_model.tag), "SERVICE_LAYOUT": layout},
+        name=f"sigterm-{layout}",
+    ).wait_ready()
     outcomes, records = [], [PENGUIN] * 5000
 
     def send():  # runs in a thread: collects, the test asserts
@@ -141,11 +150,19 @@ def model_calls(url: str) -> float:
 
 
 def test_model_service_down_answers_503_not_a_hang(penguins_model, bentoml_home):
-    from tabserve.training import trainer as training
     from tabserve.core.data import PENGUINS_CSV
+    from tabserve.training import trainer as training
 
     model = training.train(PENGUINS_CSV, "species", name="doomed").model
-    with Server(env={"MODEL_TAG": str(model.tag), "PREDICTION_CACHE_SIZE": "0", "MODEL_TIMEOUT_S": "5", "SERVICE_LAYOUT": "services"}, name="model-down") as served:
+    with Server(
+        env={
+            "MODEL_TAG": str(model.tag),
+            "PREDICTION_CACHE_SIZE": "0",
+            "MODEL_TIMEOUT_S": "5",
+            "SERVICE_LAYOUT": "services",
+        },
+        name="model-down",
+    ) as served:
         first_success_after(served.url)  # warm
         # Take the model away, then kill its worker: every restart now fails, so the model service stays down.
         shutil.move(str(bentoml_home / "models" / "doomed"), str(bentoml_home / "doomed-away"))

@@ -21,7 +21,7 @@ METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
 def documented_operations(url: str) -> set[str]:
-    """"METHOD /path" of every operation /docs.json documents, as Schemathesis names them."""
+    """ "METHOD /path" of every operation /docs.json documents, as Schemathesis names them."""
     spec = requests.get(f"{url}/docs.json", timeout=30).json()
     return {f"{method.upper()} {path}" for path, item in spec["paths"].items() for method in item if method in METHODS}
 
@@ -31,8 +31,24 @@ def schemathesis(url: str, name: str, *extra: str) -> tuple[subprocess.Completed
     st = str(Path(sys.executable).parent / "st")
     reports = ARTIFACTS / f"schemathesis-{name}"
     shutil.rmtree(reports, ignore_errors=True)  # this run's report only
-    command = [st, "run", f"{url}/docs.json", "--checks", CHECKS, "--max-examples", "30", "--seed", SEED,
-               "--continue-on-failure", "--no-color", "--report", "junit", "--report-dir", str(reports), *extra]
+    command = [
+        st,
+        "run",
+        f"{url}/docs.json",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        "30",
+        "--seed",
+        SEED,
+        "--continue-on-failure",
+        "--no-color",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(reports),
+        *extra,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / f"schemathesis-{name}.log").write_text(result.stdout + result.stderr)
@@ -49,8 +65,12 @@ def assert_clean(url: str, result: subprocess.CompletedProcess, report: Path) ->
     assert len(operations) >= 10, operations  # the prediction routes, /v1, the probes, /metrics
     cases = ElementTree.parse(report).getroot().iter("testcase")
     tested = {case.get("name"): case for case in cases if case.get("name") != "Stateful tests"}
-    assert set(tested) == operations, f"documented, not tested: {operations - set(tested)}; tested, not documented: {set(tested) - operations}"
-    not_run = {name for name, case in tested.items() if case.find("skipped") is not None or case.find("error") is not None}
+    assert set(tested) == operations, (
+        f"documented, not tested: {operations - set(tested)}; tested, not documented: {set(tested) - operations}"
+    )
+    not_run = {
+        name for name, case in tested.items() if case.find("skipped") is not None or case.find("error") is not None
+    }
     assert not not_run, not_run
     summary = re.search(r"Selected: (\d+)/(\d+)\s+Tested: (\d+)", result.stdout)
     assert summary and {int(n) for n in summary.groups()} == {len(operations)}, result.stdout[-2000:]
@@ -61,5 +81,13 @@ def test_fuzz_the_open_server(server):
 
 
 def test_fuzz_behind_an_api_key(penguins_model, feature_db):
-    with Server(env={"API_KEY": "fuzz-key", "ADMIN_KEY": "fuzz-admin", "MODEL_TAG": str(penguins_model.tag), "FEATURE_DB_URL": feature_db}, name="fuzz-keyed") as served:
+    with Server(
+        env={
+            "API_KEY": "fuzz-key",
+            "ADMIN_KEY": "fuzz-admin",
+            "MODEL_TAG": str(penguins_model.tag),
+            "FEATURE_DB_URL": feature_db,
+        },
+        name="fuzz-keyed",
+    ) as served:
         assert_clean(served.url, *schemathesis(served.url, "keyed", "--header", "Authorization: Bearer fuzz-key"))

@@ -85,7 +85,12 @@ def test_hostile_query(server, case):
 CSV_CASES = [
     ("empty", b"", {400}, "empty"),
     ("header-only", (HEADER + "\n").encode(), {400}, "no data rows"),
-    ("missing-column", (HEADER.replace(",year", "") + "\n" + ROW.rsplit(",", 1)[0] + "\n").encode(), {400}, "lacks column(s): year"),
+    (
+        "missing-column",
+        (HEADER.replace(",year", "") + "\n" + ROW.rsplit(",", 1)[0] + "\n").encode(),
+        {400},
+        "lacks column(s): year",
+    ),
     ("extra-column", (HEADER + ",colour\n" + ROW + ",red\n").encode(), {400}, "unknown column(s): colour"),
     ("latin-1", (HEADER + "\n" + ROW.replace("Biscoe", "Bisc\u00f6e") + "\n").encode("latin-1"), {400}, "not UTF-8"),
     ("10MB-single-line", (HEADER + "\n" + "Biscoe" + "9" * (10 * 1024 * 1024) + "\n").encode(), {400, 413}, ""),

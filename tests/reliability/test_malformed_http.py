@@ -49,23 +49,33 @@ def test_the_parser_refuses_malformed_http_with_a_400(layout_server, case):
 
 
 def test_a_body_shorter_than_its_content_length_is_not_a_hang(layout_server):
-    status, body = exchange(layout_server, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                           b"Content-Length: 500\r\n\r\n" + BODY[:20], half_close=True)
+    status, body = exchange(
+        layout_server,
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 500\r\n\r\n" + BODY[:20],
+        half_close=True,
+    )
     assert 400 <= status < 500 or status == 0, body[:200]
 
 
 def test_a_chunked_body_is_read_whole(layout_server):
     half = len(BODY) // 2
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (BODY[:half], BODY[half:])) + b"0\r\n\r\n"
-    status, body = exchange(layout_server, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                           b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks)
+    status, body = exchange(
+        layout_server,
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks,
+    )
     assert status == 200 and json.loads(body)["prediction"] == "Gentoo", body[:300]
 
 
 def test_a_truncated_json_body_gets_the_json_error_contract(layout_server):
     cut = BODY[:-5]
-    status, body = exchange(layout_server, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                           b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(cut), cut))
+    status, body = exchange(
+        layout_server,
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(cut), cut),
+    )
     assert status == 400, body[:300]
     answer = json.loads(body)
     assert answer["error"] and "Traceback" not in answer["error"], answer

@@ -18,11 +18,9 @@ import psutil
 import pytest
 import requests
 
+from tabserve.core import data, pipeline, store
 from tabserve.core.card import ModelCard
 from tabserve.core.inference import read_csv
-from tabserve.core import data
-from tabserve.core import pipeline
-from tabserve.core import store
 from tests.conftest import Server
 
 pytestmark = [pytest.mark.served, pytest.mark.slow]
@@ -83,7 +81,9 @@ def test_soak(pool, penguins_model):
                 if kind == "predict":
                     response = session.post(f"{served.url}/predict", json=records[indices[0]], timeout=120)
                 elif kind == "batch":
-                    response = session.post(f"{served.url}/predict_batch", json={"records": [records[i] for i in indices]}, timeout=120)
+                    response = session.post(
+                        f"{served.url}/predict_batch", json={"records": [records[i] for i in indices]}, timeout=120
+                    )
                 else:
                     params = {k: v for k, v in records[indices[0]].items() if v is not None}
                     response = session.get(f"{served.url}/v1/predict", params=params, timeout=120)
@@ -111,7 +111,9 @@ def test_soak(pool, penguins_model):
                 warm = now
                 if flat:
                     break
-                assert time.monotonic() - started < WARMUP_MAX_SECONDS, f"memory still growing after {WARMUP_MAX_SECONDS} s: {now / 2**20:.0f} MiB"
+                assert time.monotonic() - started < WARMUP_MAX_SECONDS, (
+                    f"memory still growing after {WARMUP_MAX_SECONDS} s: {now / 2**20:.0f} MiB"
+                )
             time.sleep(SOAK_SECONDS)
         finally:  # the clients stop however the test ends
             stop.set()
@@ -126,5 +128,9 @@ def test_soak(pool, penguins_model):
     assert set(answered) <= {200, 429, 503}, sorted(set(answered))
     assert answered.count(200) > 0.5 * len(answered), {s: answered.count(s) for s in set(answered)}
     assert not mismatches, mismatches[:3]
-    assert abs(after - warm) <= 0.2 * warm, f"RSS after warm-up {warm / 2**20:.0f} MiB, after the run {after / 2**20:.0f} MiB"
-    print(f"soak: {len(answered)} requests, {answered.count(200)} answered 200; RSS {warm / 2**20:.0f} -> {after / 2**20:.0f} MiB")
+    assert abs(after - warm) <= 0.2 * warm, (
+        f"RSS after warm-up {warm / 2**20:.0f} MiB, after the run {after / 2**20:.0f} MiB"
+    )
+    print(
+        f"soak: {len(answered)} requests, {answered.count(200)} answered 200; RSS {warm / 2**20:.0f} -> {after / 2**20:.0f} MiB"
+    )

@@ -85,9 +85,19 @@ def json_value(value):
 
 
 def run_score(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "score.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "score.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 # Spark on two worker processes, and a small file split in two partitions (the split size otherwise has a 4 MB floor).
-SPARK = ("--engine", "spark", "--master", "local[2]", "--conf", "spark.sql.files.openCostInBytes=4096",
-         "--conf", "spark.sql.files.maxPartitionBytes=65536")
+SPARK = (
+    "--engine",
+    "spark",
+    "--master",
+    "local[2]",
+    "--conf",
+    "spark.sql.files.openCostInBytes=4096",
+    "--conf",
+    "spark.sql.files.maxPartitionBytes=65536",
+)

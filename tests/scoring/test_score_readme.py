@@ -12,7 +12,11 @@ import pytest
 
 from tests.conftest import ROOT
 
-COMMANDS = [line.strip() for line in (ROOT / "README.md").read_text().splitlines() if line.strip().startswith(".venv/bin/python score.py")]
+COMMANDS = [
+    line.strip()
+    for line in (ROOT / "README.md").read_text().splitlines()
+    if line.strip().startswith(".venv/bin/python score.py")
+]
 
 
 def test_the_readme_shows_both_engines():
@@ -27,9 +31,15 @@ def test_readme_score_commands_run_as_printed(command, penguins_model, tmp_path)
     result = subprocess.run(["bash", "-c", runnable], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    assert re.search(r"^model +penguins:\w+$", out, re.M), out  # penguins:latest: other tests may have saved a newer one
+    assert re.search(r"^model +penguins:\w+$", out, re.M), (
+        out
+    )  # penguins:latest: other tests may have saved a newer one
     assert re.search(r"^read +344 +<- data/penguins\.csv$", out, re.M), out
     target = command.split("--out ", 1)[1].split()[0]
-    assert re.search(rf"^scored +344 +-> {re.escape(target)}$", out, re.M) and re.search(r"^rejected +0$", out, re.M), out
+    assert re.search(rf"^scored +344 +-> {re.escape(target)}$", out, re.M) and re.search(r"^rejected +0$", out, re.M), (
+        out
+    )
     scored = pd.read_parquet(tmp_path / target) if target.endswith(".parquet") else pd.read_csv(tmp_path / target)
-    assert len(scored) == 344 and {"prediction", "proba_Adelie", "proba_Chinstrap", "proba_Gentoo"} <= set(scored.columns)
+    assert len(scored) == 344 and {"prediction", "proba_Adelie", "proba_Chinstrap", "proba_Gentoo"} <= set(
+        scored.columns
+    )

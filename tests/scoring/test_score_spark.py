@@ -25,7 +25,14 @@ from tabserve.core.schema import MISSING_MARKERS, label_text
 from tabserve.scoring import batch
 from tests.conftest import Server
 from tests.scoring.scoring_data import (
-    PENGUIN_BAD, PENGUIN_NUMBERS, RAW_BAD_ISLAND, SPARK, json_value, penguins_frame, raw_penguins_csv, raw_penguins_typed,
+    PENGUIN_BAD,
+    PENGUIN_NUMBERS,
+    RAW_BAD_ISLAND,
+    SPARK,
+    json_value,
+    penguins_frame,
+    raw_penguins_csv,
+    raw_penguins_typed,
     run_score,
 )
 
@@ -74,7 +81,13 @@ def test_spark_and_the_local_engine_write_the_same_rows_in_input_order(penguins)
     good = [str(p) for p in range(len(penguins.frame)) if p not in PENGUIN_BAD]
     assert spark["row"].tolist() == good
     assert spark["note"].tolist() == [penguins.frame.loc[int(p), "note"] for p in good]  # quotes and commas intact
-    assert spark.columns.tolist() == [*penguins.frame.columns, "prediction", "proba_Adelie", "proba_Chinstrap", "proba_Gentoo"]
+    assert spark.columns.tolist() == [
+        *penguins.frame.columns,
+        "prediction",
+        "proba_Adelie",
+        "proba_Chinstrap",
+        "proba_Gentoo",
+    ]
 
 
 def test_bad_rows_are_rejected_with_the_reason_and_never_scored(penguins):
@@ -111,7 +124,9 @@ def test_spark_writes_the_columns_and_cells_predict_csv_writes(penguins, server)
     """/predict_csv?on_error=skip on the same rows (its own columns only): the same prediction and
     proba_<class> cells, as text, and the same `error` for the bad rows."""
     upload = penguins.frame.drop(columns=["row", "note"]).to_csv(index=False).encode()
-    response = requests.post(f"{server.url}/predict_csv?on_error=skip", files={"file": ("p.csv", upload, "text/csv")}, timeout=300)
+    response = requests.post(
+        f"{server.url}/predict_csv?on_error=skip", files={"file": ("p.csv", upload, "text/csv")}, timeout=300
+    )
     assert response.status_code == 200, response.text[:500]
     served = pd.read_csv(io.StringIO(response.text), dtype=str, keep_default_na=False)
     results = ["prediction", "proba_Adelie", "proba_Chinstrap", "proba_Gentoo"]
@@ -143,9 +158,16 @@ def raw(bentoml_home, tmp_path_factory):
     for position, island in RAW_BAD_ISLAND.items():
         text.loc[position, "Island"] = island
     text.to_csv(tmp / "raw.csv", index=False)
-    return SimpleNamespace(tag=tag, typed=typed, data=data, run=run, spark=tmp / "spark.parquet", tmp=tmp,
-                           local=batch.score(data, tmp / "local.parquet", tag, engine="local"),
-                           text=batch.score(tmp / "raw.csv", tmp / "text.parquet", tag, engine="local"))
+    return SimpleNamespace(
+        tag=tag,
+        typed=typed,
+        data=data,
+        run=run,
+        spark=tmp / "spark.parquet",
+        tmp=tmp,
+        local=batch.score(data, tmp / "local.parquet", tag, engine="local"),
+        text=batch.score(tmp / "raw.csv", tmp / "text.parquet", tag, engine="local"),
+    )
 
 
 def test_typed_parquet_on_spark_and_locally_and_as_csv_text_gives_the_same_predictions(raw):
@@ -162,7 +184,9 @@ def test_typed_parquet_on_spark_and_locally_and_as_csv_text_gives_the_same_predi
 def test_rows_with_an_unknown_category_are_rejected_by_name(raw):
     rejects = pd.read_csv(raw.tmp / "spark.rejects.csv", dtype=str, keep_default_na=False)
     assert rejects["row"].tolist() == [str(p) for p in RAW_BAD_ISLAND]
-    assert rejects["error"].tolist() == ["Island: Input should be 'Biscoe', 'Dream' or 'Torgersen'"] * len(RAW_BAD_ISLAND)
+    assert rejects["error"].tolist() == ["Island: Input should be 'Biscoe', 'Dream' or 'Torgersen'"] * len(
+        RAW_BAD_ISLAND
+    )
     assert "rejected           2" in raw.run.stdout
 
 
@@ -192,4 +216,6 @@ def test_an_imported_onnx_model_scores_on_spark_as_the_model_itself(built_models
     own = built.own(built.frame())
     assert scored["prediction"].tolist() == own["labels"]
     got = scored[[f"proba_{c}" for c in own["classes"]]].to_numpy(dtype=float)
-    assert np.abs(got - own["probabilities"]).max() <= 1e-6  # float32 inside: Spark's batches are not the test's one batch
+    assert (
+        np.abs(got - own["probabilities"]).max() <= 1e-6
+    )  # float32 inside: Spark's batches are not the test's one batch

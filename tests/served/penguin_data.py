@@ -16,5 +16,11 @@ def penguin_records() -> list[dict]:
 
 
 def shifted(records: list[dict]) -> list[dict]:
-    return [{**r, "body_mass_g": None if r["body_mass_g"] is None else r["body_mass_g"] * 1.3,
-             "island": "Biscoe" if r["island"] == "Torgersen" else r["island"]} for r in records]
+    return [
+        {
+            **r,
+            "body_mass_g": None if r["body_mass_g"] is None else r["body_mass_g"] * 1.3,
+            "island": "Biscoe" if r["island"] == "Torgersen" else r["island"],
+        }
+        for r in records
+    ]

@@ -6,11 +6,9 @@ import bentoml
 import pytest
 import requests
 
+from tabserve.core import data, pipeline, store
 from tabserve.core.card import ModelCard
 from tabserve.core.inference import read_csv
-from tabserve.core import data
-from tabserve.core import pipeline
-from tabserve.core import store
 from tests.served.metrics_text import histogram
 
 pytestmark = pytest.mark.served

@@ -21,9 +21,8 @@ import bentoml
 import pytest
 import requests
 
-from tabserve.core.card import ModelCard
 from tabserve.core import data
-from tabserve.core import store
+from tabserve.core.card import ModelCard
 from tests.conftest import DATA, ROOT, Server
 
 pytestmark = pytest.mark.served
@@ -53,11 +52,18 @@ def _rdataset(package: str, name: str, path: Path) -> Path:
 
 CASES = [
     # Real data: dates, Yes/No booleans, an id column, odd names, "NA" markers, rows without a target.
-    Case("penguins_raw", "Sex", kinds={"Date Egg": "date", "Clutch Completion": "boolean", "Culmen Length (mm)": "numeric"},
-         ids=("Individual ID",), unlabelled=11),
+    Case(
+        "penguins_raw",
+        "Sex",
+        kinds={"Date Egg": "date", "Clutch Completion": "boolean", "Culmen Length (mm)": "numeric"},
+        ids=("Individual ID",),
+        unlabelled=11,
+    ),
     Case("seattle_weather", "weather", kinds={"date": "date", "wind": "numeric"}),
     Case("titanic_survival", "survived", kinds={"passengerClass": "categorical", "age": "numeric"}, ids=("rownames",)),
-    Case("mtcars", "mpg", ("--categorical", "cyl,am"), kinds={"cyl": "categorical", "hp": "numeric"}, ids=("rownames",)),
+    Case(
+        "mtcars", "mpg", ("--categorical", "cyl,am"), kinds={"cyl": "categorical", "hp": "numeric"}, ids=("rownames",)
+    ),
     Case("airquality", "Ozone", kinds={"Solar.R": "numeric", "Month": "numeric"}, ids=("rownames",), unlabelled=37),
     Case("auto", "mpg", ("--categorical", "origin"), kinds={"origin": "categorical"}, ids=("rownames", "name")),
     # Made for one case each (tests/data/README.md).
@@ -67,7 +73,12 @@ CASES = [
     Case("missing_markers", "mpg", kinds={"horsepower": "numeric", "weight": "numeric"}),
     Case("dates", "visitors", kinds={"day": "date", "last_order_at": "datetime"}),
     Case("ids", "score", ("--drop", "segment"), kinds={"x": "numeric"}, ids=("row", "customer_id", "name", "segment")),
-    Case("coded", "visits", ("--categorical", "origin,cylinders", "--task", "regression"), kinds={"origin": "categorical"}),
+    Case(
+        "coded",
+        "visits",
+        ("--categorical", "origin,cylinders", "--task", "regression"),
+        kinds={"origin": "categorical"},
+    ),
 ]
 
 
@@ -90,7 +101,10 @@ def served(request, tmp_path_factory, bentoml_home):
     model_name = f"csv-{case.name.replace('_', '-')}"
     result = subprocess.run(
         [sys.executable, "train.py", "--data", str(path), "--target", case.target, "--name", model_name, *case.args],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert f"{case.unlabelled} without a target" in result.stdout
@@ -100,7 +114,9 @@ def served(request, tmp_path_factory, bentoml_home):
 
 
 def _upload(server: Server, content: bytes, query: str = "") -> requests.Response:
-    return requests.post(f"{server.url}/predict_csv{query}", files={"file": ("in.csv", content, "text/csv")}, timeout=120)
+    return requests.post(
+        f"{server.url}/predict_csv{query}", files={"file": ("in.csv", content, "text/csv")}, timeout=120
+    )
 
 
 def json_text(label) -> str:
@@ -119,7 +135,9 @@ def test_the_training_file_itself_is_scored_row_for_row(served):
     table = data.parse_text(content.decode("utf-8-sig"))
     scored = list(csv.reader(io.StringIO(response.text), delimiter=table.sep))
     header, rows = scored[0], scored[1:]
-    assert header[: len(table.raw.columns)] == list(table.raw.columns) and header[len(table.raw.columns)] == "prediction"
+    assert (
+        header[: len(table.raw.columns)] == list(table.raw.columns) and header[len(table.raw.columns)] == "prediction"
+    )
     assert len(rows) == len(table.raw) and all(row[header.index("prediction")] != "" for row in rows)
     for column in case.ids:  # ids and dropped columns come back unchanged, beside the predictions
         assert [row[header.index(column)] for row in rows] == table.raw[column].tolist()
@@ -144,7 +162,9 @@ def test_a_json_record_built_from_a_row_gets_the_same_answer(served):
             assert type(body["prediction"]) is type(card.classes[0])  # labels keep their type: bool, int, text
             assert scored[position]["prediction"] == json_text(body["prediction"])  # CSV cells: the JSON spelling
             assert set(body["probabilities"]) == {json_text(c) for c in card.classes}
-            assert float(scored[position][f"proba_{json_text(body['prediction'])}"].replace(",", ".")) == pytest.approx(max(body["probabilities"].values()))
+            assert float(scored[position][f"proba_{json_text(body['prediction'])}"].replace(",", ".")) == pytest.approx(
+                max(body["probabilities"].values())
+            )
         else:
             assert float(scored[position]["prediction"].replace(",", ".")) == pytest.approx(body["prediction"])
 
@@ -155,7 +175,12 @@ def test_documented_types_match_the_inferred_ones(served):
     properties = spec["components"]["schemas"]["Record"]["properties"]
     features = {f["name"]: f for f in requests.get(f"{server.url}/v1/features", timeout=30).json()}
     assert set(properties) == set(features) and not set(case.ids) & set(features)
-    documented = {"number": ("number", None), "boolean": ("boolean", None), "date": ("string", "date"), "date-time": ("string", "date-time")}
+    documented = {
+        "number": ("number", None),
+        "boolean": ("boolean", None),
+        "date": ("string", "date"),
+        "date-time": ("string", "date-time"),
+    }
     for name, feature in features.items():
         prop = properties[name]
         prop = next((p for p in prop.get("anyOf", [prop]) if p.get("type") != "null"), prop)
@@ -163,5 +188,11 @@ def test_documented_types_match_the_inferred_ones(served):
             assert prop.get("enum", [prop.get("const")]) == feature["categories"]  # one category: const
         else:
             assert (prop.get("type"), prop.get("format")) == documented[feature["type"]], (name, prop)
-    kinds = {"numeric": "number", "categorical": "category", "boolean": "boolean", "date": "date", "datetime": "date-time"}
+    kinds = {
+        "numeric": "number",
+        "categorical": "category",
+        "boolean": "boolean",
+        "date": "date",
+        "datetime": "date-time",
+    }
     assert {name: features[name]["type"] for name in case.kinds} == {name: kinds[k] for name, k in case.kinds.items()}

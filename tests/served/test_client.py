@@ -17,8 +17,14 @@ pytestmark = pytest.mark.served
 def run_client(*args: str, cwd, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python client.py ARGS` with API_KEY taken from `env` only, never from the test's environment."""
     environ = {k: v for k, v in os.environ.items() if k != "API_KEY"}
-    return subprocess.run([sys.executable, str(ROOT / "client.py"), *args], cwd=cwd, env={**environ, **(env or {})},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "client.py"), *args],
+        cwd=cwd,
+        env={**environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_the_client_predicts_the_models_own_example(server, tmp_path):
@@ -42,5 +48,8 @@ def test_nothing_answering_is_one_line_and_fast(tmp_path):
     result = run_client("--url", f"http://127.0.0.1:{free_port()}", cwd=tmp_path)
     elapsed = time.monotonic() - start
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith("error: nothing answers at http://127.0.0.1:") and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert (
+        result.stderr.startswith("error: nothing answers at http://127.0.0.1:")
+        and len(result.stderr.strip().splitlines()) == 1
+    ), result.stderr
     assert elapsed < 15, elapsed  # not BentoML's default 30 s wait for readiness

@@ -22,8 +22,14 @@ LEGACY = "legacy-single-key"
 
 def add_key(path, team, *options) -> str:
     """`python -m tabserve.keys add`, as a person runs it: the key is the last line it prints."""
-    done = subprocess.run([sys.executable, "-m", "tabserve.keys", "add", team, *options], cwd=ROOT, capture_output=True, text=True,
-                          env={"API_KEYS_FILE": str(path), "PATH": "/usr/bin:/bin"}, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "tabserve.keys", "add", team, *options],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"API_KEYS_FILE": str(path), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()[-1]
 
@@ -38,7 +44,10 @@ def teams(tmp_path_factory, penguins_model):
         "bulk": add_key(path, "bulk", "--records-per-minute", "5"),
     }
     # One entry worker: the assertions follow one worker's quotas and its re-reading of the keys file.
-    with Server(env={"API_WORKERS": "1", "API_KEYS_FILE": str(path), "API_KEY": LEGACY, "MODEL_TAG": str(penguins_model.tag)}, name="teams") as server:
+    with Server(
+        env={"API_WORKERS": "1", "API_KEYS_FILE": str(path), "API_KEY": LEGACY, "MODEL_TAG": str(penguins_model.tag)},
+        name="teams",
+    ) as server:
         yield server, keys, path
 
 
@@ -60,19 +69,29 @@ def test_one_team_over_its_quota_does_not_slow_the_others(teams):
     statuses = [r.status_code for r in flooded]
     assert set(statuses) == {200, 429} and statuses.count(429) >= 40, statuses
     refused = next(r for r in flooded if r.status_code == 429)
-    assert set(refused.json()) == {"error", "detail"} and "consumer 'flood' is over its quota of 2 requests per second" in refused.json()["error"]
+    assert (
+        set(refused.json()) == {"error", "detail"}
+        and "consumer 'flood' is over its quota of 2 requests per second" in refused.json()["error"]
+    )
     assert int(refused.headers["Retry-After"]) >= 1 and refused.headers["X-RateLimit-Limit"] == "2"
     assert refused.headers["X-RateLimit-Remaining"] == "0" and int(refused.headers["X-RateLimit-Reset"]) >= 1
     time.sleep(1.1)
     answered = post(server, keys["flood"])
-    assert answered.status_code == 200 and answered.headers["X-RateLimit-Limit"] == "2" and "X-RateLimit-Remaining" in answered.headers
+    assert (
+        answered.status_code == 200
+        and answered.headers["X-RateLimit-Limit"] == "2"
+        and "X-RateLimit-Remaining" in answered.headers
+    )
     assert "X-RateLimit-Reset" in answered.headers and "Retry-After" not in answered.headers
 
 
 def test_api_key_still_works_beside_the_teams_and_wrong_keys_learn_nothing(teams):
     server, keys, _ = teams
     assert post(server, LEGACY).status_code == 200
-    unknown, wrong = post(server, "x" * 43), post(server, keys["calm"][:-1] + ("B" if keys["calm"].endswith("A") else "A"))
+    unknown, wrong = (
+        post(server, "x" * 43),
+        post(server, keys["calm"][:-1] + ("B" if keys["calm"].endswith("A") else "A")),
+    )
     for response in (unknown, wrong):
         assert response.status_code == 401 and response.json() == {"error": "wrong API key", "detail": []}
         assert response.headers["www-authenticate"] == "Bearer"
@@ -83,8 +102,16 @@ def test_routes_per_team(teams):
     assert post(server, keys["narrow"]).status_code == 200
     refused = requests.get(f"{server.url}/v1/model", headers={"Authorization": f"Bearer {keys['narrow']}"}, timeout=30)
     assert refused.status_code == 403 and refused.headers["content-type"] == "application/json"
-    assert refused.json() == {"error": "the key of consumer 'narrow' may not call /v1/model; it may call: /predict", "detail": []}
-    assert requests.get(f"{server.url}/v1/model", headers={"Authorization": f"Bearer {keys['calm']}"}, timeout=30).status_code == 200
+    assert refused.json() == {
+        "error": "the key of consumer 'narrow' may not call /v1/model; it may call: /predict",
+        "detail": [],
+    }
+    assert (
+        requests.get(
+            f"{server.url}/v1/model", headers={"Authorization": f"Bearer {keys['calm']}"}, timeout=30
+        ).status_code
+        == 200
+    )
 
 
 def test_records_per_minute_counts_the_records(teams):
@@ -93,17 +120,28 @@ def test_records_per_minute_counts_the_records(teams):
     first = post(server, keys["bulk"], "/predict_batch", json=three)
     assert first.status_code == 200 and first.headers["X-RateLimit-Remaining"] == "2"
     second = post(server, keys["bulk"], "/predict_batch", json=three)
-    assert second.status_code == 429 and "quota of 5 records per minute" in second.json()["error"] and int(second.headers["Retry-After"]) >= 1
+    assert (
+        second.status_code == 429
+        and "quota of 5 records per minute" in second.json()["error"]
+        and int(second.headers["Retry-After"]) >= 1
+    )
     csv = ",".join(PENGUIN) + "\n" + (",".join(str(v) for v in PENGUIN.values()) + "\n") * 6
-    too_many = post(server, keys["bulk"], "/predict_csv", json=None, files={"file": ("in.csv", csv.encode(), "text/csv")})
-    assert too_many.status_code == 413 and too_many.json()["error"].startswith("6 records are more than consumer 'bulk'")
+    too_many = post(
+        server, keys["bulk"], "/predict_csv", json=None, files={"file": ("in.csv", csv.encode(), "text/csv")}
+    )
+    assert too_many.status_code == 413 and too_many.json()["error"].startswith(
+        "6 records are more than consumer 'bulk'"
+    )
 
 
 def test_a_key_in_the_url_is_refused(teams):
     server, keys, _ = teams
     for query in (f"api_key={keys['calm']}", f"key={keys['calm']}", "token=anything"):
-        response = requests.get(f"{server.url}/v1/predict?island=Dream&year=2008&{query}", timeout=30,
-                                headers={"Authorization": f"Bearer {keys['calm']}"})
+        response = requests.get(
+            f"{server.url}/v1/predict?island=Dream&year=2008&{query}",
+            timeout=30,
+            headers={"Authorization": f"Bearer {keys['calm']}"},
+        )
         assert response.status_code == 400 and "never in the URL" in response.json()["error"], query
 
 
@@ -138,7 +176,12 @@ def test_the_keys_file_is_reread_without_a_restart(teams):
     assert len(complaints) == 1 and "keys.yaml" in complaints[0], complaints
 
     path.write_text(good)
-    subprocess.run([sys.executable, "-m", "tabserve.keys", "remove", "late-team", "--file", str(path)], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "tabserve.keys", "remove", "late-team", "--file", str(path)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     deadline = time.monotonic() + 10
     while post(server, new).status_code != 401:
         assert time.monotonic() < deadline, "a removed key still works"
@@ -161,22 +204,36 @@ def test_the_readme_example_works_as_printed(teams):
     lines = script.splitlines()
     setup, call_and_list = "\n".join(lines[:2]), lines[2:]
     # The key is taken up within a second or so: the curl is retried until then, as a reader would.
-    script = setup + "\nfor i in $(seq 20); do out=$(" + call_and_list[0] + "); case $out in *prediction*) break;; esac; sleep 0.5; done\n" \
-        + 'echo "$out"\n' + call_and_list[1] + "\n"
+    script = (
+        setup
+        + "\nfor i in $(seq 20); do out=$("
+        + call_and_list[0]
+        + "); case $out in *prediction*) break;; esac; sleep 0.5; done\n"
+        + 'echo "$out"\n'
+        + call_and_list[1]
+        + "\n"
+    )
     done = subprocess.run(["bash", "-c", script], cwd=path.parent, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     answer, *listing = done.stdout.splitlines()
     assert json.loads(answer)["prediction"] in ("Adelie", "Chinstrap", "Gentoo"), done.stdout
-    assert any(line.startswith("fraud-team  sha256:") and line.endswith("rps 5, burst 10; 6000 records/min; routes /predict,/predict_batch")
-               for line in listing), listing
+    assert any(
+        line.startswith("fraud-team  sha256:")
+        and line.endswith("rps 5, burst 10; 6000 records/min; routes /predict,/predict_batch")
+        for line in listing
+    ), listing
 
 
 def test_a_broken_keys_file_at_start_stops_the_server_with_one_line(tmp_path, penguins_model):
     path = tmp_path / "keys.yaml"
     path.write_text("consumers:\n  team: {key_sha256: not-a-hash}\n")
-    code, output = Server(env={"API_KEYS_FILE": str(path), "MODEL_TAG": str(penguins_model.tag)}, name="teams-broken").wait_exit()
+    code, output = Server(
+        env={"API_KEYS_FILE": str(path), "MODEL_TAG": str(penguins_model.tag)}, name="teams-broken"
+    ).wait_exit()
     assert code != 0
     lines = [line for line in output.splitlines() if line.startswith("error: API_KEYS_FILE")]
-    assert lines == [f"error: API_KEYS_FILE {path}: consumer 'team': key_sha256 must be the 64 hex digits of the key's SHA-256 "
-                     "(python -m tabserve.keys add writes it)"], output[-3000:]
+    assert lines == [
+        f"error: API_KEYS_FILE {path}: consumer 'team': key_sha256 must be the 64 hex digits of the key's SHA-256 "
+        "(python -m tabserve.keys add writes it)"
+    ], output[-3000:]
     assert "Traceback" not in output

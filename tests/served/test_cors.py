@@ -10,12 +10,18 @@ from tests.served.metrics_text import metric
 pytestmark = pytest.mark.served
 KEY = "cors-test-key"
 ORIGIN = "https://dashboard.example"
-PREFLIGHT = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+PREFLIGHT = {
+    "Origin": ORIGIN,
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "authorization,content-type",
+}
 
 
 @pytest.fixture(scope="module")
 def cors_server(penguins_model):
-    with Server(env={"MODEL_TAG": str(penguins_model.tag), "API_KEY": KEY, "CORS_ORIGINS": ORIGIN}, name="cors") as running:
+    with Server(
+        env={"MODEL_TAG": str(penguins_model.tag), "API_KEY": KEY, "CORS_ORIGINS": ORIGIN}, name="cors"
+    ) as running:
         yield running
 
 
@@ -27,11 +33,15 @@ def refused_preflights(server, path="/predict") -> float:
     return metric(server.url, "bentoml_service_request_total", endpoint=path, http_response_code="400")
 
 
-@pytest.mark.parametrize("asked, what", [
-    ({"Origin": "https://evil.example"}, "origin"),
-    ({"Access-Control-Request-Headers": "authorization,x-evil"}, "headers"),
-    ({"Access-Control-Request-Method": "DELETE"}, "method"),
-], ids=["origin", "header", "method"])
+@pytest.mark.parametrize(
+    "asked, what",
+    [
+        ({"Origin": "https://evil.example"}, "origin"),
+        ({"Access-Control-Request-Headers": "authorization,x-evil"}, "headers"),
+        ({"Access-Control-Request-Method": "DELETE"}, "method"),
+    ],
+    ids=["origin", "header", "method"],
+)
 def test_a_refused_preflight_answers_in_the_error_shape_and_is_counted(cors_server, asked, what):
     before = refused_preflights(cors_server)
     response = options(cors_server, "/predict", {**PREFLIGHT, **asked})
@@ -51,7 +61,12 @@ def test_a_refused_preflight_on_a_v1_route_too(cors_server):
 def test_allowed_preflights_and_requests_carry_the_cors_headers(cors_server):
     allowed = options(cors_server, "/predict", PREFLIGHT)
     assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == ORIGIN
-    answered = requests.post(f"{cors_server.url}/predict", headers={"Authorization": f"Bearer {KEY}", "Origin": ORIGIN}, json=PENGUIN, timeout=30)
+    answered = requests.post(
+        f"{cors_server.url}/predict",
+        headers={"Authorization": f"Bearer {KEY}", "Origin": ORIGIN},
+        json=PENGUIN,
+        timeout=30,
+    )
     assert answered.status_code == 200 and answered.headers["access-control-allow-origin"] == ORIGIN
     assert "X-Cache" in answered.headers["access-control-expose-headers"]
 

@@ -22,10 +22,12 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 def send_batches(server: Server, records: list[dict], size: int = 8, headers: dict | None = None) -> None:
     """Several /predict_batch requests at once, each on its own connection, so both workers take some."""
-    chunks = [records[i:i + size] for i in range(0, len(records), size)]
+    chunks = [records[i : i + size] for i in range(0, len(records), size)]
 
     def send(chunk):
-        return requests.post(f"{server.url}/predict_batch", json={"records": chunk}, headers=headers or {}, timeout=60).status_code
+        return requests.post(
+            f"{server.url}/predict_batch", json={"records": chunk}, headers=headers or {}, timeout=60
+        ).status_code
 
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(send, chunks))
@@ -42,8 +44,13 @@ def per_worker_counts(server: Server, feature: str = "island") -> list[float]:
     """The records each process counted, from its own counter file in BentoML's multiprocess directory."""
     found = []
     for path in glob.glob(str(server.home / "prometheus_multiproc_dir" / "counter_*.db")):
-        total = sum(s.value for m in MultiProcessCollector.merge([path], accumulate=False) if m.name == "tabserve_feature_values"
-                    for s in m.samples if s.labels.get("feature") == feature)
+        total = sum(
+            s.value
+            for m in MultiProcessCollector.merge([path], accumulate=False)
+            if m.name == "tabserve_feature_values"
+            for s in m.samples
+            if s.labels.get("feature") == feature
+        )
         if total:
             found.append(total)
     return found
@@ -51,8 +58,13 @@ def per_worker_counts(server: Server, feature: str = "island") -> list[float]:
 
 @pytest.fixture(scope="module")
 def keyed(penguins_model):
-    env = {"MODEL_TAG": str(penguins_model.tag), "API_WORKERS": "2", "API_KEY": KEY, "DRIFT_MIN_RECORDS": "300",
-           "DRIFT_REFRESH_S": "0.5"}
+    env = {
+        "MODEL_TAG": str(penguins_model.tag),
+        "API_WORKERS": "2",
+        "API_KEY": KEY,
+        "DRIFT_MIN_RECORDS": "300",
+        "DRIFT_REFRESH_S": "0.5",
+    }
     with Server(env=env, name="drift-keyed") as running:
         yield running
 
@@ -97,19 +109,35 @@ def test_replaying_the_training_data_is_ok_and_counted_once_over_two_workers(key
 
 def test_every_prediction_path_is_counted(keyed, penguins_model):
     before = drift(keyed, AUTH)["window"]["records"]
-    one = {"island": "Dream", "bill_length_mm": 40.1, "bill_depth_mm": 18.9, "flipper_length_mm": 190,
-           "body_mass_g": 3900, "sex": "female", "year": 2008}
+    one = {
+        "island": "Dream",
+        "bill_length_mm": 40.1,
+        "bill_depth_mm": 18.9,
+        "flipper_length_mm": 190,
+        "body_mass_g": 3900,
+        "sex": "female",
+        "year": 2008,
+    }
     for _ in range(2):  # a miss, then a cache hit
         assert requests.post(f"{keyed.url}/predict", json=one, headers=AUTH, timeout=30).status_code == 200
     query = {k: v for k, v in one.items()}
     assert requests.get(f"{keyed.url}/v1/predict", params=query, headers=AUTH, timeout=30).status_code == 200
     csv_text = ",".join(FEATURES) + "\n" + "\n".join(",".join(str(one[f]) for f in FEATURES) for _ in range(3)) + "\n"
-    answer = requests.post(f"{keyed.url}/predict_csv", files={"file": ("p.csv", csv_text, "text/csv")}, headers=AUTH, timeout=30)
+    answer = requests.post(
+        f"{keyed.url}/predict_csv", files={"file": ("p.csv", csv_text, "text/csv")}, headers=AUTH, timeout=30
+    )
     assert answer.status_code == 200, answer.text
     name, version = str(penguins_model.tag).split(":")
     for rows in (1, 2):  # one row goes through the cache path, more through the bulk path
-        inputs = [{"name": f, "shape": [rows], "datatype": "BYTES" if isinstance(one[f], str) else "FP64", "data": [one[f]] * rows}
-                  for f in FEATURES]
+        inputs = [
+            {
+                "name": f,
+                "shape": [rows],
+                "datatype": "BYTES" if isinstance(one[f], str) else "FP64",
+                "data": [one[f]] * rows,
+            }
+            for f in FEATURES
+        ]
         answer = requests.post(f"{keyed.url}/v2/models/{name}/infer", json={"inputs": inputs}, headers=AUTH, timeout=30)
         assert answer.status_code == 200, answer.text
     assert drift(keyed, AUTH)["window"]["records"] == before + 2 + 1 + 3 + 1 + 2
@@ -136,8 +164,13 @@ def test_docs_document_the_drift_route(keyed):
 
 @pytest.fixture(scope="module")
 def windowed(penguins_model):
-    env = {"MODEL_TAG": str(penguins_model.tag), "API_WORKERS": "2", "DRIFT_MIN_RECORDS": "100",
-           "DRIFT_WINDOW_S": "20", "DRIFT_REFRESH_S": "0.5"}
+    env = {
+        "MODEL_TAG": str(penguins_model.tag),
+        "API_WORKERS": "2",
+        "DRIFT_MIN_RECORDS": "100",
+        "DRIFT_WINDOW_S": "20",
+        "DRIFT_REFRESH_S": "0.5",
+    }
     with Server(env=env, name="drift-window") as running:
         yield running
 
@@ -190,4 +223,6 @@ def test_gauges_refresh_without_anyone_asking_and_a_shift_alerts_in_a_window(win
         return values if values.get("island", 0) >= 0.25 and values.get("body_mass_g", 0) >= 0.25 else None
 
     gauges = wait_for(alerting_gauge, "the PSI gauges to show the shift")
-    assert all(v < 0.1 for name, v in gauges.items() if name not in ("island", "body_mass_g") and not math.isnan(v)), gauges
+    assert all(v < 0.1 for name, v in gauges.items() if name not in ("island", "body_mass_g") and not math.isnan(v)), (
+        gauges
+    )

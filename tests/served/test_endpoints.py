@@ -14,8 +14,15 @@ from tabserve.serving.csv_scoring import MAX_REPORTED_ROWS
 from tests.conftest import PENGUIN, Server
 
 pytestmark = pytest.mark.served
-EXAMPLE = {"island": "Torgersen", "bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181,
-           "body_mass_g": 3750, "sex": "male", "year": 2007}
+EXAMPLE = {
+    "island": "Torgersen",
+    "bill_length_mm": 39.1,
+    "bill_depth_mm": 18.7,
+    "flipper_length_mm": 181,
+    "body_mass_g": 3750,
+    "sex": "male",
+    "year": 2007,
+}
 HEADER = list(EXAMPLE)
 
 
@@ -55,6 +62,7 @@ def assert_error(response, status, *fragments):
 
 
 # --- the happy paths -------------------------------------------------------------------------
+
 
 def test_probes_metrics_and_docs(server):
     for path in ("/healthz", "/livez", "/readyz", "/metrics"):
@@ -103,7 +111,10 @@ def test_predict_batch_answers_each_record_as_predict_does(server):
     assert response.status_code == 200 and response.headers["content-type"] == "application/json"
     body = response.json()
     singles = [post(server, "/predict", record).json() for record in records]
-    assert body == {"predictions": [{k: v for k, v in one.items() if k != "model"} for one in singles], "model": singles[0]["model"]}
+    assert body == {
+        "predictions": [{k: v for k, v in one.items() if k != "model"} for one in singles],
+        "model": singles[0]["model"],
+    }
 
 
 def test_predict_csv_returns_the_table_with_predictions(server, client, penguins_model, tmp_path):
@@ -115,11 +126,15 @@ def test_predict_csv_returns_the_table_with_predictions(server, client, penguins
     assert list(rows[0]) == HEADER + ["prediction", "proba_Adelie", "proba_Chinstrap", "proba_Gentoo"]
     # Each row as the pipeline itself answers its record, called directly on the served model version.
     model = bentoml.models.get(penguins_model.tag)
-    expected = pipeline.predict_records(store.load_pipeline(model), ModelCard.from_model(model).schema, [EXAMPLE, PENGUIN, sparse])
+    expected = pipeline.predict_records(
+        store.load_pipeline(model), ModelCard.from_model(model).schema, [EXAMPLE, PENGUIN, sparse]
+    )
     assert [r["prediction"] for r in rows] == [e["prediction"] for e in expected] and len(rows) == 3
     assert [e["prediction"] for e in expected[:2]] == ["Adelie", "Gentoo"]
     for row, want in zip(rows, expected):
-        assert {k: float(row[f"proba_{k}"]) for k in want["probabilities"]} == pytest.approx(want["probabilities"], abs=1e-9)
+        assert {k: float(row[f"proba_{k}"]) for k in want["probabilities"]} == pytest.approx(
+            want["probabilities"], abs=1e-9
+        )
     path = tmp_path / "upload.csv"
     path.write_bytes(content)
     assert "proba_Gentoo" in client.predict_csv(file=path)
@@ -132,6 +147,7 @@ def test_predict_csv_echoes_the_target_column(server):
 
 
 # --- bad input: a specific 4xx naming what was wrong, never a 500 ---------------------------
+
 
 @pytest.mark.parametrize(
     "body, fragments",
@@ -150,7 +166,9 @@ def test_predict_bad_records(server, body, fragments):
 
 
 def test_malformed_json(server):
-    response = requests.post(f"{server.url}/predict", data=b'{"island": "Dream",', headers={"Content-Type": "application/json"}, timeout=10)
+    response = requests.post(
+        f"{server.url}/predict", data=b'{"island": "Dream",', headers={"Content-Type": "application/json"}, timeout=10
+    )
     assert_error(response, 400, "Invalid JSON")
 
 
@@ -160,13 +178,17 @@ def test_non_json_content_type(server):
 
 def test_batch_bad_input(server):
     assert_error(post(server, "/predict_batch", {"records": []}), 400, "records", "at least 1 item")
-    assert_error(post(server, "/predict_batch", {"records": [EXAMPLE, {**EXAMPLE, "sex": "x"}]}), 400, '"records", 1, "sex"')
+    assert_error(
+        post(server, "/predict_batch", {"records": [EXAMPLE, {**EXAMPLE, "sex": "x"}]}), 400, '"records", 1, "sex"'
+    )
     assert_error(post(server, "/predict_batch", {"records": [EXAMPLE] * 10_001}), 400, "at most 10000 items")
     assert_error(post(server, "/predict_batch", {"rows": [EXAMPLE]}), 400, "records")
 
 
 def test_csv_bad_rows_are_reported_by_row_number(server):
-    content = csv_bytes([list(EXAMPLE.values()), ["Mars", *list(EXAMPLE.values())[1:]], ["Dream", "x", "", "", "", "", "2008"]])
+    content = csv_bytes(
+        [list(EXAMPLE.values()), ["Mars", *list(EXAMPLE.values())[1:]], ["Dream", "x", "", "", "", "", "2008"]]
+    )
     response = requests.post(f"{server.url}/predict_csv", files={"file": ("in.csv", content, "text/csv")}, timeout=30)
     body = assert_error(response, 400, "2 of 3 CSV rows failed validation")
     assert [d["loc"][:2] for d in body["detail"]] == [["row 2", "island"], ["row 3", "bill_length_mm"]]
@@ -176,9 +198,13 @@ def test_csv_errors_listed_are_capped_and_all_counted(server):
     """More than MAX_REPORTED_ROWS bad rows: the 400 lists the first MAX_REPORTED_ROWS, its message counts all."""
     bad = ["Mars", *list(EXAMPLE.values())[1:]]
     rows = [list(EXAMPLE.values())] + [bad] * (MAX_REPORTED_ROWS + 20)
-    response = requests.post(f"{server.url}/predict_csv", files={"file": ("in.csv", csv_bytes(rows), "text/csv")}, timeout=30)
+    response = requests.post(
+        f"{server.url}/predict_csv", files={"file": ("in.csv", csv_bytes(rows), "text/csv")}, timeout=30
+    )
     body = assert_error(response, 400)
-    assert body["error"].startswith(f"{MAX_REPORTED_ROWS + 20} of {len(rows)} CSV rows failed validation (first: row 2)")
+    assert body["error"].startswith(
+        f"{MAX_REPORTED_ROWS + 20} of {len(rows)} CSV rows failed validation (first: row 2)"
+    )
     assert [d["loc"] for d in body["detail"]] == [[f"row {n}", "island"] for n in range(2, MAX_REPORTED_ROWS + 2)]
 
 
@@ -198,7 +224,9 @@ def test_csv_bad_uploads(server, files, status, fragment):
 
 
 def test_multipart_without_boundary(server):
-    response = requests.post(f"{server.url}/predict_csv", data=b"x", headers={"Content-Type": "multipart/form-data"}, timeout=10)
+    response = requests.post(
+        f"{server.url}/predict_csv", data=b"x", headers={"Content-Type": "multipart/form-data"}, timeout=10
+    )
     assert_error(response, 400, "boundary")
 
 
@@ -213,6 +241,7 @@ def test_server_still_ready_after_bad_input(server):
 
 
 # --- any CSV: a regression model served by the same service.py ------------------------------
+
 
 def test_regression_model_serves_numbers(regression_csv):
     from tabserve.training import trainer as training

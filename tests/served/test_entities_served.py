@@ -19,12 +19,14 @@ from tests.served.metrics_text import metric
 pytestmark = pytest.mark.served
 
 
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def served(request, penguins_model, tmp_path_factory):
     """(server, postgres or None, the first answer: given before the database was there)."""
-    env = {"MODEL_TAG": str(penguins_model.tag), "FEATURE_DB_TIMEOUT_MS": "2000", "API_WORKERS": "1"}  # one worker: one in-process cache
+    env = {
+        "MODEL_TAG": str(penguins_model.tag),
+        "FEATURE_DB_TIMEOUT_MS": "2000",
+        "API_WORKERS": "1",
+    }  # one worker: one in-process cache
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('features') / 'features.db'}"
         with Server(env={**env, "FEATURE_DB_URL": url}, name="entities-sqlite") as server:
@@ -57,7 +59,10 @@ def test_ready_and_503_while_the_database_is_not_there(served):
     assert early.status_code == 503 and early.headers["Retry-After"].startswith("1")
     message = early.json()["error"]
     if postgres is None:
-        assert "does not exist or cannot be opened; fill it with: python -m tabserve.features load data.csv --id-column ID" in message
+        assert (
+            "does not exist or cannot be opened; fill it with: python -m tabserve.features load data.csv --id-column ID"
+            in message
+        )
     else:
         assert message.startswith("the feature database is unreachable (postgresql+psycopg://tabserve@127.0.0.1:")
 
@@ -75,8 +80,10 @@ def test_the_same_answer_as_post_predict_with_the_rows_record(served):
 def test_unknown_id_is_404(served):
     response = requests.get(f"{served[0].url}/v1/entities/100000/predict", timeout=30)
     assert response.status_code == 404
-    assert response.json() == {"error": "no entity '100000' in table 'features'",
-                               "detail": [{"loc": ["id"], "msg": "no entity '100000' in table 'features'", "type": "not_found"}]}
+    assert response.json() == {
+        "error": "no entity '100000' in table 'features'",
+        "detail": [{"loc": ["id"], "msg": "no entity '100000' in table 'features'", "type": "not_found"}],
+    }
 
 
 def test_query_parameters_override_the_row(served):
@@ -84,7 +91,9 @@ def test_query_parameters_override_the_row(served):
     assert requests.get(url, timeout=30).json()["prediction"] == "Adelie"
     changed = requests.get(url, params={"island": "Dream", "bill_length_mm": 50}, timeout=30)
     assert changed.status_code == 200 and changed.json()["prediction"] == "Chinstrap"
-    posted = requests.post(f"{served[0].url}/predict", json={**row_record(1), "island": "Dream", "bill_length_mm": 50}, timeout=30)
+    posted = requests.post(
+        f"{served[0].url}/predict", json={**row_record(1), "island": "Dream", "bill_length_mm": 50}, timeout=30
+    )
     assert changed.json() == {**posted.json(), "entity_id": "1"}
     refused = requests.get(url, params={"wings": 2}, timeout=30)
     assert refused.status_code == 400 and "wings" in refused.json()["error"]
@@ -103,7 +112,10 @@ def test_documented_in_docs_json(served):
     spec = requests.get(f"{served[0].url}/docs.json", timeout=30).json()
     responses = spec["paths"]["/v1/entities/{id}/predict"]["get"]["responses"]
     assert {"200", "400", "404", "422", "503"} <= set(responses)
-    assert "feature table" in responses["404"]["description"] and "python -m tabserve.features load" in responses["503"]["description"]
+    assert (
+        "feature table" in responses["404"]["description"]
+        and "python -m tabserve.features load" in responses["503"]["description"]
+    )
     assert "Retry-After" in responses["503"]["headers"]
 
 
@@ -122,7 +134,9 @@ def test_postgres_stopped_under_load_is_503_then_200_after_restart(served):
             try:
                 response = requests.get(f"{server.url}/v1/entities/{number}/predict", timeout=60)
                 results.append((response.status_code, response.json().get("error", "")))
-            except BaseException as exc:  # a hang (the 60 s timeout) or a dropped connection: the main thread fails on it
+            except (
+                BaseException
+            ) as exc:  # a hang (the 60 s timeout) or a dropped connection: the main thread fails on it
                 results.append(exc)
 
     def wait_for(status: int, after: int) -> int:
@@ -152,7 +166,10 @@ def test_postgres_stopped_under_load_is_503_then_200_after_restart(served):
     statuses = [status for status, _ in results]
     assert set(statuses) <= {200, 503}, sorted(set(statuses))
     assert 503 in statuses[seen:down]  # while it was down
-    assert 200 in statuses[down + 8:back]  # after it came back
+    assert 200 in statuses[down + 8 : back]  # after it came back
     assert all(message.startswith("the feature database") for status, message in results if status == 503)
-    assert metric(server.url, "tabserve_feature_lookup_seconds_count", result="error") + \
-        metric(server.url, "tabserve_feature_lookup_seconds_count", result="timeout") >= 1
+    assert (
+        metric(server.url, "tabserve_feature_lookup_seconds_count", result="error")
+        + metric(server.url, "tabserve_feature_lookup_seconds_count", result="timeout")
+        >= 1
+    )

@@ -15,7 +15,13 @@ pytestmark = pytest.mark.served
 KEY = "s3cret-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 ORIGIN = "https://dashboard.example"
-LIMITS = {"API_KEY": KEY, "MAX_BODY_BYTES": "3000000", "MAX_CSV_ROWS": "100", "MAX_CONCURRENCY": "1", "CORS_ORIGINS": ORIGIN}
+LIMITS = {
+    "API_KEY": KEY,
+    "MAX_BODY_BYTES": "3000000",
+    "MAX_CSV_ROWS": "100",
+    "MAX_CONCURRENCY": "1",
+    "CORS_ORIGINS": ORIGIN,
+}
 HEADER = ",".join(PENGUIN)
 ROW = ",".join(str(v) for v in PENGUIN.values())
 
@@ -47,8 +53,24 @@ CASES = [
     ("unknown-category", "POST", "/predict", AUTH, {"json": {**PENGUIN, "sex": "unknown"}}, 400, "'female' or 'male'"),
     ("unknown-field", "POST", "/predict", AUTH, {"json": {**PENGUIN, "beak": 1}}, 400, "beak"),
     ("missing-field", "POST", "/predict", AUTH, {"json": {"island": "Dream"}}, 400, "year"),
-    ("malformed-json", "POST", "/predict", {**AUTH, "Content-Type": "application/json"}, {"data": b"{nope"}, 400, "Invalid JSON"),
-    ("bad-csv-rows", "POST", "/predict_csv", AUTH, csv_upload(f"{HEADER}\n{ROW}\nMars,1,1,1,1,male,2007\n"), 400, "row 2"),
+    (
+        "malformed-json",
+        "POST",
+        "/predict",
+        {**AUTH, "Content-Type": "application/json"},
+        {"data": b"{nope"},
+        400,
+        "Invalid JSON",
+    ),
+    (
+        "bad-csv-rows",
+        "POST",
+        "/predict_csv",
+        AUTH,
+        csv_upload(f"{HEADER}\n{ROW}\nMars,1,1,1,1,male,2007\n"),
+        400,
+        "row 2",
+    ),
     ("query-missing", "GET", "/v1/predict?island=Dream", AUTH, {}, 400, "year"),
     ("no-key", "POST", "/predict", {}, {"json": PENGUIN}, 401, "missing API key"),
     ("wrong-key", "POST", "/predict", {"Authorization": "Bearer nope"}, {"json": PENGUIN}, 401, "wrong API key"),
@@ -64,8 +86,24 @@ CASES = [
     ("delete-on-v1", "DELETE", "/v1/model", AUTH, {}, 405, "Method Not Allowed"),
     ("body-too-large", "POST", "/predict", AUTH, {"json": {**PENGUIN, "pad": "x" * 4_000_000}}, 413, "limit"),
     ("csv-too-large", "POST", "/predict_csv", AUTH, csv_upload(HEADER + "\n" + (ROW + "\n") * 40_000), 413, "limit"),
-    ("csv-too-many-rows", "POST", "/predict_csv", AUTH, csv_upload(HEADER + "\n" + (ROW + "\n") * 101), 413, "101 rows; the limit is 100"),
-    ("text-to-json-api", "POST", "/predict", {**AUTH, "Content-Type": "text/plain"}, {"data": "hello"}, 415, "application/json"),
+    (
+        "csv-too-many-rows",
+        "POST",
+        "/predict_csv",
+        AUTH,
+        csv_upload(HEADER + "\n" + (ROW + "\n") * 101),
+        413,
+        "101 rows; the limit is 100",
+    ),
+    (
+        "text-to-json-api",
+        "POST",
+        "/predict",
+        {**AUTH, "Content-Type": "text/plain"},
+        {"data": "hello"},
+        415,
+        "application/json",
+    ),
     ("png-upload", "POST", "/predict_csv", AUTH, csv_upload("\x89PNG", "image/png"), 415, "must be CSV"),
     ("json-to-upload", "POST", "/predict_csv", AUTH, {"json": PENGUIN}, 415, "multipart/form-data"),
     ("json-to-form", "POST", "/v1/form", AUTH, {"json": PENGUIN}, 415, "x-www-form-urlencoded"),
@@ -109,8 +147,20 @@ def test_probes_answer_a_small_json_body(server, path, word):
 NON_ASCII = [
     # (id, method, path, request kwargs, status): each answers with "Añelo" in its error, from a different layer
     ("fastapi-404", "GET", "/v1/features/Añelo", {}, 404),  # the /v1 app's own error, rewritten by the gate
-    ("bentoml-validation", "POST", "/predict", {"json": {**PENGUIN, "Añelo": 1}}, 400),  # BentoML's pydantic dump, rewritten
-    ("gate-refusal", "POST", "/predict", {"data": '{"Añelo": 1, "Añelo": 2}'.encode(), "headers": {"Content-Type": "application/json"}}, 400),
+    (
+        "bentoml-validation",
+        "POST",
+        "/predict",
+        {"json": {**PENGUIN, "Añelo": 1}},
+        400,
+    ),  # BentoML's pydantic dump, rewritten
+    (
+        "gate-refusal",
+        "POST",
+        "/predict",
+        {"data": '{"Añelo": 1, "Añelo": 2}'.encode(), "headers": {"Content-Type": "application/json"}},
+        400,
+    ),
     ("content-type", "POST", "/predict", {"data": b"{}", "headers": {"Content-Type": "text/añelo".encode()}}, 415),
     ("query", "POST", "/predict?a%C3%B1elo=1&a%C3%B1elo=2", {"json": PENGUIN}, 400),
 ]
@@ -128,7 +178,11 @@ def test_non_ascii_is_written_as_is(server, case):
 
 def test_swagger_documents_the_key_and_the_errors(keyed):
     spec = call(keyed, "GET", "/docs.json", headers={}).json()
-    assert spec["components"]["securitySchemes"]["apiKey"] == {**spec["components"]["securitySchemes"]["apiKey"], "type": "http", "scheme": "bearer"}
+    assert spec["components"]["securitySchemes"]["apiKey"] == {
+        **spec["components"]["securitySchemes"]["apiKey"],
+        "type": "http",
+        "scheme": "bearer",
+    }
     for path, method in [("/predict", "post"), ("/predict_csv", "post"), ("/v1/predict", "get")]:
         operation = spec["paths"][path][method]
         assert operation["security"] == [{"apiKey": []}]
@@ -143,7 +197,11 @@ def test_swagger_documents_the_key_and_the_errors(keyed):
 def test_the_form_answers_invalid_input_in_html_as_documented(keyed):
     """POST /v1/form: a person reads the 400 (HTML); the gate's refusals before the form is read stay JSON."""
     invalid = call(keyed, "POST", "/v1/form", data={**PENGUIN, "island": "Mars"})
-    assert invalid.status_code == 400 and invalid.headers["content-type"].startswith("text/html") and "Please fix" in invalid.text
+    assert (
+        invalid.status_code == 400
+        and invalid.headers["content-type"].startswith("text/html")
+        and "Please fix" in invalid.text
+    )
     refused = call(keyed, "POST", "/v1/form?x=1&x=2", data=PENGUIN)
     assert refused.status_code == 400 and refused.headers["content-type"] == "application/json"
     spec = call(keyed, "GET", "/docs.json", headers={}).json()
@@ -184,18 +242,29 @@ def test_429_over_the_concurrency_limit(keyed):
     statuses = sorted(r.status_code for burst in bursts for r in burst)
     assert set(statuses) <= {200, 429} and 200 in statuses and 429 in statuses, statuses
     refused = next(r for burst in bursts for r in burst if r.status_code == 429)
-    assert refused.json()["error"].startswith("more than 1 requests in flight") and refused.headers["retry-after"] == "1"
+    assert (
+        refused.json()["error"].startswith("more than 1 requests in flight") and refused.headers["retry-after"] == "1"
+    )
 
 
 def test_cors_allows_only_the_configured_origins(keyed, server):
-    preflight = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+    preflight = {
+        "Origin": ORIGIN,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
     allowed = call(keyed, "OPTIONS", "/predict", headers=preflight)
     assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == ORIGIN
     other = call(keyed, "OPTIONS", "/predict", headers={**preflight, "Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
     answered = call(keyed, "POST", "/predict", headers={**AUTH, "Origin": ORIGIN}, json=PENGUIN)
-    assert answered.headers["access-control-allow-origin"] == ORIGIN and "X-Cache" in answered.headers["access-control-expose-headers"]
-    off = requests.post(f"{server.url}/predict", headers={"Origin": ORIGIN}, json=PENGUIN, timeout=30)  # default: CORS off
+    assert (
+        answered.headers["access-control-allow-origin"] == ORIGIN
+        and "X-Cache" in answered.headers["access-control-expose-headers"]
+    )
+    off = requests.post(
+        f"{server.url}/predict", headers={"Origin": ORIGIN}, json=PENGUIN, timeout=30
+    )  # default: CORS off
     assert off.status_code == 200 and "access-control-allow-origin" not in off.headers
 
 
@@ -210,7 +279,9 @@ def test_503_when_the_model_service_is_overloaded(penguins_model):
     BentoML's dispatcher first trains its latency model on about a dozen calls per model worker, refusing
     nothing while it does; and a burst only overlaps in the model service as the machine's timing allows.
     So bursts of 64 go until one is refused (at most 5); every answer of every burst must be 200 or 503."""
-    with Server(env={"MAX_LATENCY_MS": "1", "PREDICTION_CACHE_SIZE": "0", "SERVICE_LAYOUT": "services"}, name="overloaded") as served:
+    with Server(
+        env={"MAX_LATENCY_MS": "1", "PREDICTION_CACHE_SIZE": "0", "SERVICE_LAYOUT": "services"}, name="overloaded"
+    ) as served:
         responses = []
         for burst in range(5):
             records = [{**PENGUIN, "body_mass_g": 4000 + 64 * burst + i} for i in range(64)]
@@ -231,8 +302,12 @@ def test_429_from_the_model_service_reaches_the_client(penguins_model):
     BentoML's config override; service.py sets none) refuses a second concurrent call with 429; the
     entry passes it on as 429, not retried and not 500, in the contract shape."""
     limit = {"services": {"ModelService": {"traffic": {"max_concurrency": 1}}}}
-    env = {"BENTOML_CONFIG_OVERRIDES": json.dumps(limit), "PREDICTION_CACHE_SIZE": "0", "MODEL_TAG": str(penguins_model.tag),
-           "SERVICE_LAYOUT": "services"}
+    env = {
+        "BENTOML_CONFIG_OVERRIDES": json.dumps(limit),
+        "PREDICTION_CACHE_SIZE": "0",
+        "MODEL_TAG": str(penguins_model.tag),
+        "SERVICE_LAYOUT": "services",
+    }
     with Server(env=env, name="model-limited") as served:
         records = [PENGUIN] * 10_000  # each call keeps the one model worker busy while the others arrive
 

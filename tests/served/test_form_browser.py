@@ -1,7 +1,6 @@
 """The /v1/form page in a real headless Chromium (Debian's chromium + chromedriver, via Selenium):
 fill the form, submit, read the result, and keep screenshots in artifacts/."""
 
-
 import pytest
 import requests
 
@@ -21,7 +20,9 @@ def wait_for(browser, selector):
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, 20).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector)))
+    return WebDriverWait(browser, 20).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector))
+    )
 
 
 def test_fill_submit_and_read_the_prediction(server, browser):

@@ -10,12 +10,12 @@ import io
 import json
 import math
 
+import bentoml
 import numpy as np
 import pandas as pd
 import pytest
 import requests
 
-import bentoml
 from tabserve.core.card import ModelCard
 from tabserve.core.schema import BOOLEAN, NUMERIC, label_text
 from tests.conftest import Server
@@ -45,11 +45,15 @@ def json_record(record: dict) -> dict:
 def test_predict_csv_scores_the_sample_as_the_model_itself(served):
     case, server, built, card = served
     with open(built.sample, "rb") as handle:
-        answer = requests.post(f"{server.url}/predict_csv", files={"file": (built.sample.name, handle, "text/csv")}, timeout=60)
+        answer = requests.post(
+            f"{server.url}/predict_csv", files={"file": (built.sample.name, handle, "text/csv")}, timeout=60
+        )
     assert answer.status_code == 200, answer.text
     rows = list(csv.DictReader(io.StringIO(answer.text)))
     original = pd.read_csv(built.sample, dtype=str, keep_default_na=False)
-    assert len(rows) == len(original) and list(rows[0])[: len(original.columns)] == list(original.columns)  # every column passed through
+    assert len(rows) == len(original) and list(rows[0])[: len(original.columns)] == list(
+        original.columns
+    )  # every column passed through
     own = built.own(built.frame())
     if "values" in own:
         got = np.array([float(r["prediction"]) for r in rows])
@@ -70,12 +74,18 @@ def test_predict_answers_records_as_the_model_itself(served):
         assert response.json()["model"] == card.tag
         answers.append(response.json())
     frame = built.frame().head(12)
-    for answer, row in zip(answers, range(12)):  # one record, one model call: float32 models (ONNX) differ by batch size in the last bits
+    for answer, row in zip(
+        answers, range(12)
+    ):  # one record, one model call: float32 models (ONNX) differ by batch size in the last bits
         assert_same([answer], built.own(frame.iloc[[row]]))
     own = built.own(frame)
-    batch = requests.post(f"{server.url}/predict_batch", json={"records": [json_record(r) for r in records]}, timeout=30)
+    batch = requests.post(
+        f"{server.url}/predict_batch", json={"records": [json_record(r) for r in records]}, timeout=30
+    )
     assert batch.status_code == 200
-    assert_same(batch.json()["predictions"], own)  # a batch may differ from single rows in the last bits (BLAS), not beyond 1e-9
+    assert_same(
+        batch.json()["predictions"], own
+    )  # a batch may differ from single rows in the last bits (BLAS), not beyond 1e-9
 
 
 def test_open_inference_protocol_answers_as_the_model_itself(served):
@@ -84,10 +94,19 @@ def test_open_inference_protocol_answers_as_the_model_itself(served):
     inputs = []
     for feature in card.schema.features:
         values = [r.get(feature.name) for r in records]
-        datatype = "FP64" if feature.kind == NUMERIC else "BOOL" if feature.kind == BOOLEAN else \
-            "INT64" if feature.categories and isinstance(feature.categories[0], int) else "BYTES"
+        datatype = (
+            "FP64"
+            if feature.kind == NUMERIC
+            else "BOOL"
+            if feature.kind == BOOLEAN
+            else "INT64"
+            if feature.categories and isinstance(feature.categories[0], int)
+            else "BYTES"
+        )
         inputs.append({"name": feature.name, "shape": [len(values)], "datatype": datatype, "data": values})
-    response = requests.post(f"{server.url}/v2/models/{card.tag.split(':')[0]}/infer", json={"id": "x1", "inputs": inputs}, timeout=30)
+    response = requests.post(
+        f"{server.url}/v2/models/{card.tag.split(':')[0]}/infer", json={"id": "x1", "inputs": inputs}, timeout=30
+    )
     assert response.status_code == 200, response.text
     outputs = {o["name"]: o for o in response.json()["outputs"]}
     own = built.own(built.frame().head(8))
@@ -122,7 +141,11 @@ def test_an_imported_challenger_beside_a_trained_champion(penguins_model, built_
     env = {"MODEL_TAG": str(penguins_model.tag), "CHALLENGER_TAG": challenger, "API_WORKERS": "1"}
     with Server(env=env, name="imported-challenger") as server:
         versions = requests.get(f"{server.url}/v1/models", timeout=10).json()
-        roles = {v["tag"]: v["role"] for v in versions["versions"]} if isinstance(versions, dict) else {v["tag"]: v["role"] for v in versions}
+        roles = (
+            {v["tag"]: v["role"] for v in versions["versions"]}
+            if isinstance(versions, dict)
+            else {v["tag"]: v["role"] for v in versions}
+        )
         assert roles[challenger] == "challenger" and roles[str(penguins_model.tag)] == "champion"
         card = ModelCard.from_model(bentoml.models.get(challenger))
         records = records_of(card, built.sample)[:5]
@@ -153,14 +176,21 @@ def store_imported(saved):
     tags = {}
     for framework, (original, built, args) in saved.items():
         name = f"{original.name}-served"
-        assert import_model.main(["--model", f"bentoml:{original}", "--sample", str(built.sample), "--name", name, *args]) == 0
+        assert (
+            import_model.main(["--model", f"bentoml:{original}", "--sample", str(built.sample), "--name", name, *args])
+            == 0
+        )
         tags[framework] = str(bentoml.models.get(f"{name}:latest").tag)
     return tags
 
 
 @pytest.mark.parametrize("champion, beside", STORE_SERVERS)
 def test_store_models_imported_where_they_are_are_served_as_themselves(champion, beside, saved, store_imported):
-    env = {"MODEL_TAG": store_imported[champion], "EXTRA_MODEL_TAGS": ",".join(store_imported[f] for f in beside), "API_WORKERS": "1"}
+    env = {
+        "MODEL_TAG": store_imported[champion],
+        "EXTRA_MODEL_TAGS": ",".join(store_imported[f] for f in beside),
+        "API_WORKERS": "1",
+    }
     with Server(env=env, name=f"store-{champion}") as server:
         for framework in [champion, *beside]:
             built = saved[framework][1]

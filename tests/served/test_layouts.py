@@ -53,8 +53,14 @@ def test_a_monolith_runs_the_model_in_its_entry_workers(monolith, penguins_model
 
     with ThreadPoolExecutor(16) as pool:
         assert list(pool.map(send, records)) == expected(penguins_model, records)
-    per_worker = {s.labels["worker"]: s.value for s in samples(layout_server.url) if s.name == "tabserve_worker_requests_total"}
-    workers = [c for c in psutil.Process(layout_server.process.pid).children(recursive=True) if "--service-name PredictionService" in " ".join(c.cmdline())]
+    per_worker = {
+        s.labels["worker"]: s.value for s in samples(layout_server.url) if s.name == "tabserve_worker_requests_total"
+    }
+    workers = [
+        c
+        for c in psutil.Process(layout_server.process.pid).children(recursive=True)
+        if "--service-name PredictionService" in " ".join(c.cmdline())
+    ]
     assert len(workers) == 2  # one per core
     # Counted per worker: how the kernel spread the connections (unevenly, often: that is why it is shown).
     assert sum(per_worker.values()) >= len(records) and set(per_worker) <= {"1", "2"}
@@ -65,8 +71,11 @@ def test_keep_alive_clients_are_shared_between_the_workers(monolith):
     """Four clients that keep their connection (a pool, a load balancer) open one after another: the workers
     share one listening socket, and without touchpoint 8 (bentoml_fixes.accept_by_load) the same worker took
     all four in about 3 runs of 4, leaving the other idle. Now the worker holding fewer connections takes the next."""
+
     def per_worker():
-        return {s.labels["worker"]: s.value for s in samples(monolith.url) if s.name == "tabserve_worker_requests_total"}
+        return {
+            s.labels["worker"]: s.value for s in samples(monolith.url) if s.name == "tabserve_worker_requests_total"
+        }
 
     deadline = time.monotonic() + 60  # /readyz answers once one worker is up: wait until the other listens too
     while len(per_worker()) < 2 and time.monotonic() < deadline:
@@ -86,22 +95,34 @@ def test_keep_alive_clients_are_shared_between_the_workers(monolith):
             session.close()
     after = per_worker()
     served = {worker: after.get(worker, 0) - before.get(worker, 0) for worker in ("1", "2")}
-    assert sum(served.values()) >= 24 and min(served.values()) >= 6, served  # a session is 6 requests; a scrape of /metrics 1
+    assert sum(served.values()) >= 24 and min(served.values()) >= 6, (
+        served
+    )  # a session is 6 requests; a scrape of /metrics 1
 
 
 def test_the_entry_reaches_a_model_service_running_as_its_own_server(penguins_model):
     tag = str(penguins_model.tag)
     with Server(target="service:ModelService", env={"MODEL_TAG": tag}, name="model-only") as model_server:
-        env = {"MODEL_TAG": tag, "MODEL_SERVICE_URL": model_server.url, "PREDICTION_CACHE_SIZE": "0", "MODEL_TIMEOUT_S": "5"}
+        env = {
+            "MODEL_TAG": tag,
+            "MODEL_SERVICE_URL": model_server.url,
+            "PREDICTION_CACHE_SIZE": "0",
+            "MODEL_TIMEOUT_S": "5",
+        }
         with Server(env=env, name="entry-only") as entry:
             assert service_names(entry) == {"PredictionService"} and service_names(model_server) == {"ModelService"}
             records = [r for r in penguin_records() if None not in r.values()][:20]
             singles = [requests.post(f"{entry.url}/predict", json=r, timeout=30).json() for r in records]
-            assert [a["prediction"] for a in singles] == expected(penguins_model, records) and {a["model"] for a in singles} == {tag}
+            assert [a["prediction"] for a in singles] == expected(penguins_model, records) and {
+                a["model"] for a in singles
+            } == {tag}
             batch = requests.post(f"{entry.url}/predict_batch", json={"records": records}, timeout=30).json()
             assert [p["prediction"] for p in batch["predictions"]] == expected(penguins_model, records)
             serving = requests.get(f"{entry.url}/v1/model", timeout=10).json()["serving"]
-            assert (serving["layout"], serving["model_service_url"]) == ("services", model_server.url)  # the URL implies services
+            assert (serving["layout"], serving["model_service_url"]) == (
+                "services",
+                model_server.url,
+            )  # the URL implies services
 
             model_server.stop()  # the model service goes away: a clear 503, fast, never a hang
             started = time.monotonic()
@@ -111,13 +132,28 @@ def test_the_entry_reaches_a_model_service_running_as_its_own_server(penguins_mo
             assert requests.get(f"{entry.url}/readyz", timeout=30).status_code == 503
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"SERVICE_LAYOUT": "microservices"}, "error: SERVICE_LAYOUT='microservices' must be 'services' or 'monolith'"),
-    ({"SERVICE_LAYOUT": "monolith", "MODEL_SERVICE_URL": "http://model:3000"}, "error: MODEL_SERVICE_URL needs SERVICE_LAYOUT=services"),
-    ({"MODEL_SERVICE_URL": "model:3000"}, "error: MODEL_SERVICE_URL='model:3000' must start with http:// or https://"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"SERVICE_LAYOUT": "microservices"}, "error: SERVICE_LAYOUT='microservices' must be 'services' or 'monolith'"),
+        (
+            {"SERVICE_LAYOUT": "monolith", "MODEL_SERVICE_URL": "http://model:3000"},
+            "error: MODEL_SERVICE_URL needs SERVICE_LAYOUT=services",
+        ),
+        (
+            {"MODEL_SERVICE_URL": "model:3000"},
+            "error: MODEL_SERVICE_URL='model:3000' must start with http:// or https://",
+        ),
+    ],
+)
 def test_a_bad_layout_setting_stops_with_one_line(env, message):
-    result = subprocess.run([sys.executable, "-c", "import tabserve.core.config"], cwd=ROOT, env={**__import__("os").environ, **env},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", "import tabserve.core.config"],
+        cwd=ROOT,
+        env={**__import__("os").environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0 and result.stderr.strip().startswith(message), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

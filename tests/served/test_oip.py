@@ -64,11 +64,16 @@ def triton_inputs(records, binary=True):
 
 def raw_columns(records):
     datatypes = {"island": "BYTES", "sex": "BYTES"}
-    return [{"name": n, "shape": [len(records)], "datatype": datatypes.get(n, "FP64"), "data": [r[n] for r in records]} for n in FEATURES]
+    return [
+        {"name": n, "shape": [len(records)], "datatype": datatypes.get(n, "FP64"), "data": [r[n] for r in records]}
+        for n in FEATURES
+    ]
 
 
 def post(server, path, body, **kwargs):
-    return requests.post(f"{server.url}{path}", data=json.dumps(body), headers={"Content-Type": "application/json"}, timeout=30, **kwargs)
+    return requests.post(
+        f"{server.url}{path}", data=json.dumps(body), headers={"Content-Type": "application/json"}, timeout=30, **kwargs
+    )
 
 
 def test_health_and_server_metadata(server, client, model):
@@ -84,11 +89,21 @@ def test_model_metadata(client, model):
     assert meta == client.get_model_metadata(model[0], model_version=model[1])
     assert meta["name"] == model[0] and meta["versions"] == [model[1]] and meta["platform"] == "scikit-learn"
     assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [
-        ("island", "BYTES", [-1]), ("bill_length_mm", "FP64", [-1]), ("bill_depth_mm", "FP64", [-1]), ("flipper_length_mm", "FP64", [-1]),
-        ("body_mass_g", "FP64", [-1]), ("sex", "BYTES", [-1]), ("year", "FP64", [-1])]
+        ("island", "BYTES", [-1]),
+        ("bill_length_mm", "FP64", [-1]),
+        ("bill_depth_mm", "FP64", [-1]),
+        ("flipper_length_mm", "FP64", [-1]),
+        ("body_mass_g", "FP64", [-1]),
+        ("sex", "BYTES", [-1]),
+        ("year", "FP64", [-1]),
+    ]
     predict, proba = meta["outputs"]
     assert predict == {"name": "predict", "datatype": "BYTES", "shape": [-1]}
-    assert proba["datatype"] == "FP64" and proba["shape"] == [-1, 3] and json.loads(proba["parameters"]["classes"]) == ["Adelie", "Chinstrap", "Gentoo"]
+    assert (
+        proba["datatype"] == "FP64"
+        and proba["shape"] == [-1, 3]
+        and json.loads(proba["parameters"]["classes"]) == ["Adelie", "Chinstrap", "Gentoo"]
+    )
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary-inputs", "json-inputs"])
@@ -97,15 +112,24 @@ def test_triton_infer_equals_predict_batch(server, client, model, rows, binary):
     result = client.infer(model[0], triton_inputs(rows, binary), request_id="batch-1")
     assert result.get_response()["id"] == "batch-1" and result.get_response()["model_version"] == model[1]
     labels = result.as_numpy("predict")
-    assert labels.shape == (12,) and [label.decode() if isinstance(label, bytes) else label for label in labels] == [p["prediction"] for p in expected]
+    assert labels.shape == (12,) and [label.decode() if isinstance(label, bytes) else label for label in labels] == [
+        p["prediction"] for p in expected
+    ]
     proba = result.as_numpy("predict_proba")
     assert proba.shape == (12, 3)
     assert proba.tolist() == [[p["probabilities"][c] for c in ("Adelie", "Chinstrap", "Gentoo")] for p in expected]
 
 
 def test_outputs_selection_with_a_version(client, model, rows):
-    result = client.infer(model[0], triton_inputs(rows[:3]), model_version=model[1], outputs=[triton.InferRequestedOutput("predict", binary_data=False)])
-    assert [o["name"] for o in result.get_response()["outputs"]] == ["predict"] and result.as_numpy("predict_proba") is None
+    result = client.infer(
+        model[0],
+        triton_inputs(rows[:3]),
+        model_version=model[1],
+        outputs=[triton.InferRequestedOutput("predict", binary_data=False)],
+    )
+    assert [o["name"] for o in result.get_response()["outputs"]] == ["predict"] and result.as_numpy(
+        "predict_proba"
+    ) is None
 
 
 def test_pandas_codec_request_as_mlserver_users_send_it(server, model, rows):
@@ -115,9 +139,24 @@ def test_pandas_codec_request_as_mlserver_users_send_it(server, model, rows):
         column = frame[name]
         data = [None if pd.isna(v) else v for v in column]  # MLServer's codec writes a missing value as null
         if pd.api.types.is_string_dtype(column):
-            inputs.append({"name": name, "shape": [5, 1], "datatype": "BYTES", "data": data, "parameters": {"content_type": "str"}})
+            inputs.append(
+                {
+                    "name": name,
+                    "shape": [5, 1],
+                    "datatype": "BYTES",
+                    "data": data,
+                    "parameters": {"content_type": "str"},
+                }
+            )
         else:
-            inputs.append({"name": name, "shape": [5, 1], "datatype": "INT64" if pd.api.types.is_integer_dtype(column) else "FP64", "data": data})
+            inputs.append(
+                {
+                    "name": name,
+                    "shape": [5, 1],
+                    "datatype": "INT64" if pd.api.types.is_integer_dtype(column) else "FP64",
+                    "data": data,
+                }
+            )
     assert [t["datatype"] for t in inputs] == ["BYTES", "FP64", "FP64", "FP64", "FP64", "BYTES", "INT64"]
     response = post(server, f"/v2/models/{model[0]}/infer", {"parameters": {"content_type": "pd"}, "inputs": inputs})
     assert response.status_code == 200, response.text
@@ -132,7 +171,14 @@ def test_kserve_rest_wire_format(server, model, rows):
     assert response.status_code == 200, response.text
     answer = response.json()  # what InferResponse.from_bytes needs: model_name, outputs with data
     assert answer["model_name"] == model[0] and answer["id"] == request_id
-    assert answer["outputs"] == [{"name": "predict", "datatype": "BYTES", "shape": [4], "data": [p["prediction"] for p in batch(server, rows[:4])]}]
+    assert answer["outputs"] == [
+        {
+            "name": "predict",
+            "datatype": "BYTES",
+            "shape": [4],
+            "data": [p["prediction"] for p in batch(server, rows[:4])],
+        }
+    ]
 
 
 def test_single_row_infer_goes_through_the_cache(server, model):
@@ -152,17 +198,32 @@ def break_column(name, **change):
             if tensor["name"] == name:
                 tensor.update(change)
         return inputs
+
     return edit
 
 
-@pytest.mark.parametrize("path, edit, status, fragment", [
-    ("/v2/models/titanic/infer", lambda i: i, 404, "unknown model 'titanic'; this server serves 'penguins'"),
-    ("/v2/models/penguins/versions/nope/infer", lambda i: i, 404, "unknown model version 'penguins:nope'"),
-    (None, break_column("island", datatype="FP64", data=[1.0]), 400, "datatype FP64 does not fit the category feature; send BYTES"),
-    (None, lambda i: [t for t in i if t["name"] != "year"], 400, "missing input(s): year"),
-    (None, break_column("bill_length_mm", shape=[2], data=[40.0, 41.0]), 400, "the inputs have different lengths"),
-    (None, break_column("island", data=["Atlantis"]), 400, "invalid input: island: Input should be 'Biscoe', 'Dream' or 'Torgersen'"),
-], ids=["unknown-model", "unknown-version", "wrong-datatype", "missing-input", "lengths", "bad-value"])
+@pytest.mark.parametrize(
+    "path, edit, status, fragment",
+    [
+        ("/v2/models/titanic/infer", lambda i: i, 404, "unknown model 'titanic'; this server serves 'penguins'"),
+        ("/v2/models/penguins/versions/nope/infer", lambda i: i, 404, "unknown model version 'penguins:nope'"),
+        (
+            None,
+            break_column("island", datatype="FP64", data=[1.0]),
+            400,
+            "datatype FP64 does not fit the category feature; send BYTES",
+        ),
+        (None, lambda i: [t for t in i if t["name"] != "year"], 400, "missing input(s): year"),
+        (None, break_column("bill_length_mm", shape=[2], data=[40.0, 41.0]), 400, "the inputs have different lengths"),
+        (
+            None,
+            break_column("island", data=["Atlantis"]),
+            400,
+            "invalid input: island: Input should be 'Biscoe', 'Dream' or 'Torgersen'",
+        ),
+    ],
+    ids=["unknown-model", "unknown-version", "wrong-datatype", "missing-input", "lengths", "bad-value"],
+)
 def test_errors_in_the_protocol_shape(server, path, edit, status, fragment):
     response = post(server, path or "/v2/models/penguins/infer", {"inputs": edit(raw_columns([PENGUIN]))})
     assert response.status_code == status, response.text
@@ -183,7 +244,14 @@ def test_tritonclient_raises_the_error_message(client, model):
 
 def test_docs_json_documents_v2(server):
     paths = requests.get(f"{server.url}/docs.json", timeout=30).json()["paths"]
-    assert {"/v2/health/live", "/v2/health/ready", "/v2/models/{model_name}", "/v2/models/{model_name}/infer",
-            "/v2/models/{model_name}/versions/{model_version}/infer"} <= set(paths)
+    assert {
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/{model_name}",
+        "/v2/models/{model_name}/infer",
+        "/v2/models/{model_name}/versions/{model_version}/infer",
+    } <= set(paths)
     infer = paths["/v2/models/{model_name}/infer"]["post"]
-    assert {"400", "404", "415", "503"} <= set(infer["responses"]) and "example" in infer["requestBody"]["content"]["application/json"]
+    assert {"400", "404", "415", "503"} <= set(infer["responses"]) and "example" in infer["requestBody"]["content"][
+        "application/json"
+    ]

@@ -20,14 +20,36 @@ from tests.served.metrics_text import samples
 from tests.served.penguin_data import FEATURES, penguin_records, shifted
 
 pytestmark = pytest.mark.served
-FIELDS = ["timestamp", "request_id", "trace_id", "model", "route", "latency_ms", "inputs", "prediction", "probabilities",
-          "warnings", "redacted"]
-ONE = {"island": "Dream", "bill_length_mm": 40.1, "bill_depth_mm": 18.9, "flipper_length_mm": 190, "body_mass_g": 3900,
-       "sex": "female", "year": 2008}
+FIELDS = [
+    "timestamp",
+    "request_id",
+    "trace_id",
+    "model",
+    "route",
+    "latency_ms",
+    "inputs",
+    "prediction",
+    "probabilities",
+    "warnings",
+    "redacted",
+]
+ONE = {
+    "island": "Dream",
+    "bill_length_mm": 40.1,
+    "bill_depth_mm": 18.9,
+    "flipper_length_mm": 190,
+    "body_mass_g": 3900,
+    "sex": "female",
+    "year": 2008,
+}
 
 
 def log_lines(directory) -> list[dict]:
-    return [json.loads(line) for path in sorted(directory.glob("*/data/data.*.log")) for line in path.read_text().splitlines()]
+    return [
+        json.loads(line)
+        for path in sorted(directory.glob("*/data/data.*.log"))
+        for line in path.read_text().splitlines()
+    ]
 
 
 def wait_for_lines(directory, expected: int, timeout: float = 60) -> list[dict]:
@@ -44,8 +66,14 @@ def wait_for_lines(directory, expected: int, timeout: float = 60) -> list[dict]:
 @pytest.fixture(scope="module")
 def logged(penguins_model, tmp_path_factory):
     directory = tmp_path_factory.mktemp("payload-log-served")
-    env = {"MODEL_TAG": str(penguins_model.tag), "API_WORKERS": "2", "PAYLOAD_LOG": "1", "PAYLOAD_LOG_DIR": str(directory),
-           "PAYLOAD_LOG_REDACT": "sex", "PAYLOAD_LOG_SALT": "served-test-salt"}
+    env = {
+        "MODEL_TAG": str(penguins_model.tag),
+        "API_WORKERS": "2",
+        "PAYLOAD_LOG": "1",
+        "PAYLOAD_LOG_DIR": str(directory),
+        "PAYLOAD_LOG_REDACT": "sex",
+        "PAYLOAD_LOG_SALT": "served-test-salt",
+    }
     with Server(env=env, name="payload-log") as running:
         running.payload_dir = directory
         yield running
@@ -72,11 +100,18 @@ def traffic(logged, penguins_model):
     assert answer.status_code == 200, answer.text
     name = str(penguins_model.tag).split(":")[0]
     for rows in (1, 2):
-        inputs = [{"name": f, "shape": [rows], "datatype": "BYTES" if isinstance(ONE[f], str) else "FP64", "data": [ONE[f]] * rows}
-                  for f in FEATURES]
+        inputs = [
+            {
+                "name": f,
+                "shape": [rows],
+                "datatype": "BYTES" if isinstance(ONE[f], str) else "FP64",
+                "data": [ONE[f]] * rows,
+            }
+            for f in FEATURES
+        ]
         assert requests.post(f"{url}/v2/models/{name}/infer", json={"inputs": inputs}, timeout=30).status_code == 200
     records = shifted(penguin_records())
-    chunks = [records[i:i + 8] for i in range(0, len(records), 8)] * 2
+    chunks = [records[i : i + 8] for i in range(0, len(records), 8)] * 2
 
     def send(chunk):
         answer = requests.post(f"{url}/predict_batch", json={"records": chunk}, timeout=60)
@@ -86,8 +121,14 @@ def traffic(logged, penguins_model):
         batches = list(pool.map(send, chunks))
     assert {status for status, _, _ in batches} == {200}
     ids["/predict_batch"] = batches[0][1]
-    sent = {"/predict": singles, "/v1/predict": 1, "/v1/form": 1, "/predict_csv": 3, "/v2/models/{model}/infer": 3,
-            "/predict_batch": 2 * len(records)}
+    sent = {
+        "/predict": singles,
+        "/v1/predict": 1,
+        "/v1/form": 1,
+        "/predict_csv": 3,
+        "/v2/models/{model}/infer": 3,
+        "/predict_batch": 2 * len(records),
+    }
     lines = wait_for_lines(logged.payload_dir, sum(sent.values()))
     return sent, ids, lines, {n for _, rid, n in batches if rid == ids["/predict_batch"]}
 
@@ -109,7 +150,10 @@ def test_the_answers_request_id_is_in_its_lines(traffic):
     by_id = Counter(line["request_id"] for line in lines)
     assert ids["/predict miss"] and len(ids["/predict miss"]) == 16, ids
     for key in ("/predict miss", "/predict hit"):
-        assert by_id[ids[key]] == 1 and next(line for line in lines if line["request_id"] == ids[key])["route"] == "/predict"
+        assert (
+            by_id[ids[key]] == 1
+            and next(line for line in lines if line["request_id"] == ids[key])["route"] == "/predict"
+        )
     assert by_id[ids["/predict_batch"]] == batch_sizes.pop()  # every record of the request
     assert len(by_id) == len({line["request_id"] for line in lines}) and None not in by_id
 
@@ -117,7 +161,9 @@ def test_the_answers_request_id_is_in_its_lines(traffic):
 def test_redacted_features_are_hashes(traffic):
     _, _, lines, _ = traffic
     sexes = Counter(line["inputs"]["sex"] for line in lines)
-    assert all(value.startswith("hmac-sha256:") for value in sexes) and 2 <= len(sexes) <= 3, sexes  # female, male, missing
+    assert all(value.startswith("hmac-sha256:") for value in sexes) and 2 <= len(sexes) <= 3, (
+        sexes
+    )  # female, male, missing
     assert all(line["redacted"] == ["sex"] for line in lines)
     singles = [line["inputs"]["sex"] for line in lines if line["route"] in ("/predict", "/v1/predict", "/predict_csv")]
     assert len(set(singles)) == 1  # "female" each time, on either worker
@@ -128,15 +174,27 @@ def test_an_unwritable_directory_answers_every_prediction_and_counts(penguins_mo
     blocker = tmp_path / "a-file"
     blocker.write_text("a regular file: nothing can be made under it")
     # One entry worker: "logged once" is per worker.
-    env = {"MODEL_TAG": str(penguins_model.tag), "PAYLOAD_LOG": "1", "PAYLOAD_LOG_DIR": str(blocker / "payload"), "API_WORKERS": "1"}
+    env = {
+        "MODEL_TAG": str(penguins_model.tag),
+        "PAYLOAD_LOG": "1",
+        "PAYLOAD_LOG_DIR": str(blocker / "payload"),
+        "API_WORKERS": "1",
+    }
     with Server(env=env, name="payload-log-unwritable") as server:
         for i in range(5):
-            assert requests.post(f"{server.url}/predict", json={**ONE, "bill_length_mm": 40 + i}, timeout=30).status_code == 200
+            assert (
+                requests.post(f"{server.url}/predict", json={**ONE, "bill_length_mm": 40 + i}, timeout=30).status_code
+                == 200
+            )
         batch = requests.post(f"{server.url}/predict_batch", json={"records": [ONE] * 4}, timeout=30)
         assert batch.status_code == 200
 
         def counted():
-            return sum(s.value for s in samples(server.url) if s.name == "tabserve_payload_log_errors_total" and s.labels["reason"] == "write")
+            return sum(
+                s.value
+                for s in samples(server.url)
+                if s.name == "tabserve_payload_log_errors_total" and s.labels["reason"] == "write"
+            )
 
         deadline = time.monotonic() + 30
         while counted() < 9 and time.monotonic() < deadline:
@@ -148,8 +206,13 @@ def test_an_unwritable_directory_answers_every_prediction_and_counts(penguins_mo
 
 
 def test_an_unknown_redacted_name_stops_the_server_with_one_line(penguins_model, tmp_path):
-    env = {"MODEL_TAG": str(penguins_model.tag), "PAYLOAD_LOG": "1", "PAYLOAD_LOG_DIR": str(tmp_path),
-           "PAYLOAD_LOG_REDACT": "sex,colour", "PAYLOAD_LOG_SALT": "s"}
+    env = {
+        "MODEL_TAG": str(penguins_model.tag),
+        "PAYLOAD_LOG": "1",
+        "PAYLOAD_LOG_DIR": str(tmp_path),
+        "PAYLOAD_LOG_REDACT": "sex,colour",
+        "PAYLOAD_LOG_SALT": "s",
+    }
     code, output = Server(env=env, name="payload-log-bad-redact").wait_exit()
     assert code != 0
     line = f"error: PAYLOAD_LOG_REDACT names 'colour', not a feature of model {penguins_model.tag}; its features: {', '.join(FEATURES)}"
@@ -166,11 +229,19 @@ def test_the_drift_report_of_the_served_log_in_chromium(logged, traffic, browser
     from selenium.webdriver.common.by import By
 
     out = tmp_path / "drift-report.html"
-    done = subprocess.run([sys.executable, "-m", "tabserve.drift_report", "--log", str(logged.payload_dir), "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "tabserve.drift_report", "--log", str(logged.payload_dir), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0 and done.stderr == "", done.stderr
     records = sum(traffic[0].values())  # every record sent, on every path
-    assert done.stdout.startswith(f"wrote {out}: {penguins_model.tag}, {records} records, ") and "status alert" in done.stdout, done.stdout
+    assert (
+        done.stdout.startswith(f"wrote {out}: {penguins_model.tag}, {records} records, ")
+        and "status alert" in done.stdout
+    ), done.stdout
     browser.get(out.as_uri())
     assert browser.title == f"Drift report: {penguins_model.tag}"
     assert browser.find_element(By.ID, "status").text == "alert"
@@ -180,7 +251,9 @@ def test_the_drift_report_of_the_served_log_in_chromium(logged, traffic, browser
     assert [r.find_element(By.CSS_SELECTOR, ".status").text for r in rows[:2]] == ["alert", "alert"]
     assert "sex" in browser.find_element(By.ID, "redacted").text
     images = browser.find_elements(By.CSS_SELECTOR, "section.feature img")
-    assert len(images) == len(rows) + 1 and all(browser.execute_script("return arguments[0].naturalWidth", i) > 300 for i in images)
+    assert len(images) == len(rows) + 1 and all(
+        browser.execute_script("return arguments[0].naturalWidth", i) > 300 for i in images
+    )
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "drift-report.png"))
     assert (ARTIFACTS / "drift-report.png").stat().st_size > 10_000

@@ -25,7 +25,10 @@ SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")
 
 @pytest.fixture(scope="module")
 def server(penguins_model):
-    server = Server(env={"MODEL_TAG": str(penguins_model.tag), "DRIFT_MIN_RECORDS": "50", "DRIFT_REFRESH_S": "0.5"}, name="prometheus").wait_ready()
+    server = Server(
+        env={"MODEL_TAG": str(penguins_model.tag), "DRIFT_MIN_RECORDS": "50", "DRIFT_REFRESH_S": "0.5"},
+        name="prometheus",
+    ).wait_ready()
     yield server
     server.stop()
 
@@ -71,7 +74,7 @@ def traffic(server, prometheus):
 def test_prometheus_scrapes_the_service(prometheus, traffic):
     [up] = wait_for_series(prometheus, 'up{job="tabserve"} == 1')
     assert up["value"][1] == "1"
-    predictions = wait_for_series(prometheus, 'sum(tabserve_predictions_total) >= %d' % traffic)
+    predictions = wait_for_series(prometheus, "sum(tabserve_predictions_total) >= %d" % traffic)
     assert float(predictions[0]["value"][1]) >= traffic
 
 
@@ -92,8 +95,13 @@ def test_the_alert_rules_load_and_evaluate(prometheus, traffic):
         if rules and all(rule["health"] == "ok" for rule in rules) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert {rule["name"] for rule in rules} >= {"TabserveFeatureDrift", "TabservePredictionDrift", "TabserveErrorRate",
-                                                "TabserveUnavailable", "TabserveSlowP99"}
+    assert {rule["name"] for rule in rules} >= {
+        "TabserveFeatureDrift",
+        "TabservePredictionDrift",
+        "TabserveErrorRate",
+        "TabserveUnavailable",
+        "TabserveSlowP99",
+    }
     assert [(rule["name"], rule.get("lastError")) for rule in rules if rule["health"] != "ok"] == []
     firing = requests.get(f"{prometheus.url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
     assert [a["labels"]["alertname"] for a in firing if a["labels"]["alertname"].endswith("Drift")] == []

@@ -54,7 +54,9 @@ def check(command: str, status: int, out: str, model_tag: str) -> None:
     path, where = route(command), f"{command}\n-> {status} {out[:500]}"
     if path == "/predict" and "Atlantis" in command:
         assert status == 400, where
-        assert json.loads(out)["error"] == "invalid input: island: Input should be 'Biscoe', 'Dream' or 'Torgersen'", where
+        assert json.loads(out)["error"] == "invalid input: island: Input should be 'Biscoe', 'Dream' or 'Torgersen'", (
+            where
+        )
     elif path == "/predict":
         assert status == 200, where
         body = json.loads(out)
@@ -90,19 +92,31 @@ def check(command: str, status: int, out: str, model_tag: str) -> None:
         assert "tabserve_predictions_total" in names, where
     elif path == "/v1/drift":
         body = json.loads(out)
-        assert status == 200 and body["model"] == model_tag and body["status"] in ("ok", "warn", "alert", "too few"), where
+        assert status == 200 and body["model"] == model_tag and body["status"] in ("ok", "warn", "alert", "too few"), (
+            where
+        )
         assert {f["name"] for f in body["features"]} >= {"island", "body_mass_g"}, where
     elif path == "/v2/health/ready":
         assert status == 200 and json.loads(out) == {"ready": True}, where
     elif path == "/v2/models/penguins":
         body = json.loads(out)
         assert status == 200 and body["name"] == "penguins" and model_tag.endswith(":" + body["versions"][0]), where
-        assert [i["name"] for i in body["inputs"]] == ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"], where
+        assert [i["name"] for i in body["inputs"]] == [
+            "island",
+            "bill_length_mm",
+            "bill_depth_mm",
+            "flipper_length_mm",
+            "body_mass_g",
+            "sex",
+            "year",
+        ], where
     elif path == "/v2/models/penguins/infer":  # the README shows this one's answer
         body = json.loads(out)
         assert status == 200 and body["id"] == "1" and body["model_name"] == "penguins", where
         outputs = {o["name"]: o for o in body["outputs"]}
-        assert outputs["predict"]["data"] == ["Gentoo", "Chinstrap"] and outputs["predict_proba"]["shape"] == [2, 3], where
+        assert outputs["predict"]["data"] == ["Gentoo", "Chinstrap"] and outputs["predict_proba"]["shape"] == [2, 3], (
+            where
+        )
     else:
         pytest.fail(f"the README's {command!r} has no expectation in {__file__}")
 
@@ -110,7 +124,9 @@ def check(command: str, status: int, out: str, model_tag: str) -> None:
 def test_readme_curl_commands(server, keyed_as_in_the_readme, penguins_model, tmp_path):
     (tmp_path / "data").symlink_to(ROOT / "data")
     # /v1/entities needs a feature table, /v1/models and /v1/admin a server holding several versions: below.
-    commands = [c for c in readme_commands("curl ") if not any(p in c for p in ("/v1/entities/", "/v1/models", "/v1/admin/"))]
+    commands = [
+        c for c in readme_commands("curl ") if not any(p in c for p in ("/v1/entities/", "/v1/models", "/v1/admin/"))
+    ]
     assert len(commands) >= 12
     for command in commands:
         keyed = f"Bearer {README_KEY}" in command
@@ -118,7 +134,9 @@ def test_readme_curl_commands(server, keyed_as_in_the_readme, penguins_model, tm
         status, out = run_curl(command, target.url, tmp_path)
         check(command, status, out, str(penguins_model.tag))
         if keyed:  # the key is what opens it
-            status, out = run_curl(command.replace(f"-H 'Authorization: Bearer {README_KEY}' ", ""), target.url, tmp_path)
+            status, out = run_curl(
+                command.replace(f"-H 'Authorization: Bearer {README_KEY}' ", ""), target.url, tmp_path
+            )
             assert status == 401 and "missing API key" in json.loads(out)["error"], out
     # Run where a reader runs them (the work tree), they must leave nothing behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
@@ -137,11 +155,17 @@ def test_readme_train_commands_print_what_the_readme_shows(bentoml_home):
     assert len(commands) >= 2
     python = str(Path(sys.executable))
     for command in commands:
-        result = subprocess.run(["bash", "-c", command.replace(".venv/bin/python", python, 1)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            ["bash", "-c", command.replace(".venv/bin/python", python, 1)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, f"{command}\n{result.stderr}"
         after = text.split(command, 1)[1]
-        after = after[after.index("```") + 3:]  # past the end of the command's block
-        quoted = after[after.index("```\n") + 4:].split("```")[0]  # the next (output) block
+        after = after[after.index("```") + 3 :]  # past the end of the command's block
+        quoted = after[after.index("```\n") + 4 :].split("```")[0]  # the next (output) block
         for line in quoted.strip().splitlines():
             assert line in result.stdout, f"{command}: the README shows {line!r}, the command printed:\n{result.stdout}"
 
@@ -151,7 +175,9 @@ def test_readme_tritonclient_example_runs_as_printed(server):
     text = (ROOT / "README.md").read_text()
     snippet = text.split("With Triton's client", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     host = server.url.removeprefix("http://")
-    result = subprocess.run([sys.executable, "-c", snippet.replace("localhost:3000", host)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", snippet.replace("localhost:3000", host)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     first, *rest = result.stdout.splitlines()
     assert first == "['Gentoo' 'Chinstrap']", result.stdout
@@ -163,16 +189,24 @@ def test_readme_entity_commands_run_as_printed(penguins_model, tmp_path):
     reading that table."""
     (tmp_path / "data").symlink_to(ROOT / "data")
     [load] = readme_commands(".venv/bin/python -m tabserve.features load")
-    result = subprocess.run(["bash", "-c", load.replace(".venv/bin/python", sys.executable, 1)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["bash", "-c", load.replace(".venv/bin/python", sys.executable, 1)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     text = (ROOT / "README.md").read_text()
     after = text.split(load, 1)[1]
-    shown = after[after.index("```\n", after.index("```") + 3) + 4:].split("```")[0].strip()
+    shown = after[after.index("```\n", after.index("```") + 3) + 4 :].split("```")[0].strip()
     assert shown and shown in result.stdout, result.stdout
     commands = [c for c in readme_commands("curl ") if "/v1/entities/" in c]
     assert len(commands) == 2
     tag = str(penguins_model.tag)
-    with Server(env={"MODEL_TAG": tag, "FEATURE_DB_URL": f"sqlite:///{tmp_path / 'features.db'}"}, name="readme-entities") as server:
+    with Server(
+        env={"MODEL_TAG": tag, "FEATURE_DB_URL": f"sqlite:///{tmp_path / 'features.db'}"}, name="readme-entities"
+    ) as server:
         for command in commands:
             status, out = run_curl(command, server.url, tmp_path)
             body = json.loads(out)
@@ -187,8 +221,12 @@ def test_readme_payload_log_and_drift_report_run_as_printed(penguins_model, tmp_
     [serve] = [c for c in readme_commands("PAYLOAD_LOG=1 ") if c.endswith("make serve")]
     settings = dict(re.findall(r"(\w+)=(\$\([^)]*\)|\S+)", serve))
     assert settings.keys() == {"PAYLOAD_LOG", "PAYLOAD_LOG_REDACT", "PAYLOAD_LOG_SALT"}
-    env = {**settings, "PAYLOAD_LOG_SALT": "a-test-secret", "PAYLOAD_LOG_DIR": str(tmp_path / "payload_log"),
-           "MODEL_TAG": str(penguins_model.tag)}
+    env = {
+        **settings,
+        "PAYLOAD_LOG_SALT": "a-test-secret",
+        "PAYLOAD_LOG_DIR": str(tmp_path / "payload_log"),
+        "MODEL_TAG": str(penguins_model.tag),
+    }
     frame = pd.read_csv(ROOT / "data" / "penguins.csv").drop(columns=["species"])
     records = [{k: v for k, v in row.items() if pd.notna(v)} for row in frame.to_dict("records")]
     with Server(env=env, name="readme-payload-log") as server:
@@ -197,13 +235,20 @@ def test_readme_payload_log_and_drift_report_run_as_printed(penguins_model, tmp_
             assert answer.status_code == 200, answer.text
     # Stopped: the writer thread has flushed every line.
     [report] = readme_commands(".venv/bin/python -m tabserve.drift_report")
-    result = subprocess.run(["bash", "-c", report.replace(".venv/bin/python", sys.executable, 1)], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ["bash", "-c", report.replace(".venv/bin/python", sys.executable, 1)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     text = (ROOT / "README.md").read_text()
     after = text.split(report, 1)[1]
-    shown = after[after.index("```\n", after.index("```") + 3) + 4:].split("```")[0].strip()
-    assert shown.startswith("wrote report.html: penguins:<version>, ") and " records, " in shown and ", status " in shown
+    shown = after[after.index("```\n", after.index("```") + 3) + 4 :].split("```")[0].strip()
+    assert (
+        shown.startswith("wrote report.html: penguins:<version>, ") and " records, " in shown and ", status " in shown
+    )
     printed = result.stdout.strip()
     assert re.fullmatch(r"wrote report\.html: penguins:\S+, 688 records, \S+ to \S+, status ok", printed), printed
     assert (tmp_path / "report.html").stat().st_size > 10_000
@@ -219,28 +264,49 @@ def test_readme_versions_commands_run_as_printed(penguins_model, tmp_path):
     [serve] = [c for c in readme_commands("ADMIN_KEY=") if c.endswith("make serve")]
     settings = dict(re.findall(r"(\w+)=(\S+)", serve))
     assert settings.keys() == {"ADMIN_KEY", "MODEL_WATCH_S"}
-    before = str(trainer.train(PENGUINS_CSV, "species", name="penguins").model.tag)  # penguins:latest when the server starts
+    before = str(
+        trainer.train(PENGUINS_CSV, "species", name="penguins").model.tag
+    )  # penguins:latest when the server starts
     env = {**settings, "MODEL_TAG": "penguins:latest", "CHALLENGER_TAG": str(penguins_model.tag)}
     commands = [c for c in readme_commands("curl ") if "/v1/models" in c or "/v1/admin/" in c]
-    assert [route(c) for c in commands] == ["/v1/models", "/v1/models/previous/predict", "/v1/admin/promote", "/v1/models/challenger/comparison"]
+    assert [route(c) for c in commands] == [
+        "/v1/models",
+        "/v1/models/previous/predict",
+        "/v1/admin/promote",
+        "/v1/models/challenger/comparison",
+    ]
     with Server(env=env, name="readme-versions") as server:
-        trained = subprocess.run(["bash", "-c", ".venv/bin/python train.py".replace(".venv/bin/python", sys.executable, 1)], cwd=ROOT,
-                                 capture_output=True, text=True, timeout=300)
-        assert ".venv/bin/python train.py" in readme_commands(".venv/bin/python train.py") and trained.returncode == 0, trained.stderr
+        trained = subprocess.run(
+            ["bash", "-c", ".venv/bin/python train.py".replace(".venv/bin/python", sys.executable, 1)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert (
+            ".venv/bin/python train.py" in readme_commands(".venv/bin/python train.py") and trained.returncode == 0
+        ), trained.stderr
         after = trained.stdout.strip().splitlines()[-1].split()[-1]
 
         def workers_serving() -> dict[str, float]:  # every worker's champion, from /metrics
             return {s.labels["model"]: s.value for s in samples(server.url) if s.name == "tabserve_champion_workers"}
 
         deadline = time.monotonic() + 60
-        while not (workers_serving().get(after, 0) >= 1 and workers_serving().get(before, 0) == 0) and time.monotonic() < deadline:
+        while (
+            not (workers_serving().get(after, 0) >= 1 and workers_serving().get(before, 0) == 0)
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.5)
         assert workers_serving().get(before) == 0, f"some worker still answers with {before}: {workers_serving()}"
         listed, predicted, promoted, compared = commands
 
         status, out = run_curl(listed, server.url, tmp_path)
         roles = {v["tag"]: v["role"] for v in json.loads(out)}
-        assert status == 200 and roles == {after: "champion", before: "available", str(penguins_model.tag): "challenger"}, out
+        assert status == 200 and roles == {
+            after: "champion",
+            before: "available",
+            str(penguins_model.tag): "challenger",
+        }, out
 
         status, out = run_curl(predicted, server.url, tmp_path)
         assert status == 200 and json.loads(out)["model"] == before and json.loads(out)["prediction"] == "Gentoo", out
@@ -258,4 +324,9 @@ def test_readme_versions_commands_run_as_printed(penguins_model, tmp_path):
                 break
             time.sleep(0.5)
         body = json.loads(out)
-        assert status == 200 and body["challenger"] == str(penguins_model.tag) and body["compared"] > 0 and body["agreement"] is not None, out
+        assert (
+            status == 200
+            and body["challenger"] == str(penguins_model.tag)
+            and body["compared"] > 0
+            and body["agreement"] is not None
+        ), out

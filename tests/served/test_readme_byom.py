@@ -40,8 +40,11 @@ def blocks(kind: str) -> list[str]:
 
 def run(command: str, cwd) -> subprocess.CompletedProcess:
     """A README line as printed, from a work folder holding the repository's data/ (the venv's python)."""
-    runnable = re.sub(r"\.venv/bin/python( import_model\.py)?",
-                      lambda m: sys.executable + (f" {ROOT / 'import_model.py'}" if m.group(1) else ""), command)
+    runnable = re.sub(
+        r"\.venv/bin/python( import_model\.py)?",
+        lambda m: sys.executable + (f" {ROOT / 'import_model.py'}" if m.group(1) else ""),
+        command,
+    )
     return subprocess.run(["bash", "-c", runnable], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
@@ -61,8 +64,12 @@ def test_a_model_saved_the_bentoml_way_is_refused_then_imported_and_served_as_pr
     done = run(".venv/bin/python in_store.py", work)  # the README's Python, as a user runs it in the project's venv
     assert done.returncode == 0, done.stderr
     original = bentoml.models.get("mylogreg:latest")
-    said = re.search(r"stops with `(error: model mylogreg:<version> has no feature schema yet; [^`]*)`", section()).group(1)
-    code, output = Server(env={"MODEL_TAG": "mylogreg", "API_WORKERS": "1"}, name="readme-cardless").wait_exit(timeout=60)
+    said = re.search(
+        r"stops with `(error: model mylogreg:<version> has no feature schema yet; [^`]*)`", section()
+    ).group(1)
+    code, output = Server(env={"MODEL_TAG": "mylogreg", "API_WORKERS": "1"}, name="readme-cardless").wait_exit(
+        timeout=60
+    )
     lines = [line for line in output.splitlines() if line.strip()]
     assert code != 0 and lines == [said.replace("<version>", original.tag.version)]
     [commands, *_] = blocks("bash")
@@ -101,7 +108,9 @@ def test_the_commands_run_as_printed_and_print_what_the_readme_quotes(work):
 def test_the_refusal_is_the_quoted_line(work):
     assert (work / "penguins.skops").exists(), "the notebook runs first"
     [refusal] = [block for block in blocks("") if block.startswith("error:")]
-    command = ".venv/bin/python import_model.py --model penguins.skops --sample data/penguins.csv --name penguins-logreg"
+    command = (
+        ".venv/bin/python import_model.py --model penguins.skops --sample data/penguins.csv --name penguins-logreg"
+    )
     done = run(command, work)
     assert done.returncode == 2 and done.stderr == refusal
 

@@ -150,6 +150,8 @@ def test_redis_killed_under_load_costs_only_the_cache_and_hits_come_back(servers
     record = {**PENGUIN, "bill_length_mm": 44.0}
     poll(lambda: post(a, record).headers["X-Cache"] == "hit", "a cache hit after Redis came back")
     # Each worker that logged the outage logs the recovery once, on its first call to Redis after it.
-    poll(lambda: post(a, record).status_code == 200 and len(log_lines(a, BACK)) == len(down_lines(a)),
-         "every worker that logged Redis down logs it back")
+    poll(
+        lambda: post(a, record).status_code == 200 and len(log_lines(a, BACK)) == len(down_lines(a)),
+        "every worker that logged Redis down logs it back",
+    )
     assert len(log_lines(a, BACK)) == len(down_lines(a))

@@ -77,10 +77,17 @@ def post(server: Server, path: str, body: dict, **headers: str) -> requests.Resp
 def test_every_held_version_is_listed_with_its_role(held, versions):
     first, second = versions
     listing = requests.get(f"{held.url}/v1/models", timeout=10).json()
-    assert [(v["tag"], v["role"], v["compatible"]) for v in listing] == [(str(second.tag), "champion", True), (str(first.tag), "challenger", True)]
+    assert [(v["tag"], v["role"], v["compatible"]) for v in listing] == [
+        (str(second.tag), "champion", True),
+        (str(first.tag), "challenger", True),
+    ]
     assert all(v["task"] == "classification" and "accuracy" in v["metrics"] and v["created"] for v in listing)
     card = requests.get(f"{held.url}/v1/models/{first.tag.version}", timeout=10).json()
-    assert card["tag"] == str(first.tag) and card["role"] == "challenger" and [f["name"] for f in card["features"]][0] == "island"
+    assert (
+        card["tag"] == str(first.tag)
+        and card["role"] == "challenger"
+        and [f["name"] for f in card["features"]][0] == "island"
+    )
 
 
 def test_versioned_routes_answer_with_that_version(held, versions):
@@ -95,16 +102,25 @@ def test_versioned_routes_answer_with_that_version(held, versions):
         assert (query["model"], query["prediction"]) == (str(model.tag), expected(model, [PENGUIN])[0])
     # The unversioned routes answer with the champion.
     answers = [post(held, "/predict", r).json() for r in records]
-    assert {a["model"] for a in answers} == {str(second.tag)} and [a["prediction"] for a in answers] == expected(second, records)
+    assert {a["model"] for a in answers} == {str(second.tag)} and [a["prediction"] for a in answers] == expected(
+        second, records
+    )
     batch = post(held, "/predict_batch", {"records": records}).json()
-    assert batch["model"] == str(second.tag) and [p["prediction"] for p in batch["predictions"]] == expected(second, records)
+    assert batch["model"] == str(second.tag) and [p["prediction"] for p in batch["predictions"]] == expected(
+        second, records
+    )
 
 
 def test_an_unknown_version_is_404_listing_the_held_ones(held, versions):
-    for response in (post(held, "/v1/models/v999/predict", PENGUIN), requests.get(f"{held.url}/v1/models/v999", timeout=10),
-                     requests.get(f"{held.url}/v1/models/v999/predict", params=PENGUIN, timeout=10)):
+    for response in (
+        post(held, "/v1/models/v999/predict", PENGUIN),
+        requests.get(f"{held.url}/v1/models/v999", timeout=10),
+        requests.get(f"{held.url}/v1/models/v999/predict", params=PENGUIN, timeout=10),
+    ):
         assert response.status_code == 404, response.text
-        assert "unknown model version 'v999'" in response.json()["error"] and all(str(m.tag) in response.json()["error"] for m in versions)
+        assert "unknown model version 'v999'" in response.json()["error"] and all(
+            str(m.tag) in response.json()["error"] for m in versions
+        )
     wrong = post(held, f"/v1/models/{versions[0].tag.version}/predict", {**PENGUIN, "island": "Atlantis"})
     assert wrong.status_code == 400 and "island" in wrong.json()["error"]
 
@@ -154,7 +170,11 @@ def test_promotion_needs_the_admin_key_and_reaches_every_worker(held, versions):
     assert post(held, "/v1/admin/promote", body, Authorization="Bearer wrong").status_code == 403
     assert post(held, "/v1/admin/promote", {"version": "v999"}, Authorization=f"Bearer {ADMIN}").status_code == 404
     promoted = post(held, "/v1/admin/promote", body, Authorization=f"Bearer {ADMIN}")
-    assert promoted.status_code == 200 and promoted.json()["champion"] == str(first.tag) and promoted.json()["previous"] == str(second.tag)
+    assert (
+        promoted.status_code == 200
+        and promoted.json()["champion"] == str(first.tag)
+        and promoted.json()["previous"] == str(second.tag)
+    )
     try:
         # Both entry workers follow within a second; /metrics counts the workers answering with each version.
         def workers_serving() -> dict[str, float]:
@@ -174,11 +194,14 @@ def test_promotion_needs_the_admin_key_and_reaches_every_worker(held, versions):
 
 
 def test_the_promotion_route_does_not_exist_without_an_admin_key(server):
-    response = requests.post(f"{server.url}/v1/admin/promote", json={"version": "x"}, headers={"Authorization": "Bearer x"}, timeout=10)
+    response = requests.post(
+        f"{server.url}/v1/admin/promote", json={"version": "x"}, headers={"Authorization": "Bearer x"}, timeout=10
+    )
     assert response.status_code == 404
 
 
 # --- a challenger that waits, then fails -------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def held_back(versions, tmp_path_factory):
@@ -189,8 +212,12 @@ def held_back(versions, tmp_path_factory):
     gated = Pipeline([("hold", FunctionTransformer(hold)), *fitted.steps])
     challenger = store.save("rollout-gated", gated, {}, ModelCard.from_model(second))
     gate = tmp_path_factory.mktemp("gate") / "open"
-    env = {"MODEL_TAG": str(first.tag), "CHALLENGER_TAG": str(challenger.tag), "TABSERVE_TEST_SHADOW_GATE": str(gate),
-           "API_WORKERS": "1"}  # one worker: its shadow queue sees every answer, and it logs the failure once
+    env = {
+        "MODEL_TAG": str(first.tag),
+        "CHALLENGER_TAG": str(challenger.tag),
+        "TABSERVE_TEST_SHADOW_GATE": str(gate),
+        "API_WORKERS": "1",
+    }  # one worker: its shadow queue sees every answer, and it logs the failure once
     with Server(env=env, name="versions-gated") as running:
         yield running, gate, challenger
 
@@ -241,7 +268,15 @@ def test_a_new_version_is_swapped_in_under_load_without_a_failed_or_stale_answer
                 try:
                     response = session.post(f"{server.url}/predict", json=RECORDS[i], timeout=30)
                     body = response.json() if response.status_code == 200 else {}
-                    results.append((sent, i, response.status_code, body.get("model", ""), body.get("prediction", response.text[:200])))
+                    results.append(
+                        (
+                            sent,
+                            i,
+                            response.status_code,
+                            body.get("model", ""),
+                            body.get("prediction", response.text[:200]),
+                        )
+                    )
                 except requests.RequestException as exc:
                     results.append((sent, i, 0, "", repr(exc)))
 
@@ -250,8 +285,22 @@ def test_a_new_version_is_swapped_in_under_load_without_a_failed_or_stale_answer
             thread.start()
         try:
             time.sleep(8)
-            trained = subprocess.run([sys.executable, "train.py", "--data", str(swapped_csv(data_dir)), "--target", "species", "--name", "hotswap"],
-                                     cwd=ROOT, capture_output=True, text=True, timeout=300)
+            trained = subprocess.run(
+                [
+                    sys.executable,
+                    "train.py",
+                    "--data",
+                    str(swapped_csv(data_dir)),
+                    "--target",
+                    "species",
+                    "--name",
+                    "hotswap",
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             saved_at = time.monotonic()
             time.sleep(22)
         finally:
@@ -267,7 +316,10 @@ def test_a_new_version_is_swapped_in_under_load_without_a_failed_or_stale_answer
         assert {r[3] for r in results} == {str(first.tag), second_tag}
         import bentoml
 
-        truth = {str(first.tag): expected(first, RECORDS), second_tag: expected(bentoml.models.get(second_tag), RECORDS)}
+        truth = {
+            str(first.tag): expected(first, RECORDS),
+            second_tag: expected(bentoml.models.get(second_tag), RECORDS),
+        }
         wrong = [r for r in results if truth[r[3]][r[1]] != r[4]]
         assert not wrong, wrong[:5]  # each answer is its version's own: no mixed or stale (cached) answers
         late = [r for r in results if r[0] > saved_at + WATCH_S + MARGIN_S]
@@ -276,14 +328,24 @@ def test_a_new_version_is_swapped_in_under_load_without_a_failed_or_stale_answer
 
         # A new version with other columns is refused: the server keeps serving the second, and says why.
         refused_before = metric(server.url, "tabserve_model_swaps_total", result="refused")
-        dropped = subprocess.run([sys.executable, "train.py", "--drop", "year", "--name", "hotswap"],
-                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
+        dropped = subprocess.run(
+            [sys.executable, "train.py", "--drop", "year", "--name", "hotswap"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert dropped.returncode == 0, dropped.stderr
         deadline = time.monotonic() + WATCH_S + MARGIN_S
-        while metric(server.url, "tabserve_model_swaps_total", result="refused") == refused_before and time.monotonic() < deadline:
+        while (
+            metric(server.url, "tabserve_model_swaps_total", result="refused") == refused_before
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.3)
         assert metric(server.url, "tabserve_model_swaps_total", result="refused") == refused_before + 1
-        assert {requests.post(f"{server.url}/predict", json=PENGUIN, timeout=10).json()["model"] for _ in range(6)} == {second_tag}
+        assert {requests.post(f"{server.url}/predict", json=PENGUIN, timeout=10).json()["model"] for _ in range(6)} == {
+            second_tag
+        }
         lines = [line for line in server.log_path.read_text().splitlines() if "is not swapped in" in line]
         assert len(lines) == 1 and "removed year" in lines[0] and "restart" in lines[0]
 
@@ -299,12 +361,21 @@ def test_the_versioned_routes_are_documented(held):
 
 def test_a_canary_share_is_answered_by_the_challenger_the_same_way_for_the_same_record(versions):
     first, second = versions
-    env = {"MODEL_TAG": str(first.tag), "CHALLENGER_TAG": str(second.tag), "CANARY_PERCENT": "50", "PREDICTION_CACHE_SIZE": "0"}
+    env = {
+        "MODEL_TAG": str(first.tag),
+        "CHALLENGER_TAG": str(second.tag),
+        "CANARY_PERCENT": "50",
+        "PREDICTION_CACHE_SIZE": "0",
+    }
     with Server(env=env, name="versions-canary") as server:
         records = penguin_records()[:120]
         answered = [requests.post(f"{server.url}/predict", json=r, timeout=30).json()["model"] for r in records]
-        again = [requests.get(f"{server.url}/v1/predict", params={k: v for k, v in r.items() if v is not None}, timeout=30).json()["model"]
-                 for r in records[:30]]
+        again = [
+            requests.get(
+                f"{server.url}/v1/predict", params={k: v for k, v in r.items() if v is not None}, timeout=30
+            ).json()["model"]
+            for r in records[:30]
+        ]
         batch = requests.post(f"{server.url}/predict_batch", json={"records": records[:20]}, timeout=30).json()
     assert set(answered) == {str(first.tag), str(second.tag)} and 30 <= answered.count(str(second.tag)) <= 90
     assert again == answered[:30]  # a stable hash of the record: the same record always goes the same way

@@ -37,7 +37,9 @@ def test_equal_records_share_a_key_and_model_versions_never_do():
     reordered = {"sex": None, "year": 2008.0, "island": "Dream"}
     assert PredictionCache.key("m:1", RECORD) == PredictionCache.key("m:1", reordered)
     assert PredictionCache.key("penguins:v1", RECORD) != PredictionCache.key("penguins:v2", RECORD)
-    assert RedisCache.redis_key(PredictionCache.key("penguins:v1", RECORD)).startswith("tabserve:prediction:penguins:v1:")
+    assert RedisCache.redis_key(PredictionCache.key("penguins:v1", RECORD)).startswith(
+        "tabserve:prediction:penguins:v1:"
+    )
 
 
 def test_settings_choose_the_backend_and_size_zero_disables_both():
@@ -68,8 +70,9 @@ def test_memory_hit_after_put_and_other_versions_miss():
 
     async def scenario():
         await cache.put(PredictionCache.key("penguins:v1", RECORD), ANSWER)
-        return await cache.get(PredictionCache.key("penguins:v1", dict(reversed(RECORD.items())))), \
-            await cache.get(PredictionCache.key("penguins:v2", RECORD))
+        return await cache.get(PredictionCache.key("penguins:v1", dict(reversed(RECORD.items())))), await cache.get(
+            PredictionCache.key("penguins:v2", RECORD)
+        )
 
     assert run(scenario()) == (ANSWER, None)
 
@@ -142,7 +145,9 @@ def test_redis_keys_never_cross_model_tags(redis_server):
     async def scenario():
         await cache.put(PredictionCache.key("penguins:v1", RECORD), ANSWER)
         await cache.put(PredictionCache.key("penguins:v3", RECORD), {**ANSWER, "prediction": "Gentoo"})
-        answers = [await cache.get(PredictionCache.key(tag, RECORD)) for tag in ("penguins:v1", "penguins:v2", "penguins:v3")]
+        answers = [
+            await cache.get(PredictionCache.key(tag, RECORD)) for tag in ("penguins:v1", "penguins:v2", "penguins:v3")
+        ]
         await cache.aclose()
         return answers
 

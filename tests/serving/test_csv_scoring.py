@@ -47,8 +47,10 @@ def test_more_bad_rows_than_the_cap_lists_the_first_ones_and_counts_all(card):
     assert len(bad) > MAX_REPORTED_ROWS
     refused = refusal(card, upload(rows))
     assert refused.status == 400
-    assert refused.message == (f"{len(bad)} of {len(rows)} CSV rows failed validation (first: row 2); nothing was predicted"
-                               " (add ?on_error=skip to predict the good rows)")
+    assert refused.message == (
+        f"{len(bad)} of {len(rows)} CSV rows failed validation (first: row 2); nothing was predicted"
+        " (add ?on_error=skip to predict the good rows)"
+    )
     assert listed_rows(refused.detail) == [f"row {p + 1}" for p in bad[:MAX_REPORTED_ROWS]]
     # Every error of a listed row is there: two for the rows with two.
     listed = set(bad[:MAX_REPORTED_ROWS])
@@ -61,14 +63,20 @@ def test_exactly_the_cap_lists_every_bad_row(card):
     rows = [ONE_ERROR] * MAX_REPORTED_ROWS + [GOOD]
     refused = refusal(card, upload(rows))
     assert listed_rows(refused.detail) == [f"row {p + 1}" for p in range(MAX_REPORTED_ROWS)]
-    assert refused.message.startswith(f"{MAX_REPORTED_ROWS} of {MAX_REPORTED_ROWS + 1} CSV rows failed validation (first: row 1)")
+    assert refused.message.startswith(
+        f"{MAX_REPORTED_ROWS} of {MAX_REPORTED_ROWS + 1} CSV rows failed validation (first: row 1)"
+    )
 
 
 def test_skipping_bad_rows_reports_every_one_of_them(card):
     """With on_error=skip nothing is refused: every bad row gets its reason (the `error` column), past the cap too."""
     rows, bad = mixed(160)
-    scoring = csv_scoring.records_from_csv(upload(rows), card, card.schema.record_model("Record"), max_rows=10_000, skip_bad_rows=True)
+    scoring = csv_scoring.records_from_csv(
+        upload(rows), card, card.schema.record_model("Record"), max_rows=10_000, skip_bad_rows=True
+    )
     assert sorted(scoring.row_errors) == bad and scoring.failed == len(bad)
-    assert scoring.good_rows == [p for p in range(len(rows)) if p % 4 == 0] and len(scoring.records) == len(scoring.good_rows)
+    assert scoring.good_rows == [p for p in range(len(rows)) if p % 4 == 0] and len(scoring.records) == len(
+        scoring.good_rows
+    )
     assert scoring.row_errors[bad[-1]].startswith("island: Input should be")
     assert scoring.row_errors[1].startswith("island: ") and "; bill_length_mm: " in scoring.row_errors[1]

@@ -59,8 +59,13 @@ def test_counting_batches_and_single_records_alike(fresh, records):
     # The counters on /metrics: one series per (feature, bin) seen, adding up to the records.
     import prometheus_client
 
-    samples = [s for f in prometheus_client.REGISTRY.collect() if f.name == metrics.FEATURE_VALUES for s in f.samples
-               if s.name.endswith("_total") and s.labels["model"] == fresh.tag]
+    samples = [
+        s
+        for f in prometheus_client.REGISTRY.collect()
+        if f.name == metrics.FEATURE_VALUES
+        for s in f.samples
+        if s.name.endswith("_total") and s.labels["model"] == fresh.tag
+    ]
     assert sum(s.value for s in samples if s.labels["feature"] == "island") == 344
     assert {s.labels["bin"] for s in samples if s.labels["feature"] == "year"} == {"≤ 2007", "2008", "2009"}
 
@@ -73,10 +78,17 @@ def test_gauges_are_set_and_nan_under_the_minimum(fresh, records):
     assert monitor.report()["status"] == "too few"
 
     def gauge(name, **labels):
-        return next(s.value for f in prometheus_client.REGISTRY.collect() for s in f.samples
-                    if s.name == name and s.labels == {"model": fresh.tag, **labels})
+        return next(
+            s.value
+            for f in prometheus_client.REGISTRY.collect()
+            for s in f.samples
+            if s.name == name and s.labels == {"model": fresh.tag, **labels}
+        )
 
-    assert math.isnan(gauge("tabserve_feature_drift_psi", feature="island")) and gauge("tabserve_drift_window_records") == 10
+    assert (
+        math.isnan(gauge("tabserve_feature_drift_psi", feature="island"))
+        and gauge("tabserve_drift_window_records") == 10
+    )
     monitor.observe(features_only(records[10:]), answers(records[10:]))
     monitor.report()
     assert gauge("tabserve_feature_drift_psi", feature="island") < 0.1 and gauge("tabserve_prediction_drift_psi") < 0.1
@@ -84,8 +96,14 @@ def test_gauges_are_set_and_nan_under_the_minimum(fresh, records):
 
 def test_a_shift_alerts_the_shifted_features(fresh, records):
     monitor = DriftMonitor(fresh, Thresholds(min_records=100))
-    shifted = [{**r, "body_mass_g": None if r["body_mass_g"] is None else r["body_mass_g"] * 1.3,
-                "island": "Biscoe" if r["island"] == "Torgersen" else r["island"]} for r in features_only(records)]
+    shifted = [
+        {
+            **r,
+            "body_mass_g": None if r["body_mass_g"] is None else r["body_mass_g"] * 1.3,
+            "island": "Biscoe" if r["island"] == "Torgersen" else r["island"],
+        }
+        for r in features_only(records)
+    ]
     monitor.observe(shifted, answers(records))
     report = monitor.report()
     assert {f["name"] for f in report["features"] if f["status"] != "ok"} == {"body_mass_g", "island"}
@@ -98,7 +116,10 @@ def test_the_window_is_a_difference_of_samples(fresh):
     size = fresh.reference.features["island"].binning.size
 
     def snap(t, biscoe):
-        counts = {name: np.zeros(d.binning.size) for name, d in {**fresh.reference.features, PREDICTION: fresh.reference.prediction}.items()}
+        counts = {
+            name: np.zeros(d.binning.size)
+            for name, d in {**fresh.reference.features, PREDICTION: fresh.reference.prediction}.items()
+        }
         counts["island"] = np.array([biscoe] + [0] * (size - 1), dtype=float)
         return Snapshot(time=t, counts=counts, since=0.0)
 
@@ -135,9 +156,19 @@ def test_route_answers_the_report(fresh, records):
     app.include_router(drift.drift_router(lambda: fresh))
     drift.monitor(fresh).observe(features_only(records), answers(records))
     body = TestClient(app).get("/drift").json()
-    assert body["model"] == fresh.tag and body["window"]["records"] == 344 and set(body["window"]) == {"records", "from", "to", "seconds", "kind"}
+    assert (
+        body["model"] == fresh.tag
+        and body["window"]["records"] == 344
+        and set(body["window"]) == {"records", "from", "to", "seconds", "kind"}
+    )
     island = next(f for f in body["features"] if f["name"] == "island")
-    assert [b["bin"] for b in island["bins"]] == ["Biscoe", "Dream", "Torgersen", "unseen", "missing"] and "reason" not in island
+    assert [b["bin"] for b in island["bins"]] == [
+        "Biscoe",
+        "Dream",
+        "Torgersen",
+        "unseen",
+        "missing",
+    ] and "reason" not in island
     assert body["settings"]["min_records"] == drift.monitor(fresh).thresholds.min_records
 
 

@@ -25,8 +25,6 @@ from tests.conftest import DATA, free_port
 from tests.engines import Postgres
 
 
-
-
 class Predictor:
     """The entry service's predict_one, reduced to the pipeline: notes every record it is given."""
 
@@ -77,7 +75,9 @@ def db(request) -> str:
 
 
 def client(card, types, predictor, lookup) -> TestClient:
-    return TestClient(v1_app.create_app(card, types.record, types.prediction, {}, predictor=lambda: predictor, entities=lookup))
+    return TestClient(
+        v1_app.create_app(card, types.record, types.prediction, {}, predictor=lambda: predictor, entities=lookup)
+    )
 
 
 def lookup_for(card, url, table="features", **options) -> EntityLookup:
@@ -107,8 +107,10 @@ def test_found_predicts_the_rows_record(card, types, predictor, db):
         for unknown in ("999", "abc", "1.5", "99999999999999999999999"):
             response = http.get(f"/entities/{unknown}/predict")
             assert response.status_code == 404
-            assert response.json() == {"error": f"no entity {unknown!r} in table 'features'",
-                                       "detail": [{"loc": ["id"], "msg": f"no entity {unknown!r} in table 'features'", "type": "not_found"}]}
+            assert response.json() == {
+                "error": f"no entity {unknown!r} in table 'features'",
+                "detail": [{"loc": ["id"], "msg": f"no entity {unknown!r} in table 'features'", "type": "not_found"}],
+            }
     assert lookups("found") == found_before + 3 and lookups("not_found") == missing_before + 4
 
 
@@ -117,7 +119,12 @@ def test_query_parameters_override_the_row(card, types, predictor, db):
         plain = http.get("/entities/1/predict").json()
         response = http.get("/entities/1/predict", params={"island": "Dream", "bill_length_mm": "50", "sex": "female"})
         assert response.status_code == 200
-        assert predictor.records[-1] == {**row_record(card, types, 1), "island": "Dream", "bill_length_mm": 50.0, "sex": "female"}
+        assert predictor.records[-1] == {
+            **row_record(card, types, 1),
+            "island": "Dream",
+            "bill_length_mm": 50.0,
+            "sex": "female",
+        }
         assert (plain["prediction"], response.json()["prediction"]) == ("Adelie", "Chinstrap")
         for params, fragment in [({"wings": "2"}, "wings"), ({"year": "soon"}, "year"), ({"island": "Mars"}, "island")]:
             refused = http.get("/entities/1/predict", params=params)
@@ -153,17 +160,42 @@ def test_text_cells_are_read_as_csv_cells(card, types, predictor, odd_tables):
         assert predictor.records[-1] == row_record(card, types, 4)  # NA, ?, empty and null are missing, as in a CSV
 
 
-@pytest.mark.parametrize("table, entity, message, loc", [
-    ("text_cells", "mars", "entity 'mars' cannot be scored: column 'island' of table 'text_cells' holds 'Mars': Input should be "
-                           "'Biscoe', 'Dream' or 'Torgersen'; fix the table, or give the value as a query parameter", "island"),
-    ("text_cells", "noyear", "entity 'noyear' cannot be scored: column 'year' of table 'text_cells' is empty (NULL), but the model "
-                             "requires a value; fix the table, or give the value as a query parameter", "year"),
-    ("text_cells", "badnumber", "entity 'badnumber' cannot be scored: column 'bill_length_mm' of table 'text_cells' holds 'long': "
-                                "Input should be a valid number", "bill_length_mm"),
-    ("no_year", "7", "entity '7' cannot be scored: table 'no_year' has no column 'year', a feature the model requires; fix the "
-                     "table, or give the value as a query parameter", "year"),
-])
-def test_a_row_the_model_cannot_take_is_422_naming_entity_column_and_table(card, types, predictor, odd_tables, table, entity, message, loc):
+@pytest.mark.parametrize(
+    "table, entity, message, loc",
+    [
+        (
+            "text_cells",
+            "mars",
+            "entity 'mars' cannot be scored: column 'island' of table 'text_cells' holds 'Mars': Input should be "
+            "'Biscoe', 'Dream' or 'Torgersen'; fix the table, or give the value as a query parameter",
+            "island",
+        ),
+        (
+            "text_cells",
+            "noyear",
+            "entity 'noyear' cannot be scored: column 'year' of table 'text_cells' is empty (NULL), but the model "
+            "requires a value; fix the table, or give the value as a query parameter",
+            "year",
+        ),
+        (
+            "text_cells",
+            "badnumber",
+            "entity 'badnumber' cannot be scored: column 'bill_length_mm' of table 'text_cells' holds 'long': "
+            "Input should be a valid number",
+            "bill_length_mm",
+        ),
+        (
+            "no_year",
+            "7",
+            "entity '7' cannot be scored: table 'no_year' has no column 'year', a feature the model requires; fix the "
+            "table, or give the value as a query parameter",
+            "year",
+        ),
+    ],
+)
+def test_a_row_the_model_cannot_take_is_422_naming_entity_column_and_table(
+    card, types, predictor, odd_tables, table, entity, message, loc
+):
     with client(card, types, predictor, lookup_for(card, odd_tables, table)) as http:
         response = http.get(f"/entities/{entity}/predict")
         assert response.status_code == 422
@@ -189,12 +221,18 @@ def test_missing_table_or_database_is_503_with_the_load_command(card, types, pre
     with client(card, types, predictor, lookup_for(card, sqlite_url, "nope")) as http:
         response = http.get("/entities/1/predict")
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
-    assert response.json()["error"] == (f"table 'nope' is not in the feature database ({sqlite_url}); fill it with: "
-                                        f"python -m tabserve.features load data.csv --id-column ID --table nope --db <FEATURE_DB_URL>")
+    assert response.json()["error"] == (
+        f"table 'nope' is not in the feature database ({sqlite_url}); fill it with: "
+        f"python -m tabserve.features load data.csv --id-column ID --table nope --db <FEATURE_DB_URL>"
+    )
     missing = tmp_path / "never.db"
     with client(card, types, predictor, lookup_for(card, f"sqlite:///{missing}")) as http:
         response = http.get("/entities/1/predict")
-    assert response.status_code == 503 and "does not exist or cannot be opened; fill it with: python -m tabserve.features load" in response.json()["error"]
+    assert (
+        response.status_code == 503
+        and "does not exist or cannot be opened; fill it with: python -m tabserve.features load"
+        in response.json()["error"]
+    )
     assert not missing.exists()  # a lookup opens the file read-only: it never makes an empty database
 
 
@@ -218,8 +256,15 @@ def test_a_stopped_postgres_is_503_then_found_again_after_restart(card, types, p
         finally:
             postgres.start()
         assert [a.status_code for a in answers] == [503, 503, 503]
-        assert all(a.json()["error"].startswith(("the feature database is unreachable (postgresql+psycopg://tabserve@127.0.0.1:",
-                                                 "the feature database (postgresql+psycopg://")) for a in answers), [a.json() for a in answers]
+        assert all(
+            a.json()["error"].startswith(
+                (
+                    "the feature database is unreachable (postgresql+psycopg://tabserve@127.0.0.1:",
+                    "the feature database (postgresql+psycopg://",
+                )
+            )
+            for a in answers
+        ), [a.json() for a in answers]
         assert http.get("/entities/1/predict").status_code == 200  # the pool replaced its dead connections
     assert lookups("error") + lookups("timeout") >= errors_before + 3
 
@@ -248,8 +293,12 @@ def test_a_slow_postgres_times_out_and_the_threads_are_freed(card, types, predic
     ends them in the database, so the lookup threads are free again for entity 1 at once."""
     engine = sa.create_engine(postgres.url)
     with engine.begin() as connection:
-        connection.execute(sa.text("CREATE OR REPLACE VIEW slow AS SELECT f.*, pg_sleep(CASE WHEN penguin_id = 2 THEN 60 ELSE 0 END)::text AS slept "
-                                   "FROM features f"))
+        connection.execute(
+            sa.text(
+                "CREATE OR REPLACE VIEW slow AS SELECT f.*, pg_sleep(CASE WHEN penguin_id = 2 THEN 60 ELSE 0 END)::text AS slept "
+                "FROM features f"
+            )
+        )
     engine.dispose()
     lookup = lookup_for(card, postgres.url, "slow", id_column="penguin_id", timeout_ms=500, pool_size=2)
     before = lookups("timeout")
@@ -281,8 +330,11 @@ def test_a_locked_sqlite_database_times_out(card, types, predictor, sqlite_url):
 
 
 def test_the_route_is_documented(card, types, predictor, sqlite_url):
-    spec = TestClient(v1_app.create_app(card, types.record, types.prediction, {}, predictor=lambda: predictor,
-                                        entities=lookup_for(card, sqlite_url))).app.openapi()
+    spec = TestClient(
+        v1_app.create_app(
+            card, types.record, types.prediction, {}, predictor=lambda: predictor, entities=lookup_for(card, sqlite_url)
+        )
+    ).app.openapi()
     operation = spec["paths"]["/entities/{id}/predict"]["get"]
     parameters = {p["name"]: p for p in operation["parameters"]}
     assert parameters["id"]["in"] == "path" and set(parameters) == {"id", *card.schema.names}

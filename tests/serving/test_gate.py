@@ -7,7 +7,13 @@ import json
 from tabserve.serving.gate import CORS, Gate, GateMiddleware
 from tests.serving.asgi_driver import answering, drive, drive_json
 
-GATE = Gate(json_routes=("/predict",), upload_routes=("/predict_csv",), form_routes=("/v1/form",), protected_prefixes=("/v1",), api_key="k")
+GATE = Gate(
+    json_routes=("/predict",),
+    upload_routes=("/predict_csv",),
+    form_routes=("/v1/form",),
+    protected_prefixes=("/v1",),
+    api_key="k",
+)
 
 
 def through_gate(app, gate, **request):
@@ -28,7 +34,10 @@ def test_a_request_past_the_timeout_is_answered_504():
 
 
 def test_an_app_error_is_rewritten_to_the_contract():
-    assert drive_json(GateMiddleware(answering(400, b"bad thing"), Gate(json_routes=("/predict",)))) == (400, {"error": "bad thing", "detail": []})
+    assert drive_json(GateMiddleware(answering(400, b"bad thing"), Gate(json_routes=("/predict",)))) == (
+        400,
+        {"error": "bad thing", "detail": []},
+    )
 
 
 def test_a_request_stops_counting_against_the_limit_once_answered():
@@ -56,7 +65,9 @@ def test_a_client_gone_while_the_gate_reads_its_body_is_given_up_cleanly():
         called.append(scope["path"])
         await answering(200, b"{}")(scope, receive, send)
 
-    messages = iter([{"type": "http.request", "body": b'{"island": "Bis', "more_body": True}, {"type": "http.disconnect"}])
+    messages = iter(
+        [{"type": "http.request", "body": b'{"island": "Bis', "more_body": True}, {"type": "http.disconnect"}]
+    )
 
     async def half_then_gone():
         return next(messages)
@@ -86,7 +97,13 @@ def test_a_client_gone_while_the_app_runs_frees_its_place():
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/predict", "query_string": b"", "headers": [(b"content-type", b"application/json")]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/predict",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+    }
     asyncio.run(GateMiddleware(app, gate)(scope, body_then_gone, send))
     assert during == [1] and sent == [] and gate.in_flight == 0
     assert through_gate(answering(200, b"{}"), gate)[0] == 200
@@ -96,11 +113,15 @@ def test_repeated_names_are_refused():
     app = answering(200, b"{}")
     status, body = drive_json(GateMiddleware(app, Gate(json_routes=("/predict",))), body=b'{"b": 1, "a": 2, "b": 3}')
     assert (status, body["error"]) == (400, "invalid input: the key 'b' appears twice in one JSON object")
-    status, body = drive_json(GateMiddleware(app, Gate(json_routes=("/predict",))), body=b'{"records": [{"a": 1}, {"a": 1, "a": 2}]}')
+    status, body = drive_json(
+        GateMiddleware(app, Gate(json_routes=("/predict",))), body=b'{"records": [{"a": 1}, {"a": 1, "a": 2}]}'
+    )
     assert (status, body["error"]) == (400, "invalid input: the key 'a' appears twice in one JSON object")
     status, body = drive_json(GateMiddleware(app, Gate(json_routes=("/predict",))), query=b"z=1&y=2&z=3&y=4&x=5")
     assert (status, body["error"]) == (400, "invalid input: query parameter(s) given more than once: y, z")
-    assert through_gate(app, Gate(json_routes=("/predict",)), body=b'{"a": 1, "b": {"a": 2}}', query=b"a=1&b=2")[0] == 200
+    assert (
+        through_gate(app, Gate(json_routes=("/predict",)), body=b'{"a": 1, "b": {"a": 2}}', query=b"a=1&b=2")[0] == 200
+    )
 
 
 def test_the_gates_refusals_write_non_ascii_as_is():
@@ -123,9 +144,13 @@ def test_probes_answer_a_json_body():
         assert (status, json.loads(raw)) == (200, {"status": word})
         assert headers[b"content-type"] == b"application/json" and int(headers[b"content-length"]) == len(raw)
     assert through_gate(empty_ok, GATE, path="/readyz", method="HEAD")[0] == 200
-    not_ready = answering(503, b'{"detail": "Service is not ready because .__is_ready__() returns False."}', b"application/json")
+    not_ready = answering(
+        503, b'{"detail": "Service is not ready because .__is_ready__() returns False."}', b"application/json"
+    )
     assert drive_json(GateMiddleware(not_ready, GATE), path="/readyz", method="GET") == (
-        503, {"error": "Service is not ready because .__is_ready__() returns False.", "detail": []})
+        503,
+        {"error": "Service is not ready because .__is_ready__() returns False.", "detail": []},
+    )
     assert through_gate(empty_ok, GATE, path="/metrics", method="GET")[2] == b"\n"
 
 
@@ -133,18 +158,29 @@ ORIGIN = "https://dashboard.example"
 
 
 def cors_in_front_of(app):
-    return CORS(app, allow_origins=[ORIGIN], allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
+    return CORS(
+        app, allow_origins=[ORIGIN], allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"]
+    )
 
 
 def preflight(origin=ORIGIN, method="POST", asked="authorization,content-type"):
-    return {"method": "OPTIONS", "headers": [(b"origin", origin.encode()), (b"access-control-request-method", method.encode()),
-                                             (b"access-control-request-headers", asked.encode())]}
+    return {
+        "method": "OPTIONS",
+        "headers": [
+            (b"origin", origin.encode()),
+            (b"access-control-request-method", method.encode()),
+            (b"access-control-request-headers", asked.encode()),
+        ],
+    }
 
 
 def test_a_refused_cors_preflight_answers_in_the_error_shape():
     app = cors_in_front_of(answering(200, b"{}", b"application/json"))
-    for request, what in [(preflight(origin="https://evil.example"), "origin"), (preflight(asked="x-evil"), "headers"),
-                          (preflight(method="DELETE"), "method")]:
+    for request, what in [
+        (preflight(origin="https://evil.example"), "origin"),
+        (preflight(asked="x-evil"), "headers"),
+        (preflight(method="DELETE"), "method"),
+    ]:
         status, headers, raw = drive(app, **request)
         assert (status, json.loads(raw)) == (400, {"error": f"Disallowed CORS {what}", "detail": []}), what
         assert headers[b"content-type"] == b"application/json" and int(headers[b"content-length"]) == len(raw)
@@ -157,7 +193,9 @@ def test_cors_still_allows_what_it_allows():
     status, headers, raw = drive(app, headers=[(b"origin", ORIGIN.encode())])
     assert (status, raw) == (200, b"{}") and headers[b"access-control-allow-origin"] == ORIGIN.encode()
     # An error of the app behind CORS is the gate's to rewrite, not CORS's: it passes as it is.
-    assert drive(cors_in_front_of(answering(404, b"Not Found")), headers=[(b"origin", ORIGIN.encode())])[2] == b"Not Found"
+    assert (
+        drive(cors_in_front_of(answering(404, b"Not Found")), headers=[(b"origin", ORIGIN.encode())])[2] == b"Not Found"
+    )
 
 
 def test_a_single_api_key_works_as_before_as_the_consumer_default():
@@ -166,7 +204,10 @@ def test_a_single_api_key_works_as_before_as_the_consumer_default():
     assert GATE.requires_key and not Gate().requires_key
     status, headers, _ = through_gate(app, GATE, headers=[(b"authorization", b"Bearer k")])
     assert status == 200 and not any(h.startswith(b"x-ratelimit") for h in headers)
-    assert drive_json(GateMiddleware(app, GATE), headers=[(b"authorization", b"Bearer nope")]) == (401, {"error": "wrong API key", "detail": []})
+    assert drive_json(GateMiddleware(app, GATE), headers=[(b"authorization", b"Bearer nope")]) == (
+        401,
+        {"error": "wrong API key", "detail": []},
+    )
     assert drive_json(GateMiddleware(app, GATE))[1]["error"] == "missing API key: send 'Authorization: Bearer <key>'"
     assert through_gate(app, GATE, path="/v1/model", method="GET", headers=[(b"authorization", b"Bearer k")])[0] == 200
 
@@ -174,7 +215,10 @@ def test_a_single_api_key_works_as_before_as_the_consumer_default():
 def test_a_key_in_the_query_string_is_refused_before_the_key_is_checked():
     """Same answer whatever the key in the URL: valid, wrong or none in the header."""
     app = answering(200, b"{}", b"application/json")
-    answers = [drive_json(GateMiddleware(app, GATE), query=query, headers=headers)
-               for query in (b"api_key=k", b"api_key=wrong") for headers in ([], [(b"authorization", b"Bearer k")])]
+    answers = [
+        drive_json(GateMiddleware(app, GATE), query=query, headers=headers)
+        for query in (b"api_key=k", b"api_key=wrong")
+        for headers in ([], [(b"authorization", b"Bearer k")])
+    ]
     assert all(answer == answers[0] for answer in answers)
     assert answers[0][0] == 400 and "never in the URL" in answers[0][1]["error"]

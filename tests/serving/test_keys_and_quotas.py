@@ -39,6 +39,7 @@ def write(path, **consumers):
 
 # --- the keys file ----------------------------------------------------------------------------
 
+
 def test_a_keys_file_in_yaml_or_toml():
     yaml_text = f"consumers:\n  fraud:\n    key_sha256: {c.hash_key('k1')}\n    rps: 5\n    burst: 10\n    records_per_minute: 600\n    routes: [/predict, /v1]\n"
     toml_text = f'[consumers.fraud]\nkey_sha256 = "{c.hash_key("k1")}"\nrps = 5\nburst = 10\nrecords_per_minute = 600\nroutes = ["/predict", "/v1"]\n'
@@ -47,19 +48,28 @@ def test_a_keys_file_in_yaml_or_toml():
     assert c.parse_keys("") == c.parse_keys("consumers: {}") == {}
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    ("consumers: [a, b", "not valid YAML"),
-    ("teams: {}", "one top-level key, 'consumers'"),
-    ("consumers: {a: {key: x}}", "unknown field(s) key"),
-    ("consumers: {a: {key_sha256: abc}}", "64 hex digits"),
-    (f"consumers: {{a: {{key_sha256: {c.hash_key('k')}, rps: 0}}}}", "rps must be a positive number"),
-    (f"consumers: {{a: {{key_sha256: {c.hash_key('k')}, rps: 1, burst: 2.5}}}}", "burst must be a positive whole number"),
-    (f"consumers: {{a: {{key_sha256: {c.hash_key('k')}, burst: 2}}}}", "burst needs rps"),
-    (f"consumers: {{a: {{key_sha256: {c.hash_key('k')}, routes: [predict]}}}}", "routes must be"),
-    (f"consumers: {{default: {{key_sha256: {c.hash_key('k')}}}}}", "reserved"),
-    (f"consumers: {{'a b': {{key_sha256: {c.hash_key('k')}}}}}", "consumer name 'a b'"),
-    (f"consumers: {{a: {{key_sha256: {c.hash_key('k')}}}, b: {{key_sha256: {c.hash_key('k')}}}}}", "'a' and 'b' have the same key"),
-])
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("consumers: [a, b", "not valid YAML"),
+        ("teams: {}", "one top-level key, 'consumers'"),
+        ("consumers: {a: {key: x}}", "unknown field(s) key"),
+        ("consumers: {a: {key_sha256: abc}}", "64 hex digits"),
+        (f"consumers: {{a: {{key_sha256: {c.hash_key('k')}, rps: 0}}}}", "rps must be a positive number"),
+        (
+            f"consumers: {{a: {{key_sha256: {c.hash_key('k')}, rps: 1, burst: 2.5}}}}",
+            "burst must be a positive whole number",
+        ),
+        (f"consumers: {{a: {{key_sha256: {c.hash_key('k')}, burst: 2}}}}", "burst needs rps"),
+        (f"consumers: {{a: {{key_sha256: {c.hash_key('k')}, routes: [predict]}}}}", "routes must be"),
+        (f"consumers: {{default: {{key_sha256: {c.hash_key('k')}}}}}", "reserved"),
+        (f"consumers: {{'a b': {{key_sha256: {c.hash_key('k')}}}}}", "consumer name 'a b'"),
+        (
+            f"consumers: {{a: {{key_sha256: {c.hash_key('k')}}}, b: {{key_sha256: {c.hash_key('k')}}}}}",
+            "'a' and 'b' have the same key",
+        ),
+    ],
+)
 def test_a_bad_keys_file_is_one_line_naming_the_problem(text, fragment):
     with pytest.raises(c.KeysFileError) as error:
         c.parse_keys(text)
@@ -67,6 +77,7 @@ def test_a_bad_keys_file_is_one_line_naming_the_problem(text, fragment):
 
 
 # --- matching -----------------------------------------------------------------------------------
+
 
 def test_a_key_is_matched_against_every_consumer_in_constant_time(tmp_path, monkeypatch):
     """Right, wrong and unknown keys all make one compare_digest per consumer: no early exit says who exists."""
@@ -91,6 +102,7 @@ def test_api_key_alone_is_the_default_consumer():
 
 # --- token buckets ------------------------------------------------------------------------------
 
+
 def test_a_token_bucket_allows_a_burst_then_the_rate():
     clock = Clock()
     bucket = c.TokenBucket(rate=2, capacity=4, clock=clock)
@@ -108,6 +120,7 @@ def test_a_token_bucket_allows_a_burst_then_the_rate():
 
 # --- reloading ----------------------------------------------------------------------------------
 
+
 def test_the_file_is_reread_when_it_changes_at_most_once_a_second(tmp_path, caplog):
     path, clock = tmp_path / "keys.yaml", Clock()
     write(path, a=entry("key-a", rps=0.01))
@@ -119,7 +132,9 @@ def test_the_file_is_reread_when_it_changes_at_most_once_a_second(tmp_path, capl
     assert keyring.identify("key-b") is None  # not looked at yet: less than a second since the last look
     clock.now += 1.0
     assert keyring.identify("key-b").name == "b"
-    assert not keyring.take_request(keyring.identify("key-a")).allowed  # unchanged limits keep their bucket: no free refill
+    assert not keyring.take_request(
+        keyring.identify("key-a")
+    ).allowed  # unchanged limits keep their bucket: no free refill
 
     caplog.set_level(logging.INFO, logger="tabserve")
     caplog.clear()
@@ -129,7 +144,11 @@ def test_the_file_is_reread_when_it_changes_at_most_once_a_second(tmp_path, capl
         clock.now += 1.0
         assert keyring.identify("key-b").name == "b"  # the last good file still serves
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1 and "still using the last good one" in errors[0].getMessage() and "\n" not in errors[0].getMessage()
+    assert (
+        len(errors) == 1
+        and "still using the last good one" in errors[0].getMessage()
+        and "\n" not in errors[0].getMessage()
+    )
 
     write(path, b=entry("key-b"))
     clock.now += 1.0
@@ -146,17 +165,23 @@ def test_a_broken_file_at_start_is_an_error(tmp_path):
 
 # --- the gate -----------------------------------------------------------------------------------
 
+
 def keyed_gate(tmp_path, **consumers):
     path = tmp_path / "keys.yaml"
     write(path, **consumers)
-    return Gate(json_routes=("/predict", "/predict_batch"), upload_routes=("/predict_csv",), protected_prefixes=("/v1",),
-                keyring=c.Keyring(api_key="legacy", path=path))
+    return Gate(
+        json_routes=("/predict", "/predict_batch"),
+        upload_routes=("/predict_csv",),
+        protected_prefixes=("/v1",),
+        keyring=c.Keyring(api_key="legacy", path=path),
+    )
 
 
 def call(gate, key=None, path="/predict", app=None, **request):
     headers = [(b"authorization", f"Bearer {key}".encode())] if key else []
-    status, response_headers, raw = drive(GateMiddleware(app or answering(200, b"{}", b"application/json"), gate),
-                                          path=path, headers=headers, **request)
+    status, response_headers, raw = drive(
+        GateMiddleware(app or answering(200, b"{}", b"application/json"), gate), path=path, headers=headers, **request
+    )
     return status, response_headers, json.loads(raw) if raw else None
 
 
@@ -165,14 +190,22 @@ def test_unknown_and_wrong_keys_get_the_same_answer(tmp_path):
     assert call(gate, "key-a")[0] == 200 and call(gate, "legacy")[0] == 200
     unknown, wrong = call(gate, "no-such-team-key"), call(gate, "key-a-but-wrong")
     assert unknown == wrong
-    assert unknown[0] == 401 and unknown[2] == {"error": "wrong API key", "detail": []} and unknown[1][b"www-authenticate"] == b"Bearer"
+    assert (
+        unknown[0] == 401
+        and unknown[2] == {"error": "wrong API key", "detail": []}
+        and unknown[1][b"www-authenticate"] == b"Bearer"
+    )
 
 
 def test_a_route_the_consumer_may_not_call_is_403(tmp_path):
     gate = keyed_gate(tmp_path, narrow=entry("key-n", routes=["/predict", "/v1/model"]))
     assert call(gate, "key-n")[0] == 200 and call(gate, "key-n", path="/v1/model", method="GET")[0] == 200
     status, _, body = call(gate, "key-n", path="/predict_batch", body=b'{"records": [{}]}')
-    assert status == 403 and body["error"] == "the key of consumer 'narrow' may not call /predict_batch; it may call: /predict, /v1/model"
+    assert (
+        status == 403
+        and body["error"]
+        == "the key of consumer 'narrow' may not call /predict_batch; it may call: /predict, /v1/model"
+    )
     assert call(gate, "key-n", path="/v1/modelx", method="GET")[0] == 403  # a prefix of the path, not of the text
 
 
@@ -180,11 +213,20 @@ def test_over_its_request_quota_a_consumer_is_429_and_the_others_are_not(tmp_pat
     gate = keyed_gate(tmp_path, flood=entry("key-f", rps=0.01, burst=2), calm=entry("key-c"))
     first = call(gate, "key-f")
     assert first[0] == 200
-    assert {k: first[1][k] for k in (b"x-ratelimit-limit", b"x-ratelimit-remaining")} == {b"x-ratelimit-limit": b"2", b"x-ratelimit-remaining": b"1"}
+    assert {k: first[1][k] for k in (b"x-ratelimit-limit", b"x-ratelimit-remaining")} == {
+        b"x-ratelimit-limit": b"2",
+        b"x-ratelimit-remaining": b"1",
+    }
     assert call(gate, "key-f")[0] == 200
     status, headers, body = call(gate, "key-f")
-    assert status == 429 and body["error"].startswith("consumer 'flood' is over its quota of 0.01 requests per second (burst 2)")
-    assert headers[b"x-ratelimit-remaining"] == b"0" and int(headers[b"retry-after"]) >= 99 and int(headers[b"x-ratelimit-reset"]) >= 99
+    assert status == 429 and body["error"].startswith(
+        "consumer 'flood' is over its quota of 0.01 requests per second (burst 2)"
+    )
+    assert (
+        headers[b"x-ratelimit-remaining"] == b"0"
+        and int(headers[b"retry-after"]) >= 99
+        and int(headers[b"x-ratelimit-reset"]) >= 99
+    )
     assert list(headers).count(b"retry-after") == 1
     assert all(call(gate, "key-c")[0] == 200 for _ in range(20))
     assert b"x-ratelimit-limit" not in call(gate, "key-c")[1]  # no quota, nothing to report
@@ -196,10 +238,17 @@ def test_records_are_counted_per_route_against_the_records_quota(tmp_path):
     status, headers, _ = call(gate, "key-b", path="/predict_batch", body=batch)
     assert status == 200 and (headers[b"x-ratelimit-limit"], headers[b"x-ratelimit-remaining"]) == (b"5", b"2")
     status, headers, body = call(gate, "key-b", path="/predict_batch", body=batch)
-    assert status == 429 and "over its quota of 5 records per minute (2 left now, 3 asked)" in body["error"] and int(headers[b"retry-after"]) == 12
+    assert (
+        status == 429
+        and "over its quota of 5 records per minute (2 left now, 3 asked)" in body["error"]
+        and int(headers[b"retry-after"]) == 12
+    )
     assert call(gate, "key-b")[0] == 200  # /predict: one record
     status, _, body = call(gate, "key-b", path="/predict_batch", body=json.dumps({"records": [{}] * 6}).encode())
-    assert status == 413 and body["error"] == "6 records are more than consumer 'bulk' may send in a minute (5); send smaller requests"
+    assert (
+        status == 413
+        and body["error"] == "6 records are more than consumer 'bulk' may send in a minute (5); send smaller requests"
+    )
 
 
 def test_csv_rows_are_counted_cheaply():
@@ -211,7 +260,9 @@ def test_csv_rows_are_counted_cheaply():
 def test_a_csv_upload_counts_its_rows(tmp_path):
     gate = keyed_gate(tmp_path, bulk=entry("key-b", records_per_minute=3))
     upload = b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\nContent-Type: text/csv\r\n\r\na,b\n1,2\n3,4\n5,6\n7,8\n\r\n--XX--\r\n'
-    status, _, body = call(gate, "key-b", path="/predict_csv", body=upload, content_type=b"multipart/form-data; boundary=XX")
+    status, _, body = call(
+        gate, "key-b", path="/predict_csv", body=upload, content_type=b"multipart/form-data; boundary=XX"
+    )
     assert status == 413 and body["error"].startswith("4 records are more than")
 
 
@@ -219,7 +270,9 @@ def test_a_key_in_the_query_string_is_refused(tmp_path):
     gate = keyed_gate(tmp_path, a=entry("key-a"))
     for query in (b"api_key=key-a", b"token=whatever", b"KEY=x", b"x=1&access_token=y"):
         status, _, body = call(gate, "key-a", query=query)
-        assert status == 400 and body["error"].startswith("send the API key only in the header 'Authorization: Bearer <key>'"), query
+        assert status == 400 and body["error"].startswith(
+            "send the API key only in the header 'Authorization: Bearer <key>'"
+        ), query
     assert call(Gate(json_routes=("/predict",)), query=b"token=x")[0] == 200  # an open server has no keys to leak
 
 
@@ -237,18 +290,29 @@ def test_usage_is_counted_per_consumer_route_and_status(tmp_path):
         "records": sample("tabserve_records_total", consumer="usage"),
     }
     call(gate, "key-u", path="/predict_batch", body=json.dumps({"records": [{}] * 7}).encode())
-    call(gate, "key-u", path="/predict_batch", body=b'{"records": [{}]}', app=answering(400, b"bad"))  # refused: no records
+    call(
+        gate, "key-u", path="/predict_batch", body=b'{"records": [{}]}', app=answering(400, b"bad")
+    )  # refused: no records
     call(gate, "key-u", path="/v1/features/island", method="GET")
     call(gate, "key-u", path="/v1/model", method="GET")
     call(gate, "nope")
     assert sample("tabserve_requests_total", consumer="usage", route="/predict_batch", status="200") == before["ok"] + 1
-    assert sample("tabserve_requests_total", consumer="usage", route="/v1/features/{name}", status="200") == before["feature"] + 1
-    assert sample("tabserve_requests_total", consumer="usage", route="/v1/model", status="403") == before["forbidden"] + 1
-    assert sample("tabserve_requests_total", consumer="anonymous", route="/predict", status="401") == before["anonymous"] + 1
+    assert (
+        sample("tabserve_requests_total", consumer="usage", route="/v1/features/{name}", status="200")
+        == before["feature"] + 1
+    )
+    assert (
+        sample("tabserve_requests_total", consumer="usage", route="/v1/model", status="403") == before["forbidden"] + 1
+    )
+    assert (
+        sample("tabserve_requests_total", consumer="anonymous", route="/predict", status="401")
+        == before["anonymous"] + 1
+    )
     assert sample("tabserve_records_total", consumer="usage") == before["records"] + 7
 
 
 # --- the access log (tabserve/bentoml_fixes.py, touchpoint 5) ------------------------------------
+
 
 def test_the_access_log_line_names_the_consumer(tmp_path, caplog):
     """BentoML's own AccessLogMiddleware around the gate, as under `bentoml serve`: its one line per
@@ -262,8 +326,18 @@ def test_the_access_log_line_names_the_consumer(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="bentoml.access")
 
     async def request(path, key):
-        scope = {"type": "http", "scheme": "http", "method": "POST", "path": path, "query_string": b"", "client": ("127.0.0.1", 1),
-                 "headers": [(b"content-type", b"application/json"), *([(b"authorization", f"Bearer {key}".encode())] if key else [])]}
+        scope = {
+            "type": "http",
+            "scheme": "http",
+            "method": "POST",
+            "path": path,
+            "query_string": b"",
+            "client": ("127.0.0.1", 1),
+            "headers": [
+                (b"content-type", b"application/json"),
+                *([(b"authorization", f"Bearer {key}".encode())] if key else []),
+            ],
+        }
 
         async def receive():
             return {"type": "http.request", "body": b"{}", "more_body": False}
@@ -289,9 +363,28 @@ def test_the_access_log_line_names_the_consumer(tmp_path, caplog):
 
 # --- python -m tabserve.keys ---------------------------------------------------------------------
 
+
 def test_the_keys_cli_adds_lists_and_removes(tmp_path, capsys):
     path = tmp_path / "keys.yaml"
-    assert keys_cli(["add", "fraud", "--rps", "5", "--burst", "10", "--records-per-minute", "600", "--routes", "/predict,/v1", "--file", str(path)]) == 0
+    assert (
+        keys_cli(
+            [
+                "add",
+                "fraud",
+                "--rps",
+                "5",
+                "--burst",
+                "10",
+                "--records-per-minute",
+                "600",
+                "--routes",
+                "/predict,/v1",
+                "--file",
+                str(path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
     key = out[-1]
     assert len(key) >= 43 and " " not in key and key not in path.read_text()
@@ -302,24 +395,29 @@ def test_the_keys_cli_adds_lists_and_removes(tmp_path, capsys):
 
     assert keys_cli(["list", "--file", str(path)]) == 0
     listing = capsys.readouterr().out
-    assert "fraud" in listing and "rps 5, burst 10; 600 records/min; routes /predict,/v1" in listing and "ops" in listing
+    assert (
+        "fraud" in listing and "rps 5, burst 10; 600 records/min; routes /predict,/v1" in listing and "ops" in listing
+    )
     assert c.hash_key(key) not in listing and c.hash_key(key)[:8] in listing
 
     assert keys_cli(["remove", "fraud", "--file", str(path)]) == 0
     assert set(c.read_keys_file(path)) == {"ops"}
 
 
-@pytest.mark.parametrize("argv", [
-    ["add", "ops"],  # already there
-    ["add", "default"],
-    ["add", "new", "--rps", "-1"],
-    ["add", "new", "--rps", "many"],
-    ["add", "new", "--burst", "3"],
-    ["add", "new", "--routes", "predict"],
-    ["remove", "nobody"],
-    ["frobnicate"],
-    ["add"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["add", "ops"],  # already there
+        ["add", "default"],
+        ["add", "new", "--rps", "-1"],
+        ["add", "new", "--rps", "many"],
+        ["add", "new", "--burst", "3"],
+        ["add", "new", "--routes", "predict"],
+        ["remove", "nobody"],
+        ["frobnicate"],
+        ["add"],
+    ],
+)
 def test_bad_input_to_the_keys_cli_is_one_line_and_exit_2(tmp_path, capsys, argv):
     path = tmp_path / "keys.yaml"
     assert keys_cli(["add", "ops", "--file", str(path)]) == 0

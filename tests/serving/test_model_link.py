@@ -123,8 +123,11 @@ def test_a_call_past_the_deadline_is_503_at_once_and_the_next_checks_readiness(m
     assert call(link) == ANSWER and service.probes == 2 and len(service.calls) == 3
 
 
-@pytest.mark.parametrize("ready, up", [(True, True), (False, False), (dropped(), False), ("hang", False)],
-                         ids=["ready", "not-ready", "connection-error", "no-answer"])
+@pytest.mark.parametrize(
+    "ready, up",
+    [(True, True), (False, False), (dropped(), False), ("hang", False)],
+    ids=["ready", "not-ready", "connection-error", "no-answer"],
+)
 def test_the_readiness_probe_never_raises(monkeypatch, ready, up):
     monkeypatch.setattr(model_link, "PROBE_TIMEOUT_S", 0.2)
     link = ModelLink(lambda: FakeModelService(ready=ready), timeout_s=5)

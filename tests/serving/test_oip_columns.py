@@ -15,7 +15,15 @@ from tabserve.serving import oip
 from tabserve.serving.versions import ModelVersions
 from tests.conftest import PENGUIN
 
-OTHER = {"island": "Dream", "bill_length_mm": None, "bill_depth_mm": 18.9, "flipper_length_mm": None, "body_mass_g": None, "sex": None, "year": 2008}
+OTHER = {
+    "island": "Dream",
+    "bill_length_mm": None,
+    "bill_depth_mm": 18.9,
+    "flipper_length_mm": None,
+    "body_mass_g": None,
+    "sex": None,
+    "year": 2008,
+}
 
 
 class FakeService:
@@ -28,7 +36,12 @@ class FakeService:
     def answer(self, record, card):
         label = self.classes[len(str(record)) % len(self.classes)]
         tag = (card or self.versions.champion).tag
-        return {"prediction": label, "probabilities": {str(c): float(c == label) for c in self.classes}, "warnings": [], "model": tag}
+        return {
+            "prediction": label,
+            "probabilities": {str(c): float(c == label) for c in self.classes},
+            "warnings": [],
+            "model": tag,
+        }
 
     async def predict_one(self, record, card=None):
         self.calls.append(("one", [record]))
@@ -59,9 +72,18 @@ def client(card, fake):
 
 
 def columns(*records):
-    return [{"name": k, "shape": [len(records)], "datatype": dt, "data": [r[k] for r in records]}
-            for k, dt in [("island", "BYTES"), ("bill_length_mm", "FP64"), ("bill_depth_mm", "FP64"), ("flipper_length_mm", "FP64"),
-                          ("body_mass_g", "FP64"), ("sex", "BYTES"), ("year", "FP64")]]
+    return [
+        {"name": k, "shape": [len(records)], "datatype": dt, "data": [r[k] for r in records]}
+        for k, dt in [
+            ("island", "BYTES"),
+            ("bill_length_mm", "FP64"),
+            ("bill_depth_mm", "FP64"),
+            ("flipper_length_mm", "FP64"),
+            ("body_mass_g", "FP64"),
+            ("sex", "BYTES"),
+            ("year", "FP64"),
+        ]
+    ]
 
 
 def test_metadata_declares_one_input_per_feature_and_the_outputs(client, card):
@@ -70,7 +92,14 @@ def test_metadata_declares_one_input_per_feature_and_the_outputs(client, card):
     assert meta == client.get(f"/models/{name}/versions/{version}").json()
     assert meta["name"] == name and meta["versions"] == [version] and meta["platform"] == "scikit-learn"
     assert {i["name"]: i["datatype"] for i in meta["inputs"]} == {
-        "island": "BYTES", "bill_length_mm": "FP64", "bill_depth_mm": "FP64", "flipper_length_mm": "FP64", "body_mass_g": "FP64", "sex": "BYTES", "year": "FP64"}
+        "island": "BYTES",
+        "bill_length_mm": "FP64",
+        "bill_depth_mm": "FP64",
+        "flipper_length_mm": "FP64",
+        "body_mass_g": "FP64",
+        "sex": "BYTES",
+        "year": "FP64",
+    }
     assert all(i["shape"] == [-1] for i in meta["inputs"])
     predict, proba = meta["outputs"]
     assert predict == {"name": "predict", "datatype": "BYTES", "shape": [-1]}
@@ -89,7 +118,12 @@ def test_server_routes(client, fake):
 
 def test_unknown_model_or_version_is_404_naming_the_served_one(client, card):
     name, version = card.tag.split(":")
-    for path in ("/models/titanic", "/models/titanic/ready", f"/models/{name}/versions/v9", f"/models/{name}/versions/v9/ready"):
+    for path in (
+        "/models/titanic",
+        "/models/titanic/ready",
+        f"/models/{name}/versions/v9",
+        f"/models/{name}/versions/v9/ready",
+    ):
         response = client.get(path)
         assert response.status_code == 404 and name in response.json()["error"], path
     response = client.post("/models/titanic/infer", json={"inputs": columns(PENGUIN)})
@@ -104,12 +138,20 @@ def test_one_row_goes_through_predict_one(client, fake):
     assert fake.calls == [("one", [PENGUIN])]
     assert response.headers["X-Cache"] == "miss" and body["id"] == "7" and body["model_name"] == "penguins"
     predict, proba = body["outputs"]
-    assert predict == {"name": "predict", "datatype": "BYTES", "shape": [1], "data": [fake.answer(PENGUIN, None)["prediction"]]}
+    assert predict == {
+        "name": "predict",
+        "datatype": "BYTES",
+        "shape": [1],
+        "data": [fake.answer(PENGUIN, None)["prediction"]],
+    }
     assert proba["shape"] == [1, 3] and sum(proba["data"]) == 1
 
 
 def test_many_rows_go_through_predict_many_in_order(client, fake):
-    response = client.post("/models/penguins/infer", json={"inputs": columns(PENGUIN, OTHER, PENGUIN), "outputs": [{"name": "predict_proba"}]})
+    response = client.post(
+        "/models/penguins/infer",
+        json={"inputs": columns(PENGUIN, OTHER, PENGUIN), "outputs": [{"name": "predict_proba"}]},
+    )
     assert response.status_code == 200, response.text
     assert fake.calls == [("many", [PENGUIN, OTHER, PENGUIN])]
     [proba] = response.json()["outputs"]
@@ -138,20 +180,47 @@ def test_nan_in_a_float_column_is_missing(client, fake):
     assert fake.calls[0][1][0]["bill_length_mm"] is None
 
 
-@pytest.mark.parametrize("change, status, fragment", [
-    (lambda i: i[0].update(datatype="FP64"), 400, "input 'island': datatype FP64 does not fit the category feature; send BYTES"),
-    (lambda i: i[6].update(datatype="BYTES", data=["2009"]), 400, "input 'year': datatype BYTES"),
-    (lambda i: i.pop(6), 400, "missing input(s): year"),
-    (lambda i: i.append({"name": "wings", "shape": [1], "datatype": "FP64", "data": [2.0]}), 400, "unknown input(s): wings"),
-    (lambda i: i.append(dict(i[0])), 400, "more than once: island"),
-    (lambda i: i[1].update(shape=[2], data=[1.0, 2.0]), 400, "different lengths"),
-    (lambda i: i[1].update(shape=[2]), 400, "input 'bill_length_mm': shape [2] says 2 values but data has 1"),
-    (lambda i: i[1].update(shape=[1, 2]), 400, "is not a column"),
-    (lambda i: i[0].update(data=["Atlantis"]), 400, "invalid input: island: Input should be 'Biscoe', 'Dream' or 'Torgersen'"),
-    (lambda i: i[6].update(data=[None]), 400, "invalid input: year:"),
-    (lambda i: i[1].update(data=[float("inf")]), 400, "finite number"),
-], ids=["fp64-for-category", "bytes-for-number", "missing", "unknown", "twice", "lengths", "shape-vs-data", "not-a-column",
-        "unknown-category", "null-for-required", "infinity"])
+@pytest.mark.parametrize(
+    "change, status, fragment",
+    [
+        (
+            lambda i: i[0].update(datatype="FP64"),
+            400,
+            "input 'island': datatype FP64 does not fit the category feature; send BYTES",
+        ),
+        (lambda i: i[6].update(datatype="BYTES", data=["2009"]), 400, "input 'year': datatype BYTES"),
+        (lambda i: i.pop(6), 400, "missing input(s): year"),
+        (
+            lambda i: i.append({"name": "wings", "shape": [1], "datatype": "FP64", "data": [2.0]}),
+            400,
+            "unknown input(s): wings",
+        ),
+        (lambda i: i.append(dict(i[0])), 400, "more than once: island"),
+        (lambda i: i[1].update(shape=[2], data=[1.0, 2.0]), 400, "different lengths"),
+        (lambda i: i[1].update(shape=[2]), 400, "input 'bill_length_mm': shape [2] says 2 values but data has 1"),
+        (lambda i: i[1].update(shape=[1, 2]), 400, "is not a column"),
+        (
+            lambda i: i[0].update(data=["Atlantis"]),
+            400,
+            "invalid input: island: Input should be 'Biscoe', 'Dream' or 'Torgersen'",
+        ),
+        (lambda i: i[6].update(data=[None]), 400, "invalid input: year:"),
+        (lambda i: i[1].update(data=[float("inf")]), 400, "finite number"),
+    ],
+    ids=[
+        "fp64-for-category",
+        "bytes-for-number",
+        "missing",
+        "unknown",
+        "twice",
+        "lengths",
+        "shape-vs-data",
+        "not-a-column",
+        "unknown-category",
+        "null-for-required",
+        "infinity",
+    ],
+)
 def test_bad_columns_are_400_in_the_error_shape(client, fake, change, status, fragment):
     inputs = columns(PENGUIN)
     change(inputs)
@@ -163,18 +232,31 @@ def test_bad_columns_are_400_in_the_error_shape(client, fake, change, status, fr
 
 
 def test_a_bad_value_in_row_2_is_named_with_its_row(client):
-    response = client.post("/models/penguins/infer", json={"inputs": columns(PENGUIN, {**OTHER, "island": "Mars"}, {**PENGUIN, "sex": "x"})})
+    response = client.post(
+        "/models/penguins/infer",
+        json={"inputs": columns(PENGUIN, {**OTHER, "island": "Mars"}, {**PENGUIN, "sex": "x"})},
+    )
     assert response.status_code == 400
     body = response.json()
-    assert body["error"].startswith("invalid input: row 2.island: Input should be 'Biscoe'") and "2 problems in 2 of 3 rows" in body["error"]
+    assert (
+        body["error"].startswith("invalid input: row 2.island: Input should be 'Biscoe'")
+        and "2 problems in 2 of 3 rows" in body["error"]
+    )
     assert [d["loc"] for d in body["detail"]] == [["row 2", "island"], ["row 3", "sex"]]
 
 
-@pytest.mark.parametrize("body, fragment", [
-    (b"", "empty"), (b"[1]", "JSON object"), (b"{", "not JSON"), (b'{"inputs": []}', "inputs"),
-    (b'{"inputs": [{"name": "island"}]}', "inputs.0.shape"), (b'{"id": 1, "inputs": []}', "id"),
-    (b'{"inputs": [], "inputs": []}', "appears twice"),
-])
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        (b"", "empty"),
+        (b"[1]", "JSON object"),
+        (b"{", "not JSON"),
+        (b'{"inputs": []}', "inputs"),
+        (b'{"inputs": [{"name": "island"}]}', "inputs.0.shape"),
+        (b'{"id": 1, "inputs": []}', "id"),
+        (b'{"inputs": [], "inputs": []}', "appears twice"),
+    ],
+)
 def test_malformed_requests_are_400(client, body, fragment):
     response = client.post("/models/penguins/infer", content=body)
     assert response.status_code == 400 and fragment in response.json()["error"], response.text
@@ -183,11 +265,17 @@ def test_malformed_requests_are_400(client, body, fragment):
 def test_rows_over_the_limit_unknown_outputs_content_type_and_request_content_type(client):
     many = [PENGUIN] * 51
     assert "at most 50" in client.post("/models/penguins/infer", json={"inputs": columns(*many)}).json()["error"]
-    response = client.post("/models/penguins/infer", json={"inputs": columns(PENGUIN), "outputs": [{"name": "explain"}]})
+    response = client.post(
+        "/models/penguins/infer", json={"inputs": columns(PENGUIN), "outputs": [{"name": "explain"}]}
+    )
     assert response.status_code == 400 and "unknown output(s): explain" in response.json()["error"]
-    response = client.post("/models/penguins/infer", content=json.dumps({"inputs": columns(PENGUIN)}), headers={"content-type": "text/csv"})
+    response = client.post(
+        "/models/penguins/infer", content=json.dumps({"inputs": columns(PENGUIN)}), headers={"content-type": "text/csv"}
+    )
     assert response.status_code == 415
-    response = client.post("/models/penguins/infer", json={"parameters": {"content_type": "np"}, "inputs": columns(PENGUIN)})
+    response = client.post(
+        "/models/penguins/infer", json={"parameters": {"content_type": "np"}, "inputs": columns(PENGUIN)}
+    )
     assert response.status_code == 400 and "content_type 'np'" in response.json()["error"]
 
 
@@ -197,18 +285,33 @@ def test_binary_tensor_data_as_tritonclient_sends_it(client, fake):
 
     rows = [PENGUIN, {**PENGUIN, "island": "Dream", "sex": "female", "year": 2007}]
     inputs = []
-    for name, datatype in [("island", "BYTES"), ("bill_length_mm", "FP64"), ("bill_depth_mm", "FP32"), ("flipper_length_mm", "INT64"),
-                           ("body_mass_g", "FP64"), ("sex", "BYTES"), ("year", "INT32")]:
-        dtype = {"BYTES": object, "FP64": np.float64, "FP32": np.float32, "INT64": np.int64, "INT32": np.int32}[datatype]
+    for name, datatype in [
+        ("island", "BYTES"),
+        ("bill_length_mm", "FP64"),
+        ("bill_depth_mm", "FP32"),
+        ("flipper_length_mm", "INT64"),
+        ("body_mass_g", "FP64"),
+        ("sex", "BYTES"),
+        ("year", "INT32"),
+    ]:
+        dtype = {"BYTES": object, "FP64": np.float64, "FP32": np.float32, "INT64": np.int64, "INT32": np.int32}[
+            datatype
+        ]
         tensor = InferInput(name, [2], datatype)
         tensor.set_data_from_numpy(np.array([r[name] for r in rows], dtype=dtype), binary_data=name != "sex")
         inputs.append(tensor)
-    body, json_size = _get_inference_request(inputs, "", [InferRequestedOutput("predict")], 0, False, False, 0, None, None)
-    response = client.post("/models/penguins/infer", content=body, headers={"Inference-Header-Content-Length": str(json_size)})
+    body, json_size = _get_inference_request(
+        inputs, "", [InferRequestedOutput("predict")], 0, False, False, 0, None, None
+    )
+    response = client.post(
+        "/models/penguins/infer", content=body, headers={"Inference-Header-Content-Length": str(json_size)}
+    )
     assert response.status_code == 200, response.text
     assert fake.calls == [("many", rows)]
     assert [o["name"] for o in response.json()["outputs"]] == ["predict"]
-    truncated = client.post("/models/penguins/infer", content=body[:-3], headers={"Inference-Header-Content-Length": str(json_size)})
+    truncated = client.post(
+        "/models/penguins/infer", content=body[:-3], headers={"Inference-Header-Content-Length": str(json_size)}
+    )
     assert truncated.status_code == 400 and "runs past the end" in truncated.json()["error"]
 
 
@@ -221,6 +324,12 @@ def test_output_datatypes_follow_the_labels():
     assert oip.output_datatype(card("classification", [False, True])) == "BOOL"
     assert oip.output_datatype(card("regression", None)) == "FP64"
     assert oip.output_names(card("regression", None)) == ["predict"]
-    assert oip.model_metadata(card("classification", [1, 2], kind="categorical"))["inputs"] == [{"name": "x", "datatype": "INT64", "shape": [-1]}]
-    bools = oip.outputs(card("classification", [False, True]), [{"prediction": True, "probabilities": {"false": 0.25, "true": 0.75}}], None)
+    assert oip.model_metadata(card("classification", [1, 2], kind="categorical"))["inputs"] == [
+        {"name": "x", "datatype": "INT64", "shape": [-1]}
+    ]
+    bools = oip.outputs(
+        card("classification", [False, True]),
+        [{"prediction": True, "probabilities": {"false": 0.25, "true": 0.75}}],
+        None,
+    )
     assert bools[1]["data"] == [0.25, 0.75] and json.loads(bools[1]["parameters"]["classes"]) == [False, True]

@@ -37,7 +37,8 @@ class Node:
             if isinstance(child, Node):
                 classes = (child.attrs.get("class") or "").split()
                 if (tag is None or child.tag == tag) and all(
-                    (v in classes) if k == "class_" else child.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items()
+                    (v in classes) if k == "class_" else child.attrs.get(k.replace("_", "-")) == v
+                    for k, v in attrs.items()
                 ):
                     found.append(child)
                 found += child.all(tag, **attrs)
@@ -83,7 +84,14 @@ FEATURES = (
     Feature("member", BOOLEAN, False, example=False),
     Feature("promo", BOOLEAN, True, example=None),
     Feature("day", DATE, False, example="2024-01-31", first="2024-01-01", last="2024-12-31"),
-    Feature("seen_at", DATETIME, True, example="2024-01-31T10:30:00", first="2024-01-01T00:00:00", last="2024-12-31T23:00:00"),
+    Feature(
+        "seen_at",
+        DATETIME,
+        True,
+        example="2024-01-31T10:30:00",
+        first="2024-01-01T00:00:00",
+        last="2024-12-31T23:00:00",
+    ),
     Feature("mass", NUMERIC, False, min=2700.0, max=6300.0, integer=True, example=3750),
     Feature("ratio", NUMERIC, True, min=0.1, max=0.9, example=None),
 )
@@ -125,10 +133,16 @@ def test_names_categories_and_messages_are_escaped():
     assert select.attrs == {"id": "a&b", "name": "a&b"}
     assert options(select) == [(XSS, XSS, True), ("x&y", "x&y", False), ('say "hi"', 'say "hi"', False)]
     number = page.one("input")
-    assert number.attrs["id"] == 'q"><b>' and number.attrs["value"] == '" onfocus="alert(1)' and "onfocus" not in number.attrs
+    assert (
+        number.attrs["id"] == 'q"><b>'
+        and number.attrs["value"] == '" onfocus="alert(1)'
+        and "onfocus" not in number.attrs
+    )
     assert page.one(class_="errors").one("li").text == f"a&b: {XSS} is not allowed"
 
-    result = pages.result_page(hostile, {"prediction": XSS, "probabilities": {XSS: 0.75, "a&b": 0.25}, "warnings": [f"x={XSS}"]})
+    result = pages.result_page(
+        hostile, {"prediction": XSS, "probabilities": {XSS: 0.75, "a&b": 0.25}, "warnings": [f"x={XSS}"]}
+    )
     assert "<script>" not in result and "&lt;script&gt;" in result and "a&amp;b" in result
     page = parse(result)
     assert page.one(id="prediction").text == XSS and page.one("title").text == f"Predicted {XSS}"
@@ -136,12 +150,15 @@ def test_names_categories_and_messages_are_escaped():
     assert page.one(class_="warn").text == f"x={XSS}"
 
 
-@pytest.mark.parametrize("name, choices", [
-    ("island", [("Biscoe", False), ("Dream", True), ("Torgersen", False)]),  # required: no (missing)
-    ("origin", [("", False), ("1", False), ("2", True), ("3", False)]),  # coded categories, nullable
-    ("member", [("true", False), ("false", True)]),  # boolean, required
-    ("promo", [("", False), ("true", False), ("false", False)]),  # boolean, nullable, no example
-])
+@pytest.mark.parametrize(
+    "name, choices",
+    [
+        ("island", [("Biscoe", False), ("Dream", True), ("Torgersen", False)]),  # required: no (missing)
+        ("origin", [("", False), ("1", False), ("2", True), ("3", False)]),  # coded categories, nullable
+        ("member", [("true", False), ("false", True)]),  # boolean, required
+        ("promo", [("", False), ("true", False), ("false", False)]),  # boolean, nullable, no example
+    ],
+)
 def test_categories_and_booleans_are_selects(form, name, choices):
     select = form.one("select", id=name)
     assert select.attrs["name"] == name and "required" not in select.attrs
@@ -151,12 +168,15 @@ def test_categories_and_booleans_are_selects(form, name, choices):
     assert form.one("label", **{"for": name}).text == name
 
 
-@pytest.mark.parametrize("name, type_, step, value, required", [
-    ("day", "date", None, "2024-01-31", True),
-    ("seen_at", "datetime-local", "1", "2024-01-31T10:30:00", False),
-    ("mass", "number", "any", "3750", True),
-    ("ratio", "number", "any", "", False),
-])
+@pytest.mark.parametrize(
+    "name, type_, step, value, required",
+    [
+        ("day", "date", None, "2024-01-31", True),
+        ("seen_at", "datetime-local", "1", "2024-01-31T10:30:00", False),
+        ("mass", "number", "any", "3750", True),
+        ("ratio", "number", "any", "", False),
+    ],
+)
 def test_dates_and_numbers_are_typed_inputs(form, name, type_, step, value, required):
     control = form.one("input", id=name)
     assert control.attrs["name"] == name and control.attrs["type"] == type_ and control.attrs["value"] == value
@@ -175,8 +195,16 @@ def test_every_feature_has_a_label_a_control_and_a_hint_in_schema_order(form):
 
 
 def test_submitted_values_are_kept_and_errors_listed():
-    submitted = {"island": "Torgersen", "origin": "3", "member": "true", "promo": "", "day": "31.01.2024",
-                 "seen_at": "", "mass": "heavy", "ratio": "0.5"}
+    submitted = {
+        "island": "Torgersen",
+        "origin": "3",
+        "member": "true",
+        "promo": "",
+        "day": "31.01.2024",
+        "seen_at": "",
+        "mass": "heavy",
+        "ratio": "0.5",
+    }
     errors = ["mass: Input should be a valid number", "day: '31.01.2024' is not a date"]
     page = parse(pages.form_page(card_of(*FEATURES), submitted, errors))
     alert = page.one(role="alert")
@@ -186,7 +214,10 @@ def test_submitted_values_are_kept_and_errors_listed():
     assert [v for v, _, s in options(page.one("select", id="origin")) if s] == ["3"]
     assert [v for v, _, s in options(page.one("select", id="member")) if s] == ["true"]
     assert [v for v, _, s in options(page.one("select", id="promo")) if s] == []  # (missing), the first option
-    assert page.one("input", id="mass").attrs["value"] == "heavy" and page.one("input", id="day").attrs["value"] == "31.01.2024"
+    assert (
+        page.one("input", id="mass").attrs["value"] == "heavy"
+        and page.one("input", id="day").attrs["value"] == "31.01.2024"
+    )
 
 
 def test_result_bars_are_sorted_by_probability():
@@ -208,7 +239,9 @@ def test_result_of_a_regression_and_of_a_boolean_label():
     regression = parse(pages.result_page(card_of(*FEATURES, target="price", task="regression"), item))
     assert regression.one(id="prediction").text == "12.5" and regression.one(id="probabilities").all() == []
     assert regression.one(class_="warn").text == warning
-    boolean = parse(pages.result_page(card_of(*FEATURES), {"prediction": True, "probabilities": {"false": 0.4, "true": 0.6}}))
+    boolean = parse(
+        pages.result_page(card_of(*FEATURES), {"prediction": True, "probabilities": {"false": 0.4, "true": 0.6}})
+    )
     assert boolean.one(id="prediction").text == "true"
     assert [b.attrs["data-label"] for b in boolean.all(class_="bar")] == ["true", "false"]
 

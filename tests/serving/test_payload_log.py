@@ -19,8 +19,19 @@ from tabserve.serving.payload_log import PayloadLog, PayloadLogError, redaction_
 FEATURES = ["island", "bill_length_mm", "sex", "year"]
 RECORD = {"island": "Biscoe", "bill_length_mm": 48.6, "sex": "male", "year": 2009}
 ANSWER = {"prediction": "Gentoo", "probabilities": {"Adelie": 0.0, "Chinstrap": 0.0, "Gentoo": 1.0}, "warnings": []}
-FIELDS = ["timestamp", "request_id", "trace_id", "model", "route", "latency_ms", "inputs", "prediction", "probabilities",
-          "warnings", "redacted"]
+FIELDS = [
+    "timestamp",
+    "request_id",
+    "trace_id",
+    "model",
+    "route",
+    "latency_ms",
+    "inputs",
+    "prediction",
+    "probabilities",
+    "warnings",
+    "redacted",
+]
 
 
 def new_log(directory, **options) -> PayloadLog:
@@ -30,7 +41,9 @@ def new_log(directory, **options) -> PayloadLog:
 
 def lines(log: PayloadLog) -> list[dict]:
     assert log.flush(30)
-    files = sorted((log.directory / log.name / "data").glob("data.*.log")) if (log.directory / log.name).exists() else []
+    files = (
+        sorted((log.directory / log.name / "data").glob("data.*.log")) if (log.directory / log.name).exists() else []
+    )
     return [json.loads(line) for f in files for line in f.read_text().splitlines()]
 
 
@@ -70,7 +83,7 @@ def test_sampling_keeps_none_all_or_about_the_share(tmp_path):
     assert lines(none) == []
     every = new_log(tmp_path / "all", sample=1.0)
     for i in range(0, 400, 100):
-        every.observe(records[i:i + 100], answers[i:i + 100])
+        every.observe(records[i : i + 100], answers[i : i + 100])
     assert len(lines(every)) == 400
     half = new_log(tmp_path / "half", sample=0.5, rng=random.Random(7))
     for record, answer in zip(records, answers):
@@ -86,23 +99,33 @@ def test_sampling_keeps_none_all_or_about_the_share(tmp_path):
 
 def test_redacted_features_are_keyed_hashes_the_same_per_value(tmp_path):
     log = new_log(tmp_path, redact=["sex", "bill_length_mm"], salt="deployment-secret")
-    log.observe([RECORD, {**RECORD, "island": "Dream"}, {**RECORD, "sex": "female", "bill_length_mm": None}], [ANSWER] * 3)
+    log.observe(
+        [RECORD, {**RECORD, "island": "Dream"}, {**RECORD, "sex": "female", "bill_length_mm": None}], [ANSWER] * 3
+    )
     first, second, third = lines(log)
     for line in (first, second, third):
         assert line["redacted"] == ["sex", "bill_length_mm"]
-        assert line["inputs"]["sex"].startswith("hmac-sha256:") and len(line["inputs"]["sex"]) == len("hmac-sha256:") + 16
+        assert (
+            line["inputs"]["sex"].startswith("hmac-sha256:") and len(line["inputs"]["sex"]) == len("hmac-sha256:") + 16
+        )
         assert "male" not in json.dumps(line["inputs"]) and "48.6" not in json.dumps(line["inputs"])
     assert first["inputs"]["island"] == "Biscoe" and second["inputs"]["island"] == "Dream"  # others as they are
     assert first["inputs"]["sex"] == second["inputs"]["sex"] != third["inputs"]["sex"]  # one value, one hash
     assert third["inputs"]["bill_length_mm"].startswith("hmac-sha256:")  # a missing value too
-    assert first["inputs"]["sex"] == redaction_hash("male", "deployment-secret") != redaction_hash("male", "another-secret")
+    assert (
+        first["inputs"]["sex"]
+        == redaction_hash("male", "deployment-secret")
+        != redaction_hash("male", "another-secret")
+    )
 
 
 def test_settings_it_cannot_use_are_one_line(tmp_path, monkeypatch):
     with pytest.raises(PayloadLogError) as unknown:
         new_log(tmp_path, redact=["sex", "colour"], salt="s")
-    assert str(unknown.value) == ("PAYLOAD_LOG_REDACT names 'colour', not a feature of model penguins:v1; "
-                                  "its features: island, bill_length_mm, sex, year")
+    assert str(unknown.value) == (
+        "PAYLOAD_LOG_REDACT names 'colour', not a feature of model penguins:v1; "
+        "its features: island, bill_length_mm, sex, year"
+    )
     with pytest.raises(PayloadLogError, match="needs PAYLOAD_LOG_SALT"):
         new_log(tmp_path, redact=["sex"])
 
@@ -151,7 +174,9 @@ def test_a_directory_that_cannot_be_made_never_fails_a_prediction(tmp_path, capl
     log = new_log(blocker / "payload")  # its parent is a regular file: even root cannot create it
     counted, said = failing_writes(log, caplog, capfd)
     assert counted == 6
-    assert len(said) == 1 and said[0].startswith(f"payload log: cannot write to {log.directory}: ") and "\n" not in said[0], said
+    assert (
+        len(said) == 1 and said[0].startswith(f"payload log: cannot write to {log.directory}: ") and "\n" not in said[0]
+    ), said
     assert "tabserve_payload_log_errors_total" in said[0]
 
 
@@ -167,7 +192,9 @@ def test_a_full_disk_never_fails_a_prediction_and_writing_resumes(tmp_path, capl
     with caplog.at_level(logging.INFO, logger="tabserve"):
         log.observe([RECORD], [ANSWER])
         assert log.flush(30)
-    assert [r.getMessage() for r in caplog.records if r.name == "tabserve"][-1] == f"payload log: writing to {log.directory} again"
+    assert [r.getMessage() for r in caplog.records if r.name == "tabserve"][
+        -1
+    ] == f"payload log: writing to {log.directory} again"
     assert [line["inputs"] for line in lines(log)] == [RECORD]
 
 
@@ -182,11 +209,14 @@ def test_a_backlog_beyond_the_queue_is_dropped_and_counted(tmp_path):
 
 def test_the_bentoml_internals_it_adjusts_are_still_there():
     """payload_log.PayloadMonitor overrides these; on a new BentoML, read them again."""
-    from bentoml._internal.monitoring import base
-    from bentoml.monitoring import DefaultMonitor
     import inspect
 
+    from bentoml._internal.monitoring import base
+    from bentoml.monitoring import DefaultMonitor
+
     assert "dictConfig" in inspect.getsource(DefaultMonitor._init_logger)  # why: it closes every handler of the process
-    assert "str(trace_context.request_id)" in inspect.getsource(DefaultMonitor.export_data)  # why: decimal, not the header's hex
+    assert "str(trace_context.request_id)" in inspect.getsource(
+        DefaultMonitor.export_data
+    )  # why: decimal, not the header's hex
     assert isinstance(base.MON_DATAS_VAR.get(), type(None)) and base.MON_COLUMN_VAR.get() is None
     assert Path(inspect.getsourcefile(DefaultMonitor)).name == "default.py"

@@ -2,10 +2,10 @@
 
 import asyncio
 import csv
+import importlib
 import io
 import json
 from types import SimpleNamespace
-import importlib
 
 import pytest
 from starlette.responses import JSONResponse
@@ -35,7 +35,15 @@ def test_model_service_batches_records_in_order(service_module):
 def test_types_come_from_the_stored_schema(service_module):
     assert service_module.CARD.tag.startswith("penguins:")
     fields = service_module.Record.model_fields
-    assert list(fields) == ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
+    assert list(fields) == [
+        "island",
+        "bill_length_mm",
+        "bill_depth_mm",
+        "flipper_length_mm",
+        "body_mass_g",
+        "sex",
+        "year",
+    ]
     assert fields["year"].is_required() and not fields["sex"].is_required()
 
 
@@ -58,9 +66,15 @@ def test_predict_shapes_the_answer_and_caches_it(service_module, entry):
 def test_predict_batch_in_input_order(service_module, entry):
     example = service_module.CARD.schema.example()
     request = service_module.BatchRequest.model_validate({"records": [example, PENGUIN, example]})
-    answer = asyncio.run(entry.predict_batch(request.records))  # JSON written straight from the answers (api_types.batch_answer)
+    answer = asyncio.run(
+        entry.predict_batch(request.records)
+    )  # JSON written straight from the answers (api_types.batch_answer)
     body = service_module.BatchResponse.model_validate_json(answer.body)  # ... in the documented shape
-    assert [p.prediction for p in body.predictions] == ["Adelie", "Gentoo", "Adelie"] and body.model == service_module.CARD.tag
+    assert [p.prediction for p in body.predictions] == [
+        "Adelie",
+        "Gentoo",
+        "Adelie",
+    ] and body.model == service_module.CARD.tag
 
 
 def test_predict_csv_reports_bad_rows_by_number(service_module, entry, tmp_path):
@@ -78,8 +92,16 @@ def test_predict_csv_reports_bad_rows_by_number(service_module, entry, tmp_path)
     for ctx in (request_context(query={"on_error": "skip"}), request_context(headers={"x-on-error": "skip"})):
         table = asyncio.run(entry.predict_csv(path, ctx=ctx))
         rows = list(csv.DictReader(io.StringIO(table)))
-        assert [r["prediction"] for r in rows] == [rows[0]["prediction"], "", ""] and rows[0]["prediction"] in ("Adelie", "Chinstrap", "Gentoo")
-        assert rows[0]["error"] == "" and rows[1]["error"].startswith("island: Input should be") and rows[2]["error"].startswith("bill_length_mm:")
+        assert [r["prediction"] for r in rows] == [rows[0]["prediction"], "", ""] and rows[0]["prediction"] in (
+            "Adelie",
+            "Chinstrap",
+            "Gentoo",
+        )
+        assert (
+            rows[0]["error"] == ""
+            and rows[1]["error"].startswith("island: Input should be")
+            and rows[2]["error"].startswith("bill_length_mm:")
+        )
         assert ctx.response.headers["X-Failed-Rows"] == "2"
     wrong = asyncio.run(entry.predict_csv(path, ctx=request_context(query={"on_error": "ignore"})))
     assert wrong.status_code == 400 and "on_error must be 'fail' or 'skip'" in json.loads(wrong.body)["error"]

@@ -29,9 +29,16 @@ def with_feature(card: ModelCard, name: str, **changes) -> ModelCard:
 
 def test_what_can_answer_behind_the_api_types(card):
     assert card.incompatibility(card) is None
-    assert card.incompatibility(with_feature(card, "island", categories=["Biscoe", "Dream", "Torgersen", "Anvers"])) is None  # gained one
-    assert "lost categories the API accepts: Torgersen" in card.incompatibility(with_feature(card, "island", categories=["Biscoe", "Dream"]))
-    assert "changed from number to category" in card.incompatibility(with_feature(card, "year", kind="categorical", categories=[2007, 2008, 2009]))
+    assert (
+        card.incompatibility(with_feature(card, "island", categories=["Biscoe", "Dream", "Torgersen", "Anvers"]))
+        is None
+    )  # gained one
+    assert "lost categories the API accepts: Torgersen" in card.incompatibility(
+        with_feature(card, "island", categories=["Biscoe", "Dream"])
+    )
+    assert "changed from number to category" in card.incompatibility(
+        with_feature(card, "year", kind="categorical", categories=[2007, 2008, 2009])
+    )
     fewer = dataclasses.replace(card, schema=dataclasses.replace(card.schema, features=card.schema.features[:-1]))
     assert card.incompatibility(fewer) == "the feature columns changed (removed year)"
     assert "the classes changed" in card.incompatibility(dataclasses.replace(card, classes=["Adelie", "Gentoo"]))
@@ -42,7 +49,9 @@ def test_versions_are_found_by_tag_or_version_and_unknown_ones_listed(card, tmp_
     other = with_feature(card, "island", categories=["Biscoe"])
     held = ModelVersions(card, extras=[other], path=tmp_path / "roles.json")
     assert held.find(card.tag) is card and held.find(card.tag.split(":")[1]) is card
-    with pytest.raises(UnknownVersion, match=f"unknown model version 'v9'; this server holds: {card.tag}, penguins:other"):
+    with pytest.raises(
+        UnknownVersion, match=f"unknown model version 'v9'; this server holds: {card.tag}, penguins:other"
+    ):
         held.find("v9")
     with pytest.raises(IncompatibleVersion, match="lost categories"):
         held.answering("penguins:other")
@@ -54,11 +63,15 @@ def test_the_canary_sends_the_same_record_the_same_way_and_about_its_share(card,
     held = ModelVersions(card, challenger, canary_percent=30, path=tmp_path / "roles.json")
     records = [{**PENGUIN, "body_mass_g": 3000 + i} for i in range(2000)]
     chosen = [held.for_record(r).tag for r in records]
-    assert chosen == [held.for_record(dict(reversed(list(r.items())))).tag for r in records]  # key order does not matter
+    assert chosen == [
+        held.for_record(dict(reversed(list(r.items())))).tag for r in records
+    ]  # key order does not matter
     share = chosen.count("penguins:challenger") / len(records)
     assert 0.25 < share < 0.35
     assert all(0 <= canary_share(r) < 100 for r in records[:50])
-    assert {ModelVersions(card, challenger, path=tmp_path / "r2.json").for_record(r).tag for r in records} == {card.tag}  # 0 %
+    assert {ModelVersions(card, challenger, path=tmp_path / "r2.json").for_record(r).tag for r in records} == {
+        card.tag
+    }  # 0 %
 
 
 def test_a_promotion_reaches_every_worker_through_the_roles_file(card, tmp_path, monkeypatch):

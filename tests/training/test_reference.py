@@ -10,7 +10,7 @@ import pytest
 from tabserve.core import profile, store
 from tabserve.core.card import ModelCard
 from tabserve.core.data import PENGUINS_CSV
-from tabserve.core.profile import PREDICTION, Thresholds
+from tabserve.core.profile import Thresholds
 from tabserve.training import trainer as training
 from tests.conftest import DATA
 
@@ -39,7 +39,9 @@ def test_dates_and_regression_predictions(tmp_path):
     assert set(reference.not_profiled) == {"datum"} and "dates move by nature" in reference.not_profiled["datum"]
     assert "datum" not in reference.features and {"region", "preis", "menge"} <= set(reference.features)
     prediction = reference.prediction
-    assert prediction.binning.kind == "numeric" and not prediction.binning.missing and len(prediction.binning.edges) <= 9
+    assert (
+        prediction.binning.kind == "numeric" and not prediction.binning.missing and len(prediction.binning.edges) <= 9
+    )
     assert reference.prediction_rows == result.test_rows and sum(prediction.shares) == pytest.approx(1, abs=1e-5)
 
 

@@ -8,13 +8,11 @@ import bentoml
 import pandas as pd
 import pytest
 
+from tabserve.core import data, store
 from tabserve.core.card import ModelCard
-from tabserve.core.inference import read_csv
-from tabserve.core import data
-from tabserve.core import store
-from tabserve.training import trainer as training
 from tabserve.core.errors import DataError
-from tabserve.core.inference import Overrides
+from tabserve.core.inference import Overrides, read_csv
+from tabserve.training import trainer as training
 from tests.conftest import DATA, ROOT
 
 
@@ -62,7 +60,9 @@ def test_task_can_be_forced(regression_csv):
 
 def _run_train(*args):
     env = {**os.environ}
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def _store_tags():
@@ -78,9 +78,21 @@ def _store_tags():
         (["--data", "{d}/one.csv", "--target", "y"], {"one.csv": b"x,y\n" + b"1,a\n" * 20}, "only one class"),
         (["--data", "{d}/empty.csv", "--target", "y"], {"empty.csv": b""}, "is empty"),
         (["--data", "{d}/header.csv", "--target", "y"], {"header.csv": b"x,y\n"}, "no data rows"),
-        (["--data", "{d}/null.csv", "--target", "y"], {"null.csv": b"x,y\n1,\n2,NA\n"}, "target column 'y' has no values"),
-        (["--data", "{d}/t.csv", "--target", "y", "--date", "x"], {"t.csv": b"x,y\n1,a\n"}, "--date x: '1' is not a date"),
-        (["--data", "{d}/t.csv", "--target", "y", "--numeric", "z"], {"t.csv": b"x,y\n1,a\n"}, "--numeric names unknown column 'z'"),
+        (
+            ["--data", "{d}/null.csv", "--target", "y"],
+            {"null.csv": b"x,y\n1,\n2,NA\n"},
+            "target column 'y' has no values",
+        ),
+        (
+            ["--data", "{d}/t.csv", "--target", "y", "--date", "x"],
+            {"t.csv": b"x,y\n1,a\n"},
+            "--date x: '1' is not a date",
+        ),
+        (
+            ["--data", "{d}/t.csv", "--target", "y", "--numeric", "z"],
+            {"t.csv": b"x,y\n1,a\n"},
+            "--numeric names unknown column 'z'",
+        ),
         (["--data", "{d}/t.csv", "--target", "y", "--name", "Bad Name!"], {"t.csv": b"x,y\n1,a\n"}, "model name"),
     ],
 )
@@ -125,7 +137,20 @@ def test_cli_summary_names_types_reasons_and_unlabelled_rows(tmp_path):
 
 
 def test_cli_reads_a_european_file_and_takes_overrides():
-    result = _run_train("--data", str(DATA / "european.csv"), "--target", "umsatz", "--name", "eu-test", "--sep", ";", "--decimal", ",", "--categorical", "menge")
+    result = _run_train(
+        "--data",
+        str(DATA / "european.csv"),
+        "--target",
+        "umsatz",
+        "--name",
+        "eu-test",
+        "--sep",
+        ";",
+        "--decimal",
+        ",",
+        "--categorical",
+        "menge",
+    )
     assert result.returncode == 0, result.stderr
     assert "separator ';' and decimal mark ','" in result.stdout and "categorical (--categorical)" in result.stdout
     schema = bentoml.models.get("eu-test:latest").info.metadata["feature_schema"]

@@ -45,7 +45,7 @@ class PipelineAPI(ls.LitAPI):
         answers = self.fitted.answers(self.fitted.frame_of_records(records))
         out, start = [], 0
         for recs, bulk in requests:
-            part = answers[start:start + len(recs)]
+            part = answers[start : start + len(recs)]
             start += len(recs)
             out.append({"predictions": part} if bulk else part[0])
         return out if batched else out[0]
@@ -63,15 +63,22 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1, help="inference workers (workers_per_device on the CPU)")
-    parser.add_argument("--api-servers", type=int, default=2, help="HTTP server processes (LitServe's default: one per worker)")
+    parser.add_argument(
+        "--api-servers", type=int, default=2, help="HTTP server processes (LitServe's default: one per worker)"
+    )
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--batch-timeout", type=float, default=0.01, help="seconds")
     parser.add_argument("--fast-queue", type=int, default=1, choices=(0, 1), help="ZeroMQ between the processes")
     args = parser.parse_args()
     api = PipelineAPI(args.pipeline, max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout)
     server = ls.LitServer(api, accelerator="cpu", workers_per_device=args.workers, fast_queue=bool(args.fast_queue))
-    server.run(host=args.host, port=args.port, num_api_servers=args.api_servers, log_level="warning",
-               generate_client_file=False)
+    server.run(
+        host=args.host,
+        port=args.port,
+        num_api_servers=args.api_servers,
+        log_level="warning",
+        generate_client_file=False,
+    )
 
 
 if __name__ == "__main__":

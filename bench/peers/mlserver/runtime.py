@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from common import FittedPipeline  # bench/peers/common.py (PYTHONPATH)
 from mlserver import MLModel
 from mlserver.codecs import PandasCodec
 from mlserver.types import InferenceRequest, InferenceResponse
 from mlserver.utils import get_model_uri
-
-from common import FittedPipeline  # bench/peers/common.py (PYTHONPATH)
 
 
 class PipelineRuntime(MLModel):
