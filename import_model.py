@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tabserve.core import pipeline
 from tabserve.core.cli import OneLineParser, add_csv_options, column_list, print_columns, save_model_version
-from tabserve.core.inference import Overrides
+from tabserve.core.columns import Overrides
 
 
 def parse_args(argv: list[str] | None):

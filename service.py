@@ -3,7 +3,7 @@ a model service (batched inference), both in one Bento.
 
     bentoml serve                      # serves service:PredictionService, as bentofile.yaml says
     MODEL_TAG=my_model bentoml serve   # another model from the store
-    CHALLENGER_TAG=penguins:v2 bentoml serve   # and a challenger scored in its shadow (tabserve/serving/versions.py)
+    CHALLENGER_TAG=penguins:v2 bentoml serve   # and a challenger scored in its shadow (tabserve/serving/rollout/versions.py)
     SERVICE_LAYOUT=monolith bentoml serve      # the model in each entry worker: no model service, no hop
     bentoml serve service:ModelService --port 3001   # the model service alone; the entry finds it at MODEL_SERVICE_URL
 
@@ -32,14 +32,18 @@ from tabserve import bentoml_fixes
 from tabserve.core import config, store
 from tabserve.core.card import ModelCard
 from tabserve.core.errors import InvalidInput, ModelUnavailable, TabserveError
-from tabserve.serving import csv_scoring, drift, entities, gate, metrics, oip, payload_log, v1_app
-from tabserve.serving.api_types import ApiTypes, batch_answer, error_response, record_values, shape
-from tabserve.serving.batching import InFlightBatcher
-from tabserve.serving.cache import PredictionCache, open_cache
-from tabserve.serving.model_link import ModelLink
-from tabserve.serving.pipelines import InProcessModel, Pipelines
-from tabserve.serving.shadow import ShadowScorer
-from tabserve.serving.versions import ModelVersions, is_watchable
+from tabserve.serving.api import csv_upload as csv_scoring
+from tabserve.serving.api import entities, oip
+from tabserve.serving.api import v1 as v1_app
+from tabserve.serving.api.contract import ApiTypes, batch_answer, error_response, record_values, shape
+from tabserve.serving.edge import gate
+from tabserve.serving.inference.batching import InFlightBatcher
+from tabserve.serving.inference.cache import PredictionCache, open_cache
+from tabserve.serving.inference.link import ModelLink
+from tabserve.serving.inference.pipelines import InProcessModel, Pipelines
+from tabserve.serving.observe import drift, metrics, payload_log
+from tabserve.serving.rollout.shadow import ShadowScorer
+from tabserve.serving.rollout.versions import ModelVersions, is_watchable
 
 logger = logging.getLogger("tabserve")
 bentoml_fixes.apply()  # what this project changes in BentoML's internals, each with a version guard
@@ -77,7 +81,7 @@ PRELOAD = [
 
 
 class ModelService:
-    """Runs the pipelines (tabserve/serving/pipelines.py). Concurrent single-record calls are merged into
+    """Runs the pipelines (tabserve/serving/inference/pipelines.py). Concurrent single-record calls are merged into
     one pipeline call. Served beside the entry service (SERVICE_LAYOUT=services, the default), or on its
     own: `bentoml serve service:ModelService`, reached through MODEL_SERVICE_URL."""
 
@@ -135,7 +139,7 @@ ModelService = bentoml.service(
 )
 @bentoml.service(
     workers=config.API_WORKERS,
-    # The gate (tabserve/serving/gate.py) answers 504 at REQUEST_TIMEOUT_S; BentoML's own timeout is a backstop.
+    # The gate (tabserve/serving/edge/gate.py) answers 504 at REQUEST_TIMEOUT_S; BentoML's own timeout is a backstop.
     traffic={"timeout": config.REQUEST_TIMEOUT_S + 5},
     # /readyz asks __is_ready__ below instead: BentoML's own probe of the model service can hang
     # when the model worker is gone but its socket still listens.
@@ -156,7 +160,7 @@ class PredictionService:
         model_service = bentoml.depends(ModelService, url=config.MODEL_SERVICE_URL or None)
 
     def __init__(self) -> None:
-        if config.MONOLITH:  # the pipelines in this worker, on a thread (tabserve/serving/pipelines.py)
+        if config.MONOLITH:  # the pipelines in this worker, on a thread (tabserve/serving/inference/pipelines.py)
             self.model_link = InProcessModel(Pipelines(PRELOAD))
         else:
             self.model_link = ModelLink(lambda: self.model_service, timeout_s=config.MODEL_TIMEOUT_S)
@@ -170,18 +174,18 @@ class PredictionService:
             watch_s=config.MODEL_WATCH_S,
             canary_percent=config.CANARY_PERCENT,
         )
-        # In-process LRU, or Redis shared by every worker and replica when REDIS_URL is set (tabserve/serving/cache.py).
+        # In-process LRU, or Redis shared by every worker and replica when REDIS_URL is set (tabserve/serving/inference/cache.py).
         self.cache = open_cache(
             config.PREDICTION_CACHE_SIZE, config.REDIS_URL, config.CACHE_TTL_S, config.REDIS_TIMEOUT_MS
         )
-        # Concurrent /predict records go to the model together (tabserve/serving/batching.py): across the hop in
+        # Concurrent /predict records go to the model together (tabserve/serving/inference/batching.py): across the hop in
         # two calls at a time, or in a monolith one pipeline call at a time while the next batch gathers.
         self.batcher = InFlightBatcher(
             lambda items: self.model_link.call("predict", items),
             config.MAX_BATCH_SIZE,
             max_in_flight=1 if config.MONOLITH else 2,
         )
-        # The challenger's shadow predictions, off the answer's path (tabserve/serving/shadow.py).
+        # The challenger's shadow predictions, off the answer's path (tabserve/serving/rollout/shadow.py).
         self.shadow = ShadowScorer(
             self._score_shadow, config.MAX_BATCH_SIZE, self.versions.path.parent, redact=payload_log.redacted
         )
@@ -198,8 +202,8 @@ class PredictionService:
 
     @bentoml.on_startup
     async def start_background_tasks(self) -> None:
-        """Sample the drift counters of every worker and refresh the PSI gauges (tabserve/serving/drift.py);
-        follow the champion's changes (tabserve/serving/versions.py)."""
+        """Sample the drift counters of every worker and refresh the PSI gauges (tabserve/serving/observe/drift.py);
+        follow the champion's changes (tabserve/serving/rollout/versions.py)."""
         drift.monitor(CARD).start()
         self.versions.on_swap.append(lambda card: drift.monitor(card).start())
         self._follower = asyncio.get_running_loop().create_task(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tabserve.core import data, pipeline
 from tabserve.core.cli import add_csv_options, print_columns, save_model_version
-from tabserve.core.inference import Overrides
+from tabserve.core.columns import Overrides
 from tabserve.training import trainer as training
 
 

@@ -20,7 +20,7 @@ from pydantic import ConfigDict, create_model
 
 from tabserve.core import pipeline, store
 from tabserve.core.card import ModelCard
-from tabserve.serving import api_types as contract
+from tabserve.serving.api import contract as contract
 
 MODEL_TAG = os.environ.get("MODEL_TAG", "").strip() or "penguins:latest"
 # "inline": the sync pipeline call runs on the event loop (one request at a time per worker, no thread hop);

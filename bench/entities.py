@@ -2,7 +2,7 @@
 
 The server needs the table first, e.g. (SQLite beside the server, or PostgreSQL with FEATURE_DB_URL):
 
-    python -m tabserve.features load data/penguins.csv --id-column penguin_id --number-rows --db sqlite:///features.db
+    python -m tabserve.serving.api.feature_table load data/penguins.csv --id-column penguin_id --number-rows --db sqlite:///features.db
     FEATURE_DB_URL=sqlite:///features.db bentoml serve --port 3100
     locust -f bench/entities.py --headless -u 32 -r 32 -t 15s --host http://127.0.0.1:3100 ById
 

@@ -1417,7 +1417,7 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     sys.executable,
                     "-m",
-                    "tabserve.features",
+                    "tabserve.serving.api.feature_table",
                     "load",
                     str(args.project / "data" / "penguins.csv"),
                     "--id-column",

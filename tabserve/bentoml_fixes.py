@@ -34,12 +34,12 @@ The touchpoints; each has a test in tests/test_bentoml_fixes.py that fails when 
    `bentoml.access` (bentoml._internal.server.http.access.AccessLogMiddleware, format
    "%s (%s) (%s) %.3fms"); a filter on that logger appends the consumer the gate put in a context
    variable. One line per request, as before, rather than a second line of our own per request.
-6. The payload log's monitor (`PayloadMonitor` in tabserve/serving/payload_log.py, a `bentoml.monitor`
+6. The payload log's monitor (`PayloadMonitor` in tabserve/serving/observe/payload_log.py, a `bentoml.monitor`
    class): it overrides DefaultMonitor's private `_init_logger` (BentoML's closes every logging handler of
    the process and prints a traceback per failed write) and fills the record being built through the
    context variables of bentoml._internal.monitoring.base (`monitor_record_vars`); each line carries the
    request id BentoML's `X-BentoML-Request-ID` header shows, from bentoml._internal.context (`request_ids`).
-   Tested in tests/serving/test_payload_log.py.
+   Tested in tests/serving/observe/test_payload_log.py.
 7. `template_endpoint_labels`: BentoML's HTTP metrics (bentoml._internal.server.http.instruments,
    RunnerTrafficMetricsMiddleware, which 1.4 services use) label every request with its raw path, so each entity id
    (/v1/entities/42/predict), feature name or random 404 path became series of its own on /metrics, without

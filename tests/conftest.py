@@ -245,8 +245,8 @@ class Server:
 @pytest.fixture(scope="session")
 def feature_db(tmp_path_factory) -> str:
     """A feature table of the penguins data (ids 1-344), loaded as the README loads it, for predict by id."""
-    from tabserve import features
     from tabserve.core.data import PENGUINS_CSV
+    from tabserve.serving.api import feature_table as features
 
     url = f"sqlite:///{tmp_path_factory.mktemp('feature-db') / 'features.db'}"
     features.load(PENGUINS_CSV, "penguin_id", "features", url, number_rows=True)

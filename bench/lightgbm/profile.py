@@ -29,7 +29,7 @@ GROUPS = {
     "booster.predict (lightgbm)": ("lightgbm/basic.py",),
     "records -> the booster's matrix (LightGBMRuntime.matrix)": ("LightGBMRuntime.matrix",),
     "the model runtime (tabserve/models: matrix, predict, answers)": ("tabserve/models/",),
-    "drift counting (tabserve/serving/drift.py)": ("tabserve/serving/drift.py",),
+    "drift counting (tabserve/serving/observe/drift.py)": ("tabserve/serving/observe/drift.py",),
     "pydantic validation": ("model_validate", "validate_python", "validate_json"),
     "the hand-off to the pipeline thread (ThreadPoolExecutor.submit)": ("ThreadPoolExecutor.submit",),
     "Prometheus client": ("prometheus_client/",),

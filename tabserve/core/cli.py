@@ -35,7 +35,7 @@ def interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C, so a staged model version is cleaned up
 
 
-COLUMN_OPTIONS = [  # train.py's and import_model.py's column overrides (tabserve/core/inference.py Overrides)
+COLUMN_OPTIONS = [  # train.py's and import_model.py's column overrides (tabserve/core/columns.py Overrides)
     ("drop", "columns to ignore (passed through when scoring a file)"),
     ("id", "identifier columns: not features, passed through when scoring a file"),
     ("keep", "columns inferred as identifiers to use as features after all"),

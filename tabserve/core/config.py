@@ -95,7 +95,7 @@ if CANARY_PERCENT > 100 or (CANARY_PERCENT and not CHALLENGER_TAG):
 
 # MODEL_WATCH_S=N (0: off): every N seconds the server looks at the store, and when the tag MODEL_TAG names
 # (name or name:latest) points at a version it has not seen, it loads, verifies, warms and swaps it in as the
-# champion (tabserve/serving/versions.py); a version whose feature schema differs is refused and logged.
+# champion (tabserve/serving/rollout/versions.py); a version whose feature schema differs is refused and logged.
 # ADMIN_KEY (separate from API_KEY) enables POST /v1/admin/promote; the route does not exist without it.
 MODEL_WATCH_S: int = _int("MODEL_WATCH_S", 0)
 ADMIN_KEY: str = os.environ.get("ADMIN_KEY", "").strip()
@@ -151,7 +151,7 @@ MAX_BODY_BYTES: int = _int("MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1024)
 API_KEY: str = os.environ.get("API_KEY", "")
 # A key per consumer (team): a YAML (or .toml) file mapping each consumer to the SHA-256 of its key,
 # with optional limits (rps, burst, records_per_minute) and allowed route prefixes; written by
-# `python -m tabserve.keys add TEAM`, re-read when it changes (tabserve/serving/consumers.py). With
+# `python -m tabserve.serving.edge.keys add TEAM`, re-read when it changes (tabserve/serving/edge/consumers.py). With
 # API_KEY set too, that key is one more consumer, "default". Quotas are per entry worker.
 API_KEYS_FILE: str = os.environ.get("API_KEYS_FILE", "").strip()
 
@@ -165,7 +165,7 @@ PREDICTION_CACHE_SIZE: int = _int("PREDICTION_CACHE_SIZE", 10_000)
 # The prediction cache shared by every worker and replica: a Redis URL ("redis://host:6379/0"); empty
 # keeps the in-process LRU above. Keys carry the model tag; entries expire after CACHE_TTL_S. A Redis
 # call slower than REDIS_TIMEOUT_MS counts as a failure: the prediction goes on uncached, the failure is
-# counted on /metrics, and Redis is tried again after a pause (tabserve/serving/cache.py).
+# counted on /metrics, and Redis is tried again after a pause (tabserve/serving/inference/cache.py).
 REDIS_URL: str = os.environ.get("REDIS_URL", "").strip()
 if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise SystemExit(
@@ -176,7 +176,7 @@ REDIS_TIMEOUT_MS: int = _int("REDIS_TIMEOUT_MS", 100, minimum=1)
 
 # Features looked up by entity id (GET /v1/entities/{id}/predict): the database as a SQLAlchemy URL
 # (SQLite needs no server; "postgresql+psycopg://user@host/db" for PostgreSQL), the table, and its id
-# column (empty: the table's primary key). `python -m tabserve.features load data.csv --id-column ID`
+# column (empty: the table's primary key). `python -m tabserve.serving.api.feature_table load data.csv --id-column ID`
 # fills the table. A lookup slower than FEATURE_DB_TIMEOUT_MS answers 503; connections are pooled.
 FEATURE_DB_URL: str = os.environ.get("FEATURE_DB_URL", "").strip() or "sqlite:///features.db"
 FEATURE_TABLE: str = os.environ.get("FEATURE_TABLE", "").strip() or "features"
@@ -202,7 +202,7 @@ def serving_settings() -> dict[str, object]:
     }
 
 
-# Drift against the training data (GET /v1/drift, tabserve_feature_drift_psi on /metrics; tabserve/serving/drift.py).
+# Drift against the training data (GET /v1/drift, tabserve_feature_drift_psi on /metrics; tabserve/serving/observe/drift.py).
 # Every prediction counts its inputs and prediction into the bins of the reference profile train.py keeps in
 # the model card; the counters add up across workers and replicas. The live window is the last DRIFT_WINDOW_S
 # seconds (0: since the server started), sampled every DRIFT_REFRESH_S seconds, which also refreshes the PSI
@@ -219,10 +219,10 @@ DRIFT_ALERT_PSI: float = _float("DRIFT_ALERT_PSI", 0.25)
 if DRIFT_WARN_PSI > DRIFT_ALERT_PSI:
     raise SystemExit(f"error: DRIFT_WARN_PSI={DRIFT_WARN_PSI:g} must not exceed DRIFT_ALERT_PSI={DRIFT_ALERT_PSI:g}")
 
-# The payload log (tabserve/serving/payload_log.py): PAYLOAD_LOG=1 writes every predicted record (the inputs as
+# The payload log (tabserve/serving/observe/payload_log.py): PAYLOAD_LOG=1 writes every predicted record (the inputs as
 # validated, the prediction and probabilities, warnings, model tag, route, request id, latency) as one JSON line
 # through BentoML's monitoring API (bentoml.monitor) into PAYLOAD_LOG_DIR/<model name>/data/data.<worker>.log, off
-# the answer's path; `python -m tabserve.drift_report` reads it. A relative PAYLOAD_LOG_DIR is relative to the
+# the answer's path; `python -m tabserve.serving.observe.drift_report` reads it. A relative PAYLOAD_LOG_DIR is relative to the
 # directory the service runs in (the project folder under `make serve`). PAYLOAD_LOG_SAMPLE keeps each record with
 # that probability (0-1). PAYLOAD_LOG_REDACT (comma-separated feature names) writes those features' values as a
 # keyed hash, HMAC-SHA256 with the secret PAYLOAD_LOG_SALT (required with it; the same on every worker and replica),

@@ -1,6 +1,6 @@
 """The feature database (FEATURE_DB_URL): a SQLAlchemy engine with bounded waits, for both its users:
-the loader (`python -m tabserve.features load`, which fills the table) and the lookup by entity id
-(tabserve/serving/entities.py, which reads one row per request).
+the loader (`python -m tabserve.serving.api.feature_table load`, which fills the table) and the lookup by entity id
+(tabserve/serving/api/entities.py, which reads one row per request).
 
 Every wait is bounded at the driver, so a thread never hangs on a database that is down or slow:
 - PostgreSQL (psycopg): `connect_timeout` (libpq counts whole seconds, at least 2) and, for lookups,
@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-LOAD_COMMAND = "python -m tabserve.features load data.csv --id-column ID"
+LOAD_COMMAND = "python -m tabserve.serving.api.feature_table load data.csv --id-column ID"
 
 
 class FeatureDbError(Exception):

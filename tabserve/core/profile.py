@@ -2,7 +2,7 @@
 its bins (vectorised with numpy), the population stability index (PSI) and the drift statuses.
 
 Pure logic, no I/O: training builds the profile (tabserve/training/trainer.py), serving counts live
-traffic into its bins and compares (tabserve/serving/drift.py), and an offline report can do the same
+traffic into its bins and compares (tabserve/serving/observe/drift.py), and an offline report can do the same
 from any table of records.
 
 The profile ("reference"), as stored in the card (JSON, no None anywhere):

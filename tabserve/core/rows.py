@@ -1,4 +1,4 @@
-"""The rows of a scored file, shared by /predict_csv (tabserve/serving/csv_scoring.py) and batch scoring
+"""The rows of a scored file, shared by /predict_csv (tabserve/serving/api/csv_upload.py) and batch scoring
 (tabserve/scoring/): each row's text cells checked into a validated record, or one line naming its
 problems; each result as the output's `prediction` and `proba_<class>` values and cells."""
 

@@ -1,6 +1,6 @@
 """A model file from elsewhere + a sample CSV -> a checked model version in the store.
 
-The sample is typed exactly as train.py types a training file (tabserve/core/inference.py), so the API,
+The sample is typed exactly as train.py types a training file (tabserve/core/columns.py), so the API,
 /docs.json, the form, /v2 and score.py follow from it as for a trained model; what the model itself says
 (its columns, categories, input types, task and classes) wins where it says something. Nothing is saved
 unless every check passes: the model answers one prediction per sample row, no NaN, probabilities that
@@ -16,8 +16,8 @@ from typing import Any
 
 from tabserve.core import data, store
 from tabserve.core.card import ModelCard, library_versions
+from tabserve.core.columns import BOOLEAN_PAIRS, Overrides, check_name, infer_schema, infer_target
 from tabserve.core.errors import DataError
-from tabserve.core.inference import BOOLEAN_PAIRS, Overrides, check_name, infer_schema, infer_target
 from tabserve.core.profile import build_reference
 from tabserve.core.schema import CATEGORICAL, MISSING_MARKERS, NUMERIC, FeatureSchema, label_text
 from tabserve.models import formats

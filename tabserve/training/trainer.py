@@ -15,8 +15,7 @@ import pandas as pd
 
 from tabserve.core import data, pipeline, store
 from tabserve.core.card import ModelCard, library_versions
-from tabserve.core.errors import DataError
-from tabserve.core.inference import (  # noqa: F401  (infer_target, default_name: here too, as before)
+from tabserve.core.columns import (  # noqa: F401  (infer_target, default_name: here too, as before)
     MAX_CLASSES_FOR_NUMERIC_TARGET,
     MODEL_NAME_PATTERN,
     Overrides,
@@ -25,6 +24,7 @@ from tabserve.core.inference import (  # noqa: F401  (infer_target, default_name
     infer_schema,
     infer_target,
 )
+from tabserve.core.errors import DataError
 from tabserve.core.profile import Reference, build_reference
 from tabserve.core.schema import MISSING_MARKERS, FeatureSchema
 from tabserve.training import fit

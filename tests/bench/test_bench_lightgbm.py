@@ -226,7 +226,7 @@ def test_a_profile_counts_waits_apart_and_groups_the_busy_samples(scenario):
             'process 1:"worker";run (/usr/lib/python3.11/asyncio/base_events.py:1);EpollSelector.select (/usr/lib/python3.11/selectors.py:468) 20',
             'process 1:"worker";predict_records (/x/tabserve/models/lightgbm.py:104);predict (/v/lib/python3.11/site-packages/lightgbm/basic.py:5) 30',
             'process 1:"worker";predict_records (/x/tabserve/models/lightgbm.py:104);LightGBMRuntime.matrix (/x/tabserve/models/lightgbm.py:90) 10',
-            'process 2:"worker";observe (/x/tabserve/serving/drift.py:7);inc (/v/lib/python3.11/site-packages/prometheus_client/values.py:1) 20',
+            'process 2:"worker";observe (/x/tabserve/serving/observe/drift.py:7);inc (/v/lib/python3.11/site-packages/prometheus_client/values.py:1) 20',
             "not a stack line",
         ]
     )
@@ -242,6 +242,6 @@ def test_a_profile_counts_waits_apart_and_groups_the_busy_samples(scenario):
     assert within["booster.predict (lightgbm)"] == 0.5
     assert within["records -> the booster's matrix (LightGBMRuntime.matrix)"] == 0.1667
     assert within["the model runtime (tabserve/models: matrix, predict, answers)"] == 0.6667
-    assert within["drift counting (tabserve/serving/drift.py)"] == within["Prometheus client"] == 0.3333
+    assert within["drift counting (tabserve/serving/observe/drift.py)"] == within["Prometheus client"] == 0.3333
     assert summary["by_process"] == {'process 1:"worker"': 0.6667, 'process 2:"worker"': 0.3333}
     assert scenario.profile.markdown(summary, "t")[0].startswith("t: 60 busy samples")

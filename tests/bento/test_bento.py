@@ -125,10 +125,11 @@ def test_manifest_lists_model_services_and_labels(bento, penguins_model):
 def test_bento_holds_only_what_the_service_needs(bento):
     src = Path(bento.path) / "src"
     files = sorted(str(p.relative_to(src)) for p in src.rglob("*.py"))
-    assert "service.py" in files and "tabserve/core/schema.py" in files and "tabserve/serving/gate.py" in files
+    assert "service.py" in files and "tabserve/core/schema.py" in files and "tabserve/serving/edge/gate.py" in files
     assert not any(
-        f.startswith(("tests/", "bench/", "tabserve/training/", "tabserve/scoring/", "tabserve/templates/"))
-        or f in ("train.py", "score.py", "tabserve/features.py", "tabserve/drift_report.py")
+        f.startswith(("tests/", "bench/", "tabserve/training/", "tabserve/scoring/", "tabserve/serving/observe/templates/"))
+        or f
+        in ("train.py", "score.py", "tabserve/serving/api/feature_table.py", "tabserve/serving/observe/drift_report.py")
         for f in files
     )
 

@@ -3,8 +3,8 @@
 import pytest
 
 from tabserve.core import data
+from tabserve.core.columns import infer_schema, read_csv
 from tabserve.core.errors import DataError
-from tabserve.core.inference import infer_schema, read_csv
 from tabserve.core.schema import FeatureSchema
 
 HEADER = "island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year"

@@ -5,7 +5,7 @@ import pytest
 
 from tabserve.core import pipeline, store
 from tabserve.core.card import ModelCard
-from tabserve.core.inference import Overrides
+from tabserve.core.columns import Overrides
 from tests.conftest import PENGUIN
 
 

@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from tabserve.core import data
-from tabserve.core.inference import infer_schema
+from tabserve.core.columns import infer_schema
 from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, NUMERIC, Feature, FeatureSchema, label_text
 
 

@@ -426,7 +426,7 @@ def test_a_classifier_without_predict_proba_answers_labels_only(built_models, tm
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
-    from tabserve.serving import oip
+    from tabserve.serving.api import oip
 
     sample = built_models["pipe-skops"].sample
     frame = pd.read_csv(sample)

@@ -20,7 +20,7 @@ import requests
 
 from tabserve.core import data, pipeline, store
 from tabserve.core.card import ModelCard
-from tabserve.core.inference import read_csv
+from tabserve.core.columns import read_csv
 from tests.conftest import Server
 
 pytestmark = [pytest.mark.served, pytest.mark.slow]

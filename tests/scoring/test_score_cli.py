@@ -18,7 +18,7 @@ import score
 from tabserve.core import pipeline, store
 from tabserve.scoring import batch
 from tabserve.scoring.frames import as_text, text_cell
-from tabserve.serving import csv_scoring
+from tabserve.serving.api import csv_upload as csv_scoring
 from tests.conftest import DATA
 from tests.scoring.scoring_data import PENGUIN_BAD, penguins_frame, run_score
 

@@ -8,7 +8,7 @@ import requests
 
 from tabserve.core import data, pipeline, store
 from tabserve.core.card import ModelCard
-from tabserve.core.inference import read_csv
+from tabserve.core.columns import read_csv
 from tests.served.metrics_text import histogram
 
 pytestmark = pytest.mark.served

@@ -1,4 +1,4 @@
-"""Keys per team on a real server: API_KEYS_FILE written by `python -m tabserve.keys add`, API_KEY beside
+"""Keys per team on a real server: API_KEYS_FILE written by `python -m tabserve.serving.edge.keys add`, API_KEY beside
 it as the consumer `default`; one team flooding is refused 429 while another's requests all succeed;
 routes per team (403), records per minute, keys refused in URLs, usage on /metrics, the consumer in
 the access log, the file re-read while serving (a broken change keeps the last good file), and a broken
@@ -21,9 +21,9 @@ LEGACY = "legacy-single-key"
 
 
 def add_key(path, team, *options) -> str:
-    """`python -m tabserve.keys add`, as a person runs it: the key is the last line it prints."""
+    """`python -m tabserve.serving.edge.keys add`, as a person runs it: the key is the last line it prints."""
     done = subprocess.run(
-        [sys.executable, "-m", "tabserve.keys", "add", team, *options],
+        [sys.executable, "-m", "tabserve.serving.edge.keys", "add", team, *options],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -177,7 +177,7 @@ def test_the_keys_file_is_reread_without_a_restart(teams):
 
     path.write_text(good)
     subprocess.run(
-        [sys.executable, "-m", "tabserve.keys", "remove", "late-team", "--file", str(path)],
+        [sys.executable, "-m", "tabserve.serving.edge.keys", "remove", "late-team", "--file", str(path)],
         cwd=ROOT,
         check=True,
         capture_output=True,
@@ -192,9 +192,9 @@ def test_the_keys_file_is_reread_without_a_restart(teams):
 # The README's "Keys per team" example, as printed there (its keys file beside the server's here).
 README_EXAMPLE = """\
 export API_KEYS_FILE=keys.yaml
-KEY=$(.venv/bin/python -m tabserve.keys add fraud-team --rps 5 --burst 10 --records-per-minute 6000 --routes /predict,/predict_batch | tail -1)
+KEY=$(.venv/bin/python -m tabserve.serving.edge.keys add fraud-team --rps 5 --burst 10 --records-per-minute 6000 --routes /predict,/predict_batch | tail -1)
 curl -s -X POST http://localhost:3000/predict -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' -d '{"island": "Dream", "year": 2008}'
-.venv/bin/python -m tabserve.keys list
+.venv/bin/python -m tabserve.serving.edge.keys list
 """
 
 
@@ -234,6 +234,6 @@ def test_a_broken_keys_file_at_start_stops_the_server_with_one_line(tmp_path, pe
     lines = [line for line in output.splitlines() if line.startswith("error: API_KEYS_FILE")]
     assert lines == [
         f"error: API_KEYS_FILE {path}: consumer 'team': key_sha256 must be the 64 hex digits of the key's SHA-256 "
-        "(python -m tabserve.keys add writes it)"
+        "(python -m tabserve.serving.edge.keys add writes it)"
     ], output[-3000:]
     assert "Traceback" not in output

@@ -10,7 +10,7 @@ import requests
 
 from tabserve.core import pipeline, store
 from tabserve.core.card import ModelCard
-from tabserve.serving.csv_scoring import MAX_REPORTED_ROWS
+from tabserve.serving.api.csv_upload import MAX_REPORTED_ROWS
 from tests.conftest import PENGUIN, Server
 
 pytestmark = pytest.mark.served

@@ -10,8 +10,8 @@ import time
 import pytest
 import requests
 
-from tabserve import features
 from tabserve.core.data import PENGUINS_CSV, read_table
+from tabserve.serving.api import feature_table as features
 from tests.conftest import Server
 from tests.engines import Postgres
 from tests.served.metrics_text import metric
@@ -60,7 +60,7 @@ def test_ready_and_503_while_the_database_is_not_there(served):
     message = early.json()["error"]
     if postgres is None:
         assert (
-            "does not exist or cannot be opened; fill it with: python -m tabserve.features load data.csv --id-column ID"
+            "does not exist or cannot be opened; fill it with: python -m tabserve.serving.api.feature_table load data.csv --id-column ID"
             in message
         )
     else:
@@ -114,7 +114,7 @@ def test_documented_in_docs_json(served):
     assert {"200", "400", "404", "422", "503"} <= set(responses)
     assert (
         "feature table" in responses["404"]["description"]
-        and "python -m tabserve.features load" in responses["503"]["description"]
+        and "python -m tabserve.serving.api.feature_table load" in responses["503"]["description"]
     )
     assert "Retry-After" in responses["503"]["headers"]
 

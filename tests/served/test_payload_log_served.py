@@ -230,7 +230,15 @@ def test_the_drift_report_of_the_served_log_in_chromium(logged, traffic, browser
 
     out = tmp_path / "drift-report.html"
     done = subprocess.run(
-        [sys.executable, "-m", "tabserve.drift_report", "--log", str(logged.payload_dir), "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "tabserve.serving.observe.drift_report",
+            "--log",
+            str(logged.payload_dir),
+            "--out",
+            str(out),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

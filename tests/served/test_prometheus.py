@@ -115,7 +115,7 @@ def family(name: str) -> str:
 def exported_names(server) -> set[str]:
     """Metric families the service exports now, plus those tabserve defines but has not used yet
     (a labelled metric appears on /metrics only once a label set is used)."""
-    from tabserve.serving import metrics
+    from tabserve.serving.observe import metrics
 
     names = {family(sample.name) for sample in parse(requests.get(f"{server.url}/metrics", timeout=10).text)}
     return names | {m._name for m in (*metrics._metrics().values(), *metrics.drift_metrics().values())}

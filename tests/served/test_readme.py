@@ -188,7 +188,7 @@ def test_readme_entity_commands_run_as_printed(penguins_model, tmp_path):
     """The feature table loaded with the README's command, then its /v1/entities curls against a server
     reading that table."""
     (tmp_path / "data").symlink_to(ROOT / "data")
-    [load] = readme_commands(".venv/bin/python -m tabserve.features load")
+    [load] = readme_commands(".venv/bin/python -m tabserve.serving.api.feature_table load")
     result = subprocess.run(
         ["bash", "-c", load.replace(".venv/bin/python", sys.executable, 1)],
         cwd=tmp_path,
@@ -234,7 +234,7 @@ def test_readme_payload_log_and_drift_report_run_as_printed(penguins_model, tmp_
             answer = requests.post(f"{server.url}/predict_batch", json={"records": records}, timeout=60)
             assert answer.status_code == 200, answer.text
     # Stopped: the writer thread has flushed every line.
-    [report] = readme_commands(".venv/bin/python -m tabserve.drift_report")
+    [report] = readme_commands(".venv/bin/python -m tabserve.serving.observe.drift_report")
     result = subprocess.run(
         ["bash", "-c", report.replace(".venv/bin/python", sys.executable, 1)],
         cwd=tmp_path,

@@ -55,7 +55,7 @@ def redis_server():
 def servers(penguins_model, redis_server):
     """Server A (two entry workers) and server B (one), both caching in the same Redis; started together."""
     # A generous timeout: two servers and Redis share two busy cores here (the timeout's effect is tested
-    # in tests/serving/test_cache.py and below, with Redis dead).
+    # in tests/serving/inference/test_cache.py and below, with Redis dead).
     env = {"MODEL_TAG": str(penguins_model.tag), "REDIS_URL": redis_server.url, "REDIS_TIMEOUT_MS": "2000"}
     first = Server(env={**env, "API_WORKERS": "2"}, name="shared-cache-a")
     try:

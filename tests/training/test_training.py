@@ -10,8 +10,8 @@ import pytest
 
 from tabserve.core import data, store
 from tabserve.core.card import ModelCard
+from tabserve.core.columns import Overrides, read_csv
 from tabserve.core.errors import DataError
-from tabserve.core.inference import Overrides, read_csv
 from tabserve.training import trainer as training
 from tests.conftest import DATA, ROOT
 

@@ -1,0 +1,1 @@
+"""Observation: Prometheus metrics, drift counting, the payload log and its offline report."""

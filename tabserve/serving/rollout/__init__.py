@@ -1,0 +1,1 @@
+"""Rollout: the versions held and their roles, the champion's switch, shadow scoring and canary."""
