@@ -32,6 +32,7 @@ from tabserve import bentoml_fixes
 from tabserve.core import config, store
 from tabserve.core.card import ModelCard
 from tabserve.core.errors import InvalidInput, ModelUnavailable, TabserveError
+from tabserve.serving import settings
 from tabserve.serving.api import csv_upload as csv_scoring
 from tabserve.serving.api import entities, oip
 from tabserve.serving.api import v1 as v1_app
@@ -60,12 +61,12 @@ if CHALLENGER_CARD is not None and (problem := CARD.incompatibility(CHALLENGER_C
     sys.exit(
         f"error: CHALLENGER_TAG={CHALLENGER_CARD.tag} cannot be scored on the champion's records: {problem}; train it on the same columns"
     )
-if config.MODEL_WATCH_S and not is_watchable(config.MODEL_TAG):
+if settings.MODEL_WATCH_S and not is_watchable(config.MODEL_TAG):
     sys.exit(
         f"error: MODEL_WATCH_S needs MODEL_TAG to name a model that can move (name or name:latest), not the fixed version {config.MODEL_TAG!r}"
     )
 # The API's types come from the model's feature schema: Swagger documents exactly what it was trained on.
-TYPES = ApiTypes.from_card(CARD, max_records=config.MAX_BATCH_RECORDS)
+TYPES = ApiTypes.from_card(CARD, max_records=settings.MAX_BATCH_RECORDS)
 Record, Prediction, BatchRequest, BatchResponse = (
     TYPES.record,
     TYPES.prediction,
@@ -89,7 +90,7 @@ class ModelService:
         self.pipelines = Pipelines(PRELOAD)
         gc.freeze()  # see PredictionService.__init__
 
-    @bentoml.api(batchable=True, max_batch_size=config.MAX_BATCH_SIZE, max_latency_ms=config.MAX_LATENCY_MS)
+    @bentoml.api(batchable=True, max_batch_size=settings.MAX_BATCH_SIZE, max_latency_ms=settings.MAX_LATENCY_MS)
     def predict(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return self.pipelines.predict("predict", items)
 
@@ -108,15 +109,15 @@ def declare_models(cls: type) -> type:
 
 
 ModelService = bentoml.service(
-    workers=config.MODEL_WORKERS,
-    threads=config.MODEL_THREADS,
-    traffic={"timeout": config.REQUEST_TIMEOUT_S},
+    workers=settings.MODEL_WORKERS,
+    threads=settings.MODEL_THREADS,
+    traffic={"timeout": settings.REQUEST_TIMEOUT_S},
     logging={"access": {"enabled": False}},  # internal hop: the entry service logs each request already
     # BentoML's client to this service replaces its connection pool every 100 requests (and every
     # 300 s) and closes the old one under calls still in flight, which fail with ServerDisconnected.
     # One pool for the life of the process avoids that.
     runner_connection={"max_requests": 2**62, "max_age": 10.0**12},
-)(declare_models(ModelService) if not config.MONOLITH else ModelService)
+)(declare_models(ModelService) if not settings.MONOLITH else ModelService)
 
 
 # GET /v1/entities/{id}/predict reads the features from the feature table (FEATURE_DB_URL), lazily.
@@ -125,22 +126,22 @@ ModelService = bentoml.service(
         CARD,
         Record,
         Prediction,
-        config.serving_settings(),
+        settings.serving_settings(),
         predictor=bentoml.get_current_service,
         entities=entities.EntityLookup.from_config(CARD.schema),
-        admin_key=config.ADMIN_KEY,
+        admin_key=settings.ADMIN_KEY,
     ),
     path="/v1",
 )
 # The Open Inference Protocol V2 (KServe, Triton, MLServer clients), through the same cache and batching.
 @bentoml.asgi_app(
-    oip.create_app(CARD, Record, predictor=bentoml.get_current_service, max_records=config.MAX_BATCH_RECORDS),
+    oip.create_app(CARD, Record, predictor=bentoml.get_current_service, max_records=settings.MAX_BATCH_RECORDS),
     path="/v2",
 )
 @bentoml.service(
-    workers=config.API_WORKERS,
+    workers=settings.API_WORKERS,
     # The gate (tabserve/serving/edge/gate.py) answers 504 at REQUEST_TIMEOUT_S; BentoML's own timeout is a backstop.
-    traffic={"timeout": config.REQUEST_TIMEOUT_S + 5},
+    traffic={"timeout": settings.REQUEST_TIMEOUT_S + 5},
     # /readyz asks __is_ready__ below instead: BentoML's own probe of the model service can hang
     # when the model worker is gone but its socket still listens.
     runner_probe={"enabled": False},
@@ -152,47 +153,47 @@ ModelService = bentoml.service(
         **({"extra_models": ",".join(card.tag for _, card in EXTRAS)} if EXTRAS else {}),
     },
 )
-@(declare_models if config.MONOLITH else lambda cls: cls)  # a monolith packs the models itself
+@(declare_models if settings.MONOLITH else lambda cls: cls)  # a monolith packs the models itself
 class PredictionService:
     """Typed prediction endpoints for the model named by MODEL_TAG (the champion), and its other held versions."""
 
-    if not config.MONOLITH:  # the model service: beside this one, or a server of its own at MODEL_SERVICE_URL
-        model_service = bentoml.depends(ModelService, url=config.MODEL_SERVICE_URL or None)
+    if not settings.MONOLITH:  # the model service: beside this one, or a server of its own at MODEL_SERVICE_URL
+        model_service = bentoml.depends(ModelService, url=settings.MODEL_SERVICE_URL or None)
 
     def __init__(self) -> None:
-        if config.MONOLITH:  # the pipelines in this worker, on a thread (tabserve/serving/inference/pipelines.py)
+        if settings.MONOLITH:  # the pipelines in this worker, on a thread (tabserve/serving/inference/pipelines.py)
             self.model_link = InProcessModel(Pipelines(PRELOAD))
         else:
-            self.model_link = ModelLink(lambda: self.model_service, timeout_s=config.MODEL_TIMEOUT_S)
+            self.model_link = ModelLink(lambda: self.model_service, timeout_s=settings.MODEL_TIMEOUT_S)
         # Which version answers: the champion, a canary share for the challenger, a version named in the path;
         # the champion can change while serving (MODEL_WATCH_S, POST /v1/admin/promote).
         self.versions = ModelVersions(
             CARD,
             CHALLENGER_CARD,
             [card for _, card in EXTRAS],
-            watch=config.MODEL_TAG if config.MODEL_WATCH_S else "",
-            watch_s=config.MODEL_WATCH_S,
-            canary_percent=config.CANARY_PERCENT,
+            watch=config.MODEL_TAG if settings.MODEL_WATCH_S else "",
+            watch_s=settings.MODEL_WATCH_S,
+            canary_percent=settings.CANARY_PERCENT,
         )
         # In-process LRU, or Redis shared by every worker and replica when REDIS_URL is set (tabserve/serving/inference/cache.py).
         self.cache = open_cache(
-            config.PREDICTION_CACHE_SIZE, config.REDIS_URL, config.CACHE_TTL_S, config.REDIS_TIMEOUT_MS
+            settings.PREDICTION_CACHE_SIZE, settings.REDIS_URL, settings.CACHE_TTL_S, settings.REDIS_TIMEOUT_MS
         )
         # Concurrent /predict records go to the model together (tabserve/serving/inference/batching.py): across the hop in
         # two calls at a time, or in a monolith one pipeline call at a time while the next batch gathers.
         self.batcher = InFlightBatcher(
             lambda items: self.model_link.call("predict", items),
-            config.MAX_BATCH_SIZE,
-            max_in_flight=1 if config.MONOLITH else 2,
+            settings.MAX_BATCH_SIZE,
+            max_in_flight=1 if settings.MONOLITH else 2,
         )
         # The challenger's shadow predictions, off the answer's path (tabserve/serving/rollout/shadow.py).
         self.shadow = ShadowScorer(
-            self._score_shadow, config.MAX_BATCH_SIZE, self.versions.path.parent, redact=payload_log.redacted
+            self._score_shadow, settings.MAX_BATCH_SIZE, self.versions.path.parent, redact=payload_log.redacted
         )
         # The objects of startup (modules, the app, the model) live forever: keep them out of the full
         # garbage collections, which otherwise rescan them every second or so under load (~100 ms each).
         gc.freeze()
-        if not (config.API_KEY or config.API_KEYS_FILE):
+        if not (settings.API_KEY or settings.API_KEYS_FILE):
             logger.warning(
                 "neither API_KEY nor API_KEYS_FILE is set: the prediction endpoints are open to anyone who can reach this port"
             )
@@ -244,7 +245,7 @@ class PredictionService:
         card = self.versions.champion
         try:
             scoring = csv_scoring.records_from_csv(
-                file.read_bytes(), CARD, Record, config.MAX_CSV_ROWS, skip_bad_rows=on_error == "skip"
+                file.read_bytes(), CARD, Record, settings.MAX_CSV_ROWS, skip_bad_rows=on_error == "skip"
             )
             results = (
                 await self.model_link.call("predict_bulk", tagged(card, scoring.records)) if scoring.records else []
@@ -269,7 +270,7 @@ class PredictionService:
             cached.setdefault("model", card.tag)  # an entry cached before answers carried their tag
             self._observe([values], [cached], [CARD.schema.out_of_range(values)], card)
             return cached, True
-        if config.ADAPTIVE_BATCHING:
+        if settings.ADAPTIVE_BATCHING:
             result = await self.batcher.submit({"model": card.tag, "record": values})
         else:
             [result] = await self.model_link.call("predict_bulk", tagged(card, [values]))
@@ -327,7 +328,7 @@ def tagged(card: ModelCard, records: list[dict[str, Any]]) -> list[dict[str, Any
 
 
 # New connections to the worker holding fewest, where a service has more than one (tabserve/bentoml_fixes.py, touchpoint 8).
-WORKERS = {PredictionService.name: config.API_WORKERS, ModelService.name: config.MODEL_WORKERS}
+WORKERS = {PredictionService.name: settings.API_WORKERS, ModelService.name: settings.MODEL_WORKERS}
 bentoml_fixes.accept_by_load(shared=lambda: WORKERS.get(bentoml.server_context.service_name, 1) > 1)
 PredictionService.add_asgi_middleware(oip.ServerRoot)  # GET /v2 itself, not only /v2/
 payload_log.install(

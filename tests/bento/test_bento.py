@@ -127,7 +127,9 @@ def test_bento_holds_only_what_the_service_needs(bento):
     files = sorted(str(p.relative_to(src)) for p in src.rglob("*.py"))
     assert "service.py" in files and "tabserve/core/schema.py" in files and "tabserve/serving/edge/gate.py" in files
     assert not any(
-        f.startswith(("tests/", "bench/", "tabserve/training/", "tabserve/scoring/", "tabserve/serving/observe/templates/"))
+        f.startswith(
+            ("tests/", "bench/", "tabserve/training/", "tabserve/scoring/", "tabserve/serving/observe/templates/")
+        )
         or f
         in ("train.py", "score.py", "tabserve/serving/api/feature_table.py", "tabserve/serving/observe/drift_report.py")
         for f in files

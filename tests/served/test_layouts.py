@@ -148,7 +148,7 @@ def test_the_entry_reaches_a_model_service_running_as_its_own_server(penguins_mo
 )
 def test_a_bad_layout_setting_stops_with_one_line(env, message):
     result = subprocess.run(
-        [sys.executable, "-c", "import tabserve.core.config"],
+        [sys.executable, "-c", "import tabserve.serving.settings"],
         cwd=ROOT,
         env={**__import__("os").environ, **env},
         capture_output=True,

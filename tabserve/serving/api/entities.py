@@ -110,16 +110,16 @@ class EntityLookup:
     @classmethod
     def from_config(cls, schema: FeatureSchema) -> EntityLookup:
         """The lookup the settings describe; a FEATURE_DB_URL that is not usable stops the process with one line."""
-        from tabserve.core import config
+        from tabserve.serving import settings
 
         try:
             return cls(
-                config.FEATURE_DB_URL,
-                config.FEATURE_TABLE,
+                settings.FEATURE_DB_URL,
+                settings.FEATURE_TABLE,
                 schema.names,
-                config.FEATURE_ID_COLUMN,
-                config.FEATURE_DB_TIMEOUT_MS,
-                config.FEATURE_DB_POOL_SIZE,
+                settings.FEATURE_ID_COLUMN,
+                settings.FEATURE_DB_TIMEOUT_MS,
+                settings.FEATURE_DB_POOL_SIZE,
             )
         except FeatureDbError as exc:
             raise SystemExit(f"error: FEATURE_DB_URL: {exc}") from None

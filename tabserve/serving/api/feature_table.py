@@ -38,7 +38,7 @@ class LoadError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from tabserve.core import config
+    from tabserve.serving import settings
 
     parser = OneLineParser(
         prog="python -m tabserve.serving.api.feature_table",
@@ -49,19 +49,19 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("csv", help="the CSV file (read as training reads it)")
     load.add_argument(
         "--id-column",
-        default=config.FEATURE_ID_COLUMN or None,
-        required=not config.FEATURE_ID_COLUMN,
+        default=settings.FEATURE_ID_COLUMN or None,
+        required=not settings.FEATURE_ID_COLUMN,
         help="the column of entity ids: the table's primary key (default: FEATURE_ID_COLUMN)",
     )
     load.add_argument(
         "--table",
-        default=config.FEATURE_TABLE,
-        help=f"the table (default: FEATURE_TABLE, now {config.FEATURE_TABLE!r})",
+        default=settings.FEATURE_TABLE,
+        help=f"the table (default: FEATURE_TABLE, now {settings.FEATURE_TABLE!r})",
     )
     load.add_argument(
         "--db",
-        default=config.FEATURE_DB_URL,
-        help=f"a SQLAlchemy URL (default: FEATURE_DB_URL, now {safe_url(config.FEATURE_DB_URL)})",
+        default=settings.FEATURE_DB_URL,
+        help=f"a SQLAlchemy URL (default: FEATURE_DB_URL, now {safe_url(settings.FEATURE_DB_URL)})",
     )
     load.add_argument("--replace", action="store_true", help="replace the table if it exists (else that is an error)")
     load.add_argument(

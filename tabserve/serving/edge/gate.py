@@ -429,19 +429,19 @@ def install(service: Any) -> None:
     """Put the gate (and CORS, when CORS_ORIGINS is set) in front of every route of the entry service.
     A keys file that cannot be used stops the process here, at start, with one line."""
     from tabserve import bentoml_fixes
-    from tabserve.core import config
+    from tabserve.serving import settings
     from tabserve.serving.edge.consumers import KeysFileError
 
     try:
-        keyring = Keyring(api_key=config.API_KEY, path=config.API_KEYS_FILE or None)
+        keyring = Keyring(api_key=settings.API_KEY, path=settings.API_KEYS_FILE or None)
     except KeysFileError as exc:
         raise SystemExit(f"error: API_KEYS_FILE {exc}") from None
     bentoml_fixes.consumer_in_access_log(CURRENT)
 
-    if config.CORS_ORIGINS:
+    if settings.CORS_ORIGINS:
         service.add_asgi_middleware(
             CORS,
-            allow_origins=config.CORS_ORIGINS,
+            allow_origins=settings.CORS_ORIGINS,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "X-On-Error", "Inference-Header-Content-Length"],
             expose_headers=["X-Cache", "X-Failed-Rows"],
@@ -453,10 +453,10 @@ def install(service: Any) -> None:
             upload_routes=("/predict_csv",),
             form_routes=("/v1/form",),
             protected_prefixes=("/v1", "/v2/models"),  # /v2 and /v2/health/* stay open, like /healthz
-            api_key=config.API_KEY,
+            api_key=settings.API_KEY,
             keyring=keyring,
-            max_body_bytes=config.MAX_BODY_BYTES,
-            max_concurrency=config.MAX_CONCURRENCY,
-            timeout_s=config.REQUEST_TIMEOUT_S,
+            max_body_bytes=settings.MAX_BODY_BYTES,
+            max_concurrency=settings.MAX_CONCURRENCY,
+            timeout_s=settings.REQUEST_TIMEOUT_S,
         ),
     )

@@ -52,9 +52,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _keys_file(given: str | None) -> Path:
-    from tabserve.core import config
+    from tabserve.serving import settings
 
-    path = given or config.API_KEYS_FILE
+    path = given or settings.API_KEYS_FILE
     if not path:
         raise KeysFileError("no keys file: pass --file PATH or set API_KEYS_FILE")
     return Path(path)

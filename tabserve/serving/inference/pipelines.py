@@ -1,7 +1,7 @@
 """The model side: the runtimes of the held versions (train.py's pipelines, models imported from elsewhere:
 tabserve/models/), and the call that runs them.
 
-The same code runs in both layouts (SERVICE_LAYOUT, tabserve/core/config.py): inside the model service's
+The same code runs in both layouts (SERVICE_LAYOUT, tabserve/serving/settings.py): inside the model service's
 workers (`services`: ModelService in service.py wraps it), or inside each entry worker (`monolith`:
 `InProcessModel` below calls it on a thread). The entry's side, validation and shaping, stays in the rest
 of tabserve/serving/, so the split is in the code even where it is not a process boundary.

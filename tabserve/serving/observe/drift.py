@@ -265,23 +265,23 @@ _monitor: DriftMonitor | None = None
 
 def monitor(card: ModelCard) -> DriftMonitor:
     """This process's monitor of the served model (the champion: a new one after a swap, whose sampler
-    replaces the old one's), with the settings of tabserve/core/config.py."""
+    replaces the old one's), with the settings of tabserve/serving/settings.py."""
     global _monitor
     if _monitor is None or _monitor.card is not card:
-        from tabserve.core import config
+        from tabserve.serving import settings
 
         if _monitor is not None and _monitor._task is not None:
             _monitor._task.cancel()
 
         thresholds = Thresholds(
-            warn=config.DRIFT_WARN_PSI, alert=config.DRIFT_ALERT_PSI, min_records=config.DRIFT_MIN_RECORDS
+            warn=settings.DRIFT_WARN_PSI, alert=settings.DRIFT_ALERT_PSI, min_records=settings.DRIFT_MIN_RECORDS
         )
         _monitor = DriftMonitor(
             card,
             thresholds,
-            window_s=config.DRIFT_WINDOW_S,
-            refresh_s=config.DRIFT_REFRESH_S,
-            counting=config.DRIFT_COUNTING,
+            window_s=settings.DRIFT_WINDOW_S,
+            refresh_s=settings.DRIFT_REFRESH_S,
+            counting=settings.DRIFT_COUNTING,
         )
     return _monitor
 

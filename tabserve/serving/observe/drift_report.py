@@ -253,7 +253,7 @@ def render(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        from tabserve.core import config
+        from tabserve.serving import settings
 
         log = read_log(Path(args.log))
         if log.bad:
@@ -263,10 +263,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         tag = pick_model(log.lines, args.model)
         card = load_card(tag)
-        minimum = args.min_records if args.min_records is not None else config.DRIFT_MIN_RECORDS
+        minimum = args.min_records if args.min_records is not None else settings.DRIFT_MIN_RECORDS
         if minimum < 1:
             raise ReportError(f"--min-records {minimum}: must be at least 1")
-        thresholds = profile.Thresholds(warn=config.DRIFT_WARN_PSI, alert=config.DRIFT_ALERT_PSI, min_records=minimum)
+        thresholds = profile.Thresholds(
+            warn=settings.DRIFT_WARN_PSI, alert=settings.DRIFT_ALERT_PSI, min_records=minimum
+        )
         report = build(log, tag, card, thresholds)
         try:
             page = render(report)

@@ -1,7 +1,7 @@
 """The payload log: every predicted record as one JSON line, through BentoML's data-collection API
 (`bentoml.monitor`), for offline drift reports (`python -m tabserve.serving.observe.drift_report`) and audits.
 
-Off by default; PAYLOAD_LOG=1 turns it on (tabserve/core/config.py has every setting). Each entry
+Off by default; PAYLOAD_LOG=1 turns it on (tabserve/serving/settings.py has its settings). Each entry
 worker writes its own file, as BentoML's default monitor lays them out:
 
     <PAYLOAD_LOG_DIR>/<model name>/data/data.<worker>.log      one JSON line per record, rotated daily
@@ -417,18 +417,18 @@ def install(service: Any, card: Any) -> PayloadLog | None:
     """With PAYLOAD_LOG=1: the served model's payload log, and the middleware noting route and arrival time.
     An unusable setting (a PAYLOAD_LOG_REDACT name that is not a feature, ...) stops the process at start with one line."""
     global _log
-    from tabserve.core import config
+    from tabserve.serving import settings
 
-    if not config.PAYLOAD_LOG:
+    if not settings.PAYLOAD_LOG:
         return None
     try:
         _log = PayloadLog(
             card.tag,
             card.schema.names,
-            config.PAYLOAD_LOG_DIR,
-            sample=config.PAYLOAD_LOG_SAMPLE,
-            redact=config.PAYLOAD_LOG_REDACT,
-            salt=config.PAYLOAD_LOG_SALT,
+            settings.PAYLOAD_LOG_DIR,
+            sample=settings.PAYLOAD_LOG_SAMPLE,
+            redact=settings.PAYLOAD_LOG_REDACT,
+            salt=settings.PAYLOAD_LOG_SALT,
         )
     except PayloadLogError as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -448,12 +448,12 @@ def observe(values: list[dict[str, Any]], answers: list[dict[str, Any]]) -> None
 def redacted(record: dict[str, Any]) -> dict[str, Any]:
     """A record with PAYLOAD_LOG_REDACT's features as their keyed hashes, by the payload log's rule
     (shown elsewhere, e.g. in a challenger's recent disagreements); as it is when nothing is redacted."""
-    from tabserve.core import config
+    from tabserve.serving import settings
 
-    if not config.PAYLOAD_LOG_REDACT or not config.PAYLOAD_LOG_SALT:
+    if not settings.PAYLOAD_LOG_REDACT or not settings.PAYLOAD_LOG_SALT:
         return dict(record)
     return {
-        k: redaction_hash(v, config.PAYLOAD_LOG_SALT) if k in config.PAYLOAD_LOG_REDACT else v
+        k: redaction_hash(v, settings.PAYLOAD_LOG_SALT) if k in settings.PAYLOAD_LOG_REDACT else v
         for k, v in record.items()
     }
 

@@ -349,7 +349,7 @@ def test_without_a_lookup_there_is_no_route(card, types, predictor):
 
 
 def test_a_bad_database_url_stops_the_server_with_one_line(card, monkeypatch):
-    from tabserve.core import config
+    from tabserve.serving import settings as config
 
     monkeypatch.setattr(config, "FEATURE_DB_URL", "nosuchdb://x")
     with pytest.raises(SystemExit) as stopped:

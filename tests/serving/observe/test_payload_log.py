@@ -129,7 +129,7 @@ def test_settings_it_cannot_use_are_one_line(tmp_path, monkeypatch):
     with pytest.raises(PayloadLogError, match="needs PAYLOAD_LOG_SALT"):
         new_log(tmp_path, redact=["sex"])
 
-    from tabserve.core import config
+    from tabserve.serving import settings as config
 
     class Card:  # what install reads of the served ModelCard
         tag = "penguins:v1"
