@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 from starlette.responses import JSONResponse
 
+from tabserve.serving.inference.path import tagged
 from tests.conftest import PENGUIN
 
 
@@ -27,13 +28,13 @@ def entry(service_module):
 
 def test_model_service_batches_records_in_order(service_module):
     model_service = service_module.ModelService()
-    example = service_module.CARD.schema.example()
-    results = model_service.predict(service_module.tagged(service_module.CARD, [PENGUIN, example]))
+    example = service_module.HELD.card.schema.example()
+    results = model_service.predict(tagged(service_module.HELD.card, [PENGUIN, example]))
     assert [r["prediction"] for r in results] == ["Gentoo", "Adelie"]
 
 
 def test_types_come_from_the_stored_schema(service_module):
-    assert service_module.CARD.tag.startswith("penguins:")
+    assert service_module.HELD.card.tag.startswith("penguins:")
     fields = service_module.Record.model_fields
     assert list(fields) == [
         "island",
@@ -57,14 +58,14 @@ def test_predict_shapes_the_answer_and_caches_it(service_module, entry):
     record = service_module.Record.model_validate({**PENGUIN, "bill_length_mm": 70.0})
     first, second = request_context(), request_context()
     answer = asyncio.run(entry.predict(record, ctx=first))
-    assert answer.prediction == "Gentoo" and answer.model == service_module.CARD.tag
+    assert answer.prediction == "Gentoo" and answer.model == service_module.HELD.card.tag
     assert answer.warnings == ["bill_length_mm=70 is outside the training range [32.1, 59.6]"]
     assert asyncio.run(entry.predict(record, ctx=second)) == answer
     assert (first.response.headers["X-Cache"], second.response.headers["X-Cache"]) == ("miss", "hit")
 
 
 def test_predict_batch_in_input_order(service_module, entry):
-    example = service_module.CARD.schema.example()
+    example = service_module.HELD.card.schema.example()
     request = service_module.BatchRequest.model_validate({"records": [example, PENGUIN, example]})
     answer = asyncio.run(
         entry.predict_batch(request.records)
@@ -74,7 +75,7 @@ def test_predict_batch_in_input_order(service_module, entry):
         "Adelie",
         "Gentoo",
         "Adelie",
-    ] and body.model == service_module.CARD.tag
+    ] and body.model == service_module.HELD.card.tag
 
 
 def test_predict_csv_reports_bad_rows_by_number(service_module, entry, tmp_path):

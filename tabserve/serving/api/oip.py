@@ -537,7 +537,7 @@ def create_app(
         return {"live": True}
 
     async def is_ready() -> bool:
-        return bool(await predictor().__is_ready__())
+        return bool(await predictor().is_ready())
 
     @app.get(
         "/health/ready",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -436,6 +437,11 @@ def install(service: Any) -> None:
         keyring = Keyring(api_key=settings.API_KEY, path=settings.API_KEYS_FILE or None)
     except KeysFileError as exc:
         raise SystemExit(f"error: API_KEYS_FILE {exc}") from None
+    if not (settings.API_KEY or settings.API_KEYS_FILE):
+        logging.getLogger("tabserve").warning(
+            "neither API_KEY nor API_KEYS_FILE is set: the prediction endpoints are open to anyone who can reach"
+            " this port"
+        )
     bentoml_fixes.consumer_in_access_log(CURRENT)
 
     if settings.CORS_ORIGINS:

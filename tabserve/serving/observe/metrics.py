@@ -107,9 +107,9 @@ def observe_cache_error(operation: str) -> None:
 
 @lru_cache(maxsize=1)
 def _worker() -> str:
-    from bentoml._internal.context import server_context
+    import bentoml  # its public server context (bentoml._internal stays in tabserve/bentoml_fixes.py)
 
-    return str(server_context.worker_index or 0)
+    return str(bentoml.server_context.worker_index or 0)
 
 
 def observe_worker_request() -> None:

@@ -27,7 +27,7 @@ OTHER = {
 
 
 class FakeService:
-    """predict_one / predict_many / __is_ready__ like PredictionService, answering from the record."""
+    """predict_one / predict_many / is_ready like the request path (serving/inference/path.py), answering from the record."""
 
     def __init__(self, card, classes=("Adelie", "Chinstrap", "Gentoo"), ready=True):
         self.classes, self.ready, self.calls = list(classes), ready, []
@@ -51,7 +51,7 @@ class FakeService:
         self.calls.append(("many", records))
         return [self.answer(r, card) for r in records]
 
-    async def __is_ready__(self):
+    async def is_ready(self):
         return self.ready
 
 
