@@ -30,12 +30,14 @@ import datetime as dt
 import decimal
 import logging
 import math
+import os
 import re
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -61,6 +63,18 @@ class LookupFailed(TabserveError):
     def __init__(self, message: str, result: str = "error"):
         super().__init__(message)
         self.result = result
+
+
+class NotConfigured(TabserveError):
+    """No feature table was configured (FEATURE_DB_URL unset and no features.db loaded): HTTP 501, saying how to
+    turn the route on. Not 503: nothing is down, and retrying will not help."""
+
+
+NOT_CONFIGURED = (
+    f"no feature table is configured: load one with `{LOAD_COMMAND}` (into sqlite:///features.db),"
+    " or set FEATURE_DB_URL to the database that holds FEATURE_TABLE"
+)
+DEFAULT_DATABASE_FILE = "features.db"  # where FEATURE_DB_URL's default, sqlite:///features.db, points
 
 
 class EntityNotFound(TabserveError):
@@ -106,6 +120,7 @@ class EntityLookup:
         self._lock = threading.Lock()
         self._reflected: tuple[Any, Any] | None = None  # (table, id column), once the table was read
         self._quiet_until = 0.0
+        self.configured: Callable[[], bool] = lambda: True
 
     @classmethod
     def from_config(cls, schema: FeatureSchema) -> EntityLookup:
@@ -113,7 +128,7 @@ class EntityLookup:
         from tabserve.serving import settings
 
         try:
-            return cls(
+            lookup = cls(
                 settings.FEATURE_DB_URL,
                 settings.FEATURE_TABLE,
                 schema.names,
@@ -123,9 +138,15 @@ class EntityLookup:
             )
         except FeatureDbError as exc:
             raise SystemExit(f"error: FEATURE_DB_URL: {exc}") from None
+        if not settings.FEATURE_DB_CONFIGURED:  # the default database counts once a table was loaded into it
+            lookup.configured = lambda: os.path.exists(DEFAULT_DATABASE_FILE)
+        return lookup
 
     async def lookup(self, entity_id: str) -> Found:
         """The entity's row; EntityNotFound, or LookupFailed when the database does not answer in time."""
+        if not self.configured():
+            metrics.observe_feature_lookup("not_configured", 0.0)
+            raise NotConfigured(NOT_CONFIGURED)
         started = time.perf_counter()
         result = "error"
         # The first lookup also connects for the first time and reflects the table (a few catalog queries):

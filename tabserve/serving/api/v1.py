@@ -18,7 +18,14 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 from tabserve.core.card import ModelCard, feature_dict
 from tabserve.core.errors import ModelUnavailable, error_body, pydantic_detail, summarize
 from tabserve.serving.api import pages
-from tabserve.serving.api.entities import EntityLookup, EntityNotFound, InvalidEntity, LookupFailed, entity_record
+from tabserve.serving.api.entities import (
+    EntityLookup,
+    EntityNotFound,
+    InvalidEntity,
+    LookupFailed,
+    NotConfigured,
+    entity_record,
+)
 
 logger = logging.getLogger("tabserve")
 
@@ -95,6 +102,10 @@ def create_app(
     async def lookup_failed(request: Request, exc: LookupFailed) -> JSONResponse:
         return JSONResponse(error_body(str(exc)), status_code=503, headers={"Retry-After": "1"})
 
+    @app.exception_handler(NotConfigured)
+    async def not_configured(request: Request, exc: NotConfigured) -> JSONResponse:
+        return JSONResponse(error_body(str(exc)), status_code=501)
+
     @app.exception_handler(InvalidEntity)
     async def invalid_entity(request: Request, exc: InvalidEntity) -> JSONResponse:
         return JSONResponse(error_body(exc.message, exc.detail), status_code=422)
@@ -114,8 +125,9 @@ def create_app(
             """Reads the entity's row (FEATURE_TABLE in FEATURE_DB_URL, by FEATURE_ID_COLUMN or the primary key) and
             predicts as POST /predict would with that record. Query parameters give features instead of the
             row's values, or those the table lacks. 404: no such entity; 422: the row holds a value the model
-            cannot take (the error names the column); 503: the database is down, the table missing, or the
-            lookup slower than FEATURE_DB_TIMEOUT_MS."""
+            cannot take (the error names the column); 501: no feature table is configured (the answer says how to
+            load one); 503: the configured database is down, the table missing, or the lookup slower than
+            FEATURE_DB_TIMEOUT_MS."""
             found = await entities.lookup(entity_id)
             record = entity_record(
                 schema, record_type, found, overrides.model_dump(exclude_unset=True), entity_id, entities.table_name

@@ -35,7 +35,7 @@ RATE_LIMIT_HEADERS = {
     "X-RateLimit-Reset": {"description": "Seconds until the bucket is full again", "schema": {"type": "integer"}},
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
-# Predict by entity id (tabserve/serving/api/entities.py): what its 404, 422 and 503 mean there.
+# Predict by entity id (tabserve/serving/api/entities.py): what its 404, 422, 501 and 503 mean there.
 VERSION_ROUTES = ("/v1/models/{version}", "/v1/models/{version}/predict", "/v1/models/{version}/comparison")
 VERSION_CONFLICT = (
     "A held version that cannot serve this request: one whose feature schema differs from the API's (predict), "
@@ -49,6 +49,10 @@ ENTITY_ERRORS = {
         "The entity's row holds a value the model cannot take, or the table lacks a feature the model requires: the error "
         "names the entity, the column and the table. The request is right, the stored data is not; giving that feature "
         "as a query parameter scores the entity anyway"
+    ),
+    501: (
+        "No feature table is configured (FEATURE_DB_URL unset and no features.db loaded): the error says how to load "
+        "one with `python -m tabserve.serving.api.feature_table load`"
     ),
     503: (
         "The feature database is unreachable, the table is missing (fill it with `python -m tabserve.serving.api.feature_table load`), or "

@@ -379,3 +379,25 @@ def test_a_model_with_dates_is_looked_up_and_a_date_can_be_given(tmp_path):
     assert answer.status_code == 200, answer.text
     assert predictor.records[-1]["day"] == datetime.date(2025, 1, 31)
     assert http.get("/entities/1/predict", params={"day": "31 January"}).status_code == 400
+
+
+def test_unconfigured_is_501_saying_how_to_load_a_table_then_works_once_loaded(
+    card, types, predictor, tmp_path, monkeypatch
+):
+    """FEATURE_DB_URL unset: the default sqlite:///features.db counts as configured only once a table was loaded
+    into it. Before, nothing is down, so the route says how to turn it on (501), not "retry" (503)."""
+    from tabserve.serving import settings as config
+
+    monkeypatch.chdir(tmp_path)  # the default database file is relative to where the server runs
+    monkeypatch.setattr(config, "FEATURE_DB_CONFIGURED", False)
+    monkeypatch.setattr(config, "FEATURE_DB_URL", "sqlite:///features.db")
+    lookup = EntityLookup.from_config(card.schema)
+    with client(card, types, predictor, lookup) as http:
+        response = http.get("/entities/1/predict")
+        assert response.status_code == 501 and "Retry-After" not in response.headers
+        assert response.json()["error"].startswith(
+            "no feature table is configured: load one with `python -m tabserve.serving.api.feature_table load"
+        )
+        features.load(PENGUINS_CSV, "penguin_id", "features", "sqlite:///features.db", number_rows=True)
+        assert http.get("/entities/1/predict").status_code == 200
+    lookup.close()
