@@ -5,7 +5,8 @@ Record type (built from the model card) validating every request, the same respo
 
     MODEL_TAG=penguins:latest python bench/uvicorn_nodelay.py bench.baseline_fastapi:app --workers 2
 
-(not `uvicorn --workers 2`, which stalls each answer ~40 ms; see bench/uvicorn_nodelay.py). The runner (bench/run.py) starts it with its best measured configuration; see bench/README.md.
+(not `uvicorn --workers 2`, which stalls each answer ~40 ms; see bench/uvicorn_nodelay.py). The runner (bench/run.py)
+starts it with its best measured configuration; see bench/README.md.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ BatchRequest = create_model("BatchRequest", __config__=ConfigDict(extra="forbid"
 async def predict_batch(body: BatchRequest) -> dict[str, Any]:  # type: ignore[valid-type]
     values = [r.model_dump() for r in body.records]
     results = pipeline.predict_records(PIPELINE, CARD.schema, values)
-    items = [contract.shape(r, CARD.schema.out_of_range(v), CARD.tag) for r, v in zip(results, values)]
+    items = [contract.shape(r, CARD.schema.out_of_range(v), CARD.tag) for r, v in zip(results, values, strict=False)]
     return {
         "predictions": [{k: v for k, v in item.items() if k != "model"} for item in items],
         "model": CARD.tag,

@@ -12,12 +12,13 @@ never answers and each request pays one lookup and one model call. `ByIdCached` 
 after the first round the cache answers and the request pays the lookup only. Neither has think time.
 
 How the time splits shows on /metrics: tabserve_feature_lookup_seconds{result} (the database) beside
-tabserve_model_call_seconds{api="predict"} (the model service); bench/run.py can read both (see
-`lookup_vs_model`) before and after a level, like it reads tabserve_pipeline_batch_records: its "byid"
+tabserve_model_call_seconds{api="predict"} (the model service); the benchmark reads both (bench/harness/scrape.py,
+with `lookup_vs_model`) before and after a level, like it reads tabserve_pipeline_batch_records: its "byid"
 level is `ById` at 32 users against the shipped server.
 
 The Locust users are defined only when Locust loads this file (locust is imported by then): importing
-locust patches the process with gevent, which bench/run.py, importing `lookup_vs_model` from here, must not.
+locust patches the process with gevent, which the benchmark's runner, importing `lookup_vs_model` from here (in
+bench/harness/scrape.py), must not.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def lookup_vs_model(metrics_text: str) -> dict[str, tuple[float, float]]:
     return {name: (seconds, count) for name, (seconds, count) in totals.items()}
 
 
-if "locust" in sys.modules:  # loaded by Locust; bench/run.py imports only lookup_vs_model
+if "locust" in sys.modules:  # loaded by Locust; bench/harness/scrape.py imports only lookup_vs_model
     from locust import FastHttpUser, constant, task
 
     class ById(FastHttpUser):

@@ -39,7 +39,8 @@ from tabserve.scoring.frames import score_frame, as_text
 from tabserve.core import rows
 model = batch.load_model("penguins:latest")
 text = pd.read_csv(sys.argv[1], dtype=str, keep_default_na=False)
-records = [rows.validate(model.record_type, model.card.schema, row) for row in as_text(text, model.card.schema.names).to_dict("records")]
+records = [rows.validate(model.record_type, model.card.schema, row)
+           for row in as_text(text, model.card.schema.names).to_dict("records")]
 out = {}
 for name, work in [("pipeline", lambda: model.runtime.predict_records(records)),
                    ("checks+pipeline", lambda: score_frame(model, text))]:
@@ -100,10 +101,12 @@ def run_score(data: Path, engine: str, master: str, workdir: Path, env: dict) ->
 
 def markdown(results: dict) -> str:
     lines = [
-        f"Batch scoring, {results['rows']:,} rows, {results['machine']['cpus']} CPUs, load {results['load_before']} before, "
+        f"Batch scoring, {results['rows']:,} rows, {results['machine']['cpus']} CPUs, "
+        f"load {results['load_before']} before, "
         f"{results['load_after']} after ({results['started']}).",
         "",
-        "| what | input | rows/s (score.py's clock) | rows/s once Spark has started | wall s (whole command) | rows/s (wall) |",
+        "| what | input | rows/s (score.py's clock) | rows/s once Spark has started | wall s (whole command) "
+        "| rows/s (wall) |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for name, run in results["inprocess"].items():
@@ -113,7 +116,8 @@ def markdown(results: dict) -> str:
     for run in results["runs"]:
         after = f"{run['rows_per_s_after_start']:,.0f}" if "rows_per_s_after_start" in run else ""
         lines.append(
-            f"| score.py --engine {run['engine']} | {run['input']} | {run['rows_per_s']:,.0f} | {after} | {run['wall_s']:.1f} | "
+            f"| score.py --engine {run['engine']} | {run['input']} | {run['rows_per_s']:,.0f} | {after} | "
+            f"{run['wall_s']:.1f} | "
             f"{run['wall_rows_per_s']:,.0f} |"
         )
     if results.get("spark_start"):

@@ -37,7 +37,9 @@ class BoosterInputs:
     def __init__(self, booster: lgb.Booster):
         self.features = booster.feature_name()
         indices = [int(i) for i in booster.params.get("categorical_feature", [])]
-        self.categories = {self.features[i]: list(cats) for i, cats in zip(indices, booster.pandas_categorical or [])}
+        self.categories = {
+            self.features[i]: list(cats) for i, cats in zip(indices, booster.pandas_categorical or [], strict=False)
+        }
         self.codes = [
             {c: float(k) for k, c in enumerate(self.categories[name])} if name in self.categories else None
             for name in self.features
@@ -57,7 +59,7 @@ class BoosterInputs:
         return create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)
 
     def row(self, values: list) -> list[float]:
-        return [v if codes is None else codes[v] for v, codes in zip(values, self.codes)]
+        return [v if codes is None else codes[v] for v, codes in zip(values, self.codes, strict=False)]
 
     def out_of_range(self, record: dict[str, Any]) -> list[str]:
         out = []
@@ -97,7 +99,7 @@ def create_app(model_file: str | Path, name: str = "lightgbm") -> FastAPI:
     async def predict_batch(body: Batch) -> dict[str, Any]:  # type: ignore[valid-type]
         values = [r.__dict__ for r in body.records]
         x = np.array([inputs.row(list(v.values())) for v in values], dtype=np.float64)
-        return {"predictions": [answer(p, v) for p, v in zip(booster.predict(x), values)], "model": name}
+        return {"predictions": [answer(p, v) for p, v in zip(booster.predict(x), values, strict=False)], "model": name}
 
     @app.get("/readyz")
     async def readyz() -> dict[str, str]:

@@ -101,7 +101,7 @@ def schema_of(booster) -> dict:
     indices = [int(i) for i in booster.params.get("categorical_feature", [])]
     return {
         "features": names,
-        "categorical": {names[i]: list(cats) for i, cats in zip(indices, booster.pandas_categorical)},
+        "categorical": {names[i]: list(cats) for i, cats in zip(indices, booster.pandas_categorical, strict=False)},
         "target": TARGET,
     }
 
@@ -113,7 +113,7 @@ def records_of(frame: pd.DataFrame) -> list[dict]:
         out.append(
             {
                 name: (value if isinstance(value, str) else round(float(value), 6))
-                for name, value in zip(frame.columns, row)
+                for name, value in zip(frame.columns, row, strict=False)
             }
         )
     return out

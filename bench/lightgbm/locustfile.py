@@ -1,4 +1,5 @@
-"""Locust users of the LightGBM scenario (bench/run.py --scenario lightgbm drives them headless, as bench/locustfile.py's).
+"""Locust users of the LightGBM scenario (bench/run.py --scenario lightgbm drives them headless, as
+bench/locustfile.py's).
 
     BENCH_LGBM_DIR=<dir of generate.py make> locust -f bench/lightgbm/locustfile.py --headless -u 32 -r 32 -t 15s \
         --host http://127.0.0.1:3100 LightGBMSingle
@@ -6,9 +7,10 @@
 Bodies: the held-out rows of the scenario's data set (records.json), each numeric value jittered by up to 1 %,
 drawn from a generator seeded by BENCH_SEED; every server gets the same bodies in the same order for the same
 seed. The pool is built once per Locust process, before the timed run starts (Locust's init event; 4,096 single
-bodies, 8 bulk bodies of BENCH_BULK_SIZE records), so that encoding 50 fields per request does not cost the load generator, which shares the 2 cores with the
-servers; each user walks the pool from its own starting point. The project runs with its prediction cache off
-(PREDICTION_CACHE_SIZE=0), so a body seen twice costs it the same as a new one.
+bodies, 8 bulk bodies of BENCH_BULK_SIZE records), so that encoding 50 fields per request does not cost the load
+generator, which shares the 2 cores with the servers; each user walks the pool from its own starting point. The
+project runs with its prediction cache off (PREDICTION_CACHE_SIZE=0), so a body seen twice costs it the same as a
+new one.
 
 - `LightGBMSingle` / `LightGBMBulk`: the project's `POST /predict` (the record) and `POST /predict_batch`
   (`{"records": [...]}`); the FastAPI baseline takes the same bodies on the same routes;

@@ -6,7 +6,7 @@
 2. The project imports the booster's text file with its own CLI into a fresh BENTOML_HOME:
    `import_model.py --model model.txt --sample sample.csv --name lgbm_bench --target target`.
 3. In process: `booster.predict` alone at 1 and 1,000 rows (one OpenMP thread), for reference.
-4. Three servers, started one after the other and left running (bench/run.py's machinery: cold start, peak RSS,
+4. Three servers, started one after the other and left running (the machinery of bench/harness/: cold start, peak RSS,
    warm-up, idle CPU, process groups killed on exit):
    - `shipped`: `bentoml serve service:PredictionService` with `MODEL_TAG=lgbm_bench` and `PREDICTION_CACHE_SIZE=0`
      (no cache to flatter it), the project's defaults otherwise;
@@ -41,6 +41,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+# bench/ is on sys.path (bench/run.py, which loads this file, puts it there): the harness and the peers' pins.
+import peers
+from harness import BIN, lifecycle, load, net, peer_installs, processes, report, sampling
+from harness.servers import Server
+
 HERE = Path(__file__).resolve().parent
 BENCH = HERE.parent
 MODEL_NAME = "lgbm_bench"
@@ -72,8 +77,8 @@ peer = _load("peer")
 profile = _load("profile")
 
 
-def servers(args, runner, data: Path, model_file: Path, port: int) -> list:
-    """The scenario's servers (bench/run.py's Server), those --servers names, in ORDER."""
+def servers(args, data: Path, model_file: Path, port: int) -> list[Server]:
+    """The scenario's servers (bench/harness/servers.py's Server), those --servers names, in ORDER."""
     records, schema = bodies.load(data)
     record_body = json.dumps(records[0]).encode()
     v2_body = json.dumps(bodies.v2_request(records[:1], schema)).encode()
@@ -81,7 +86,7 @@ def servers(args, runner, data: Path, model_file: Path, port: int) -> list:
     locustfile = HERE / "locustfile.py"
     tuned = dict(kv.split("=", 1) for kv in args.server_env)
     serve = [
-        str(runner.BIN / "bentoml"),
+        str(BIN / "bentoml"),
         "serve",
         "service:PredictionService",
         "--host",
@@ -89,9 +94,9 @@ def servers(args, runner, data: Path, model_file: Path, port: int) -> list:
         "--port",
         str(port),
     ]
-    config = runner.peers.PeerConfig(args.mlserver_workers, args.peer_max_batch_size, args.peer_batch_wait_ms / 1000)
+    config = peers.PeerConfig(args.mlserver_workers, args.peer_max_batch_size, args.peer_batch_wait_ms / 1000)
     # The same server with adaptive batching off (max_batch_size 1): a lone client waits for no window.
-    nobatch = runner.peers.PeerConfig(args.mlserver_workers, 1, 0.0)
+    nobatch = peers.PeerConfig(args.mlserver_workers, 1, 0.0)
 
     def mlserver(name: str, settings):
         return lambda port: peer.command(
@@ -99,13 +104,13 @@ def servers(args, runner, data: Path, model_file: Path, port: int) -> list:
             args.workdir / f"{name}_repo",
             model_file,
             port,
-            runner.free_port(),
-            runner.free_port(),
+            net.free_port(),
+            net.free_port(),
             settings,
         )
 
     def mlserver_server(name: str, label: str, settings):
-        return runner.Server(
+        return Server(
             name,
             label,
             [],
@@ -120,7 +125,7 @@ def servers(args, runner, data: Path, model_file: Path, port: int) -> list:
         )
 
     out = {
-        "shipped": runner.Server(
+        "shipped": Server(
             "shipped",
             "project (bentoml serve, imported booster, cache off)",
             serve,
@@ -131,11 +136,11 @@ def servers(args, runner, data: Path, model_file: Path, port: int) -> list:
             locustfile=locustfile,
             warmup=("/predict", record_body),
         ),
-        "fastapi": runner.Server(
+        "fastapi": Server(
             "fastapi",
             f"FastAPI baseline ({args.baseline_workers} workers, booster.predict)",
             [
-                str(runner.BIN / "python"),
+                str(BIN / "python"),
                 str(BENCH / "uvicorn_nodelay.py"),
                 "bench.lightgbm.baseline:app",
                 "--host",
@@ -201,7 +206,7 @@ def agreement(run, data: Path) -> dict:
         single = [probabilities([r])[0] for r in records[:AGREEMENT_SINGLES]]
     except Exception as exc:  # noqa: BLE001 - reported, the load test goes on
         return {"error": f"{type(exc).__name__}: {exc}"[:500], "agrees": False}
-    diffs = [abs(a - b) for a, b in zip(bulk + single, expected + expected[:AGREEMENT_SINGLES])]
+    diffs = [abs(a - b) for a, b in zip(bulk + single, expected + expected[:AGREEMENT_SINGLES], strict=False)]
     worst = max(diffs) if len(diffs) == len(expected) + AGREEMENT_SINGLES else None
     return {
         "records": len(bulk),
@@ -211,19 +216,19 @@ def agreement(run, data: Path) -> dict:
     }
 
 
-def profile_levels(args, runner, ship, loads: list[str], env: dict, workdir: Path) -> dict:
+def profile_levels(args, ship, loads: list[str], env: dict, workdir: Path) -> dict:
     """py-spy on the project's server (all its processes) during one more Locust run per level; the summaries."""
     out = {}
     for level in loads:
         seconds = args.bulk_duration if level == "bulk" else args.duration
         raw = workdir / f"pyspy_{level}.txt"
-        spy = profile.start(runner.BIN / "py-spy", ship.proc.pid, seconds, raw, workdir / f"pyspy_{level}.log")
-        runner._children.append(spy)
+        spy = profile.start(BIN / "py-spy", ship.proc.pid, seconds, raw, workdir / f"pyspy_{level}.log")
+        processes.supervise(spy)
         try:
-            stats = runner.measure(ship, level, args, workdir, env, 0)
+            stats = load.measure(ship, level, args, workdir, env, 0)
             spy.wait(timeout=seconds + 60)
         finally:
-            runner.stop(spy)
+            processes.stop(spy)
         if not raw.exists():
             out[level] = {"error": (workdir / f"pyspy_{level}.log").read_text()[-1000:]}
             continue
@@ -241,7 +246,7 @@ def ratios(by: dict, name: str, other: str, level: str) -> dict | None:
         if server == "mlserver":
             each = [rounds(n) for n in MLSERVERS]
             each = [r for r in each if r]
-            return [max(values) for values in zip(*each)] if each else None
+            return [max(values) for values in zip(*each, strict=False)] if each else None
         s = by.get(server)
         s = (s.get("bulk") if level == "bulk" else s["levels"].get(level)) if s else None
         return s["ok_rps_by_round"] if s else None
@@ -249,7 +254,7 @@ def ratios(by: dict, name: str, other: str, level: str) -> dict | None:
     a, b = rounds(name), rounds(other)
     if not a or not b:
         return None
-    by_round = [x / y for x, y in zip(a, b) if y]
+    by_round = [x / y for x, y in zip(a, b, strict=False) if y]
     return {
         "value": round(statistics.median(by_round), 3) if by_round else None,
         "by_round": [round(r, 3) for r in by_round],
@@ -291,14 +296,16 @@ def write_markdown(results: dict, path: Path) -> None:
         f"{results['load_before']} / {results['load_after']} (the cores are shared with other work).",
         f"The model: {d['features']} features ({len(d['categorical'])} pandas categories: "
         f"{', '.join(f'{k} {v}' for k, v in d['categorical'].items())}), {d['trees']} trees, binary; trained on "
-        f"{d['train_rows']:,} rows in {d['train_s']} s; held-out AUC {d['held_out_auc']}, accuracy {d['held_out_accuracy']}; "
+        f"{d['train_rows']:,} rows in {d['train_s']} s; held-out AUC {d['held_out_auc']}, "
+        f"accuracy {d['held_out_accuracy']}; "
         f"model.txt {d['model_bytes'] / 2**20:.1f} MiB. Imported with `{imp['command']}` in {imp['seconds']} s "
         f"({imp['tag']}).",
-        f"Each level: {c['rounds']} round(s) of {c['duration_s']} s per server, interleaved (order reversed every other "
-        f"round), closed-loop Locust users; bulk: {c['bulk_users']} users x {c['bulk_size']} records for "
+        f"Each level: {c['rounds']} round(s) of {c['duration_s']} s per server, interleaved (order reversed every "
+        f"other round), closed-loop Locust users; bulk: {c['bulk_users']} users x {c['bulk_size']} records for "
         f"{c['bulk_duration_s']} s. ok req/s is the mean of the rounds, p50/p99 the worst round's.",
         "",
-        "| server | level | ok req/s (rounds) | rows/s | p50 ms | p99 ms | errors | server CPU ms per request | mean batch | Locust cores |",
+        "| server | level | ok req/s (rounds) | rows/s | p50 ms | p99 ms | errors | server CPU ms per request "
+        "| mean batch | Locust cores |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for server in results["servers"]:
@@ -309,7 +316,8 @@ def write_markdown(results: dict, path: Path) -> None:
             lines.append(
                 f"| {server['label']} | {_level(level, c['bulk_users'])} | "
                 f"{s['ok_rps']:,.0f} ({', '.join(f'{r:,.0f}' for r in s['ok_rps_by_round'])}) | {rows_s} | "
-                f"{_ms(s['p50_ms'])} | {_ms(s['p99_ms'])} | {s['errors']} | {_cpu(s.get('server_cpu_ms_per_request'))} | "
+                f"{_ms(s['p50_ms'])} | {_ms(s['p99_ms'])} | {s['errors']} | "
+                f"{_cpu(s.get('server_cpu_ms_per_request'))} | "
                 f"{batch} | {s['loadgen_cpu_share']} |"
             )
     lines += [
@@ -332,7 +340,8 @@ def write_markdown(results: dict, path: Path) -> None:
         lines.append(f"| {_level(level, c['bulk_users'])} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "| server | cold start s | peak RSS MB | idle cores | warm-up ok | agrees with booster.predict (max abs diff) |",
+        "| server | cold start s | peak RSS MB | idle cores | warm-up ok "
+        "| agrees with booster.predict (max abs diff) |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for server in results["servers"]:
@@ -391,10 +400,10 @@ def write_markdown(results: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _machine(runner) -> dict:
+def _machine() -> dict:
     import importlib.metadata as md
 
-    info = runner.machine_info()
+    info = report.machine_info()
     for name in ("lightgbm", "starlette"):
         try:
             info["packages"][name] = md.version(name)
@@ -422,7 +431,7 @@ def _run_json(cmd: list[str], env: dict, cwd: Path, timeout: float) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(args, runner) -> int:
+def main(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="tabserve-bench-lgbm-home-"))
     workdir = Path(tempfile.mkdtemp(prefix="tabserve-bench-lgbm-work-"))
@@ -451,7 +460,7 @@ def main(args, runner) -> int:
             clock = time.perf_counter()
             proc = peer.start_install(args.peer_venvs / peer.NAME, log)
             if proc is not None:
-                runner._children.append(proc)
+                processes.supervise(proc)
                 print(f"installing {peer.NAME} into {args.peer_venvs / peer.NAME} (log: {log})", flush=True)
             install = (proc, log, clock)
         print(f"making the data set and the booster into {data} (load avg {load_before})", flush=True)
@@ -498,11 +507,11 @@ def main(args, runner) -> int:
             try:
                 if proc is not None:
                     try:
-                        code = proc.wait(timeout=runner.PEER_INSTALL_TIMEOUT_S)
+                        code = proc.wait(timeout=peer_installs.PEER_INSTALL_TIMEOUT_S)
                     finally:
-                        runner.stop(proc)
+                        processes.stop(proc)
                     if code != 0:
-                        raise RuntimeError(f"pip exited with {code}: {runner._tail(log)}")
+                        raise RuntimeError(f"pip exited with {code}: {peer_installs.log_tail(log)}")
                 entry["versions"] = peer.finish_install(args.peer_venvs / peer.NAME)
                 entry["install_s"] = round(time.perf_counter() - clock, 1) if proc is not None else 0.0
                 print(f"  {peer.NAME}: {entry['versions']}", flush=True)
@@ -531,7 +540,7 @@ def main(args, runner) -> int:
             "scenario": "lightgbm",
             "smoke": args.smoke,
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": _machine(runner),
+            "machine": _machine(),
             "load_before": load_before,
             "config": {
                 "levels": args.levels,
@@ -559,14 +568,12 @@ def main(args, runner) -> int:
         }
         loads = [str(u) for u in args.levels] + (["bulk"] if args.bulk_users else [])
         running = []
-        for index, server in enumerate(servers(args, runner, data, model_file, 0)):
+        for index, server in enumerate(servers(args, data, model_file, 0)):
             if server.peer and "error" in peer_info.get(server.peer, {}):
                 continue
-            port = runner.free_port()
+            port = net.free_port()
             try:
-                run = runner.start_server(
-                    servers(args, runner, data, model_file, port)[index], args, env, workdir, port
-                )
+                run = lifecycle.start_server(servers(args, data, model_file, port)[index], args, env, workdir, port)
             except Exception as exc:  # a peer that does not start is reported; the project's and the baseline must
                 if not server.peer:
                     raise
@@ -582,31 +589,31 @@ def main(args, runner) -> int:
                     {"level": level, "round": round_no, "load": round(os.getloadavg()[0], 2)}
                 )
                 for run in running if round_no % 2 else running[::-1]:
-                    cpu = runner.tree_cpu_s(run.proc.pid)
-                    stats = runner.measure(run, level, args, workdir, env, round_no)
+                    cpu = sampling.tree_cpu_s(run.proc.pid)
+                    stats = load.measure(run, level, args, workdir, env, round_no)
                     # The server's own CPU (its whole process tree) per answered request over the round.
                     answered = stats["requests"] - stats["errors"]
                     stats["server_cpu_ms_per_request"] = (
-                        round(1000 * (runner.tree_cpu_s(run.proc.pid) - cpu) / answered, 3) if answered else None
+                        round(1000 * (sampling.tree_cpu_s(run.proc.pid) - cpu) / answered, 3) if answered else None
                     )
                     run.rounds.setdefault(level, []).append(stats)
         ship = next((run for run in running if run.server.name == "shipped"), None)
         if args.profile and ship:
-            results["profile"] = profile_levels(args, runner, ship, loads, env, workdir)
+            results["profile"] = profile_levels(args, ship, loads, env, workdir)
         cpu = {
             run.server.name: {
                 level: [r["server_cpu_ms_per_request"] for r in rounds] for level, rounds in run.rounds.items()
             }
             for run in running
         }
-        results["servers"] = [runner.finish(run) for run in running]
-        for server in results["servers"]:  # combine() keeps what bench/run.py knows; this scenario adds the CPU
+        results["servers"] = [lifecycle.finish(run) for run in running]
+        for server in results["servers"]:  # combine() keeps what the harness knows; this scenario adds the CPU
             for level, values in cpu.get(server["name"], {}).items():
                 known = [v for v in values if v is not None]
                 target = server.get("bulk") if level == "bulk" else server["levels"].get(level)
                 if target is not None:
                     target["server_cpu_ms_per_request"] = round(statistics.mean(known), 3) if known else None
-        runner._kill_all()
+        processes.kill_all()
         results["load_after"] = [round(x, 2) for x in os.getloadavg()]
         results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         results["wall_s"] = round(time.perf_counter() - started, 1)
@@ -617,7 +624,7 @@ def main(args, runner) -> int:
         print(f"wrote {args.out}/results.{{json,md}} in {results['wall_s']} s")
         return 0
     finally:
-        runner._kill_all()
+        processes.kill_all()
         shutil.rmtree(home, ignore_errors=True)
         if os.environ.get("BENCH_KEEP_WORKDIR"):
             print(f"locust and server logs kept in {workdir}")

@@ -58,6 +58,6 @@ class FittedPipeline:
         """The project's /predict answer per row: {"prediction": label, "probabilities": {label: p}}."""
         best, probabilities = self.predict(frame)
         return [
-            {"prediction": self.classes[i], "probabilities": dict(zip(self.keys, row.tolist()))}
-            for i, row in zip(best, probabilities)
+            {"prediction": self.classes[i], "probabilities": dict(zip(self.keys, row.tolist(), strict=False))}
+            for i, row in zip(best, probabilities, strict=False)
         ]

@@ -160,10 +160,10 @@ def test_the_baseline_answers_what_booster_predict_does(made, booster):
 
 
 def test_the_scenario_options(run):
+    from harness.servers import LIGHTGBM_SERVERS, SERVER_NAMES  # bench/ is on sys.path once run.py is loaded
+
     args = run.parse_args(["--scenario", "lightgbm"])
-    assert (
-        args.servers == ",".join(run.LIGHTGBM_SERVERS) == "shipped,fastapi,mlserver_lightgbm,mlserver_lightgbm_nobatch"
-    )
+    assert args.servers == ",".join(LIGHTGBM_SERVERS) == "shipped,fastapi,mlserver_lightgbm,mlserver_lightgbm_nobatch"
     assert args.levels == [1, 32] and args.out == ROOT / "bench" / "results" / "lightgbm"
     assert args.peer_batch_wait_ms == 2.0 and args.bulk_size == 1000 and args.rounds == 2 and not args.profile
     args = run.parse_args(["--scenario", "lightgbm", "--no-peers", "--profile", "--peer-batch-wait-ms", "10"])
@@ -171,7 +171,7 @@ def test_the_scenario_options(run):
     penguins = run.parse_args([])  # the default scenario is as before
     assert penguins.scenario == "penguins" and penguins.out == ROOT / "bench" / "results"
     assert penguins.levels == [1, 8, 32, 64] and penguins.peer_batch_wait_ms == 10.0
-    assert penguins.servers == ",".join(run.SERVER_NAMES)
+    assert penguins.servers == ",".join(SERVER_NAMES)
 
 
 @pytest.mark.parametrize(
@@ -223,10 +223,14 @@ def test_a_profile_counts_waits_apart_and_groups_the_busy_samples(scenario):
     raw = "\n".join(
         [
             'process 1:"worker";_worker (/usr/lib/python3.11/concurrent/futures/thread.py:81) 40',
-            'process 1:"worker";run (/usr/lib/python3.11/asyncio/base_events.py:1);EpollSelector.select (/usr/lib/python3.11/selectors.py:468) 20',
-            'process 1:"worker";predict_records (/x/tabserve/models/lightgbm.py:104);predict (/v/lib/python3.11/site-packages/lightgbm/basic.py:5) 30',
-            'process 1:"worker";predict_records (/x/tabserve/models/lightgbm.py:104);LightGBMRuntime.matrix (/x/tabserve/models/lightgbm.py:90) 10',
-            'process 2:"worker";observe (/x/tabserve/serving/observe/drift.py:7);inc (/v/lib/python3.11/site-packages/prometheus_client/values.py:1) 20',
+            'process 1:"worker";run (/usr/lib/python3.11/asyncio/base_events.py:1);'
+            "EpollSelector.select (/usr/lib/python3.11/selectors.py:468) 20",
+            'process 1:"worker";predict_records (/x/tabserve/models/lightgbm.py:104);'
+            "predict (/v/lib/python3.11/site-packages/lightgbm/basic.py:5) 30",
+            'process 1:"worker";predict_records (/x/tabserve/models/lightgbm.py:104);'
+            "LightGBMRuntime.matrix (/x/tabserve/models/lightgbm.py:90) 10",
+            'process 2:"worker";observe (/x/tabserve/serving/observe/drift.py:7);'
+            "inc (/v/lib/python3.11/site-packages/prometheus_client/values.py:1) 20",
             "not a stack line",
         ]
     )
