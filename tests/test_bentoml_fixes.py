@@ -1,6 +1,8 @@
 """Every touch of BentoML's internals (tabserve/bentoml_fixes.py): that each works, that the version
-guard stops an unchecked BentoML at start, and for each touchpoint a test that fails when it can go
-(upstream fixed what it works around, or moved what it reaches into): then re-measure and remove it."""
+guard stops an unchecked BentoML at start (touchpoint 8 included), that TABSERVE_BENTOML_SPEEDUPS=0 leaves
+out the speed-only ones (1, 2, 8) and only those, and for each touchpoint a test that fails when it can go
+(upstream fixed what it works around, or moved what it reaches into): then re-measure and remove it.
+tests/served/test_stock_bentoml.py runs the core contract on a server with the switch off."""
 
 import asyncio
 import inspect
@@ -9,10 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
+from asyncio.selector_events import BaseSelectorEventLoop
+from contextvars import ContextVar
 from pathlib import Path
 
 import bentoml
 import pytest
+from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
@@ -58,7 +63,8 @@ def call(middleware, scope=None, call_with=None):
 def test_the_installed_bentoml_is_a_checked_one():
     """Upgrading the pin fails here first: read each touchpoint against the new version, then add it to CHECKED."""
     assert bentoml.__version__ in bentoml_fixes.CHECKED, (
-        f"BentoML {bentoml.__version__} is not in bentoml_fixes.CHECKED {bentoml_fixes.CHECKED}: check every touchpoint against it"
+        f"BentoML {bentoml.__version__} is not in bentoml_fixes.CHECKED {bentoml_fixes.CHECKED}: "
+        "check every touchpoint against it"
     )
 
 
@@ -70,10 +76,31 @@ def test_the_installed_bentoml_is_a_checked_one():
         bentoml_fixes.quiet_client_error_logs,
         bentoml_fixes.model_store_root,
         lambda: bentoml_fixes.atomic_model_version("guarded", labels={}, metadata={}).__enter__(),
+        lambda: bentoml_fixes.consumer_in_access_log(ContextVar("consumer")),
+        bentoml_fixes.monitor_record_vars,
+        bentoml_fixes.request_ids,
+        lambda: bentoml_fixes.template_endpoint_labels(lambda path: path),
+        lambda: bentoml_fixes.accept_by_load(shared=lambda: True),
+        bentoml_fixes.apply,
     ],
-    ids=["timer", "tracing", "log", "store-root", "atomic-save"],
+    ids=[
+        "timer",
+        "tracing",
+        "log",
+        "store-root",
+        "atomic-save",
+        "access-log",
+        "monitor",
+        "request-id",
+        "metric-labels",
+        "accept",
+        "apply",
+    ],
 )
-def test_every_touchpoint_stops_on_an_unchecked_bentoml(monkeypatch, touchpoint):
+@pytest.mark.parametrize("speedups", [True, False], ids=["speedups-on", "speedups-off"])
+def test_every_touchpoint_stops_on_an_unchecked_bentoml(monkeypatch, touchpoint, speedups):
+    """The guard comes first, whether or not TABSERVE_BENTOML_SPEEDUPS leaves the touchpoint out."""
+    monkeypatch.setattr(bentoml_fixes, "SPEEDUPS", speedups)
     monkeypatch.setattr(bentoml, "__version__", "1.5.0")
     monkeypatch.delenv(bentoml_fixes.ALLOW_UNCHECKED, raising=False)
     with pytest.raises(SystemExit) as stopped:
@@ -93,7 +120,8 @@ def test_the_escape_hatch_runs_an_unchecked_bentoml_with_a_warning(monkeypatch, 
         bentoml_fixes.require_checked_bentoml()
         bentoml_fixes.require_checked_bentoml()
     assert [r.getMessage() for r in caplog.records if "running anyway" in r.getMessage()] == [
-        "BentoML 1.5.0 is not one tabserve/bentoml_fixes.py was checked against (1.4.40); running anyway (TABSERVE_ALLOW_UNCHECKED_BENTOML=1)"
+        "BentoML 1.5.0 is not one tabserve/bentoml_fixes.py was checked against (1.4.40); "
+        "running anyway (TABSERVE_ALLOW_UNCHECKED_BENTOML=1)"
     ]
 
 
@@ -109,6 +137,116 @@ def test_train_and_serve_stop_at_start_on_an_unchecked_bentoml(entry):
     assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: BentoML 1.5.0 is installed"), (
         result
     )
+
+
+# --- the switch: TABSERVE_BENTOML_SPEEDUPS=0 leaves the speed-only touchpoints out -------------------------------
+
+
+def unpatched(monkeypatch, owner, attribute):
+    """BentoML's (or asyncio's) own `owner.attribute` back in place for one test (monkeypatch puts the patch
+    back after it); returns it."""
+    current = getattr(owner, attribute)
+    monkeypatch.setattr(owner, attribute, getattr(current, bentoml_fixes._REPLACED, current))
+    return getattr(owner, attribute)
+
+
+SPEED_ONLY = {  # touchpoint number: (apply it, what it replaces)
+    1: (bentoml_fixes.release_request_timers, TimeoutMiddleware, "__call__"),
+    2: (bentoml_fixes.trace_requests_not_messages, OpenTelemetryMiddleware, "__init__"),
+    8: (lambda: bentoml_fixes.accept_by_load(shared=lambda: True), BaseSelectorEventLoop, "_accept_connection"),
+}
+
+
+@pytest.mark.parametrize("number", sorted(SPEED_ONLY))
+@pytest.mark.parametrize("speedups", [False, True], ids=["speedups-off", "speedups-on"])
+def test_a_speed_only_touchpoint_is_applied_only_with_speedups_on(monkeypatch, number, speedups):
+    touchpoint, owner, attribute = SPEED_ONLY[number]
+    original = unpatched(monkeypatch, owner, attribute)
+    monkeypatch.setattr(bentoml_fixes, "SPEEDUPS", speedups)
+    touchpoint()
+    touchpoint()  # idempotent either way
+    now = getattr(owner, attribute)
+    if speedups:
+        assert now is not original and getattr(now, bentoml_fixes._REPLACED) is original
+    else:
+        assert now is original, f"touchpoint {number} was applied with {bentoml_fixes.SPEEDUPS_SETTING}=0"
+
+
+def test_apply_with_speedups_off_leaves_bentoml_as_it_comes(monkeypatch, caplog):
+    """What stock BentoML then does: the request's timer stays pending, every ASGI message gets a span."""
+    original_call = unpatched(monkeypatch, TimeoutMiddleware, "__call__")
+    unpatched(monkeypatch, OpenTelemetryMiddleware, "__init__")
+    monkeypatch.setattr(bentoml_fixes, "SPEEDUPS", False)
+    monkeypatch.setattr(bentoml_fixes, "_said_stock", False)
+    with caplog.at_level(logging.INFO, logger="tabserve"):
+        bentoml_fixes.apply()
+        bentoml_fixes.apply()
+    assert TimeoutMiddleware.__call__ is original_call
+    assert len(call(TimeoutMiddleware(answer_ok, timeout=60))[1]) == 1
+    statuses, spans = traced(lambda provider: OpenTelemetryMiddleware(answer_ok, tracer_provider=provider))
+    assert statuses == [200] and len(spans) > 1
+    said = [r.getMessage() for r in caplog.records if bentoml_fixes.SPEEDUPS_SETTING in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("TABSERVE_BENTOML_SPEEDUPS=0: "), said
+
+
+def always_applied(monkeypatch, tmp_path, number):
+    """Put touchpoint `number` (a correctness one) out, apply it with speedups off; whether it is in place."""
+    if number == 3:
+        log = logging.getLogger(bentoml_fixes.HTTP_APP_LOGGER)
+        monkeypatch.setattr(log, "filters", [])
+        bentoml_fixes.apply()
+        return any(isinstance(f, bentoml_fixes._ClientErrorsInOneLine) for f in log.filters)
+    if number == 4:
+        store = tmp_path / "models"
+        with bentoml_fixes.atomic_model_version("switched", labels={}, metadata={}, store_root=store) as model:
+            Path(model.path_of("pipeline.joblib")).write_bytes(b"saved")
+        return (store / "switched" / "latest").read_text() == model.tag.version
+    if number == 5:
+        log = logging.getLogger(bentoml_fixes.ACCESS_LOGGER)
+        monkeypatch.setattr(log, "filters", [])
+        bentoml_fixes.consumer_in_access_log(ContextVar("consumer"))
+        return any(isinstance(f, bentoml_fixes._ConsumerInAccessLog) for f in log.filters)
+    if number == 6:
+        from bentoml._internal.monitoring.base import MON_COLUMN_VAR, MON_DATAS_VAR
+
+        return bentoml_fixes.monitor_record_vars() == (MON_COLUMN_VAR, MON_DATAS_VAR)
+    if number == 7:
+        original = unpatched(monkeypatch, RunnerTrafficMetricsMiddleware, "_setup")
+        bentoml_fixes.template_endpoint_labels(lambda path: path)
+        return getattr(RunnerTrafficMetricsMiddleware._setup, bentoml_fixes._REPLACED, None) is original
+    raise AssertionError(number)
+
+
+@pytest.mark.parametrize("number", [3, 4, 5, 6, 7])
+def test_a_correctness_touchpoint_is_applied_with_speedups_off(monkeypatch, tmp_path, number):
+    monkeypatch.setattr(bentoml_fixes, "SPEEDUPS", False)
+    assert always_applied(monkeypatch, tmp_path, number)
+
+
+@pytest.mark.parametrize("value, speedups", [("0", False), ("1", True)])
+def test_the_switch_is_read_from_the_environment(value, speedups):
+    code = "from tabserve import bentoml_fixes; print(bentoml_fixes.SPEEDUPS)"
+    env = {**os.environ, bentoml_fixes.SPEEDUPS_SETTING: value}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == str(speedups), result
+
+
+def test_a_bad_switch_value_stops_with_one_line():
+    env = {**os.environ, bentoml_fixes.SPEEDUPS_SETTING: "yes"}
+    code = "import tabserve.bentoml_fixes"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result
+    assert result.stderr.strip() == "error: TABSERVE_BENTOML_SPEEDUPS='yes' is not an integer"
+
+
+def test_both_settings_are_on_the_docs_configuration_page():
+    from tabserve.serving.settings import settings_markdown
+
+    page = settings_markdown()
+    section = page[page.index("### BentoML and the machine") :]
+    for name in (bentoml_fixes.SPEEDUPS_SETTING, bentoml_fixes.ALLOW_UNCHECKED):
+        assert f"| `{name}` |" in section, name
+    assert "| `TABSERVE_BENTOML_SPEEDUPS` | `1` | `0` leaves out" in section
 
 
 # --- 1. the request timer -----------------------------------------------------------------------
@@ -392,8 +530,6 @@ def test_a_service_with_one_worker_accepts_as_asyncio_does():
 def test_upstream_asyncio_still_takes_every_waiting_connection_at_once():
     """asyncio's own _accept_connection takes up to `backlog` (100) connections per wake-up, whatever the worker
     holds. When this fails, asyncio shares them itself: `accept_by_load` can go."""
-    from asyncio.selector_events import BaseSelectorEventLoop
-
     bentoml_fixes.accept_by_load(shared=lambda: True)
     original = getattr(BaseSelectorEventLoop._accept_connection, bentoml_fixes._REPLACED)
     assert accepted(lambda loop, factory, sock, server: original(loop, factory, sock, None, server), Holding(3)) == (
