@@ -8,7 +8,7 @@ PORT ?= 3000
 MODEL_TAG ?= penguins:latest
 export MODEL_TAG
 
-.PHONY: help install browser engines train serve test test-fast build clean
+.PHONY: help install browser engines train serve test test-fast docs build clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -49,6 +49,11 @@ test: $(INSTALLED) browser engines  ## the whole test suite, every marker (real 
 
 test-fast: $(INSTALLED)  ## the tests that start no server and build nothing (not marked served or slow)
 	$(BIN)/python -m pytest -m "not served and not slow"
+
+# The documentation site (mkdocs.yml, docs/; docs/hooks.py writes the configuration page from the code).
+SITE_DIR ?= site
+docs: $(INSTALLED)  ## build the documentation site into SITE_DIR (default site/), strictly: a broken link or anchor, or a page not in the navigation, fails
+	$(BIN)/mkdocs build --strict --site-dir "$(SITE_DIR)"
 
 # The Bento installs requirements.txt plus what its packed models need (an imported model's library, e.g.
 # lightgbm, and Debian packages such as libgomp1, from their cards): the helper prints the build file,

@@ -1,5 +1,6 @@
-"""The README's score.py commands run as printed (in a scratch directory holding the README's data/),
-on the session's penguins model, and print the summary the README shows (version and time are theirs)."""
+"""The score.py commands of the README and the docs run as printed (in a scratch directory holding the
+repository's data/), on the session's penguins model, and print the summary the docs show (version and time
+are theirs)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,9 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT
+from tests.docs.pages import docs_text
 
-COMMANDS = [
-    line.strip()
-    for line in (ROOT / "README.md").read_text().splitlines()
-    if line.strip().startswith(".venv/bin/python score.py")
-]
+COMMANDS = [line.strip() for line in docs_text().splitlines() if line.strip().startswith(".venv/bin/python score.py")]
 
 
 def test_the_readme_shows_both_engines():

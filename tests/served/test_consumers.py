@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from tests.conftest import PENGUIN, ROOT, Server
+from tests.docs.pages import docs_text
 from tests.served.metrics_text import metric
 
 pytestmark = pytest.mark.served
@@ -170,10 +171,17 @@ def test_the_keys_file_is_reread_without_a_restart(teams):
 
     good = path.read_text()
     path.write_text("consumers: [this is not: valid")
-    time.sleep(2.5)
+
+    def complaints() -> list[str]:
+        return [line for line in server.log_path.read_text().splitlines() if "still using the last good one" in line]
+
+    deadline = time.monotonic() + 10
+    while not complaints():  # the event: the server read the broken file and said so
+        assert time.monotonic() < deadline, "a broken keys file was not noticed"
+        time.sleep(0.3)
     assert post(server, new).status_code == 200 and post(server, keys["calm"]).status_code == 200  # the last good file
-    complaints = [line for line in server.log_path.read_text().splitlines() if "still using the last good one" in line]
-    assert len(complaints) == 1 and "keys.yaml" in complaints[0], complaints
+    assert post(server, new).status_code == 200  # read again since: still the last good file, and no second complaint
+    assert len(complaints()) == 1 and "keys.yaml" in complaints()[0], complaints()
 
     path.write_text(good)
     subprocess.run(
@@ -189,7 +197,7 @@ def test_the_keys_file_is_reread_without_a_restart(teams):
     assert post(server, keys["calm"]).status_code == 200
 
 
-# The README's "Keys per team" example, as printed there (its keys file beside the server's here).
+# The "Keys per team" example of docs/keys.md, as printed there (its keys file beside the server's here).
 README_EXAMPLE = """\
 export API_KEYS_FILE=keys.yaml
 KEY=$(.venv/bin/python -m tabserve.serving.edge.keys add fraud-team --rps 5 --burst 10 --records-per-minute 6000 --routes /predict,/predict_batch | tail -1)
@@ -199,6 +207,7 @@ curl -s -X POST http://localhost:3000/predict -H "Authorization: Bearer $KEY" -H
 
 
 def test_the_readme_example_works_as_printed(teams):
+    assert f"```bash\n{README_EXAMPLE}```\n" in docs_text(), "the docs no longer print README_EXAMPLE as one block"
     server, _, path = teams
     script = README_EXAMPLE.replace(".venv/bin/python", sys.executable).replace("http://localhost:3000", server.url)
     lines = script.splitlines()

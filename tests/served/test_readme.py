@@ -1,5 +1,5 @@
-"""Every curl command in the README works as printed (against a test server instead of :3000), and
-answers what the README says; every `train.py` command prints the summary the README quotes."""
+"""Every curl command in the README and the docs (docs/*.md) works as printed (against a test server instead
+of :3000), and answers what they say; every `train.py` command prints the summary they quote."""
 
 import json
 import re
@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tests.conftest import PENGUIN, ROOT, Server
+from tests.docs.pages import docs_text
 from tests.served.metrics_text import parse, samples
 
 pytestmark = pytest.mark.served
@@ -20,11 +21,10 @@ README_KEY = "change-me"  # the README's example API key
 
 
 def readme_commands(prefix: str) -> list[str]:
-    """The README's lines starting with `prefix`, outside "Bring your own model" (test_readme_byom.py runs those)."""
-    text = (ROOT / "README.md").read_text()
-    before, _, rest = text.partition("## Bring your own model")
-    text = before + ("\n## " + rest.split("\n## ", 1)[1] if "\n## " in rest else "")
-    return [line.strip() for line in text.splitlines() if line.strip().startswith(prefix)]
+    """The lines of the README and the docs starting with `prefix`, each once (the README repeats a page's curl),
+    outside docs/bring-your-own-model.md (test_readme_byom.py runs those)."""
+    text = docs_text(exclude=("bring-your-own-model.md",))
+    return list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip().startswith(prefix)))
 
 
 @pytest.fixture(scope="module")
@@ -143,14 +143,14 @@ def test_readme_curl_commands(server, keyed_as_in_the_readme, penguins_model, tm
 
 
 def test_readme_names_the_client_script():
-    """The README's `python client.py` is run against a server by tests/served/test_client.py."""
-    assert any("python client.py" in line for line in (ROOT / "README.md").read_text().splitlines())
+    """The docs' `python client.py` is run against a server by tests/served/test_client.py."""
+    assert any("python client.py" in line for line in docs_text().splitlines())
 
 
 def test_readme_train_commands_print_what_the_readme_shows(bentoml_home):
     """Each `train.py --data tests/data/...` command runs as printed; the summary lines the README
     quotes after it are what it prints."""
-    text = (ROOT / "README.md").read_text()
+    text = docs_text()
     commands = readme_commands(".venv/bin/python train.py --data tests/data/")
     assert len(commands) >= 2
     python = str(Path(sys.executable))
@@ -172,7 +172,7 @@ def test_readme_train_commands_print_what_the_readme_shows(bentoml_home):
 
 def test_readme_tritonclient_example_runs_as_printed(server):
     """The README's tritonclient snippet, run against the test server, prints what its comments say."""
-    text = (ROOT / "README.md").read_text()
+    text = docs_text()
     snippet = text.split("With Triton's client", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     host = server.url.removeprefix("http://")
     result = subprocess.run(
@@ -197,7 +197,7 @@ def test_readme_entity_commands_run_as_printed(penguins_model, tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    text = (ROOT / "README.md").read_text()
+    text = docs_text()
     after = text.split(load, 1)[1]
     shown = after[after.index("```\n", after.index("```") + 3) + 4 :].split("```")[0].strip()
     assert shown and shown in result.stdout, result.stdout
@@ -243,7 +243,7 @@ def test_readme_payload_log_and_drift_report_run_as_printed(penguins_model, tmp_
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    text = (ROOT / "README.md").read_text()
+    text = docs_text()
     after = text.split(report, 1)[1]
     shown = after[after.index("```\n", after.index("```") + 3) + 4 :].split("```")[0].strip()
     assert (

@@ -1,5 +1,6 @@
-"""The README's "Bring your own model" runs as printed: its notebook, its import commands (with the summary
-and the refusal it quotes), and the served LightGBM model answering the README's penguin as it says."""
+"""The docs' "Bringing your own model" (docs/bring-your-own-model.md) runs as printed: its notebook, its import
+commands (with the summary and the refusal it quotes), and the served LightGBM model answering the docs' penguin
+as it says."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import pytest
 import requests
 
 from tests.conftest import PENGUIN, ROOT, Server
+from tests.docs.pages import page
 
 pytestmark = pytest.mark.served
 
 
 def section() -> str:
-    text = (ROOT / "README.md").read_text()
-    return text.split("## Bring your own model", 1)[1].split("\n## ", 1)[0]
+    return page("bring-your-own-model.md")
 
 
 def fenced() -> list[tuple[str, str]]:
