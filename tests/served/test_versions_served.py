@@ -249,8 +249,15 @@ WATCH_S = 1
 MARGIN_S = 10  # the watcher's period, the new version's check and warm-up, and a busy machine
 
 
+def wait_until(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the load did not get there in time"
+        time.sleep(0.1)
+
+
 def test_a_new_version_is_swapped_in_under_load_without_a_failed_or_stale_answer(data_dir):
-    """32 clients post for ~30 s; train.py saves a new version of the served name mid-run. Every request is
+    """32 clients post while train.py saves a new version of the served name mid-run. Every request is
     answered 200 by one version, with that version's answer (the cache never serves the old one's), and
     answers switch to the new version within MODEL_WATCH_S plus a margin."""
     first = trainer.train(PENGUINS_CSV, "species", name="hotswap").model
@@ -284,7 +291,7 @@ def test_a_new_version_is_swapped_in_under_load_without_a_failed_or_stale_answer
         for thread in threads:
             thread.start()
         try:
-            time.sleep(8)
+            wait_until(lambda: len(results) >= 200)  # every client is answered steadily by the first version
             trained = subprocess.run(
                 [
                     sys.executable,
@@ -302,7 +309,8 @@ def test_a_new_version_is_swapped_in_under_load_without_a_failed_or_stale_answer
                 timeout=300,
             )
             saved_at = time.monotonic()
-            time.sleep(22)
+            # Until 200 answers were sent after the window the new version has to take over in.
+            wait_until(lambda: sum(r[0] > saved_at + WATCH_S + MARGIN_S for r in results[-400:]) >= 200, 60)
         finally:
             stop.set()
             for thread in threads:
