@@ -8,7 +8,7 @@ PORT ?= 3000
 MODEL_TAG ?= penguins:latest
 export MODEL_TAG
 
-.PHONY: help install browser engines train serve test test-fast docs build clean
+.PHONY: help install browser engines train serve test test-fast docs lint build clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -44,14 +44,21 @@ serve: $(INSTALLED)  ## serve MODEL_TAG on PORT (trains the default model if mis
 	@$(BIN)/python -m tabserve.core.model_tags ensure "$(MODEL_TAG)"
 	$(BIN)/bentoml serve service:PredictionService --port $(PORT)
 
-test: $(INSTALLED) browser engines  ## the whole test suite, every marker (real servers, a browser, a Bento build, the notebook)
-	$(BIN)/python -m pytest
+# The suite runs on TEST_WORKERS processes (pytest-xdist): much of it waits on servers, builds and engines,
+# so three share two cores well. tests/conftest.py keeps each file on one worker and starts the longest first.
+TEST_WORKERS ?= 3
+test: $(INSTALLED) browser engines  ## the whole test suite, every marker (real servers, a browser, a Bento build, the notebook), on TEST_WORKERS processes
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 test-fast: $(INSTALLED)  ## the tests that start no server and build nothing (not marked served or slow)
 	$(BIN)/python -m pytest -m "not served and not slow"
 
 # The documentation site (mkdocs.yml, docs/; docs/hooks.py writes the configuration page from the code).
 SITE_DIR ?= site
+lint: $(INSTALLED)  ## ruff: lint (pyflakes, pycodestyle, isort, bugbear, pyupgrade) and format check on the whole tree
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 docs: $(INSTALLED)  ## build the documentation site into SITE_DIR (default site/), strictly: a broken link or anchor, or a page not in the navigation, fails
 	$(BIN)/mkdocs build --strict --site-dir "$(SITE_DIR)"
 

@@ -56,6 +56,37 @@ def pytest_sessionfinish(session, exitstatus):
 SERVED_DIR = ROOT / "tests" / "served"
 
 
+# --- Parallel runs: `make test` runs pytest-xdist with `--dist loadgroup --no-loadscope-reorder` -----------
+# A file's tests stay on one worker, so its module-scoped servers start once. Files sharing an expensive
+# session fixture share a group (one worker), so it is made once. The longest groups start first (largest
+# first keeps the workers busy to the end); the rest follow in file order.
+SHARED_GROUPS = {
+    # the models of every family built with their own libraries (`built_models`, `imported_models`)
+    "built-models": (
+        "tests/importing/test_import_model.py",
+        "tests/importing/test_store_models.py",
+        "tests/served/test_imported_served.py",
+        "tests/scoring/test_score_spark.py",
+    ),
+}
+LONGEST_FIRST = (
+    "tests/bench/test_bench_smoke.py",
+    "built-models",
+    "tests/bento/test_bento.py",
+    "tests/served/test_any_csv.py",
+    "tests/reliability/test_soak.py",
+    "tests/served/test_versions_served.py",
+    "tests/reliability/test_faults.py",
+    "tests/notebooks/test_quickstart.py",
+    "tests/served/test_readme.py",
+    "tests/served/test_readme_byom.py",
+)
+
+
+def xdist_group_of(path: str) -> str:
+    return next((group for group, files in SHARED_GROUPS.items() if path in files), path)
+
+
 def pytest_collection_modifyitems(config, items):
     """tests/served/ is the folder of tests against a real server; the `server` fixture is one."""
     for item in items:
@@ -63,6 +94,13 @@ def pytest_collection_modifyitems(config, items):
             SERVED_DIR in Path(item.path).parents or "server" in getattr(item, "fixturenames", ())
         ):
             item.add_marker(pytest.mark.served)
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(str(Path(item.path).relative_to(ROOT)))))
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+
+    def place(item) -> int:
+        return rank.get(xdist_group_of(str(Path(item.path).relative_to(ROOT))), len(rank))
+
+    items.sort(key=place)  # stable: each file keeps its own order
 
 
 # (marker, what it means, commands that need it): a subprocess matching the pattern may only start

@@ -148,6 +148,7 @@ ELSEWHERE = {
     "make serve": "tests/conftest.py (the `server` fixture runs its recipe's `bentoml serve "
     "service:PredictionService`); tests/bento/test_model_tags.py runs `make serve` itself",
     "make test": ".ci/run",
+    "make lint": ".ci/run (before make test)",
     "make docs": "tests/docs/test_docs_site.py (test_make_docs_builds_the_site)",
     "make train": "tests/served/test_readme.py (its recipe, `.venv/bin/python train.py`)",
     "bentoml serve": "tests/bento/test_model_tags.py (plain `bentoml serve` in the project directory)",
@@ -169,7 +170,6 @@ ELSEWHERE = {
 # Commands shown that no test runs, and why.
 NOT_RUN = {
     ". .venv/bin/activate": "puts .venv/bin on PATH for the bentoml commands after it",
-    "make lint": "ruff over the tree: no test or .ci/run step runs it",
     "make container-test KEEP_IMAGES=1": ".ci/run runs `make container-test`, which removes the image afterwards",
     "make container-push PUSH_TO=registry.example.com/ml-platform/tabserve:1.0": "no registry is reachable here",
     'kubectl create secret generic tabserve-api-key --from-literal=api-key="$(openssl rand -hex 32)"': "no cluster "

@@ -35,9 +35,9 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -75,6 +75,27 @@ NOT_CONFIGURED = (
     " or set FEATURE_DB_URL to the database that holds FEATURE_TABLE"
 )
 DEFAULT_DATABASE_FILE = "features.db"  # where FEATURE_DB_URL's default, sqlite:///features.db, points
+
+
+class DefaultDatabaseLookup:
+    """FEATURE_DB_URL unset: the default database, sqlite:///features.db, is used once a table was loaded into it.
+    Until then every lookup answers 501 saying how to load one, and nothing of SQLAlchemy is loaded at start."""
+
+    def __init__(self, make: Callable[[], EntityLookup], table_name: str):
+        self._make, self.table_name = make, table_name
+        self._lookup: EntityLookup | None = None
+
+    async def lookup(self, entity_id: str) -> Found:
+        if self._lookup is None:
+            if not os.path.exists(DEFAULT_DATABASE_FILE):
+                metrics.observe_feature_lookup("not_configured", 0.0)
+                raise NotConfigured(NOT_CONFIGURED)
+            self._lookup = self._make()
+        return await self._lookup.lookup(entity_id)
+
+    def close(self) -> None:
+        if self._lookup is not None:
+            self._lookup.close()
 
 
 class EntityNotFound(TabserveError):
@@ -120,33 +141,29 @@ class EntityLookup:
         self._lock = threading.Lock()
         self._reflected: tuple[Any, Any] | None = None  # (table, id column), once the table was read
         self._quiet_until = 0.0
-        self.configured: Callable[[], bool] = lambda: True
 
     @classmethod
     def from_config(cls, schema: FeatureSchema) -> EntityLookup:
         """The lookup the settings describe; a FEATURE_DB_URL that is not usable stops the process with one line."""
         from tabserve.serving import settings
 
-        try:
-            lookup = cls(
-                settings.FEATURE_DB_URL,
-                settings.FEATURE_TABLE,
-                schema.names,
-                settings.FEATURE_ID_COLUMN,
-                settings.FEATURE_DB_TIMEOUT_MS,
-                settings.FEATURE_DB_POOL_SIZE,
-            )
-        except FeatureDbError as exc:
-            raise SystemExit(f"error: FEATURE_DB_URL: {exc}") from None
-        if not settings.FEATURE_DB_CONFIGURED:  # the default database counts once a table was loaded into it
-            lookup.configured = lambda: os.path.exists(DEFAULT_DATABASE_FILE)
-        return lookup
+        def lookup() -> EntityLookup:
+            try:
+                return cls(
+                    settings.FEATURE_DB_URL,
+                    settings.FEATURE_TABLE,
+                    schema.names,
+                    settings.FEATURE_ID_COLUMN,
+                    settings.FEATURE_DB_TIMEOUT_MS,
+                    settings.FEATURE_DB_POOL_SIZE,
+                )
+            except FeatureDbError as exc:
+                raise SystemExit(f"error: FEATURE_DB_URL: {exc}") from None
+
+        return lookup() if settings.FEATURE_DB_CONFIGURED else DefaultDatabaseLookup(lookup, settings.FEATURE_TABLE)
 
     async def lookup(self, entity_id: str) -> Found:
         """The entity's row; EntityNotFound, or LookupFailed when the database does not answer in time."""
-        if not self.configured():
-            metrics.observe_feature_lookup("not_configured", 0.0)
-            raise NotConfigured(NOT_CONFIGURED)
         started = time.perf_counter()
         result = "error"
         # The first lookup also connects for the first time and reflects the table (a few catalog queries):
@@ -336,7 +353,7 @@ def entity_record(
         errors = exc.errors(include_url=False)
     detail = pydantic_detail(errors)
     problems = []
-    for item, error in zip(detail, errors):
+    for item in detail:  # one per error
         column = str(item["loc"][0]) if item["loc"] else "?"
         if column in found.lacking:
             problems.append(f"table {table!r} has no column {column!r}, a feature the model requires")
@@ -349,6 +366,9 @@ def entity_record(
             problems.append(f"column {column!r} of table {table!r} holds {shown[:80]}: {item['msg']}")
             item["msg"] = f"{shown[:80]} in table {table!r}: {item['msg']}"
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    message = f"entity {entity_id!r} cannot be scored: {problems[0]}{more}; fix the table, or give the value as a query parameter"
+    message = (
+        f"entity {entity_id!r} cannot be scored: {problems[0]}{more}; "
+        "fix the table, or give the value as a query parameter"
+    )
     logger.warning("feature table %r, entity %r: %s", table, entity_id, problems[0])
     raise InvalidEntity(message, detail)

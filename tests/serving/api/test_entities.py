@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import sqlite3
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -137,8 +138,8 @@ def odd_tables(tmp_path):
     url = f"sqlite:///{tmp_path / 'odd.db'}"
     with sqlite3.connect(tmp_path / "odd.db") as connection:
         connection.executescript("""
-            CREATE TABLE text_cells (id TEXT PRIMARY KEY, island TEXT, bill_length_mm TEXT, bill_depth_mm TEXT, flipper_length_mm TEXT,
-                                     body_mass_g TEXT, sex TEXT, year TEXT, note TEXT);
+            CREATE TABLE text_cells (id TEXT PRIMARY KEY, island TEXT, bill_length_mm TEXT, bill_depth_mm TEXT,
+                                     flipper_length_mm TEXT, body_mass_g TEXT, sex TEXT, year TEXT, note TEXT);
             INSERT INTO text_cells VALUES ('a', 'Torgersen', '39.1', '18.7', '181', '3750', 'male', '2007', 'x'),
                                           ('b', 'Torgersen', 'NA', '?', '', 'null', 'NA', '2007', NULL),
                                           ('mars', 'Mars', '39.1', '18.7', '181', '3750', 'male', '2007', NULL),
@@ -265,7 +266,11 @@ def test_a_stopped_postgres_is_503_then_found_again_after_restart(card, types, p
             )
             for a in answers
         ), [a.json() for a in answers]
-        assert http.get("/entities/1/predict").status_code == 200  # the pool replaced its dead connections
+        # The pool replaces its dead connections: found again once the restarted database takes connections.
+        deadline = time.monotonic() + 15
+        while (status := http.get("/entities/1/predict").status_code) != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status == 200
     assert lookups("error") + lookups("timeout") >= errors_before + 3
 
 
@@ -295,8 +300,8 @@ def test_a_slow_postgres_times_out_and_the_threads_are_freed(card, types, predic
     with engine.begin() as connection:
         connection.execute(
             sa.text(
-                "CREATE OR REPLACE VIEW slow AS SELECT f.*, pg_sleep(CASE WHEN penguin_id = 2 THEN 60 ELSE 0 END)::text AS slept "
-                "FROM features f"
+                "CREATE OR REPLACE VIEW slow AS SELECT f.*, "
+                "pg_sleep(CASE WHEN penguin_id = 2 THEN 60 ELSE 0 END)::text AS slept FROM features f"
             )
         )
     engine.dispose()
@@ -351,6 +356,7 @@ def test_without_a_lookup_there_is_no_route(card, types, predictor):
 def test_a_bad_database_url_stops_the_server_with_one_line(card, monkeypatch):
     from tabserve.serving import settings as config
 
+    monkeypatch.setattr(config, "FEATURE_DB_CONFIGURED", True)  # FEATURE_DB_URL set in the environment
     monkeypatch.setattr(config, "FEATURE_DB_URL", "nosuchdb://x")
     with pytest.raises(SystemExit) as stopped:
         EntityLookup.from_config(card.schema)
