@@ -11,9 +11,9 @@ SHA-256 of its key, never the key, with optional limits:
         records_per_minute: 6000  # records scored: /predict 1, /predict_batch its records, /predict_csv its rows
         routes: [/predict, /v1]   # path prefixes it may call (default: every protected route)
 
-`python -m tabserve.serving.edge.keys add TEAM` makes a key and writes its hash (tabserve/serving/edge/keys.py). A fast hash is
-enough: the keys are random 32-byte tokens, so there is nothing to guess from a hash (no salt or slow
-hash needed, unlike passwords). API_KEY, when set, is one more consumer called `default`.
+`python -m tabserve.serving.edge.keys add TEAM` makes a key and writes its hash (tabserve/serving/edge/keys.py).
+A fast hash is enough: the keys are random 32-byte tokens, so there is nothing to guess from a hash (no salt
+or slow hash needed, unlike passwords). API_KEY, when set, is one more consumer called `default`.
 
 `Keyring` matches a presented key against every consumer's hash with `hmac.compare_digest`, always
 all of them, so the time taken says nothing about which consumers exist; an unknown key and a wrong
@@ -101,7 +101,8 @@ def check_name(name: str) -> str:
         )
     if name in RESERVED:
         raise KeysFileError(
-            f"consumer name {name!r} is reserved ({DEFAULT!r} is API_KEY's consumer, {ANONYMOUS!r} a request without a key)"
+            f"consumer name {name!r} is reserved "
+            f"({DEFAULT!r} is API_KEY's consumer, {ANONYMOUS!r} a request without a key)"
         )
     return name
 
@@ -117,7 +118,8 @@ def consumer_from(name: str, entry: Any) -> Consumer:
     digest = entry.get("key_sha256")
     if not isinstance(digest, str) or not HEX64.fullmatch(digest.lower()):
         raise KeysFileError(
-            f"consumer {name!r}: key_sha256 must be the 64 hex digits of the key's SHA-256 (python -m tabserve.serving.edge.keys add writes it)"
+            f"consumer {name!r}: key_sha256 must be the 64 hex digits of the key's SHA-256 "
+            "(python -m tabserve.serving.edge.keys add writes it)"
         )
     rps = _number(name, "rps", entry.get("rps"), float)
     burst = _number(name, "burst", entry.get("burst"), int)
@@ -204,7 +206,10 @@ def read_keys_file(path: Path) -> dict[str, Consumer]:
         raise KeysFileError(f"{path}: {exc}") from None
 
 
-HEADER = "# API keys of tabserve's consumers (python -m tabserve.serving.edge.keys). Only SHA-256 hashes of the keys are kept here.\n"
+HEADER = (
+    "# API keys of tabserve's consumers (python -m tabserve.serving.edge.keys). "
+    "Only SHA-256 hashes of the keys are kept here.\n"
+)
 
 
 def write_keys_file(path: Path, consumers: dict[str, Consumer]) -> None:

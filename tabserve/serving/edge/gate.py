@@ -11,42 +11,29 @@ on every answer; every protected request is counted per consumer, route and stat
 Every error answer, the gate's or the app's, leaves in the one error shape and the probes answer
 JSON (tabserve/serving/edge/error_shape.py); /docs.json documents all that (tabserve/serving/edge/openapi.py).
 
-`install(service)` puts the gate, and CORS when CORS_ORIGINS is set, in front of the entry service.
+`GateMiddleware.__call__` reads as that sequence, one named step per check; the body is read, checked and
+its records counted in tabserve/serving/edge/limits.py. `install(service)` puts the gate, and CORS when
+CORS_ORIGINS is set, in front of the entry service.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tabserve.core.errors import DuplicateKey, error_body, refuse_duplicate_keys, repeated
+from tabserve.core.errors import error_body, repeated
 from tabserve.serving.edge.consumers import ANONYMOUS, CURRENT, Consumer, Decision, Keyring
 from tabserve.serving.edge.error_shape import PROBES, ErrorRewriter, ProbeAnswer, extra_headers, send_json
+from tabserve.serving.edge.limits import RECORD_ROUTES, count_records, header, read_body
 from tabserve.serving.edge.openapi import DocsRewriter
 from tabserve.serving.observe import metrics
 
-CSV_PART_TYPES = ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel", "application/octet-stream")
 # Query parameters that look like a credential: a key in a URL ends up in logs, so it is refused.
 KEY_PARAMETERS = ("api_key", "apikey", "api-key", "key", "token", "access_token")
 ADMIN_PREFIX = "/v1/admin"
-# How many records a request scores, by route template (metrics.route_label) and method: "one", the
-# length of the JSON body's "records", the CSV upload's rows, or an Open Inference Protocol body's batch.
-RECORD_ROUTES = {
-    ("POST", "/predict"): "one",
-    ("POST", "/predict_batch"): "records",
-    ("POST", "/predict_csv"): "csv",
-    ("GET", "/v1/predict"): "one",
-    ("POST", "/v1/form"): "one",
-    ("GET", "/v1/entities/{id}/predict"): "one",
-    ("POST", "/v1/models/{version}/predict"): "one",
-    ("GET", "/v1/models/{version}/predict"): "one",
-    ("POST", "/v2/models/{model}/infer"): "oip",
-    ("POST", "/v2/models/{model}/versions/{version}/infer"): "oip",
-}
 
 
 @dataclass
@@ -103,8 +90,7 @@ class GateMiddleware:
             return await self.app(scope, receive, ErrorRewriter(send, on_error=count))
 
         metrics.observe_worker_request()
-        route = metrics.route_label(path)
-        how_many = RECORD_ROUTES.get((method, route))
+        how_many = RECORD_ROUTES.get((method, metrics.route_label(path)))
         statuses: list[int] = []
         stamp: list[tuple[bytes, bytes]] = []  # X-RateLimit-* headers for the answer, when the consumer has a quota
         send = _stamped(send, statuses, stamp)
@@ -112,71 +98,36 @@ class GateMiddleware:
         records = 0
         CURRENT.set(ANONYMOUS)
         try:
-            refusal = _check_key_in_query(scope) if self.gate.requires_key else None
-            if refusal is None:
-                consumer, refusal = self._identify(scope)
+            consumer, refusal = self._identify(scope)
             if consumer is not None:
                 CURRENT.set(consumer.name)
-            if refusal is None and consumer is not None and not consumer.allows(path):
-                routes = ", ".join(consumer.routes or ())
-                refusal = (
-                    403,
-                    error_body(f"the key of consumer {consumer.name!r} may not call {path}; it may call: {routes}"),
-                )
-            if refusal is None and consumer is not None:
-                refusal = self._take(stamp, self.gate.keyring.take_request(consumer), consumer, "requests")
+                refusal = self._check_route(consumer, path) or self._take_request(consumer, stamp)
             refusal = refusal or self._check_content_type(scope, path, method) or _check_query(scope)
-            if refusal is None and self.gate.in_flight >= self.gate.max_concurrency:
-                refusal = 429, error_body(f"more than {self.gate.max_concurrency} requests in flight; retry shortly")
+            refusal = refusal or self._check_concurrency()
             body = b""
             if refusal is None and method == "POST":
-                refusal, receive, body = await self._read_body(scope, receive, path)
+                refusal, receive, body = await read_body(self.gate, scope, receive, path)
             if refusal is None and how_many is not None:
-                records = _count_records(how_many, body)
-                if consumer is not None and records:
-                    refusal = self._take(
-                        stamp, self.gate.keyring.take_records(consumer, records), consumer, "records", records
-                    )
+                records = count_records(how_many, body)
+                refusal = self._take_records(consumer, records, stamp)
             if refusal is not None:
-                count(refusal[0])
-                headers = (
-                    [] if len(refusal) > 2 else extra_headers(refusal[0])
-                )  # a quota refusal carries its own Retry-After
-                return await send_json(send, refusal[0], refusal[1], headers=headers)
-
-            released = False
-
-            def release() -> None:  # once the answer is sent, not when BentoML's after-response tasks end
-                nonlocal released
-                if not released:
-                    released = True
-                    self.gate.in_flight -= 1
-
-            rewriter = ErrorRewriter(send, on_error=count, on_answered=release)
-            self.gate.in_flight += 1
-            try:
-                async with asyncio.timeout(
-                    self.gate.timeout_s
-                ):  # not wait_for: on 3.11 that is one more task per request
-                    await self.app(scope, receive, rewriter)
-            except TimeoutError:
-                if not rewriter.started:
-                    await send_json(send, 504, error_body(f"no answer within {self.gate.timeout_s:g} s"))
-            finally:
-                release()
+                return await _refuse(send, refusal, count)
+            await self._answer(scope, receive, send, count)
         finally:
-            if statuses:  # a client gone before any answer is not counted
-                name = consumer.name if consumer is not None else ANONYMOUS
-                metrics.observe_request(name, path, statuses[0])
-                if 200 <= statuses[0] < 300:
-                    metrics.observe_records(name, records)
+            _account(consumer, path, statuses, records)
+
+    # --- the steps, in the order __call__ takes them ------------------------------------------------
 
     def _identify(self, scope: dict) -> tuple[Consumer | None, tuple[int, dict] | None]:
-        """The consumer whose key the request carries; a 401 if keys are required and it has none that
-        is known. An unknown key and a wrong one are one case: nothing maps a key to a consumer but its hash."""
+        """The consumer whose key the request carries, when keys are required: a 400 for a key in the query
+        string, a 401 if it has none that is known. An unknown key and a wrong one are one case: nothing
+        maps a key to a consumer but its hash."""
         if not self.gate.requires_key:
             return None, None
-        scheme, _, token = _header(scope, b"authorization").partition(" ")
+        refusal = _check_key_in_query(scope)
+        if refusal is not None:
+            return None, refusal
+        scheme, _, token = header(scope, b"authorization").partition(" ")
         consumer = self.gate.keyring.identify(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
         if consumer is not None:
             return consumer, None
@@ -184,23 +135,66 @@ class GateMiddleware:
         return None, (401, error_body(message))
 
     @staticmethod
-    def _take(stamp: list, decision: Decision | None, consumer: Consumer, what: str, records: int = 0) -> tuple | None:
-        """Apply a bucket's decision: its headers go on the answer; a refusal is 429 (413 when it never fits)."""
-        if decision is None:
+    def _check_route(consumer: Consumer, path: str) -> tuple[int, dict] | None:
+        """The routes the consumer's key may call (403)."""
+        if consumer.allows(path):
             return None
-        if decision.allowed:
-            stamp[:] = decision.headers()
+        routes = ", ".join(consumer.routes or ())
+        return 403, error_body(f"the key of consumer {consumer.name!r} may not call {path}; it may call: {routes}")
+
+    def _take_request(self, consumer: Consumer, stamp: list) -> tuple | None:
+        """The consumer's requests-per-second quota (429)."""
+        decision = self.gate.keyring.take_request(consumer)
+        if decision is None or _quota_allows(decision, stamp):
             return None
-        stamp[:] = decision.headers() if decision.fits else []
-        if what == "requests":
-            return (
-                429,
-                error_body(
-                    f"consumer {consumer.name!r} is over its quota of {consumer.rps:g} requests per second "
-                    f"(burst {decision.limit}); retry in {decision.retry_after_s} s"
-                ),
-                True,
+        return (
+            429,
+            error_body(
+                f"consumer {consumer.name!r} is over its quota of {consumer.rps:g} requests per second "
+                f"(burst {decision.limit}); retry in {decision.retry_after_s} s"
+            ),
+            True,
+        )
+
+    def _check_content_type(self, scope: dict, path: str, method: str) -> tuple[int, dict] | None:
+        """The content type a POST to the route needs: JSON, a multipart upload, or a form (415)."""
+        if method != "POST":
+            return None
+        content_type = header(scope, b"content-type")
+        media_type = content_type.split(";")[0].strip().lower()
+        if path in self.gate.json_routes:
+            if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+                return 415, error_body(f"send the body as JSON with Content-Type: application/json (got {media_type})")
+        elif path in self.gate.upload_routes:
+            if media_type != "multipart/form-data":
+                return 415, error_body(
+                    "upload the CSV as multipart/form-data with a field named 'file' "
+                    f"(got {media_type or 'no content type'})"
+                )
+            if "boundary=" not in content_type:
+                return 400, error_body("the multipart/form-data content type has no boundary")
+        elif path in self.gate.form_routes and media_type not in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
+            return 415, error_body(
+                f"submit the form as application/x-www-form-urlencoded (got {media_type or 'no content type'})"
             )
+        return None
+
+    def _check_concurrency(self) -> tuple[int, dict] | None:
+        """The requests in flight, at most MAX_CONCURRENCY (429)."""
+        if self.gate.in_flight >= self.gate.max_concurrency:
+            return 429, error_body(f"more than {self.gate.max_concurrency} requests in flight; retry shortly")
+        return None
+
+    def _take_records(self, consumer: Consumer | None, records: int, stamp: list) -> tuple | None:
+        """The consumer's records-per-minute quota: 429, or 413 for more records than it ever allows."""
+        if consumer is None or not records:
+            return None
+        decision = self.gate.keyring.take_records(consumer, records)
+        if decision is None or _quota_allows(decision, stamp):
+            return None
         if not decision.fits:
             return (
                 413,
@@ -219,59 +213,51 @@ class GateMiddleware:
             True,
         )
 
-    def _check_content_type(self, scope: dict, path: str, method: str) -> tuple[int, dict] | None:
-        if method != "POST":
-            return None
-        content_type = _header(scope, b"content-type")
-        media_type = content_type.split(";")[0].strip().lower()
-        if path in self.gate.json_routes:
-            if media_type and media_type != "application/json" and not media_type.endswith("+json"):
-                return 415, error_body(f"send the body as JSON with Content-Type: application/json (got {media_type})")
-        elif path in self.gate.upload_routes:
-            if media_type != "multipart/form-data":
-                return 415, error_body(
-                    f"upload the CSV as multipart/form-data with a field named 'file' (got {media_type or 'no content type'})"
-                )
-            if "boundary=" not in content_type:
-                return 400, error_body("the multipart/form-data content type has no boundary")
-        elif path in self.gate.form_routes and media_type not in (
-            "application/x-www-form-urlencoded",
-            "multipart/form-data",
-        ):
-            return 415, error_body(
-                f"submit the form as application/x-www-form-urlencoded (got {media_type or 'no content type'})"
-            )
-        return None
+    async def _answer(self, scope: dict, receive: Any, send: Any, count: Any) -> None:
+        """The app answers, counted in flight until its answer is sent; 504 past the request timeout."""
+        released = False
 
-    async def _read_body(self, scope: dict, receive: Any, path: str) -> tuple[tuple[int, dict] | None, Any, bytes]:
-        """Read the body up to the limit (refusing 413 early), check uploads, hand the bytes on
-        (and give back what holds the records, to count them: the JSON body parsed, the uploaded file)."""
-        limit = self.gate.max_body_bytes
-        declared = _header(scope, b"content-length")
-        if declared.isdigit() and int(declared) > limit:
-            return (413, error_body(f"the body is {int(declared)} bytes; the limit is {limit}")), receive, b""
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return (400, error_body("the client disconnected before the body was complete")), receive, b""
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return (413, error_body(f"the body is larger than the limit of {limit} bytes")), receive, b""
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        refusal, counted = None, body
-        if path in self.gate.upload_routes:
-            refusal, counted = await _check_upload(scope, body)
-        elif path in self.gate.json_routes:
-            if not body.strip():
-                refusal = 400, error_body("invalid input: the request body is empty; send a JSON object")
-            else:
-                refusal, counted = _check_duplicate_keys(body)
-        return refusal, _replay(body, then=receive), counted
+        def release() -> None:  # once the answer is sent, not when BentoML's after-response tasks end
+            nonlocal released
+            if not released:
+                released = True
+                self.gate.in_flight -= 1
+
+        rewriter = ErrorRewriter(send, on_error=count, on_answered=release)
+        self.gate.in_flight += 1
+        try:
+            async with asyncio.timeout(self.gate.timeout_s):  # not wait_for: on 3.11 that is one more task per request
+                await self.app(scope, receive, rewriter)
+        except TimeoutError:
+            if not rewriter.started:
+                await send_json(send, 504, error_body(f"no answer within {self.gate.timeout_s:g} s"))
+        finally:
+            release()
+
+
+def _quota_allows(decision: Decision, stamp: list) -> bool:
+    """Apply a bucket's decision: its headers go on the answer (none when the request can never fit)."""
+    if decision.allowed:
+        stamp[:] = decision.headers()
+        return True
+    stamp[:] = decision.headers() if decision.fits else []
+    return False
+
+
+async def _refuse(send: Any, refusal: tuple, count: Any) -> None:
+    """Answer a refusal in the error shape (counted on /metrics when it is bad input)."""
+    count(refusal[0])
+    headers = [] if len(refusal) > 2 else extra_headers(refusal[0])  # a quota refusal carries its own Retry-After
+    await send_json(send, refusal[0], refusal[1], headers=headers)
+
+
+def _account(consumer: Consumer | None, path: str, statuses: list[int], records: int) -> None:
+    """Every protected request on /metrics, per consumer, route and status; its records once answered 2xx."""
+    if statuses:  # a client gone before any answer is not counted
+        name = consumer.name if consumer is not None else ANONYMOUS
+        metrics.observe_request(name, path, statuses[0])
+        if 200 <= statuses[0] < 300:
+            metrics.observe_records(name, records)
 
 
 def _stamped(send: Any, statuses: list[int], headers: list[tuple[bytes, bytes]]) -> Any:
@@ -299,47 +285,6 @@ def _check_key_in_query(scope: dict) -> tuple[int, dict] | None:
     return None
 
 
-def _count_records(how: str, body: Any) -> int:
-    """Records a request scores, read from what the gate has read anyway: the JSON body it parsed for
-    repeated keys, the CSV part of an upload (0 when it cannot tell: the endpoint refuses the body)."""
-    if how == "one":
-        return 1
-    if how == "csv":
-        return _csv_rows(body) if isinstance(body, bytes) else 0
-    data = body
-    if isinstance(body, bytes):  # a route whose JSON the gate does not check (/v2)
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            return 0
-    if how == "records":
-        records = data.get("records") if isinstance(data, dict) else None
-        return len(records) if isinstance(records, list) else 0
-    # Open Inference Protocol: each input tensor's first dimension is the batch.
-    inputs = data.get("inputs") if isinstance(data, dict) else None
-    shapes = [i.get("shape") for i in inputs if isinstance(i, dict)] if isinstance(inputs, list) else []
-    return max([s[0] for s in shapes if isinstance(s, list) and s and isinstance(s[0], int) and s[0] > 0] or [1])
-
-
-def _csv_rows(data: bytes) -> int:
-    """Data rows of an uploaded CSV, counted cheaply (~20 ms for 10 MB): its non-empty lines but the
-    header. A quoted cell holding a line break counts once per line: reading the CSV properly here
-    would cost a second parse of every upload (~1 s for 10 MB with quotes) for a rare case."""
-    lines = data.splitlines()
-    return max(0, len(lines) - lines.count(b"") - 1)
-
-
-def _check_duplicate_keys(body: bytes) -> tuple[tuple[int, dict] | None, Any]:
-    """JSON parsers keep the last of duplicate keys silently; a record with two values is refused.
-    Also gives back the parsed body (None if it is not JSON), to count its records."""
-    try:
-        return None, json.loads(body, object_pairs_hook=refuse_duplicate_keys)
-    except DuplicateKey as exc:
-        return (400, error_body(f"invalid input: the key {str(exc)!r} appears twice in one JSON object")), None
-    except (ValueError, RecursionError):
-        return None, None  # not JSON at all: the endpoint's own parser says why
-
-
 def _check_query(scope: dict) -> tuple[int, dict] | None:
     query = scope.get("query_string", b"").decode("utf-8", "replace")
     twice = repeated(name for name, _ in parse_qsl(query, keep_blank_values=True))
@@ -348,57 +293,10 @@ def _check_query(scope: dict) -> tuple[int, dict] | None:
     return None
 
 
-async def _check_upload(scope: dict, body: bytes) -> tuple[tuple[int, dict] | None, bytes]:
-    """A refusal if the multipart body has no CSV part named 'file'; and that part's bytes."""
-    from starlette.requests import Request
-
-    try:
-        form = await Request(scope, _replay(body)).form()
-    except Exception as exc:  # starlette / python-multipart raise several types for broken bodies
-        return (400, error_body(f"the multipart body is malformed: {exc}")), b""
-    try:
-        part = form.get("file")
-        if part is None or not hasattr(part, "content_type"):
-            return (400, error_body("the upload has no file field named 'file'")), b""
-        part_type = (part.content_type or "application/octet-stream").split(";")[0].strip().lower()
-        if part_type not in CSV_PART_TYPES:
-            return (415, error_body(f"the uploaded file must be CSV (text/csv), not {part_type}")), b""
-        return None, await part.read()
-    finally:
-        await form.close()
-
-
-def _replay(body: bytes, then: Any = None) -> Any:
-    """A `receive` that gives `body` once, then defers to the real one (to see a disconnect)."""
-    sent = False
-
-    async def receive() -> dict:
-        nonlocal sent
-        if sent:
-            if then is None:
-                return {"type": "http.disconnect"}
-            return await then()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
-
-
 def _count_refusal(path: str, status: int) -> None:
     """Invalid requests on /metrics: bad input (400), too large (413), wrong content type (415)."""
     if status in (400, 413, 415):
         metrics.observe_refusal(path, status)
-
-
-def _header(scope: dict, name: bytes) -> str:
-    """A request header as text: UTF-8 when it is (clients send it), else Latin-1 (HTTP's old default)."""
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            try:
-                return value.decode("utf-8")
-            except UnicodeDecodeError:
-                return value.decode("latin-1")
-    return ""
 
 
 class CORS:
@@ -419,8 +317,8 @@ class CORS:
         if (
             scope["type"] == "http"
             and scope.get("method") == "OPTIONS"
-            and _header(scope, b"origin")
-            and _header(scope, b"access-control-request-method")
+            and header(scope, b"origin")
+            and header(scope, b"access-control-request-method")
         ):
             send = ErrorRewriter(send)  # a preflight: answered by CORSMiddleware alone
         await self.cors(scope, receive, send)

@@ -1,6 +1,7 @@
 """Manage the API keys file (API_KEYS_FILE): a key per consumer (team), stored as its SHA-256 only.
 
-    python -m tabserve.serving.edge.keys add fraud-team --rps 5 --burst 10 --records-per-minute 6000 --routes /predict,/v1
+    python -m tabserve.serving.edge.keys add fraud-team --rps 5 --burst 10 --records-per-minute 6000 \\
+        --routes /predict,/v1
     python -m tabserve.serving.edge.keys list
     python -m tabserve.serving.edge.keys remove fraud-team
 

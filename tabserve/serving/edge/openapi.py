@@ -22,7 +22,10 @@ DOCUMENTED_ERRORS = {
     403: "The key's consumer may not call this route (its `routes` in API_KEYS_FILE)",
     413: "Body or CSV over the configured limit, or more records than the consumer's records_per_minute",
     415: "Wrong content type",
-    429: "Too many requests in flight, the consumer's quota (rps and burst, records_per_minute) used up, or the model service overloaded; retry after Retry-After seconds",
+    429: (
+        "Too many requests in flight, the consumer's quota (rps and burst, records_per_minute) used up, "
+        "or the model service overloaded; retry after Retry-After seconds"
+    ),
     503: "Model not ready or overloaded; retry shortly",
     504: "No answer within the request timeout",
 }
@@ -46,17 +49,18 @@ ENTITY_ROUTES = ("/v1/entities/{id}/predict",)
 ENTITY_ERRORS = {
     404: "No entity with this id in the feature table",
     422: (
-        "The entity's row holds a value the model cannot take, or the table lacks a feature the model requires: the error "
-        "names the entity, the column and the table. The request is right, the stored data is not; giving that feature "
-        "as a query parameter scores the entity anyway"
+        "The entity's row holds a value the model cannot take, or the table lacks a feature the model requires: "
+        "the error names the entity, the column and the table. The request is right, the stored data is not; "
+        "giving that feature as a query parameter scores the entity anyway"
     ),
     501: (
         "No feature table is configured (FEATURE_DB_URL unset and no features.db loaded): the error says how to load "
         "one with `python -m tabserve.serving.api.feature_table load`"
     ),
     503: (
-        "The feature database is unreachable, the table is missing (fill it with `python -m tabserve.serving.api.feature_table load`), or "
-        "the lookup took longer than FEATURE_DB_TIMEOUT_MS; or the model is not ready. Retry after Retry-After seconds"
+        "The feature database is unreachable, the table is missing "
+        "(fill it with `python -m tabserve.serving.api.feature_table load`), or the lookup took longer than "
+        "FEATURE_DB_TIMEOUT_MS; or the model is not ready. Retry after Retry-After seconds"
     ),
 }
 # Routes that score CSV rows and take the on_error choice (query parameter or header).
@@ -120,7 +124,8 @@ def document_errors(spec: dict, gate: Gate) -> dict:
         components.setdefault("securitySchemes", {})["apiKey"] = {
             "type": "http",
             "scheme": "bearer",
-            "description": "API_KEY of the server, or a consumer's key from API_KEYS_FILE (python -m tabserve.serving.edge.keys add)",
+            "description": "API_KEY of the server, or a consumer's key from API_KEYS_FILE "
+            "(python -m tabserve.serving.edge.keys add)",
         }
     error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     for path, operations in spec.get("paths", {}).items():
@@ -165,7 +170,8 @@ def document_errors(spec: dict, gate: Gate) -> dict:
                 # The form's reader is a person: invalid input re-renders the form, as HTML. The gate's
                 # own refusals before the form is read (a repeated query parameter) are still JSON.
                 responses["400"] = {
-                    "description": "Invalid input: the form again, with the problems listed (HTML); or the request refused before the form was read (JSON)",
+                    "description": "Invalid input: the form again, with the problems listed (HTML); "
+                    "or the request refused before the form was read (JSON)",
                     "content": {"text/html": {"schema": {"type": "string"}}, **error_ref},
                 }
             if path in ON_ERROR_ROUTES and method == "post":
@@ -176,7 +182,8 @@ def document_errors(spec: dict, gate: Gate) -> dict:
 
 
 def _document_admin(operation: dict | None, error_ref: dict) -> None:
-    """POST /v1/admin/promote checks ADMIN_KEY itself (not the API key): 400, 403, 404 and 409 in the one error shape."""
+    """POST /v1/admin/promote checks ADMIN_KEY itself (not the API key): 400, 403, 404 and 409 in the one error
+    shape."""
     if operation is None:
         return
     responses = operation.setdefault("responses", {})
@@ -221,7 +228,8 @@ def _document_on_error(operation: dict) -> None:
             "name": "X-On-Error",
             "in": "header",
             "required": False,
-            "description": "The same choice as `on_error`, as a request header (the query parameter wins when both are given).",
+            "description": "The same choice as `on_error`, as a request header "
+            "(the query parameter wins when both are given).",
             "schema": dict(ON_ERROR_SCHEMA),
         }
     )

@@ -43,6 +43,7 @@ from tabserve.serving.observe import metrics
 logger = logging.getLogger("tabserve")
 RING_SIZE = 720  # samples kept at most: a long window is sampled every DRIFT_WINDOW_S / 720 seconds
 OFF = "off"  # the /v1/drift status with DRIFT_COUNTING=0
+DEFAULT_THRESHOLDS = Thresholds()  # frozen: one instance serves as every monitor's default
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class DriftMonitor:
     def __init__(
         self,
         card: ModelCard,
-        thresholds: Thresholds = Thresholds(),
+        thresholds: Thresholds = DEFAULT_THRESHOLDS,
         window_s: float = 0,
         refresh_s: float = 5.0,
         counting: bool = True,
@@ -299,8 +300,8 @@ def _message(compared: dict[str, Any], thresholds: Thresholds) -> str:
     records = compared["records"]
     if compared["status"] == profile.TOO_FEW:
         return (
-            f"{records} record{'s' if records != 1 else ''} in the window, fewer than DRIFT_MIN_RECORDS={thresholds.min_records}: "
-            "too few to judge drift"
+            f"{records} record{'s' if records != 1 else ''} in the window, "
+            f"fewer than DRIFT_MIN_RECORDS={thresholds.min_records}: too few to judge drift"
         )
     drifted = [(f["name"], f) for f in compared["features"] if f["status"] in (profile.WARN, profile.ALERT)]
     if compared["prediction"] is not None and compared["prediction"]["status"] in (profile.WARN, profile.ALERT):
@@ -359,8 +360,8 @@ class DriftSettings(BaseModel):
 class DriftAnswer(BaseModel):
     model: str = Field(description="Tag of the model version served.")
     status: Literal["ok", "warn", "alert", "too few", "no reference", "off"] = Field(
-        description="The worst feature (or prediction) status; too few under DRIFT_MIN_RECORDS; no reference for a model "
-        "trained before references were kept; off with DRIFT_COUNTING=0."
+        description="The worst feature (or prediction) status; too few under DRIFT_MIN_RECORDS; "
+        "no reference for a model trained before references were kept; off with DRIFT_COUNTING=0."
     )
     message: str = Field(description="One sentence: what drifted, or why nothing can be said.")
     window: DriftWindow | None = Field(None, description="Absent without a reference.")

@@ -11,7 +11,8 @@ compares the logged inputs and predictions with its reference profile using tabs
 code behind GET /v1/drift: the same records give the same shares, PSI and statuses (thresholds from
 DRIFT_WARN_PSI, DRIFT_ALERT_PSI, DRIFT_MIN_RECORDS, or --min-records). The page: the model, records, time
 span and overall status; per feature, worst first, a bar chart of the reference and live share of every
-bin with its PSI and status; the predictions likewise (template: tabserve/serving/observe/templates/drift_report.html). Plots are matplotlib PNGs inside the page (data
+bin with its PSI and status; the predictions likewise (template:
+tabserve/serving/observe/templates/drift_report.html). Plots are matplotlib PNGs inside the page (data
 URIs): no scripts, no external files. Features redacted in the log (PAYLOAD_LOG_REDACT) hold hashes, not
 values: they are left out, and the page says so.
 
@@ -104,7 +105,8 @@ def read_log(directory: Path) -> LogLines:
                     bad += 1
     if not lines and not bad:
         raise ReportError(
-            f"{directory}: no payload log lines in it (is it PAYLOAD_LOG_DIR, and did the server predict with PAYLOAD_LOG=1?)"
+            f"{directory}: no payload log lines in it "
+            "(is it PAYLOAD_LOG_DIR, and did the server predict with PAYLOAD_LOG=1?)"
         )
     if not lines:
         raise ReportError(f"{directory}: none of its {bad} lines is a payload log record")

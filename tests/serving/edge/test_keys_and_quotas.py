@@ -13,8 +13,9 @@ from prometheus_client import REGISTRY
 
 from tabserve import bentoml_fixes
 from tabserve.serving.edge import consumers as c
-from tabserve.serving.edge.gate import Gate, GateMiddleware, _csv_rows
+from tabserve.serving.edge.gate import Gate, GateMiddleware
 from tabserve.serving.edge.keys import main as keys_cli
+from tabserve.serving.edge.limits import _csv_rows
 from tests.serving.asgi_driver import answering, drive
 
 
@@ -41,8 +42,14 @@ def write(path, **consumers):
 
 
 def test_a_keys_file_in_yaml_or_toml():
-    yaml_text = f"consumers:\n  fraud:\n    key_sha256: {c.hash_key('k1')}\n    rps: 5\n    burst: 10\n    records_per_minute: 600\n    routes: [/predict, /v1]\n"
-    toml_text = f'[consumers.fraud]\nkey_sha256 = "{c.hash_key("k1")}"\nrps = 5\nburst = 10\nrecords_per_minute = 600\nroutes = ["/predict", "/v1"]\n'
+    yaml_text = (
+        f"consumers:\n  fraud:\n    key_sha256: {c.hash_key('k1')}\n"
+        "    rps: 5\n    burst: 10\n    records_per_minute: 600\n    routes: [/predict, /v1]\n"
+    )
+    toml_text = (
+        f'[consumers.fraud]\nkey_sha256 = "{c.hash_key("k1")}"\n'
+        'rps = 5\nburst = 10\nrecords_per_minute = 600\nroutes = ["/predict", "/v1"]\n'
+    )
     expected = {"fraud": c.Consumer("fraud", c.hash_key("k1"), 5.0, 10, 600, ("/predict", "/v1"))}
     assert c.parse_keys(yaml_text) == c.parse_keys(toml_text, toml=True) == expected
     assert c.parse_keys("") == c.parse_keys("consumers: {}") == {}
@@ -259,7 +266,10 @@ def test_csv_rows_are_counted_cheaply():
 
 def test_a_csv_upload_counts_its_rows(tmp_path):
     gate = keyed_gate(tmp_path, bulk=entry("key-b", records_per_minute=3))
-    upload = b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\nContent-Type: text/csv\r\n\r\na,b\n1,2\n3,4\n5,6\n7,8\n\r\n--XX--\r\n'
+    upload = (
+        b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\nContent-Type: text/csv\r\n\r\n'
+        b"a,b\n1,2\n3,4\n5,6\n7,8\n\r\n--XX--\r\n"
+    )
     status, _, body = call(
         gate, "key-b", path="/predict_csv", body=upload, content_type=b"multipart/form-data; boundary=XX"
     )
