@@ -1,8 +1,8 @@
 """Import a model you already have into the BentoML model store, typed by a sample of its data.
 
-    python import_model.py --model PATH|bentoml:NAME[:VERSION] --sample DATA.csv [--name NAME] [--target COLUMN] [--task TASK]
-                           [--classes NAME,NAME,...] [--trust-pickle] [--trust TYPE[,TYPE]] [--drop a,b] [--id c] [--categorical e]
-                           [--numeric f] [--date g] [--sep ';'] [--decimal ,]
+    python import_model.py --model PATH|bentoml:NAME[:VERSION] --sample DATA.csv [--name NAME] [--target COLUMN]
+                           [--task TASK] [--classes NAME,NAME,...] [--trust-pickle] [--trust TYPE[,TYPE]]
+                           [--drop a,b] [--id c] [--categorical e] [--numeric f] [--date g] [--sep ';'] [--decimal ,]
 
 PATH: a scikit-learn model saved with skops (.skops) or joblib/pickle (.joblib, .pkl: only with --trust-pickle,
 since unpickling runs code from the file), a LightGBM booster (.txt) or pickled LGBM model, an XGBoost booster

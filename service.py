@@ -101,7 +101,7 @@ class PredictionService:
 
     @bentoml.api(route="/predict_batch", input_spec=BatchRequest)
     async def predict_batch(self, records: list[Record]) -> BatchResponse:
-        """Predict 1 to MAX_BATCH_RECORDS records in one call (body {"records": [...]}); answers keep the input order."""
+        """Predict 1 to MAX_BATCH_RECORDS records in one call (body {"records": [...]}); answers keep input order."""
         return await self.path.answer_batch([record_values(r) for r in records])
 
     @bentoml.api(route="/predict_csv")

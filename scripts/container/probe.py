@@ -1,7 +1,8 @@
 """HTTP checks of a running tabserve container (stdlib only, every call bounded by a timeout).
 
     python scripts/container/probe.py ready   URL          exit 0 when GET /readyz answers 200
-    python scripts/container/probe.py predict URL MODEL    POST /predict and check the answer; exit 1 with one line if wrong
+    python scripts/container/probe.py predict URL MODEL    POST /predict and check the answer;
+                                                           exit 1 with one line if wrong
 
 predict works for any model: it reads the served model's card (GET /v1/model), builds a record from
 each feature's example, and checks that the card and the answer name MODEL (the name:version the
@@ -61,14 +62,16 @@ def predict(base: str, expected_model: str) -> int:
         return fail(f"GET /v1/model: the container serves {card.get('tag')!r}, expected {expected_model!r}")
     record = {feature["name"]: feature["example"] for feature in card["features"]}
     print(
-        f"model card ok: GET /v1/model -> {card['tag']} ({card['task']}, target {card['target']!r}, {len(record)} features)"
+        f"model card ok: GET /v1/model -> {card['tag']} "
+        f"({card['task']}, target {card['target']!r}, {len(record)} features)"
     )
     if card.get("source"):  # imported with import_model.py: its library must be in the image (a prediction proves it)
         source = card["source"]
         needs = ", ".join(source.get("requirements") or []) or "nothing beyond requirements.txt"
         system = ", ".join(source.get("system_packages") or [])
         print(
-            f"imported model: {source.get('format', '?')} file, needs {needs}{f' and Debian {system}' if system else ''}"
+            f"imported model: {source.get('format', '?')} file, "
+            f"needs {needs}{f' and Debian {system}' if system else ''}"
         )
     if API_KEY:
         status, raw = call(f"{base}/predict", record, key="")

@@ -24,7 +24,9 @@ BUILD_PACKAGES = ["build-essential", "git", "gnupg2", "gnupg", "dpkg-dev", "make
 PURGE = f"""set -eu
 installed=""
 for p in {" ".join(BUILD_PACKAGES)}; do
-    if dpkg-query -W -f='${{Status}}' "$p" 2>/dev/null | grep -q 'install ok installed'; then installed="$installed $p"; fi
+    if dpkg-query -W -f='${{Status}}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        installed="$installed $p"
+    fi
 done
 if [ -n "$installed" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get purge -y -q $installed >/dev/null
@@ -34,7 +36,8 @@ if [ -n "$installed" ]; then
         -o APT::AutoRemove::RecommendsImportant=false -o APT::AutoRemove::SuggestsImportant=false >/dev/null
 fi
 # uv built /app/.venv; the service does not use it (BentoML pip-installed it system-wide).
-rm -rf /usr/local/bin/uv /usr/local/bin/uvx /usr/local/lib/python3*/*-packages/uv /usr/local/lib/python3*/*-packages/uv-*
+rm -rf /usr/local/bin/uv /usr/local/bin/uvx \\
+       /usr/local/lib/python3*/*-packages/uv /usr/local/lib/python3*/*-packages/uv-*
 rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old /var/log/apt /var/log/dpkg.log \\
        /root/.cache /tmp/* /usr/share/doc/* /usr/share/man/* /usr/share/locale/*
 echo "slim: purged:${{installed:- nothing}}"

@@ -89,7 +89,7 @@ class ModelCard:
             removed = [n for n in self.schema.names if n not in other.schema.names]
             changes = [f"added {', '.join(added)}"] * bool(added) + [f"removed {', '.join(removed)}"] * bool(removed)
             return f"the feature columns changed ({'; '.join(changes) or 'reordered'})"
-        for old, new in zip(self.schema.features, other.schema.features):
+        for old, new in zip(self.schema.features, other.schema.features, strict=True):  # same names, checked above
             if old.kind != new.kind:
                 return f"feature {old.name!r} changed from {old.type_name} to {new.type_name}"
             lost = [c for c in old.categories or [] if c not in (new.categories or [])]

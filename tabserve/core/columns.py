@@ -104,6 +104,9 @@ class Overrides:
                 seen[name] = option
 
 
+NO_OVERRIDES = Overrides()  # the default: every column's kind is inferred
+
+
 @dataclass
 class Inferred:
     """A column's verdict: a feature, or a column kept out of the model (with the reason)."""
@@ -182,11 +185,13 @@ def infer_column(
     if name not in overrides.keep:
         if distinct > MAX_CATEGORIES:
             return Inferred(
-                other=f"identifier or free text: {distinct} distinct values (more than {MAX_CATEGORIES}); --keep {name} makes it a category"
+                other=f"identifier or free text: {distinct} distinct values (more than {MAX_CATEGORIES}); "
+                f"--keep {name} makes it a category"
             )
         if len(values) >= MIN_ROWS_FOR_ID and distinct > MAX_DISTINCT_SHARE * len(values):
             return Inferred(
-                other=f"identifier or free text: {distinct} distinct values in {len(values)} rows; --keep {name} makes it a category"
+                other=f"identifier or free text: {distinct} distinct values in {len(values)} rows; "
+                f"--keep {name} makes it a category"
             )
     not_numbers = sorted(values[numbers.isna()].unique())[:3]
     reason = f"text: {distinct} categories" + (
@@ -213,7 +218,8 @@ def _numeric(
         extra = sorted(values[numbers.isna()].unique())
         if len(extra) > 20:
             raise DataError(
-                f"--numeric {name}: {len(extra)} different non-numeric values (e.g. {extra[0]!r}); this column is not numeric"
+                f"--numeric {name}: {len(extra)} different non-numeric values (e.g. {extra[0]!r}); "
+                "this column is not numeric"
             )
         nullable = True
         reason += f"; read as missing: {', '.join(repr(v) for v in extra)}"
@@ -380,7 +386,10 @@ def infer_target(raw: pd.Series, task: str | None, decimal: str) -> tuple[pd.Ser
     if task is None:
         if whole and distinct <= MAX_CLASSES_FOR_NUMERIC_TARGET:
             task = CLASSIFICATION
-            why = f"{distinct} distinct whole numbers (at most {MAX_CLASSES_FOR_NUMERIC_TARGET}) taken as classes; --task regression predicts a number instead"
+            why = (
+                f"{distinct} distinct whole numbers (at most {MAX_CLASSES_FOR_NUMERIC_TARGET}) taken as classes; "
+                "--task regression predicts a number instead"
+            )
         else:
             task = REGRESSION
             why = f"numeric target with {distinct} distinct values; --task classification treats them as classes"

@@ -2,8 +2,9 @@
 
 Each setting is declared once, with its default and meaning, through `integer`, `decimal`, `text` or
 `external`; the declaration reads the environment and records itself in SETTINGS, from which the docs'
-configuration page is generated (tabserve/serving/settings.py `settings_markdown`, docs/hooks.py). What only the server reads lives in
-tabserve/serving/settings.py, so a bad serving setting (say REDIS_URL) never stops train.py or score.py.
+configuration page is generated (tabserve/serving/settings.py `settings_markdown`, docs/hooks.py). What only
+the server reads lives in tabserve/serving/settings.py, so a bad serving setting (say REDIS_URL) never stops
+train.py or score.py.
 Values are read when a module imports this one, so set them before `bentoml serve`.
 """
 
@@ -91,7 +92,11 @@ def escaped(cell: str) -> str:
     return cell.replace("|", "\\|")
 
 
-def packed_model_tag(here: Path = Path(__file__).resolve()) -> str | None:
+# Where this file is: inside a built Bento, <bento>/src/tabserve/core/config.py.
+THIS_FILE = Path(__file__).resolve()
+
+
+def packed_model_tag(here: Path = THIS_FILE) -> str | None:
     """The model a built Bento packs for ModelService, when this code runs from one; else None.
 
     `bentoml build` imports service.py, whose ModelService declares `model = BentoModel(MODEL_TAG)`,
@@ -112,7 +117,7 @@ def packed_model_tag(here: Path = Path(__file__).resolve()) -> str | None:
     return None
 
 
-def packed_role(role: str, here: Path = Path(__file__).resolve()) -> str:
+def packed_role(role: str, here: Path = THIS_FILE) -> str:
     """A role's model tags ("model", "challenger", "extra_models") as a built Bento records them: the entry
     service's labels (service.py), which bento.yaml keeps in its top-level `labels`; "" in a work tree."""
     src = next((p for p in here.parents if p.name == "src" and (p.parent / "bento.yaml").is_file()), None)

@@ -141,7 +141,7 @@ class RecordEncoder:
                 return None
             codes = {
                 name: {value: float(i) for i, value in enumerate(values)}
-                for name, values in zip(categorical, encoder.categories_)
+                for name, values in zip(categorical, encoder.categories_, strict=True)  # one per encoded column
             }
         return cls(schema, codes)
 
@@ -342,8 +342,8 @@ def predict_records(pipeline: Pipeline, schema: FeatureSchema, records: list[dic
         names = [label_text(c) for c in classes]
         best = probabilities.argmax(axis=1).tolist()
         return [  # rounded and made Python floats for the whole matrix at once, not row by row
-            {"prediction": classes[i], "probabilities": dict(zip(names, row))}
-            for i, row in zip(best, probabilities.round(6).tolist())
+            {"prediction": classes[i], "probabilities": dict(zip(names, row, strict=True))}
+            for i, row in zip(best, probabilities.round(6).tolist(), strict=True)
         ]
     return [{"prediction": float(value), "probabilities": None} for value in estimator.predict(inputs)]
 

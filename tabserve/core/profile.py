@@ -34,8 +34,8 @@ empty bin on either side counts as 0.01 % rather than making the logarithm infin
 How to use it (an offline report does exactly what /v1/drift does):
 
     reference = ModelCard.from_model(bentoml.models.get("penguins:latest")).reference
-    counts = reference.count(records, predictions)        # records: dicts (or a DataFrame) of typed values
-    report = compare(reference, counts, Thresholds())     # {"status", "records", "features": [...], "prediction": {...}}
+    counts = reference.count(records, predictions)  # records: dicts (or a DataFrame) of typed values
+    report = compare(reference, counts, Thresholds())  # {"status", "records", "features": [...], "prediction": {...}}
 """
 
 from __future__ import annotations
@@ -363,8 +363,8 @@ def compare_one(
         "status": status(value, records, thresholds),
         "records": records,
         "bins": [
-            {"bin": label, "live": round(float(l), 4), "reference": round(float(r), 4), "count": int(c)}
-            for label, l, r, c in zip(distribution.binning.labels, live, distribution.shares, counts)
+            {"bin": label, "live": round(float(s), 4), "reference": round(float(r), 4), "count": int(c)}
+            for label, s, r, c in zip(distribution.binning.labels, live, distribution.shares, counts, strict=True)
         ],
     }
 

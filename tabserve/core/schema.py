@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
@@ -63,7 +63,10 @@ class Feature:
         elif self.kind == BOOLEAN:
             text = "true or false."
         elif self.kind in (DATE, DATETIME):
-            text = f"{'Date' if self.kind == DATE else 'Date-time'} (ISO 8601); training range {self.first} to {self.last}."
+            text = (
+                f"{'Date' if self.kind == DATE else 'Date-time'} (ISO 8601); "
+                f"training range {self.first} to {self.last}."
+            )
         else:
             kind = "Whole number" if self.integer else "Number"
             text = f"{kind}; training range {_fmt(self.min)} to {_fmt(self.max)}."
@@ -195,7 +198,7 @@ class FeatureSchema:
             if f.name.startswith("_") or f.name.startswith("model_"):  # names pydantic reserves
                 key, info["alias"] = f"field_{len(fields)}", f.name
             if f.nullable:  # may be null or left out
-                fields[key] = (Optional[base], Field(None, **info))
+                fields[key] = (base | None, Field(None, **info))
             else:
                 fields[key] = (base, Field(..., **info))
         config = ConfigDict(

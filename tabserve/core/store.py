@@ -96,8 +96,8 @@ def verify(model: bentoml.Model) -> None:
     missing = [r for r in (model.info.metadata.get("source") or {}).get("requirements", []) if not _installed(r)]
     if missing:
         raise ModelCorrupted(
-            f"model {model.tag} needs {', '.join(missing)}, which is not installed here: pip install {' '.join(missing)} "
-            f"(a Bento built with `make build` installs it)"
+            f"model {model.tag} needs {', '.join(missing)}, which is not installed here: "
+            f"pip install {' '.join(missing)} (a Bento built with `make build` installs it)"
         )
 
 
@@ -138,7 +138,8 @@ def load_runtime(model: bentoml.Model) -> Any:
     if saved and installed and saved != installed and card.tag not in _warned:
         _warned.add(card.tag)
         logging.getLogger("tabserve").warning(
-            "model %s was imported with %s %s and is loaded with %s %s; re-import it if its answers matter to the last digit",
+            "model %s was imported with %s %s and is loaded with %s %s; "
+            "re-import it if its answers matter to the last digit",
             card.tag,
             library,
             saved,

@@ -16,7 +16,7 @@ from typing import Any
 
 from tabserve.core import data, store
 from tabserve.core.card import ModelCard, library_versions
-from tabserve.core.columns import BOOLEAN_PAIRS, Overrides, check_name, infer_schema, infer_target
+from tabserve.core.columns import BOOLEAN_PAIRS, NO_OVERRIDES, Overrides, check_name, infer_schema, infer_target
 from tabserve.core.errors import DataError
 from tabserve.core.profile import build_reference
 from tabserve.core.schema import CATEGORICAL, MISSING_MARKERS, NUMERIC, FeatureSchema, label_text
@@ -55,7 +55,7 @@ def import_model(
     task: str | None = None,
     trust_pickle: bool = False,
     trust: tuple[str, ...] = (),
-    overrides: Overrides = Overrides(),
+    overrides: Overrides = NO_OVERRIDES,
     sep: str | None = None,
     decimal: str | None = None,
     classes: tuple[str, ...] = (),
@@ -79,7 +79,8 @@ def import_model(
     expected = opened.expectation
     if task is not None and task != expected.task:
         raise DataError(
-            f"--task {task} contradicts the model, which is a {expected.task} model ({task_reason(expected)}); leave --task out"
+            f"--task {task} contradicts the model, which is a {expected.task} model ({task_reason(expected)}); "
+            "leave --task out"
         )
     if classes:
         name_classes(expected, list(classes))
@@ -198,7 +199,8 @@ def name_classes(expected: Expectation, names: list[str]) -> None:
         )
     if len(names) != len(indices) or len(set(names)) != len(names):
         raise DataError(
-            f"--classes gives {len(names)} distinct names for the model's {len(indices)} classes (0 to {len(indices) - 1}); give one per class, in index order"
+            f"--classes gives {len(names)} distinct names for the model's {len(indices)} classes "
+            f"(0 to {len(indices) - 1}); give one per class, in index order"
         )
     expected.classes = list(names)
 
@@ -215,7 +217,8 @@ def model_columns_of(expected: Expectation, columns: list[str]) -> list[str]:
     missing = [c for c in expected.columns if c not in columns]
     if missing:
         raise DataError(
-            f"the sample lacks columns the model needs: {', '.join(missing)} (the model takes: {', '.join(expected.columns)})"
+            f"the sample lacks columns the model needs: {', '.join(missing)} "
+            f"(the model takes: {', '.join(expected.columns)})"
         )
     return list(expected.columns)
 
@@ -238,7 +241,8 @@ def sample_schema(
         ):
             categorical.add(name)
             notes.append(
-                f"{name}: {'/'.join(sorted(values))} kept as text categories (pandas reads them as text, so the model saw text)"
+                f"{name}: {'/'.join(sorted(values))} kept as text categories "
+                "(pandas reads them as text, so the model saw text)"
             )
     merged = replace(
         overrides,
@@ -273,7 +277,8 @@ def sample_schema(
             unknown = [c for c in feature.categories or [] if c not in known]
             if unknown:
                 problems.append(
-                    f"{feature.name} (categories the model does not know: {', '.join(map(str, unknown[:5]))}; it knows {', '.join(map(str, known[:10]))})"
+                    f"{feature.name} (categories the model does not know: {', '.join(map(str, unknown[:5]))}; "
+                    f"it knows {', '.join(map(str, known[:10]))})"
                 )
             feature = replace(
                 feature,
@@ -311,7 +316,8 @@ def call(work, runtime: Runtime, records: list[dict[str, Any]]):
 def check_answers(predictions: list[dict[str, Any]], rows: int, task: str) -> None:
     if len(predictions) != rows:
         raise DataError(
-            f"the model answered {len(predictions)} predictions for the sample's {rows} rows; it must answer one per row"
+            f"the model answered {len(predictions)} predictions for the sample's {rows} rows; "
+            "it must answer one per row"
         )
     for row, answer in enumerate(predictions, start=1):
         value = answer["prediction"]
@@ -338,7 +344,7 @@ def sample_metrics(
     if not labelled.any():
         raise DataError(f"--target {raw_target.name!r} has no values in the sample")
     values, _, _ = infer_target(raw_target[labelled].reset_index(drop=True), expected.task, decimal)
-    predicted = [p["prediction"] for p, keep in zip(predictions, labelled) if keep]
+    predicted = [p["prediction"] for p, keep in zip(predictions, labelled, strict=True) if keep]  # one per row
     if expected.task == CLASSIFICATION:
         actual = [label_text(v.item() if hasattr(v, "item") else v) for v in values]
         guessed = [label_text(v) for v in predicted]

@@ -73,8 +73,8 @@ def answers(
     if labels is None:
         labels = [classes[i] for i in probabilities.argmax(axis=1).tolist()]
     return [
-        {"prediction": plain(label), "probabilities": dict(zip(names, row))}
-        for label, row in zip(labels, probabilities.tolist())
+        {"prediction": plain(label), "probabilities": dict(zip(names, row, strict=True))}
+        for label, row in zip(labels, probabilities.tolist(), strict=True)
     ]
 
 

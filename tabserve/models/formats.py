@@ -18,8 +18,10 @@ from tabserve.models import xgboost as xgb_family
 from tabserve.models.base import Expectation, Runtime
 from tabserve.models.inputs import ModelInput
 
-PICKLE_MAGIC = (b"\x80", b"\x1f\x8b", b"\x78", b"BZh", b"\xfd7zXZ")  # pickle, or joblib's gzip/zlib/bz2/xz compressions
-REQUIREMENTS = {  # what a Bento must install to load each library's models (pinned as in pyproject.toml's `models` extra)
+# pickle, or joblib's gzip/zlib/bz2/xz compressions
+PICKLE_MAGIC = (b"\x80", b"\x1f\x8b", b"\x78", b"BZh", b"\xfd7zXZ")
+# What a Bento must install to load each library's models (pinned as in pyproject.toml's `models` extra).
+REQUIREMENTS = {
     "lightgbm": "lightgbm==4.7.0",
     "xgboost": "xgboost==3.2.0",
     "skops": "skops==0.16.0",
@@ -87,7 +89,8 @@ def detect(path: Path) -> str:
         return "pickle"
     raise DataError(
         f"{path.name} is not a model file this server reads: a scikit-learn model (.skops, or .joblib/.pkl with "
-        f"--trust-pickle), a LightGBM booster (.txt), an XGBoost booster (.json, .ubj), an ONNX model or an MLflow model directory"
+        f"--trust-pickle), a LightGBM booster (.txt), an XGBoost booster (.json, .ubj), an ONNX model "
+        "or an MLflow model directory"
     )
 
 
@@ -141,8 +144,8 @@ def open_store_model(reference: str, trust_pickle: bool = False, trust: tuple[st
     artifact = Path(stored.path_of(STORE_ARTIFACTS[framework]))
     if framework == "picklable_model" and not trust_pickle:
         raise DataError(
-            f"model {stored.tag} was saved with bentoml.picklable_model, a cloudpickle: loading it runs code from the file. "
-            f"If you trust it, add --trust-pickle"
+            f"model {stored.tag} was saved with bentoml.picklable_model, a cloudpickle: "
+            "loading it runs code from the file. If you trust it, add --trust-pickle"
         )
     if framework == "sklearn":
         model = bentoml.sklearn.load_model(stored)
@@ -209,7 +212,8 @@ def _open(path: Path, fmt: str, trust_pickle: bool, trust: tuple[str, ...]) -> O
     if spec.columns:
         if expectation.columns and expectation.columns != spec.columns:
             raise DataError(
-                f"the MLflow signature's columns ({', '.join(spec.columns)}) are not the model's ({', '.join(expectation.columns)})"
+                f"the MLflow signature's columns ({', '.join(spec.columns)}) "
+                f"are not the model's ({', '.join(expectation.columns)})"
             )
         expectation.columns = spec.columns
         expectation.kinds = {**spec.kinds, **{c: k for c, k in expectation.kinds.items() if k == "categorical"}}
@@ -230,7 +234,8 @@ def load_skops_checked(path: Path, trust: tuple[str, ...]) -> Any:
     untrusted = [t for t in sk_family.untrusted_types(path) if t not in trust]
     if untrusted:
         raise DataError(
-            f"{path.name} holds types skops does not trust: {', '.join(untrusted)}; if you trust them, add --trust {','.join(untrusted)}"
+            f"{path.name} holds types skops does not trust: {', '.join(untrusted)}; "
+            f"if you trust them, add --trust {','.join(untrusted)}"
         )
     return sk_family.load_skops(path, list(trust))
 

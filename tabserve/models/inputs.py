@@ -37,18 +37,20 @@ class ModelInput:
         if feature.kind == CATEGORICAL:
             if feature.categories and not isinstance(feature.categories[0], str):  # coded: 1, 2, 3
                 return np.array(
-                    [np.nan if m else v for v, m in zip(values, missing)], dtype=float if any(missing) else np.int64
+                    [np.nan if m else v for v, m in zip(values, missing, strict=True)],
+                    dtype=float if any(missing) else np.int64,
                 )
-            return np.array([np.nan if m else v for v, m in zip(values, missing)], dtype=object)
+            return np.array([np.nan if m else v for v, m in zip(values, missing, strict=True)], dtype=object)
         if feature.kind == BOOLEAN:
             if any(missing):
-                return np.array([np.nan if m else bool(v) for v, m in zip(values, missing)], dtype=object)
+                return np.array([np.nan if m else bool(v) for v, m in zip(values, missing, strict=True)], dtype=object)
             return np.array(values, dtype=bool)
         if feature.kind in (DATE, DATETIME):
             return np.array(
-                [np.nan if m else date_text(v, feature.date_format) for v, m in zip(values, missing)], dtype=object
+                [np.nan if m else date_text(v, feature.date_format) for v, m in zip(values, missing, strict=True)],
+                dtype=object,
             )
-        return np.array([np.nan if m else v for v, m in zip(values, missing)], dtype=float)
+        return np.array([np.nan if m else v for v, m in zip(values, missing, strict=True)], dtype=float)
 
     def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         import pandas as pd

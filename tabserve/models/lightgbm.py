@@ -33,7 +33,8 @@ def load_booster(path: Path, first_in_a_child: bool = False) -> Any:
     text = path.read_text(errors="replace")
     if "end of trees" not in text:
         raise DataError(
-            f"{path.name} is not a complete LightGBM model file (no 'end of trees'); save it again with booster.save_model"
+            f"{path.name} is not a complete LightGBM model file (no 'end of trees'); "
+            "save it again with booster.save_model"
         )
     if first_in_a_child:
         import subprocess
@@ -48,7 +49,8 @@ def load_booster(path: Path, first_in_a_child: bool = False) -> Any:
         if child.returncode != 0:
             said = [line for line in child.stderr.splitlines() if "LightGBM" in line or "Error" in line]
             raise DataError(
-                f"{path.name} could not be read as a lightgbm model: {(said or ['the loader crashed'])[-1].strip()[:300]}"
+                f"{path.name} could not be read as a lightgbm model: "
+                f"{(said or ['the loader crashed'])[-1].strip()[:300]}"
             )
     return lightgbm.Booster(model_str=text)
 
@@ -86,7 +88,7 @@ def expectation(model: Any) -> Expectation:
                 f"the LightGBM model lists {len(known)} pandas categories for {len(categorical)} categorical features "
                 f"({', '.join(categorical)}); save the booster from a model fitted on a DataFrame with category columns"
             )
-        categories = {name: [plain(c) for c in values] for name, values in zip(categorical, known)}
+        categories = {name: [plain(c) for c in values] for name, values in zip(categorical, known, strict=True)}
     kinds = {c: ("categorical" if c in categories else "numeric") for c in columns}
     return Expectation("lightgbm", task, classes, columns, kinds, categories, "lightgbm", lightgbm.__version__)
 
@@ -117,7 +119,7 @@ class LightGBMRuntime(Runtime):
         """Column by column: numpy reads None as NaN and True/False as 1/0 for a float array."""
         out = np.empty((len(records), len(self.plan)))
         nan = float("nan")
-        for column, (name, kind, codes) in enumerate(self.plan):
+        for column, (name, _kind, codes) in enumerate(self.plan):
             if codes is not None:
                 out[:, column] = [nan if (v := r.get(name)) is None else codes.get(v, nan) for r in records]
             else:

@@ -48,7 +48,8 @@ def read(directory: Path) -> MLflowModel:
     flavour = next((f for f in FLAVOURS if f in flavours), None)
     if flavour is None:
         raise DataError(
-            f"the MLflow model's flavours are {', '.join(flavours) or 'none'}; this server loads sklearn, lightgbm and xgboost models"
+            f"the MLflow model's flavours are {', '.join(flavours) or 'none'}; "
+            "this server loads sklearn, lightgbm and xgboost models"
         )
     info = flavours[flavour]
     if flavour == "sklearn":

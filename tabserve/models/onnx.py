@@ -69,7 +69,8 @@ def expectation(sess: Any, labels: list[Any] | None) -> Expectation:
         task, classes = CLASSIFICATION, labels
         if classes is None:
             raise DataError(
-                "the ONNX model answers labels but names no classes (no classlabels_* attribute); convert it with skl2onnx"
+                "the ONNX model answers labels but names no classes (no classlabels_* attribute); "
+                "convert it with skl2onnx"
             )
     else:
         task, classes = REGRESSION, None

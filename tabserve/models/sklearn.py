@@ -31,7 +31,8 @@ def expectation(estimator: Any, family: str = "scikit-learn") -> Expectation:
 
     if not hasattr(estimator, "predict"):
         raise DataError(
-            f"the model is a {type(estimator).__name__}, which has no predict method; bring an estimator or a Pipeline ending in one"
+            f"the model is a {type(estimator).__name__}, which has no predict method; "
+            "bring an estimator or a Pipeline ending in one"
         )
     classes = getattr(estimator, "classes_", None)
     names = getattr(estimator, "feature_names_in_", None)
@@ -63,7 +64,8 @@ class SklearnRuntime(Runtime):
         self.task = task
         self.classes = classes
         self.has_proba = task == CLASSIFICATION and hasattr(estimator, "predict_proba")
-        # Where the model's label is not its most probable class (checked on the sample at import), its own predict says it.
+        # Where the model's label is not its most probable class (checked on the sample at import),
+        # its own predict says it.
         self.labels_from_predict = labels_from_predict or (task == CLASSIFICATION and not self.has_proba)
 
     def predict_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -81,4 +83,4 @@ class SklearnRuntime(Runtime):
         if not self.has_proba:
             return False
         best = np.asarray(self.classes, dtype=object)[self.estimator.predict_proba(frame).argmax(axis=1)]
-        return not all(plain(a) == plain(b) for a, b in zip(best, self.estimator.predict(frame)))
+        return not all(plain(a) == plain(b) for a, b in zip(best, self.estimator.predict(frame), strict=True))

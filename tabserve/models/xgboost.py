@@ -55,7 +55,8 @@ def expectation(model: Any) -> Expectation:
     booster = booster_of(model)
     name, num_class = objective(booster)
     columns = [str(c) for c in booster.feature_names or []] or None
-    types = dict(zip(columns or [], booster.feature_types or []))
+    # strict=False: a booster may name its features without typing them (feature_types None): all numeric
+    types = dict(zip(columns or [], booster.feature_types or [], strict=False))
     wrapper_classes = getattr(model, "classes_", None) if hasattr(model, "get_booster") else None
     if wrapper_classes is not None:
         task, classes = CLASSIFICATION, [plain(c) for c in wrapper_classes]
@@ -65,13 +66,15 @@ def expectation(model: Any) -> Expectation:
         task, classes = CLASSIFICATION, list(range(num_class))
     elif name.startswith(("rank:", "survival:")):
         raise DataError(
-            f"the XGBoost model's objective is {name}, which is neither a classifier nor a regressor; bring one of those"
+            f"the XGBoost model's objective is {name}, which is neither a classifier nor a regressor; "
+            "bring one of those"
         )
     else:
         task, classes = REGRESSION, None
     if columns is None:
         raise DataError(
-            "the XGBoost model has no feature names; fit it on a DataFrame (or set booster.feature_names) and save it again"
+            "the XGBoost model has no feature names; fit it on a DataFrame (or set booster.feature_names) "
+            "and save it again"
         )
     kinds = {c: ("categorical" if types.get(c) == "c" else "numeric") for c in columns}
     return Expectation(

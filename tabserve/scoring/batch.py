@@ -32,6 +32,7 @@ class Summary:
 
     def text(self) -> str:
         rejects = f"{self.rejected:>10,}  -> {self.rejects}" if self.rejects else f"{0:>10,}"
+        starting = ", Spark starting included" if self.engine != "local" else ""
         return "\n".join(
             [
                 f"model     {self.model}",
@@ -39,7 +40,7 @@ class Summary:
                 f"read      {self.read:>10,}  <- {self.data}",
                 f"scored    {self.scored:>10,}  -> {self.out}",
                 f"rejected  {rejects}",
-                f"time      {self.seconds:>10.2f} s ({self.rows_per_s:,.0f} rows/s{', Spark starting included' if self.engine != 'local' else ''})",
+                f"time      {self.seconds:>10.2f} s ({self.rows_per_s:,.0f} rows/s{starting})",
             ]
         )
 

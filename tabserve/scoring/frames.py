@@ -125,12 +125,12 @@ def score_frame(model: ScoringModel, frame: pd.DataFrame, decimal: str = ".") ->
     values: list[list[Any]] = [[None] * len(text) for _ in columns]
     if records:
         results = model.runtime.predict_records(records)
-        for position, result in zip(good, results):
-            for column, value in zip(values, rows.result_values(result, labels)):
+        for position, result in zip(good, results, strict=True):  # one result per record
+            for column, value in zip(values, rows.result_values(result, labels), strict=True):
                 column[position] = value
     out = {
         name: pd.Series(column, index=frame.index, dtype=object if name == rows.PREDICTION and labels else float)
-        for name, column in zip(columns, values)
+        for name, column in zip(columns, values, strict=True)
     }
     out[ERROR] = pd.Series(errors, index=frame.index, dtype=object)
     return pd.DataFrame(out, index=frame.index)

@@ -18,6 +18,7 @@ from tabserve.core.card import ModelCard, library_versions
 from tabserve.core.columns import (  # noqa: F401  (infer_target, default_name: here too, as before)
     MAX_CLASSES_FOR_NUMERIC_TARGET,
     MODEL_NAME_PATTERN,
+    NO_OVERRIDES,
     Overrides,
     check_name,
     default_name,
@@ -56,7 +57,7 @@ def train(
     target: str,
     task: str | None = None,
     name: str | None = None,
-    overrides: Overrides = Overrides(),
+    overrides: Overrides = NO_OVERRIDES,
     sep: str | None = None,
     decimal: str | None = None,
 ) -> TrainingResult:
@@ -92,7 +93,8 @@ def train(
         classes=classes,
         task_reason=task_reason,
         metrics=metrics,
-        evaluation=f"held-out {int(fit.TEST_FRACTION * 100)}% split (random_state={fit.RANDOM_STATE}); the saved pipeline is the one evaluated",
+        evaluation=f"held-out {int(fit.TEST_FRACTION * 100)}% split (random_state={fit.RANDOM_STATE}); "
+        "the saved pipeline is the one evaluated",
         training_data={
             "file": training.source,
             "sha256": training.sha256,

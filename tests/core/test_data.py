@@ -108,7 +108,7 @@ def test_parse_upload_row_limit(schema):
 
 
 def test_parse_row_parses_numbers_and_missing(schema):
-    row = dict(zip(HEADER.split(","), ["Dream", "39.5", "NA", "", "abc", "male", "inf"]))
+    row = dict(zip(HEADER.split(","), ["Dream", "39.5", "NA", "", "abc", "male", "inf"], strict=True))
     typed = schema.parse_row(row)
     assert typed["bill_length_mm"] == 39.5 and typed["bill_depth_mm"] is None and typed["flipper_length_mm"] is None
     assert typed["body_mass_g"] == "abc" and typed["year"] == "inf"  # left for validation to report

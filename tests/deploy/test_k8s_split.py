@@ -25,23 +25,23 @@ def objects() -> dict[tuple[str, str], dict]:
     return found
 
 
-O = objects()
+OBJECTS = objects()
 
 
-@pytest.mark.parametrize("key", sorted(O), ids=lambda k: f"{k[0]}-{k[1]}")
+@pytest.mark.parametrize("key", sorted(OBJECTS), ids=lambda k: f"{k[0]}-{k[1]}")
 def test_every_object_is_valid_against_the_kubernetes_schema(key):
-    kubernetes_validate.validate(O[key], K8S_VERSION, strict=True)
+    kubernetes_validate.validate(OBJECTS[key], K8S_VERSION, strict=True)
 
 
 def test_two_deployments_each_with_its_service_hpa_and_budget():
     for part in ("entry", "model"):
         name = f"tabserve-{part}"
-        deployment = O[("Deployment", name)]
+        deployment = OBJECTS[("Deployment", name)]
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
-        assert O[("Service", name)]["spec"]["selector"].items() <= labels.items()
-        assert O[("PodDisruptionBudget", name)]["spec"]["selector"]["matchLabels"].items() <= labels.items()
-        target = O[("HorizontalPodAutoscaler", name)]["spec"]["scaleTargetRef"]
+        assert OBJECTS[("Service", name)]["spec"]["selector"].items() <= labels.items()
+        assert OBJECTS[("PodDisruptionBudget", name)]["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        target = OBJECTS[("HorizontalPodAutoscaler", name)]["spec"]["scaleTargetRef"]
         assert (target["kind"], target["name"]) == ("Deployment", name)
     kustomization = yaml.safe_load((SPLIT / "kustomization.yaml").read_text())
     assert sorted(kustomization["resources"]) == sorted(
@@ -50,10 +50,10 @@ def test_two_deployments_each_with_its_service_hpa_and_budget():
 
 
 def test_the_entry_reaches_the_model_service_and_the_model_pods_run_only_it():
-    [entry] = O[("Deployment", "tabserve-entry")]["spec"]["template"]["spec"]["containers"]
-    [model] = O[("Deployment", "tabserve-model")]["spec"]["template"]["spec"]["containers"]
+    [entry] = OBJECTS[("Deployment", "tabserve-entry")]["spec"]["template"]["spec"]["containers"]
+    [model] = OBJECTS[("Deployment", "tabserve-model")]["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in entry["env"]}
-    service = O[("Service", "tabserve-model")]
+    service = OBJECTS[("Service", "tabserve-model")]
     assert (
         env["MODEL_SERVICE_URL"] == f"http://{service['metadata']['name']}"
         and service["spec"]["ports"][0]["port"] == 80
@@ -64,4 +64,4 @@ def test_the_entry_reaches_the_model_service_and_the_model_pods_run_only_it():
     for container in (entry, model):  # both roll out without dropping a request, as the single Deployment does
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz" and container["lifecycle"]["preStop"]
     for part in ("entry", "model"):
-        assert O[("Deployment", f"tabserve-{part}")]["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+        assert OBJECTS[("Deployment", f"tabserve-{part}")]["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0

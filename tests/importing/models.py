@@ -51,7 +51,8 @@ LEVELS = {
 
 
 def as_categories(frame: pd.DataFrame, columns=CATEGORIES) -> pd.DataFrame:
-    """Category columns with the data set's levels (what astype("category") gives on the whole table, also for one row)."""
+    """Category columns with the data set's levels (what astype("category") gives on the whole table, also for
+    one row)."""
     frame = frame.copy()
     for column in columns:
         frame[column] = pd.Categorical(frame[column], categories=LEVELS[column])
@@ -110,9 +111,12 @@ def build_all(folder: Path) -> dict[str, Built]:
     pipe = sklearn_pipeline(data.dropna(subset=["sex"]))
     kept = folder / "sex_known.csv"  # the pipeline's OneHotEncoder has no missing sex: its sample has none either
     data.dropna(subset=["sex"]).to_csv(kept, index=False)
-    own = lambda frame, p=pipe: proba_answers(
-        p.classes_, p.predict_proba(frame[NUMERIC + CATEGORIES]), p.predict(frame[NUMERIC + CATEGORIES])
-    )
+
+    def own(frame, p=pipe):
+        return proba_answers(
+            p.classes_, p.predict_proba(frame[NUMERIC + CATEGORIES]), p.predict(frame[NUMERIC + CATEGORIES])
+        )
+
     skops.io.dump(pipe, folder / "pipeline.skops")
     built["pipe-skops"] = Built(
         "pipe-skops",

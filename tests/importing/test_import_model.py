@@ -255,7 +255,8 @@ class Raises(WrongCount):
     [
         (
             Raises(),
-            "the model raised on the sample: ValueError: bmi out of the fitted range (first failing row: 257 of the sample)",
+            "the model raised on the sample: ValueError: bmi out of the fitted range "
+            "(first failing row: 257 of the sample)",
         ),
         (WrongCount(), "the model answered 441 predictions for the sample's 442 rows"),
         (Nan(), "the model answered NaN for row 8 of the sample"),

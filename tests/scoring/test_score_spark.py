@@ -46,7 +46,7 @@ def _scored(path: Path) -> pd.DataFrame:
 def _results_equal(scored: pd.DataFrame, answers: list[dict], labels: list[str]) -> None:
     """Spark's output rows against the service's JSON answers, row by row, exactly."""
     assert len(scored) == len(answers)
-    for (_, row), answer in zip(scored.iterrows(), answers):
+    for (_, row), answer in zip(scored.iterrows(), answers, strict=True):
         assert row["prediction"] == label_text(answer["prediction"])
         assert {label: row[f"proba_{label}"] for label in labels} == answer["probabilities"]
 
@@ -94,7 +94,7 @@ def test_bad_rows_are_rejected_with_the_reason_and_never_scored(penguins):
     rejects = pd.read_csv(penguins.tmp / "spark.rejects.csv", dtype=str, keep_default_na=False)
     assert rejects.columns.tolist() == [*penguins.frame.columns, "error"]
     assert rejects["row"].tolist() == [str(p) for p in PENGUIN_BAD]
-    for (_, row), (column, cell, message) in zip(rejects.iterrows(), PENGUIN_BAD.values()):
+    for (_, row), (column, cell, message) in zip(rejects.iterrows(), PENGUIN_BAD.values(), strict=True):
         assert row[column] == cell and row["error"].startswith(message)
 
 

@@ -1,1 +1,2 @@
-"""The APIs: request and answer types from the feature schema, CSV upload, /v1, /v2 (Open Inference Protocol), pages, entities."""
+"""The APIs: request and answer types from the feature schema, CSV upload, /v1, /v2 (Open Inference Protocol),
+pages, entities."""

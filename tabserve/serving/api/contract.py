@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -45,9 +45,10 @@ class ApiTypes:
             "PredictionItem",
             prediction=(label, Field(description=label_doc, examples=[example["prediction"]])),
             probabilities=(
-                Optional[dict[str, float]],
+                dict[str, float] | None,
                 Field(
-                    description="Probability per class (classification), keyed by the class as JSON writes it (true, 1, Adelie); null for regression.",
+                    description="Probability per class (classification), keyed by the class as JSON writes it "
+                    "(true, 1, Adelie); null for regression.",
                     examples=[example["probabilities"]],
                     json_schema_extra=keys,
                 ),

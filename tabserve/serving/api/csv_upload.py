@@ -58,8 +58,8 @@ def records_from_csv(
     if errors and not skip_bad_rows:
         first = detail[0]["loc"][0]
         raise InvalidInput(
-            f"{len(errors)} of {len(upload.table.raw)} CSV rows failed validation (first: {first}); nothing was predicted"
-            " (add ?on_error=skip to predict the good rows)",
+            f"{len(errors)} of {len(upload.table.raw)} CSV rows failed validation (first: {first}); "
+            "nothing was predicted (add ?on_error=skip to predict the good rows)",
             detail,
         )
     return CsvScoring(upload, records, good, errors)
@@ -74,7 +74,7 @@ def csv_with_predictions(scoring: CsvScoring, results: list[dict[str, Any]], car
     header = [*table.raw.columns, *rows.result_columns(card)]
     if scoring.row_errors:
         header.append("error")
-    by_row = dict(zip(scoring.good_rows, results))
+    by_row = dict(zip(scoring.good_rows, results, strict=True))  # one result per good row
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=table.sep, lineterminator="\n")
     writer.writerow(header)

@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     except (LoadError, DataError, FeatureDbError) as exc:
         return fail(str(exc))
     print(
-        f"loaded {rows} rows, {columns} columns (id column {args.id_column!r}) into table {args.table!r} of {safe_url(args.db)}"
+        f"loaded {rows} rows, {columns} columns (id column {args.id_column!r}) "
+        f"into table {args.table!r} of {safe_url(args.db)}"
     )
     return 0
 
@@ -144,7 +145,8 @@ def _check_ids(ids: list[str], id_column: str) -> None:
     empty = [n for n, i in enumerate(ids, start=1) if i in MISSING_MARKERS]
     if empty:
         raise LoadError(
-            f"id column {id_column!r} has no id in {len(empty)} row(s): {_some(empty)} (rows counted from 1 after the header)"
+            f"id column {id_column!r} has no id in {len(empty)} row(s): {_some(empty)} "
+            "(rows counted from 1 after the header)"
         )
     twice = repeated(ids)
     if twice:
@@ -202,7 +204,8 @@ def load(
             ],
         )
         names = list(kinds)
-        rows = [dict(zip(names, row)) for row in zip(*(values[n] for n in names))]
+        # Every column holds one value per CSV row.
+        rows = [dict(zip(names, row, strict=True)) for row in zip(*(values[n] for n in names), strict=True)]
         try:
             with engine.begin() as connection:
                 if sa.inspect(connection).has_table(table_name):

@@ -8,7 +8,7 @@ which `predictor()` returns; errors use the same {"error", "detail"} body as eve
 import copy
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -188,10 +188,10 @@ def optional_fields(model: type[BaseModel], name: str) -> type[BaseModel]:
         described = (info.description or "").replace(" Required.", "").replace(" May be null.", "")
         optional.description = f"{described} Given instead of the entity's value in the table.".strip()
         # The field's constraints (a date's lax parsing, a number's bounds) belong to the value, not to
-        # Optional[...]: pydantic cannot apply `strict` to a nullable schema.
+        # `... | None`: pydantic cannot apply `strict` to a nullable schema.
         annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
         optional.metadata = []
-        fields[key] = (Optional[annotation], optional)
+        fields[key] = (annotation | None, optional)
     return create_model(name, __config__=model.model_config, **fields)
 
 
@@ -204,7 +204,8 @@ class VersionSummary(BaseModel):
     task: str
     metrics: dict[str, float] = Field(description="Held-out metrics from training.")
     role: str = Field(
-        description="champion (answers the unversioned routes), challenger (scored in the champion's shadow) or available."
+        description="champion (answers the unversioned routes), challenger (scored in the champion's shadow) "
+        "or available."
     )
     compatible: bool = Field(
         description="Whether it can answer behind this server's API types (same columns, kinds and classes)."

@@ -1,1 +1,2 @@
-"""The model call: the request path (version -> cache -> batch -> model -> answer), the runtimes held, the link to a model service."""
+"""The model call: the request path (version -> cache -> batch -> model -> answer), the runtimes held, the link to
+a model service."""

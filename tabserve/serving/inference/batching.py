@@ -64,7 +64,7 @@ class InFlightBatcher:
                 future.cancel()
             raise
         else:
-            for (_, future), result in zip(batch, results):
+            for (_, future), result in zip(batch, results, strict=True):  # lengths checked above
                 if not future.done():
                     future.set_result(result)
         finally:

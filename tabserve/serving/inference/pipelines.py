@@ -31,7 +31,8 @@ class Pipelines:
             self.pipeline(tag)
 
     def pipeline(self, tag: str) -> Any:
-        """The runtime of a version (tabserve/models/base.py): loaded once, checksum verified (ModelCorrupted otherwise)."""
+        """The runtime of a version (tabserve/models/base.py): loaded once, checksum verified (ModelCorrupted
+        otherwise)."""
         held = self._held.get(tag)
         if held is None:
             import bentoml
@@ -54,7 +55,8 @@ class Pipelines:
         results: list[Any] = [None] * len(items)
         for tag in tags:  # a batch merged across versions (a challenger, a versioned route): one call per version
             where = [i for i, item in enumerate(items) if item["model"] == tag]
-            for i, result in zip(where, self.pipeline(tag).predict_records([items[i]["record"] for i in where])):
+            answered = self.pipeline(tag).predict_records([items[i]["record"] for i in where])
+            for i, result in zip(where, answered, strict=True):  # one result per record
                 results[i] = result
         return results
 

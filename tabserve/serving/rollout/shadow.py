@@ -68,7 +68,7 @@ class ShadowScorer:
                 len(values) - max(room, 0)
             )
             values, answers = values[: max(room, 0)], answers[: max(room, 0)]
-        self._pending.extend((champion, challenger, v, a) for v, a in zip(values, answers))
+        self._pending.extend((champion, challenger, v, a) for v, a in zip(values, answers, strict=True))
         self._wake.set()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="tabserve-shadow")
@@ -86,6 +86,8 @@ class ShadowScorer:
         counters = metrics.version_metrics()
         try:
             theirs = await self._score(challenger, [values for _, _, values, _ in batch])
+            if len(theirs) != len(batch):  # counted as failed, like any other broken answer
+                raise RuntimeError(f"the challenger returned {len(theirs)} results for {len(batch)} records")
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the challenger never fails a request
@@ -101,7 +103,7 @@ class ShadowScorer:
         if self._failing:
             logger.info("challenger %s scores its shadow predictions again", challenger.tag)
         self._failing = False
-        for (champ, chall, values, ours), other in zip(batch, theirs):
+        for (champ, chall, values, ours), other in zip(batch, theirs, strict=True):
             agree, difference = compare(ours, other)
             counters["shadow"].labels(champ.tag, chall.tag, "agree" if agree else "disagree").inc()
             if ours.get("probabilities") is not None and other.get("probabilities") is not None:
@@ -196,6 +198,7 @@ def comparison(champion: ModelCard, challenger: ModelCard, directory: Path, fami
     answer["message"] = (
         "no shadow predictions compared yet"
         if not compared
-        else f"the challenger agreed with the champion ({rule}) on {agree} of {compared} records ({agree / compared:.1%})"
+        else f"the challenger agreed with the champion ({rule}) "
+        f"on {agree} of {compared} records ({agree / compared:.1%})"
     )
     return answer

@@ -35,7 +35,7 @@ def test_batch_answer_is_the_documented_batch_response():
     ]
     answers = [
         shape(r, flagged, CARD.tag)
-        for r, flagged in zip(results, [{}, {"_score": "_score=9 is outside the training range"}])
+        for r, flagged in zip(results, [{}, {"_score": "_score=9 is outside the training range"}], strict=True)
     ]
     response = batch_answer(answers, CARD.tag)
     assert response.media_type == "application/json"

@@ -1,5 +1,5 @@
-"""`python -m tabserve.serving.api.feature_table load`: the feature table made from a CSV read as training reads it, with
-typed columns and the id as primary key, in SQLite and a real PostgreSQL; its one-line errors."""
+"""`python -m tabserve.serving.api.feature_table load`: the feature table made from a CSV read as training reads it,
+with typed columns and the id as primary key, in SQLite and a real PostgreSQL; its one-line errors."""
 
 from __future__ import annotations
 
@@ -178,7 +178,8 @@ def _write(tmp_path: Path, text: str, name: str = "in.csv") -> str:
         ("missing id column", "error: id column 'penguin_id' is not in penguins.csv; columns are: species, island, "),
         (
             "duplicate ids",
-            "error: id column 'Individual ID' repeats 114 id(s): N11A1, N11A2, N12A1, N12A2, N13A1 (and 109 more); ids must be unique",
+            "error: id column 'Individual ID' repeats 114 id(s): N11A1, N11A2, N12A1, N12A2, N13A1 (and 109 more); "
+            "ids must be unique",
         ),
         ("missing ids", "error: id column 'id' has no id in 2 row(s): 2, 3 (rows counted from 1 after the header)"),
         ("id column given twice", "error: in.csv already has a column 'id'; drop --number-rows to use it as the id"),

@@ -48,7 +48,7 @@ def test_counting_batches_and_single_records_alike(fresh, records):
     monitor = DriftMonitor(fresh, Thresholds(min_records=100))
     values = features_only(records)
     monitor.observe(values[:200], answers(records[:200]))
-    for value, answer in zip(values[200:], answers(records[200:])):
+    for value, answer in zip(values[200:], answers(records[200:]), strict=True):
         monitor.observe([value], [answer])  # the single-record path (cache hits, /predict)
     report = monitor.report()
     assert report["status"] == "ok" and report["window"]["records"] == 344

@@ -1,6 +1,6 @@
-"""python -m tabserve.serving.observe.drift_report: a payload log written by the real payload log module (the penguins, a
-shifted copy of them) against the model's reference; the same numbers as tabserve/core/profile.py gives
-/v1/drift for the same records; the exit-2 one-liners. (tests/served/test_payload_log_served.py renders
+"""python -m tabserve.serving.observe.drift_report: a payload log written by the real payload log module (the
+penguins, a shifted copy of them) against the model's reference; the same numbers as tabserve/core/profile.py
+gives /v1/drift for the same records; the exit-2 one-liners. (tests/served/test_payload_log_served.py renders
 one from a real server's log, in Chromium.)"""
 
 import base64
@@ -47,10 +47,8 @@ def shifted(records: list[dict]) -> list[dict]:
 def write_log(directory, model, records, redact=(), tag=None) -> None:
     """Records predicted by the model's pipeline, written by the payload log as the service writes them."""
     card = ModelCard.from_model(model)
-    answers = [
-        shape(r, card.schema.out_of_range(v), tag or card.tag)
-        for r, v in zip(pipeline.predict_records(store.load_pipeline(model), card.schema, records), records)
-    ]
+    results = pipeline.predict_records(store.load_pipeline(model), card.schema, records)
+    answers = [shape(r, card.schema.out_of_range(v), tag or card.tag) for r, v in zip(results, records, strict=True)]
     log = PayloadLog(
         tag or card.tag,
         card.schema.names,
