@@ -11,6 +11,7 @@ without `slow`, fails at once saying so (see `_refuse_unmarked`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -343,3 +344,36 @@ def imported_models(built_models, bentoml_home):
         assert import_model.main(built.command()) == 0, name
         tags[name] = str(bentoml.models.get(f"{built.name}:latest").tag)
     return tags
+
+
+@contextlib.contextmanager
+def in_process_service(model_tag: str):
+    """service.py serving `model_tag` in this process: its PredictionService as the ASGI app BentoML builds
+    (the public `Service.to_asgi()`: the same routes, middleware, types and request path) under a test client.
+    For what needs no server process: no workers, signals or process-wide metrics."""
+    import importlib
+
+    from starlette.testclient import TestClient
+
+    from tabserve.core import config
+
+    before = config.MODEL_TAG
+    config.MODEL_TAG = model_tag
+    try:
+        import service
+
+        importlib.reload(service)  # its types are made at import from the served model's schema
+        with TestClient(service.PredictionService.to_asgi()) as client:
+            yield client
+    finally:
+        config.MODEL_TAG = before
+        _forget_bentoml_request_metrics()
+
+
+def _forget_bentoml_request_metrics() -> None:
+    """BentoML registers its request metrics when it makes a service's app; the next app registers them again.
+    (In a server, each worker makes one app.)"""
+    from prometheus_client import REGISTRY
+
+    for collector in {c for name, c in REGISTRY._names_to_collectors.items() if name.startswith("bentoml_")}:
+        REGISTRY.unregister(collector)

@@ -8,12 +8,12 @@ as R's write.csv exports them) and the small files of tests/data/ made for each 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
 import json
-import subprocess
-import sys
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import requests
 
 from tabserve.core import data
 from tabserve.core.card import ModelCard
-from tests.conftest import DATA, ROOT, Server
+from tests.conftest import DATA, Server, in_process_service
 
 pytestmark = pytest.mark.served
 
@@ -94,29 +94,58 @@ def _file(case: Case, tmp: Path) -> Path:
     return real[case.name]() if case.name in real else DATA / f"{case.name}.csv"
 
 
+# Served by a real `bentoml serve`: a file of each source (a package's raw CSV with dates, booleans and ids;
+# vega's; a European export). The other cases run the same service in process (its public `to_asgi()` app
+# under a test client): the same routes, types, validation and CSV path, without a server start each.
+REALLY_SERVED = ("penguins_raw", "seattle_weather", "european")
+
+
+def train_in_process(*argv: str) -> str:
+    """train.py's main() with these arguments, as the command line runs it: what it printed."""
+    import train
+
+    out, err = io.StringIO(), io.StringIO()
+    handler = signal.getsignal(signal.SIGTERM)  # train.py's run takes SIGTERM over; give it back after
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = train.main(list(argv))
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert code == 0, err.getvalue()
+    return out.getvalue()
+
+
+class Remote:
+    """A real server, called like the in-process test client: paths relative to its URL."""
+
+    def __init__(self, server: Server):
+        self.url = server.url
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return requests.get(f"{self.url}{path}", timeout=60, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return requests.post(f"{self.url}{path}", timeout=120, **kwargs)
+
+
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: c.name)
 def served(request, tmp_path_factory, bentoml_home):
     case: Case = request.param
     path = _file(case, tmp_path_factory.mktemp(case.name))
     model_name = f"csv-{case.name.replace('_', '-')}"
-    result = subprocess.run(
-        [sys.executable, "train.py", "--data", str(path), "--target", case.target, "--name", model_name, *case.args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    assert f"{case.unlabelled} without a target" in result.stdout
+    printed = train_in_process("--data", str(path), "--target", case.target, "--name", model_name, *case.args)
+    assert f"{case.unlabelled} without a target" in printed
     tag = str(bentoml.models.get(f"{model_name}:latest").tag)
-    with Server(env={"MODEL_TAG": tag}, name=f"csv-{case.name}") as server:
-        yield case, path, server, tag
+    if case.name in REALLY_SERVED:
+        with Server(env={"MODEL_TAG": tag, "API_WORKERS": "1"}, name=f"csv-{case.name}") as server:
+            yield case, path, Remote(server), tag
+        return
+    with in_process_service(tag) as client:
+        yield case, path, client, tag
 
 
-def _upload(server: Server, content: bytes, query: str = "") -> requests.Response:
-    return requests.post(
-        f"{server.url}/predict_csv{query}", files={"file": ("in.csv", content, "text/csv")}, timeout=120
-    )
+def _upload(client, content: bytes, query: str = ""):
+    return client.post(f"/predict_csv{query}", files={"file": ("in.csv", content, "text/csv")})
 
 
 def json_text(label) -> str:
@@ -154,7 +183,7 @@ def test_a_json_record_built_from_a_row_gets_the_same_answer(served):
     for position in positions:
         row = table.raw.iloc[position].to_dict()
         record = {k: _json_value(v) for k, v in card.schema.parse_row(row, table.decimal).items()}
-        answer = requests.post(f"{server.url}/predict", json=record, timeout=30)
+        answer = server.post("/predict", json=record)
         assert answer.status_code == 200, (record, answer.text)
         body = answer.json()
         assert body["model"] == tag
@@ -171,9 +200,9 @@ def test_a_json_record_built_from_a_row_gets_the_same_answer(served):
 
 def test_documented_types_match_the_inferred_ones(served):
     case, path, server, tag = served
-    spec = requests.get(f"{server.url}/docs.json", timeout=30).json()
+    spec = server.get("/docs.json").json()
     properties = spec["components"]["schemas"]["Record"]["properties"]
-    features = {f["name"]: f for f in requests.get(f"{server.url}/v1/features", timeout=30).json()}
+    features = {f["name"]: f for f in server.get("/v1/features").json()}
     assert set(properties) == set(features) and not set(case.ids) & set(features)
     documented = {
         "number": ("number", None),
