@@ -443,6 +443,7 @@ def test_imported_model_bento_without_its_library_stops_with_one_line(lightgbm_b
     code, log = Server(target=lightgbm_bento["bento"], cwd=tmp_path, env=env, name="bento-no-lightgbm").wait_exit()
     assert code != 0
     assert (
-        f"error: model {lightgbm_bento['tag']} needs lightgbm==4.7.0, which is not installed here: pip install lightgbm==4.7.0 "
+        f"error: model {lightgbm_bento['tag']} needs lightgbm==4.7.0, which is not installed here: "
+        "pip install lightgbm==4.7.0 "
         "(a Bento built with `make build` installs it)"
     ) in log.splitlines(), log

@@ -41,7 +41,7 @@ def pool(penguins_model):
     rng = random.Random(7)
     rows = read_csv(data.PENGUINS_CSV).drop(columns=["species"]).to_dict("records")
     records = []
-    for i in range(500):
+    for _ in range(500):
         row = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rng.choice(rows).items()}
         if row["body_mass_g"] is not None:
             row["body_mass_g"] = float(row["body_mass_g"] + rng.randint(-50, 50))
@@ -57,7 +57,7 @@ def test_soak(pool, penguins_model):
     lock, stop = threading.Lock(), threading.Event()
 
     def check(indices, answers):
-        for i, answer in zip(indices, answers):
+        for i, answer in zip(indices, answers, strict=True):
             want = expected[i]
             if answer["prediction"] != want["prediction"] or any(
                 abs(answer["probabilities"][k] - v) > 1e-5 for k, v in want["probabilities"].items()
@@ -132,5 +132,6 @@ def test_soak(pool, penguins_model):
         f"RSS after warm-up {warm / 2**20:.0f} MiB, after the run {after / 2**20:.0f} MiB"
     )
     print(
-        f"soak: {len(answered)} requests, {answered.count(200)} answered 200; RSS {warm / 2**20:.0f} -> {after / 2**20:.0f} MiB"
+        f"soak: {len(answered)} requests, {answered.count(200)} answered 200;"
+        f" RSS {warm / 2**20:.0f} -> {after / 2**20:.0f} MiB"
     )

@@ -44,7 +44,7 @@ def test_concurrent_single_record_calls_are_batched_and_answered_in_order(server
     assert [r.status_code for r in responses] == [200] * len(records)
     answers = [r.json() for r in responses]
     assert [a["prediction"] for a in answers] == [e["prediction"] for e in expected]
-    for answer, want in zip(answers, expected):
+    for answer, want in zip(answers, expected, strict=True):
         assert answer["probabilities"] == pytest.approx(want["probabilities"], abs=1e-6)
 
     after = batch_histogram(server.url)

@@ -131,7 +131,7 @@ def test_predict_csv_returns_the_table_with_predictions(server, client, penguins
     )
     assert [r["prediction"] for r in rows] == [e["prediction"] for e in expected] and len(rows) == 3
     assert [e["prediction"] for e in expected[:2]] == ["Adelie", "Gentoo"]
-    for row, want in zip(rows, expected):
+    for row, want in zip(rows, expected, strict=True):
         assert {k: float(row[f"proba_{k}"]) for k in want["probabilities"]} == pytest.approx(
             want["probabilities"], abs=1e-9
         )

@@ -60,8 +60,8 @@ def test_ready_and_503_while_the_database_is_not_there(served):
     message = early.json()["error"]
     if postgres is None:
         assert (
-            "does not exist or cannot be opened; fill it with: python -m tabserve.serving.api.feature_table load data.csv --id-column ID"
-            in message
+            "does not exist or cannot be opened; fill it with: "
+            "python -m tabserve.serving.api.feature_table load data.csv --id-column ID" in message
         )
     else:
         assert message.startswith("the feature database is unreachable (postgresql+psycopg://tabserve@127.0.0.1:")

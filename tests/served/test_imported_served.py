@@ -74,9 +74,8 @@ def test_predict_answers_records_as_the_model_itself(served):
         assert response.json()["model"] == card.tag
         answers.append(response.json())
     frame = built.frame().head(12)
-    for answer, row in zip(
-        answers, range(12)
-    ):  # one record, one model call: float32 models (ONNX) differ by batch size in the last bits
+    # One record, one model call: float32 models (ONNX) differ by batch size in the last bits.
+    for answer, row in zip(answers, range(12), strict=True):
         assert_same([answer], built.own(frame.iloc[[row]]))
     own = built.own(frame)
     batch = requests.post(
@@ -170,7 +169,7 @@ STORE_SERVERS = [("sklearn", ["onnx", "mlflow", "picklable_model"]), ("lightgbm"
 
 
 @pytest.fixture(scope="module")
-def store_imported(saved):
+def store_imported(saved):  # noqa: F811  (the imported fixture)
     import import_model
 
     tags = {}
@@ -185,7 +184,7 @@ def store_imported(saved):
 
 
 @pytest.mark.parametrize("champion, beside", STORE_SERVERS)
-def test_store_models_imported_where_they_are_are_served_as_themselves(champion, beside, saved, store_imported):
+def test_store_models_imported_where_they_are_are_served_as_themselves(champion, beside, saved, store_imported):  # noqa: F811
     env = {
         "MODEL_TAG": store_imported[champion],
         "EXTRA_MODEL_TAGS": ",".join(store_imported[f] for f in beside),

@@ -215,7 +215,10 @@ def test_an_unknown_redacted_name_stops_the_server_with_one_line(penguins_model,
     }
     code, output = Server(env=env, name="payload-log-bad-redact").wait_exit()
     assert code != 0
-    line = f"error: PAYLOAD_LOG_REDACT names 'colour', not a feature of model {penguins_model.tag}; its features: {', '.join(FEATURES)}"
+    line = (
+        f"error: PAYLOAD_LOG_REDACT names 'colour', not a feature of model {penguins_model.tag};"
+        f" its features: {', '.join(FEATURES)}"
+    )
     assert line in output.splitlines(), output[-2000:]
 
 

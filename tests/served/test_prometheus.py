@@ -74,7 +74,7 @@ def traffic(server, prometheus):
 def test_prometheus_scrapes_the_service(prometheus, traffic):
     [up] = wait_for_series(prometheus, 'up{job="tabserve"} == 1')
     assert up["value"][1] == "1"
-    predictions = wait_for_series(prometheus, "sum(tabserve_predictions_total) >= %d" % traffic)
+    predictions = wait_for_series(prometheus, f"sum(tabserve_predictions_total) >= {traffic}")
     assert float(predictions[0]["value"][1]) >= traffic
 
 

@@ -142,7 +142,7 @@ def test_the_challenger_is_compared_in_the_shadow_of_every_champion_answer(held,
     before = settled(held, ("agree", "disagree"))
     answers = [post(held, "/predict", r).json() for r in records]
     assert {a["model"] for a in answers} == {str(second.tag)}
-    disagreeing = sum(a != b for a, b in zip(expected(first, records), expected(second, records)))
+    disagreeing = sum(a != b for a, b in zip(expected(first, records), expected(second, records), strict=True))
     assert 0 < disagreeing < len(records)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # the shadow predictions are made after the answers were sent

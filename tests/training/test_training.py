@@ -1,6 +1,7 @@
 """train.py and the model store: what a saved version carries, and bad inputs that save nothing."""
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -96,15 +97,33 @@ def _store_tags():
         (["--data", "{d}/t.csv", "--target", "y", "--name", "Bad Name!"], {"t.csv": b"x,y\n1,a\n"}, "model name"),
     ],
 )
-def test_bad_training_input_exits_2_with_one_line_and_saves_nothing(tmp_path, penguins_model, args, files, message):
+def test_bad_training_input_exits_2_with_one_line_and_saves_nothing(
+    tmp_path, penguins_model, args, files, message, capsys, monkeypatch
+):
+    """train.py's main() in process, as the command line calls it (test_the_command_line_... runs the script)."""
+    import train
+
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
     before = _store_tags()
-    result = _run_train(*[a.format(d=tmp_path) for a in args])
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    monkeypatch.chdir(ROOT)
+    handler = signal.getsignal(signal.SIGTERM)  # train.py's run takes SIGTERM over; give it back after
+    try:
+        code = train.main([a.format(d=tmp_path) for a in args])
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    stderr = capsys.readouterr().err
+    assert code == 2, stderr
+    assert message in stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
     assert _store_tags() == before
+
+
+def test_the_command_line_answers_bad_input_with_one_line_and_exit_2(tmp_path):
+    (tmp_path / "t.csv").write_bytes(b"x,y\n1,a\n")
+    result = _run_train("--data", str(tmp_path / "t.csv"), "--target", "nope")
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "target column 'nope'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
 def test_cli_trains_the_default_model_and_prints_a_metrics_table(penguins_model):

@@ -266,7 +266,7 @@ def observe_payload_log_error(reason: str, records: int) -> None:
     payload_log_metrics()["errors"].labels(reason=reason).inc(records)
 
 
-# Model versions (tabserve/serving/rollout/versions.py, tabserve/serving/rollout/shadow.py): swaps of champion by the store
+# Model versions (serving/rollout/versions.py, serving/rollout/shadow.py): swaps of champion by the store
 # watcher, per result ("swapped"; "refused": incompatible, or failed to load or predict), and the challenger's
 # shadow predictions compared with the champion's, per result ("agree", "disagree", "failed": the challenger
 # raised or timed out, "skipped": the shadow backlog was full), with the largest probability difference per

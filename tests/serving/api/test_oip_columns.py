@@ -27,7 +27,8 @@ OTHER = {
 
 
 class FakeService:
-    """predict_one / predict_many / is_ready like the request path (serving/inference/path.py), answering from the record."""
+    """predict_one / predict_many / is_ready like the request path (serving/inference/path.py), answering from the
+    record."""
 
     def __init__(self, card, classes=("Adelie", "Chinstrap", "Gentoo"), ready=True):
         self.classes, self.ready, self.calls = list(classes), ready, []

@@ -86,7 +86,7 @@ def test_sampling_keeps_none_all_or_about_the_share(tmp_path):
         every.observe(records[i : i + 100], answers[i : i + 100])
     assert len(lines(every)) == 400
     half = new_log(tmp_path / "half", sample=0.5, rng=random.Random(7))
-    for record, answer in zip(records, answers):
+    for record, answer in zip(records, answers, strict=True):
         half.observe([record], [answer])  # per record, also one at a time
     kept = len(lines(half))
     assert 150 < kept < 250, kept
