@@ -9,12 +9,19 @@ is the one part that reads the body, for POST requests only.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection
+from typing import Any, Protocol
 
 from tabserve.core.errors import DuplicateKey, error_body, refuse_duplicate_keys
 
-if TYPE_CHECKING:
-    from tabserve.serving.edge.gate import Gate
+
+class Gate(Protocol):
+    """The gate's limits this module reads (edge/gate.py's Gate has them); a protocol, so no import cycle."""
+
+    max_body_bytes: int
+    upload_routes: Collection[str]
+    json_routes: Collection[str]
+
 
 CSV_PART_TYPES = ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel", "application/octet-stream")
 # How many records a request scores, by route template (metrics.route_label) and method: "one", the

@@ -9,12 +9,21 @@ schema), the probes' JSON answers, the CSV upload's `on_error` choice, and what 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection
+from typing import Any, Protocol
 
 from tabserve.serving.edge.error_shape import PROBES, AnswerRewriter, json_bytes, kept_headers
 
-if TYPE_CHECKING:
-    from tabserve.serving.edge.gate import Gate
+
+class Gate(Protocol):
+    """What the document needs of the gate's rules (edge/gate.py's Gate has them); a protocol, so this module
+    does not import the gate that imports it."""
+
+    requires_key: bool
+    form_routes: Collection[str]
+
+    def is_protected(self, path: str) -> bool: ...
+
 
 DOCUMENTED_ERRORS = {
     400: "Invalid input: the error names the field (and row, for CSV)",
