@@ -2,20 +2,12 @@
 
     bentoml serve                                 # service:PredictionService, as bentofile.yaml says
     MODEL_TAG=my_model bentoml serve              # another model from the store
-    CHALLENGER_TAG=penguins:v2 bentoml serve      # and a challenger scored in its shadow
     SERVICE_LAYOUT=services bentoml serve         # an entry service in front of a model service
-    bentoml serve service:ModelService --port 3001   # services: the model service alone (MODEL_SERVICE_URL)
 
-Two layouts, chosen by SERVICE_LAYOUT (the wiring at the bottom of this file):
-- monolith (the default): one service; each worker validates and runs the model on a thread, and concurrent
-  /predict records are merged into one model call (serving/inference/batching.py: no timer, so a lone record
-  is never held back). Measured ahead of services at 32 clients (514 vs 421 req/s; docs/architecture.md).
-- services: PredictionService (validation, cache, shaping, /v1, /v2) in front of ModelService (the model, with
-  BentoML's adaptive batching merging the calls of every entry worker), in processes of their own.
-
-Every route calls one request path (tabserve/serving/inference/path.py): version → cache → batch → model →
-answer shaped → observed. The API's types come from the model's feature schema, so Swagger (/) documents
-exactly the fields, categories and ranges the model was trained on.
+Two layouts, wired at the bottom of this file: the monolith (default) runs the model in each worker and merges
+concurrent /predict records into one call itself (serving/inference/batching.py); services put ModelService, with
+BentoML's adaptive batching, behind the entry (docs/architecture.md measures both). Every route calls one request
+path (serving/inference/path.py): version → cache → batch → model → answer shaped → observed.
 """
 
 import gc
@@ -48,12 +40,8 @@ bentoml_fixes.template_endpoint_labels(metrics.endpoint_label)  # /metrics: rout
 
 HELD = held_models()  # the champion, a challenger, extra versions; a problem stops here with one line
 TYPES = ApiTypes.from_card(HELD.card, max_records=settings.MAX_BATCH_RECORDS)
-Record, Prediction, BatchRequest, BatchResponse = (
-    TYPES.record,
-    TYPES.prediction,
-    TYPES.batch_request,
-    TYPES.batch_response,
-)
+Record, Prediction = TYPES.record, TYPES.prediction
+BatchRequest, BatchResponse = TYPES.batch_request, TYPES.batch_response
 
 
 class ModelService:
@@ -82,9 +70,7 @@ class PredictionService:
         else:  # the model service, beside this one or at MODEL_SERVICE_URL
             link = ModelLink(lambda: self.model_service, timeout_s=settings.MODEL_TIMEOUT_S)
         self.path = RequestPath(HELD, link, Record)
-        # Startup's objects (modules, the app, the model) live forever: keep them out of the full garbage
-        # collections, which otherwise rescan them every second or so under load (~100 ms each).
-        gc.freeze()
+        gc.freeze()  # startup's objects live forever: out of the full collections (~100 ms each under load)
 
     async def __is_ready__(self) -> bool:
         return await self.path.is_ready()
@@ -106,13 +92,9 @@ class PredictionService:
 
     @bentoml.api(route="/predict_csv")
     async def predict_csv(self, file: Path, ctx: bentoml.Context) -> Annotated[str, ContentType("text/csv")]:
-        """Upload a CSV (multipart field `file`); get it back with prediction and proba_<class> columns.
-
-        Id and dropped columns of the training file pass through. One bad row refuses the file (400
-        listing the rows) unless `?on_error=skip` (or header X-On-Error: skip): then the good rows are
-        predicted and an `error` column names each bad row's problem (X-Failed-Rows counts them).
-        X-Model names the version that answered.
-        """
+        """Upload a CSV (multipart field `file`); get it back with prediction and proba_<class> columns. Id
+        columns pass through. One bad row refuses the file (400 listing the rows) unless `?on_error=skip` (or
+        header X-On-Error: skip): then an `error` column names each bad row's problem. X-Model: the version."""
         return await self.path.answer_csv(file.read_bytes(), ctx)
 
 
