@@ -75,7 +75,7 @@ Each has a test in tests/test_bentoml_fixes.py that fails when it can go; in det
    put in a context variable. One line per request, as before, rather than a second line of our own per
    request. No public alternative: `logging.access` only switches BentoML's own fields on and off and
    formats its trace ids. No upstream issue found.
-6. The payload log's monitor (`PayloadMonitor` in tabserve/serving/observe/payload_log.py, a `bentoml.monitor`
+6. The payload log's monitor (`PayloadMonitor` in tabserve/serving/observe/payload_monitor.py, a `bentoml.monitor`
    class), correctness: it overrides DefaultMonitor's private `_init_logger` (BentoML's runs
    `logging.config.dictConfig`, which closes every logging handler of the process, and prints a traceback
    per failed write) and fills the record being built through the context variables of

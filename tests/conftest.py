@@ -57,11 +57,12 @@ def pytest_sessionfinish(session, exitstatus):
 SERVED_DIR = ROOT / "tests" / "served"
 
 
-# --- Parallel runs: `make test` runs pytest-xdist with `--dist loadgroup --no-loadscope-reorder` -----------
-# A file's tests stay on one worker, so its module-scoped servers start once. Files sharing an expensive
-# session fixture share a group (one worker), so it is made once. The longest groups start first (largest
-# first keeps the workers busy to the end); the rest follow in file order.
-SHARED_GROUPS = {
+# --- Parallel runs: `make test` runs pytest-xdist (-n 3 --dist loadscope --no-loadscope-reorder) ---------------
+# A file's tests stay on one worker, so its module-scoped servers start once; files sharing an expensive session
+# fixture form one unit (one worker), so it is made once. The longest units start first (largest first keeps the
+# workers busy to the end); the rest follow in file order. (xdist's own `xdist_group` mark does not group under
+# pytest 9, whose node ids xdist can no longer suffix: the scheduler below groups instead.)
+SHARED_UNITS = {
     # the models of every family built with their own libraries (`built_models`, `imported_models`)
     "built-models": (
         "tests/importing/test_import_model.py",
@@ -84,8 +85,19 @@ LONGEST_FIRST = (
 )
 
 
-def xdist_group_of(path: str) -> str:
-    return next((group for group, files in SHARED_GROUPS.items() if path in files), path)
+def unit_of(path: str) -> str:
+    """The unit of work a test file belongs to: the file, or the shared unit naming it."""
+    return next((unit for unit, files in SHARED_UNITS.items() if path in files), path)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid.split("::", 1)[0])
+
+    return ByUnit(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -95,13 +107,8 @@ def pytest_collection_modifyitems(config, items):
             SERVED_DIR in Path(item.path).parents or "server" in getattr(item, "fixturenames", ())
         ):
             item.add_marker(pytest.mark.served)
-        item.add_marker(pytest.mark.xdist_group(xdist_group_of(str(Path(item.path).relative_to(ROOT)))))
-    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
-
-    def place(item) -> int:
-        return rank.get(xdist_group_of(str(Path(item.path).relative_to(ROOT))), len(rank))
-
-    items.sort(key=place)  # stable: each file keeps its own order
+    rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(unit_of(str(Path(item.path).relative_to(ROOT))), len(rank)))  # stable
 
 
 # (marker, what it means, commands that need it): a subprocess matching the pattern may only start
@@ -346,6 +353,29 @@ def imported_models(built_models, bentoml_home):
     return tags
 
 
+class Client:
+    """A served app called by path, the same way whether it runs in a real server (`Client.of(server)`: requests
+    on its URL) or in process (a test client): `.get(path, ...)`, `.post(path, ...)`, `.url`."""
+
+    def __init__(self, session, url: str = ""):
+        self.session, self.url = session, url
+
+    @classmethod
+    def of(cls, server: Server) -> Client:
+        return cls(requests.Session(), server.url)
+
+    def get(self, path: str, **kwargs):
+        return self.session.get(f"{self.url}{path}", **self._timeout(kwargs))
+
+    def post(self, path: str, **kwargs):
+        return self.session.post(f"{self.url}{path}", **self._timeout(kwargs))
+
+    def _timeout(self, kwargs: dict) -> dict:
+        if self.url:  # requests waits forever by default
+            return {"timeout": 120, **kwargs}
+        return {k: v for k, v in kwargs.items() if k != "timeout"}
+
+
 @contextlib.contextmanager
 def in_process_service(model_tag: str):
     """service.py serving `model_tag` in this process: its PredictionService as the ASGI app BentoML builds
@@ -364,7 +394,7 @@ def in_process_service(model_tag: str):
 
         importlib.reload(service)  # its types are made at import from the served model's schema
         with TestClient(service.PredictionService.to_asgi()) as client:
-            yield client
+            yield Client(client)
     finally:
         config.MODEL_TAG = before
         _forget_bentoml_request_metrics()

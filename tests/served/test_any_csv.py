@@ -19,11 +19,10 @@ from pathlib import Path
 
 import bentoml
 import pytest
-import requests
 
 from tabserve.core import data
 from tabserve.core.card import ModelCard
-from tests.conftest import DATA, Server, in_process_service
+from tests.conftest import DATA, Client, Server, in_process_service
 
 pytestmark = pytest.mark.served
 
@@ -115,19 +114,6 @@ def train_in_process(*argv: str) -> str:
     return out.getvalue()
 
 
-class Remote:
-    """A real server, called like the in-process test client: paths relative to its URL."""
-
-    def __init__(self, server: Server):
-        self.url = server.url
-
-    def get(self, path: str, **kwargs) -> requests.Response:
-        return requests.get(f"{self.url}{path}", timeout=60, **kwargs)
-
-    def post(self, path: str, **kwargs) -> requests.Response:
-        return requests.post(f"{self.url}{path}", timeout=120, **kwargs)
-
-
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: c.name)
 def served(request, tmp_path_factory, bentoml_home):
     case: Case = request.param
@@ -138,7 +124,7 @@ def served(request, tmp_path_factory, bentoml_home):
     tag = str(bentoml.models.get(f"{model_name}:latest").tag)
     if case.name in REALLY_SERVED:
         with Server(env={"MODEL_TAG": tag, "API_WORKERS": "1"}, name=f"csv-{case.name}") as server:
-            yield case, path, Remote(server), tag
+            yield case, path, Client.of(server), tag
         return
     with in_process_service(tag) as client:
         yield case, path, client, tag

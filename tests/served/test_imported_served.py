@@ -5,6 +5,7 @@ And an imported challenger beside a trained champion with the same columns."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -14,27 +15,34 @@ import bentoml
 import numpy as np
 import pandas as pd
 import pytest
-import requests
 
 from tabserve.core.card import ModelCard
 from tabserve.core.schema import BOOLEAN, NUMERIC, label_text
-from tests.conftest import Server
+from tests.conftest import Client, Server, in_process_service
 from tests.importing.models import assert_same
 from tests.importing.test_import_model import records_of
 
 pytestmark = pytest.mark.served
-# One server per family and loader (a server start is ~8 s): the joblib Pipeline and the RandomForest share the
-# skops Pipeline's runtime and are checked in process (tests/importing/); regression is served through XGBoost.
+# One service per family and loader: the joblib Pipeline and the RandomForest share the skops Pipeline's runtime
+# and are checked in process (tests/importing/); regression is served through XGBoost. Two of them run in a real
+# `bentoml serve` (a booster checked in a child process first, an ONNX session); the others run the same service
+# in process (tests.conftest.in_process_service: its ASGI app under a test client), a server start each saved.
 SERVED = ["pipe-skops", "lgb-booster", "lgb-sklearn", "xgb-json", "xgb-ubj", "mlflow", "onnx"]
+REALLY_SERVED = ("lgb-booster", "onnx")
 
 
 @pytest.fixture(scope="module", params=SERVED)
 def served(request, built_models, imported_models):
-    """One server per imported model (one worker: they start faster), one after the other."""
+    """(case, a client of its service, the built model, its card), one after the other."""
     case = request.param
-    with Server(env={"MODEL_TAG": imported_models[case], "API_WORKERS": "1"}, name=f"imported-{case}") as running:
-        card = ModelCard.from_model(bentoml.models.get(imported_models[case]))
-        yield case, running, built_models[case], card
+    card = ModelCard.from_model(bentoml.models.get(imported_models[case]))
+    if case in REALLY_SERVED:
+        env = {"MODEL_TAG": imported_models[case], "API_WORKERS": "1"}
+        with Server(env=env, name=f"imported-{case}") as running:
+            yield case, Client.of(running), built_models[case], card
+        return
+    with in_process_service(imported_models[case]) as client:
+        yield case, client, built_models[case], card
 
 
 def json_record(record: dict) -> dict:
@@ -45,9 +53,7 @@ def json_record(record: dict) -> dict:
 def test_predict_csv_scores_the_sample_as_the_model_itself(served):
     case, server, built, card = served
     with open(built.sample, "rb") as handle:
-        answer = requests.post(
-            f"{server.url}/predict_csv", files={"file": (built.sample.name, handle, "text/csv")}, timeout=60
-        )
+        answer = server.post("/predict_csv", files={"file": (built.sample.name, handle, "text/csv")}, timeout=60)
     assert answer.status_code == 200, answer.text
     rows = list(csv.DictReader(io.StringIO(answer.text)))
     original = pd.read_csv(built.sample, dtype=str, keep_default_na=False)
@@ -69,7 +75,7 @@ def test_predict_answers_records_as_the_model_itself(served):
     records = records_of(card, built.sample)[:12]
     answers = []
     for record in records:
-        response = requests.post(f"{server.url}/predict", json=json_record(record), timeout=30)
+        response = server.post("/predict", json=json_record(record), timeout=30)
         assert response.status_code == 200, response.text
         assert response.json()["model"] == card.tag
         answers.append(response.json())
@@ -78,9 +84,7 @@ def test_predict_answers_records_as_the_model_itself(served):
     for answer, row in zip(answers, range(12), strict=True):
         assert_same([answer], built.own(frame.iloc[[row]]))
     own = built.own(frame)
-    batch = requests.post(
-        f"{server.url}/predict_batch", json={"records": [json_record(r) for r in records]}, timeout=30
-    )
+    batch = server.post("/predict_batch", json={"records": [json_record(r) for r in records]}, timeout=30)
     assert batch.status_code == 200
     assert_same(
         batch.json()["predictions"], own
@@ -103,8 +107,8 @@ def test_open_inference_protocol_answers_as_the_model_itself(served):
             else "BYTES"
         )
         inputs.append({"name": feature.name, "shape": [len(values)], "datatype": datatype, "data": values})
-    response = requests.post(
-        f"{server.url}/v2/models/{card.tag.split(':')[0]}/infer", json={"id": "x1", "inputs": inputs}, timeout=30
+    response = server.post(
+        f"/v2/models/{card.tag.split(':')[0]}/infer", json={"id": "x1", "inputs": inputs}, timeout=30
     )
     assert response.status_code == 200, response.text
     outputs = {o["name"]: o for o in response.json()["outputs"]}
@@ -120,16 +124,16 @@ def test_open_inference_protocol_answers_as_the_model_itself(served):
 
 def test_the_card_and_the_api_come_from_the_sample(served):
     case, server, built, card = served
-    model = requests.get(f"{server.url}/v1/model", timeout=10).json()
+    model = server.get("/v1/model", timeout=10).json()
     assert model["source"]["format"] == built.fmt and model["source"]["sha256"] == card.source["sha256"]
     assert [f["name"] for f in model["features"]] == card.schema.names
-    docs = requests.get(f"{server.url}/docs.json", timeout=10).json()
+    docs = server.get("/docs.json", timeout=10).json()
     assert set(card.schema.names) <= set(json.dumps(docs).replace('"', " ").split())
-    bad = requests.post(f"{server.url}/predict", json={"no_such_column": 1}, timeout=10)
+    bad = server.post("/predict", json={"no_such_column": 1}, timeout=10)
     assert bad.status_code == 400 and bad.json()["error"].startswith("invalid input")
-    form = requests.get(f"{server.url}/v1/form", timeout=10)
+    form = server.get("/v1/form", timeout=10)
     assert form.status_code == 200 and all(f'name="{name}"' in form.text for name in card.schema.names)
-    drift = requests.get(f"{server.url}/v1/drift", timeout=10)
+    drift = server.get("/v1/drift", timeout=10)
     assert drift.status_code == 200 and {f["name"] for f in drift.json()["features"]} <= set(card.schema.names)
 
 
@@ -138,8 +142,9 @@ def test_an_imported_challenger_beside_a_trained_champion(penguins_model, built_
     challenger = imported_models["lgb-sklearn"]
     built = built_models["lgb-sklearn"]
     env = {"MODEL_TAG": str(penguins_model.tag), "CHALLENGER_TAG": challenger, "API_WORKERS": "1"}
-    with Server(env=env, name="imported-challenger") as server:
-        versions = requests.get(f"{server.url}/v1/models", timeout=10).json()
+    with Server(env=env, name="imported-challenger") as running:
+        server = Client.of(running)
+        versions = server.get("/v1/models", timeout=10).json()
         roles = (
             {v["tag"]: v["role"] for v in versions["versions"]}
             if isinstance(versions, dict)
@@ -150,10 +155,10 @@ def test_an_imported_challenger_beside_a_trained_champion(penguins_model, built_
         records = records_of(card, built.sample)[:5]
         answers = []
         for record in records:
-            response = requests.post(f"{server.url}/v1/models/challenger/predict", json=json_record(record), timeout=30)
+            response = server.post("/v1/models/challenger/predict", json=json_record(record), timeout=30)
             assert response.status_code == 200, response.text
             answers.append(response.json())
-            champion = requests.post(f"{server.url}/predict", json=json_record(record), timeout=30)
+            champion = server.post("/predict", json=json_record(record), timeout=30)
             assert champion.status_code == 200 and champion.json()["model"] == str(penguins_model.tag)
         assert {a["model"] for a in answers} == {challenger}
         assert_same(answers, built.own(built.frame().head(5)))
@@ -163,8 +168,9 @@ def test_an_imported_challenger_beside_a_trained_champion(penguins_model, built_
 
 from tests.importing.test_store_models import saved  # noqa: E402,F401  (the fixture: each framework's save_model)
 
-# Served in three servers: the four store models of the penguins pipeline share the champion's columns and
-# classes, so they answer beside it on /v1/models/{tag}/predict; LightGBM's and XGBoost's have their own.
+# Served by three services: the four store models of the penguins pipeline share the champion's columns and
+# classes, so they answer beside it on /v1/models/{tag}/predict (a real server); LightGBM's and XGBoost's have
+# their own (each in process: tests.conftest.in_process_service).
 STORE_SERVERS = [("sklearn", ["onnx", "mlflow", "picklable_model"]), ("lightgbm", []), ("xgboost", [])]
 
 
@@ -190,14 +196,18 @@ def test_store_models_imported_where_they_are_are_served_as_themselves(champion,
         "EXTRA_MODEL_TAGS": ",".join(store_imported[f] for f in beside),
         "API_WORKERS": "1",
     }
-    with Server(env=env, name=f"store-{champion}") as server:
+    with contextlib.ExitStack() as stack:
+        if beside:
+            server = Client.of(stack.enter_context(Server(env=env, name=f"store-{champion}")))
+        else:
+            server = stack.enter_context(in_process_service(store_imported[champion]))
         for framework in [champion, *beside]:
             built = saved[framework][1]
             card = ModelCard.from_model(bentoml.models.get(store_imported[framework]))
             route = "/predict" if framework == champion else f"/v1/models/{store_imported[framework]}/predict"
             frame = built.frame().head(4)
             for row, record in enumerate(records_of(card, built.sample)[:4]):
-                response = requests.post(f"{server.url}{route}", json=json_record(record), timeout=30)
+                response = server.post(route, json=json_record(record), timeout=30)
                 assert response.status_code == 200, (framework, response.text)
                 assert response.json()["model"] == store_imported[framework]
                 assert_same([response.json()], built.own(frame.iloc[[row]]))
