@@ -68,13 +68,14 @@ SHARED_UNITS = {
         "tests/importing/test_import_model.py",
         "tests/importing/test_store_models.py",
         "tests/served/test_imported_served.py",
-        "tests/scoring/test_score_spark.py",
+        "tests/scoring/test_score_imported.py",
     ),
 }
 LONGEST_FIRST = (
     "tests/bench/test_bench_smoke.py",
     "built-models",
     "tests/bento/test_bento.py",
+    "tests/scoring/test_score_spark.py",
     "tests/served/test_any_csv.py",
     "tests/reliability/test_soak.py",
     "tests/served/test_versions_served.py",
@@ -200,7 +201,9 @@ def free_port() -> int:
 
 
 class Server:
-    """A real `bentoml serve` process on a free port, stopped (and its log kept) on exit."""
+    """A real `bentoml serve` process on a free port, stopped (and its log kept) on exit. One entry worker unless
+    `env` says API_WORKERS: a worker's start costs ~5 s of CPU, and most tests follow one worker; those about
+    several workers (kills, layouts, the stock-BentoML run, the soak, cross-worker counting) ask for them."""
 
     def __init__(
         self, target: str = "service:PredictionService", env: dict | None = None, cwd: Path = ROOT, name: str = "server"
@@ -229,7 +232,7 @@ class Server:
             self.process = subprocess.Popen(
                 command,
                 cwd=cwd,
-                env={**os.environ, "BENTOML_HOME": str(self.home), **(env or {})},
+                env={**os.environ, "BENTOML_HOME": str(self.home), "API_WORKERS": "1", **(env or {})},
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

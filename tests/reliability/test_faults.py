@@ -97,7 +97,8 @@ def test_model_worker_killed_with_sigkill_is_replaced(penguins_model):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_entry_worker_killed_with_sigkill_is_replaced(penguins_model, layout):
-    with Server(env={"PREDICTION_CACHE_SIZE": "0", "SERVICE_LAYOUT": layout}, name=f"kill-entry-{layout}") as served:
+    env = {"PREDICTION_CACHE_SIZE": "0", "SERVICE_LAYOUT": layout, "API_WORKERS": "2"}  # the other one serves on
+    with Server(env=env, name=f"kill-entry-{layout}") as served:
         with Load(served.url) as load:
             load.answered()
             worker(served, "PredictionService").send_signal(signal.SIGKILL)
@@ -118,7 +119,12 @@ def test_sigterm_answers_every_accepted_request_then_exits_0(penguins_model, lay
     request the model had begun completes (200), so at least one 200; one still being validated by
     the entry may find the model gone and is answered 503 with the model service's message."""
     served = Server(
-        env={"PREDICTION_CACHE_SIZE": "0", "MODEL_TAG": str(penguins_model.tag), "SERVICE_LAYOUT": layout},
+        env={
+            "PREDICTION_CACHE_SIZE": "0",
+            "MODEL_TAG": str(penguins_model.tag),
+            "SERVICE_LAYOUT": layout,
+            "API_WORKERS": "",  # the layout's default
+        },
         name=f"sigterm-{layout}",
     ).wait_ready()
     outcomes, records = [], [PENGUIN] * 5000

@@ -98,7 +98,7 @@ def test_soak(pool, penguins_model):
                 check(indices, body["predictions"] if kind == "batch" else [body])
 
     # Pinned to the version `pool` holds the answers of: other tests train newer "penguins" meanwhile.
-    with Server(env={"MODEL_TAG": str(penguins_model.tag)}, name="soak") as served:
+    with Server(env={"MODEL_TAG": str(penguins_model.tag), "API_WORKERS": ""}, name="soak") as served:
         threads = [threading.Thread(target=client, args=(seed,), daemon=True) for seed in range(CLIENTS)]
         for thread in threads:
             thread.start()

@@ -201,21 +201,3 @@ def test_typed_rows_on_spark_answer_as_predict_batch_does(raw):
     assert response.status_code == 200, response.text[:500]
     _results_equal(_scored(raw.spark), response.json()["predictions"], ["FEMALE", "MALE"])
     assert not math.isnan(_scored(raw.spark)["proba_MALE"].sum())
-
-
-def test_an_imported_onnx_model_scores_on_spark_as_the_model_itself(built_models, imported_models, tmp_path):
-    """The runtime travels to Spark's Python workers by pickle (an onnxruntime session does not pickle: its
-    model bytes do); every row answered as the model itself answers it."""
-    import numpy as np
-
-    built = built_models["onnx"]
-    out = tmp_path / "onnx.parquet"
-    run = run_score("--data", str(built.sample), "--out", str(out), "--model", imported_models["onnx"], *SPARK)
-    assert run.returncode == 0, run.stderr[-3000:]
-    scored = _scored(out)
-    own = built.own(built.frame())
-    assert scored["prediction"].tolist() == own["labels"]
-    got = scored[[f"proba_{c}" for c in own["classes"]]].to_numpy(dtype=float)
-    assert (
-        np.abs(got - own["probabilities"]).max() <= 1e-6
-    )  # float32 inside: Spark's batches are not the test's one batch

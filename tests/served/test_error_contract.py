@@ -16,6 +16,7 @@ KEY = "s3cret-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 ORIGIN = "https://dashboard.example"
 LIMITS = {
+    "API_WORKERS": "",  # the layout's default: limits hold per worker, in each
     "API_KEY": KEY,
     "MAX_BODY_BYTES": "3000000",
     "MAX_CSV_ROWS": "100",

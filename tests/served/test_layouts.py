@@ -39,7 +39,7 @@ def service_names(server: Server) -> set[str]:
 @pytest.fixture(scope="module")
 def monolith(penguins_model):
     """The default layout with its default workers (one per core)."""
-    with Server(env={"MODEL_TAG": str(penguins_model.tag)}, name="monolith-workers") as running:
+    with Server(env={"MODEL_TAG": str(penguins_model.tag), "API_WORKERS": ""}, name="monolith-workers") as running:
         yield running
 
 

@@ -48,7 +48,7 @@ def first(penguins_model) -> bentoml.Model:
 @pytest.fixture(scope="module")
 def stock(first):
     """The project as shipped (default layout and workers), with every speed-only touchpoint off."""
-    env = {"MODEL_TAG": NAME, "MODEL_WATCH_S": str(WATCH_S), bentoml_fixes.SPEEDUPS_SETTING: "0"}
+    env = {"MODEL_TAG": NAME, "MODEL_WATCH_S": str(WATCH_S), bentoml_fixes.SPEEDUPS_SETTING: "0", "API_WORKERS": ""}
     with Server(env=env, name="stock-bentoml") as running:
         yield running
 
