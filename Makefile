@@ -48,7 +48,7 @@ serve: $(INSTALLED)  ## serve MODEL_TAG on PORT (trains the default model if mis
 # so three share two cores well. tests/conftest.py keeps each file on one worker and starts the longest first.
 TEST_WORKERS ?= 3
 test: $(INSTALLED) browser engines  ## the whole test suite, every marker (real servers, a browser, a Bento build, the notebook), on TEST_WORKERS processes
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test-fast: $(INSTALLED)  ## the tests that start no server and build nothing (not marked served or slow)
 	$(BIN)/python -m pytest -m "not served and not slow"
