@@ -151,7 +151,7 @@ REDIS_TIMEOUT_MS: int = integer(
 
 # `python -m tabserve.serving.api.feature_table load data.csv --id-column ID` fills the table.
 # Unset and no features.db beside the service: the route answers 501 saying how to load a table, not 503.
-FEATURE_DB_CONFIGURED: bool = bool(os.environ.get("FEATURE_DB_URL", "").strip())
+FEATURE_DB_CONFIGURED: bool = bool(config.raw("FEATURE_DB_URL"))
 FEATURE_DB_URL: str = text(
     "FEATURE_DB_URL", "sqlite:///features.db", section=ENTITIES,
     meaning="SQLAlchemy URL of the feature table's database for `GET /v1/entities/{id}/predict`"

@@ -74,20 +74,19 @@ NOT_CONFIGURED = (
     f"no feature table is configured: load one with `{LOAD_COMMAND}` (into sqlite:///features.db),"
     " or set FEATURE_DB_URL to the database that holds FEATURE_TABLE"
 )
-DEFAULT_DATABASE_FILE = "features.db"  # where FEATURE_DB_URL's default, sqlite:///features.db, points
 
 
 class DefaultDatabaseLookup:
     """FEATURE_DB_URL unset: the default database, sqlite:///features.db, is used once a table was loaded into it.
     Until then every lookup answers 501 saying how to load one, and nothing of SQLAlchemy is loaded at start."""
 
-    def __init__(self, make: Callable[[], EntityLookup], table_name: str):
-        self._make, self.table_name = make, table_name
+    def __init__(self, make: Callable[[], EntityLookup], table_name: str, database_file: str):
+        self._make, self.table_name, self.database_file = make, table_name, database_file
         self._lookup: EntityLookup | None = None
 
     async def lookup(self, entity_id: str) -> Found:
         if self._lookup is None:
-            if not os.path.exists(DEFAULT_DATABASE_FILE):
+            if not os.path.exists(self.database_file):
                 metrics.observe_feature_lookup("not_configured", 0.0)
                 raise NotConfigured(NOT_CONFIGURED)
             self._lookup = self._make()
@@ -160,7 +159,10 @@ class EntityLookup:
             except FeatureDbError as exc:
                 raise SystemExit(f"error: FEATURE_DB_URL: {exc}") from None
 
-        return lookup() if settings.FEATURE_DB_CONFIGURED else DefaultDatabaseLookup(lookup, settings.FEATURE_TABLE)
+        if settings.FEATURE_DB_CONFIGURED:
+            return lookup()
+        # The default URL, sqlite:///features.db: a file relative to where the server runs.
+        return DefaultDatabaseLookup(lookup, settings.FEATURE_TABLE, settings.FEATURE_DB_URL.removeprefix("sqlite:///"))
 
     async def lookup(self, entity_id: str) -> Found:
         """The entity's row; EntityNotFound, or LookupFailed when the database does not answer in time."""
