@@ -17,6 +17,7 @@ import pandas as pd
 
 from tabserve.core import data
 from tabserve.core.errors import DataError
+from tabserve.core.numbers import NumberText, detect
 from tabserve.core.pipeline import CLASSIFICATION, REGRESSION
 from tabserve.core.schema import (
     BOOLEAN,
@@ -33,9 +34,13 @@ from tabserve.core.schema import (
     parse_number,
 )
 
-# A text column with more distinct values than this is an identifier or free text, not a category:
-# it would make a useless feature and an unreadable API type.
+# A category keeps at most this many values (the most frequent); a column with more is an identifier when
+# its values hardly repeat, else a rich category whose rarer values are pooled into one "other" level.
 MAX_CATEGORIES = 200
+# A value of a rich category with fewer rows than this is pooled into "other": too rare to learn from.
+MIN_CATEGORY_ROWS = 5
+# ... and the values kept must cover this share of the rows, else the column is an identifier or free text.
+MIN_KEPT_SHARE = 0.5
 # Below this many values, uniqueness says nothing: a tiny file's categories are all distinct.
 MIN_ROWS_FOR_ID = 20
 # A text column whose distinct values exceed this share of its values is an identifier or free text.
@@ -44,6 +49,12 @@ MAX_DISTINCT_SHARE = 0.5
 BOOLEAN_PAIRS = ({"true", "false"}, {"yes", "no"}, {"t", "f"}, {"y", "n"})
 # Names that say "identifier" when the column is unique per row (row numbers, keys, exports' index).
 ID_NAME = re.compile(r"(?i)(.*[_ .\-])?(id|key|index|rownames|row|uuid|#)|unnamed: ?\d+|.*[a-z]Id|.*ID")
+# Names that say "a name, an address, free text" for a text column with many values: not categories.
+NAME_LIKE = re.compile(
+    r"(?i).*(name|title|email|e-mail|phone|address|url|comment|description|text|tweet|message|note|notes)"
+)
+# Whole numbers named like a code (ZIP, postal, FIPS, ..._code) are categories, not amounts.
+CODE_NAME = re.compile(r"(?i)(.*[_ .\-])?(zip|zipcode|zip_code|postcode|postal|postal_code|plz|fips|code)")
 # Date formats tried in order (ISO first); the first that reads every value of a column wins.
 DATE_FORMATS = (
     "%Y-%m-%d",
@@ -86,6 +97,10 @@ class Overrides:
     id: tuple[str, ...] = ()
     keep: tuple[str, ...] = ()
     drop: tuple[str, ...] = ()
+    keep_constant: bool = False  # --keep-constant: columns with one value are features too
+    # A model from elsewhere (import_model.py) saw the sample as pandas reads it: no number text stripped,
+    # no codes made categories, no values pooled; only train.py's own pipeline gets those rules.
+    as_pandas_reads: bool = False
 
     def check(self, columns: list[str], target: str) -> None:
         seen: dict[str, str] = {}
@@ -130,7 +145,8 @@ def infer_schema(
             others[name] = verdict.other
     if not features:
         raise DataError(
-            "no feature columns left: the CSV needs at least one column besides the target, ids and dropped columns"
+            "no feature columns left: the CSV needs at least one column besides the target, ids, constant and "
+            "dropped columns"
         )
     return FeatureSchema(tuple(features), others)
 
@@ -157,10 +173,14 @@ def infer_column(
         )
     if name in overrides.categorical:
         return Inferred(
-            _categorical(name, values, nullable, example_text, decimal, "categorical (--categorical)" + seen)
+            _categorical(name, values, nullable, example_text, decimal, "categorical (--categorical)" + seen, overrides)
         )
     if name in overrides.date:
         return Inferred(_date(name, values, nullable, example_text, sep, forced=True, seen=seen))
+
+    constant = _constant(name, column, overrides)
+    if constant:
+        return Inferred(other=constant)
 
     lowered = set(values.str.lower().unique())
     if any(lowered <= pair for pair in BOOLEAN_PAIRS):
@@ -175,7 +195,14 @@ def infer_column(
             why = _id_reason(name, numbers)
             if why:
                 return Inferred(other=f"identifier: {why} (--keep {name} makes it a feature)")
+        code = None if overrides.as_pandas_reads else _code_reason(name, values, numbers)
+        if code:
+            return Inferred(_text_category(name, values, nullable, example_text, f"{code}{seen}", overrides))
         return Inferred(_numeric(name, values, nullable, example_text, decimal, "numeric" + seen))
+
+    written = None if overrides.as_pandas_reads else detect(values.unique(), decimal)
+    if written is not None:
+        return Inferred(_numeric(name, values, nullable, example_text, decimal, "numeric", seen=seen, written=written))
 
     date_format = _date_format(values, sep)
     if date_format:
@@ -183,21 +210,66 @@ def infer_column(
 
     distinct = values.nunique()
     if name not in overrides.keep:
-        if distinct > MAX_CATEGORIES:
-            return Inferred(
-                other=f"identifier or free text: {distinct} distinct values (more than {MAX_CATEGORIES}); "
-                f"--keep {name} makes it a category"
-            )
-        if len(values) >= MIN_ROWS_FOR_ID and distinct > MAX_DISTINCT_SHARE * len(values):
-            return Inferred(
-                other=f"identifier or free text: {distinct} distinct values in {len(values)} rows; "
-                f"--keep {name} makes it a category"
-            )
+        not_category = _not_category(name, values, distinct)
+        if not_category:
+            return Inferred(other=f"{not_category}; --keep {name} makes it a category")
     not_numbers = sorted(values[numbers.isna()].unique())[:3]
-    reason = f"text: {distinct} categories" + (
+    reason = ("text" if distinct > MAX_CATEGORIES else f"text: {distinct} categories") + (
         f" (e.g. {', '.join(repr(v) for v in not_numbers)} are not numbers)" if numbers.notna().any() else ""
     )
-    return Inferred(_categorical(name, values, nullable, example_text, decimal, reason + seen))
+    return Inferred(_text_category(name, values, nullable, example_text, reason + seen, overrides))
+
+
+def _constant(name: str, column: pd.Series, overrides: Overrides) -> str | None:
+    """Why a column with one value in every row is left out, or None (a value and some missing cells is
+    information: present or not)."""
+    if overrides.keep_constant or name in overrides.keep or len(column) < 2 or column.nunique() != 1:
+        return None
+    return f"constant: {column.iloc[0]!r} in every row, nothing to learn (--keep {name} makes it a feature)"
+
+
+def _code_reason(name: str, values: pd.Series, numbers: pd.Series) -> str | None:
+    """Why whole numbers are codes (a category), not amounts: named like a code, or written with leading
+    zeros at a fixed width ("02134"); else None."""
+    if not all_whole(numbers):
+        return None
+    widths = values.str.len()
+    fixed_width = widths.nunique() == 1 and widths.iloc[0] >= 3
+    if fixed_width and values.str.fullmatch(r"\d+").all() and values.str.startswith("0").any():
+        return f"category: codes written with leading zeros ({values.iloc[0]!r}); --numeric {name} makes them numbers"
+    if CODE_NAME.fullmatch(name):
+        return f"category: whole numbers named like a code; --numeric {name} makes them numbers"
+    return None
+
+
+def _not_category(name: str, values: pd.Series, distinct: int) -> str | None:
+    """Why a text column is an identifier or free text rather than a category, or None. Values that repeat
+    make a category however many there are (336 dog breeds over 52,000 licences); values that hardly
+    repeat, or many values under a name that says name/id/free text, do not."""
+    if len(values) >= MIN_ROWS_FOR_ID and distinct > MAX_DISTINCT_SHARE * len(values):
+        return (
+            f"identifier or free text: nearly one value per row ({distinct} distinct values in {len(values)} rows, "
+            f"{len(values) / distinct:.1f} rows each)"
+        )
+    if distinct > MAX_CATEGORIES and (ID_NAME.fullmatch(name) or NAME_LIKE.fullmatch(name)):
+        return f"identifier or free text: {distinct} distinct values and named like a name, id or text"
+    if distinct > MAX_CATEGORIES:
+        kept, _ = _kept_values(values.value_counts())
+        share = int(values.isin(kept).sum()) / len(values)
+        if share < MIN_KEPT_SHARE:
+            return (
+                f"identifier or free text: {distinct} distinct values that rarely repeat (those with "
+                f"{MIN_CATEGORY_ROWS}+ rows cover {share:.0%} of the rows, under {MIN_KEPT_SHARE:.0%})"
+            )
+    return None
+
+
+def _kept_values(counts: pd.Series) -> tuple[list, int]:
+    """The values a rich category keeps (the most frequent with MIN_CATEGORY_ROWS+ rows, at most MAX_CATEGORIES),
+    and how many rows the others hold."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))
+    kept = [value for value, n in ranked if n >= MIN_CATEGORY_ROWS][:MAX_CATEGORIES]
+    return kept, int(counts.sum()) - int(counts[kept].sum())
 
 
 def _numeric(
@@ -209,8 +281,16 @@ def _numeric(
     reason: str,
     forced: bool = False,
     seen: str = "",
+    written: NumberText | None = None,
 ) -> Feature:
-    numbers = values.map(lambda text: parse_number(text, decimal))
+    if forced and written is None:  # --numeric on "$28,000": the sign and separators are stripped all the same
+        written = detect(values[values.map(lambda text: parse_number(text, decimal)).isna()].unique(), decimal)
+
+    def read(text: str) -> float | None:
+        number = parse_number(text, decimal)
+        return number if number is not None or written is None else written.parse(text, decimal)
+
+    numbers = values.map(read)
     extra: list[str] = []
     if numbers.isna().any():
         if not forced:
@@ -227,9 +307,14 @@ def _numeric(
     if numbers.empty:
         raise DataError(f"--numeric {name}: no cell is a number")
     integer = all_whole(numbers)
-    example = parse_number(example_text, decimal) if example_text not in extra else None
+    example = read(example_text) if example_text not in extra else None
     if example is not None and integer:
         example = int(example)
+    number_text = None
+    if written is not None:
+        shown = example_text if written.parse(example_text, decimal) is not None else values.iloc[0]
+        reason += f"; {written.describe(shown, decimal)}"
+        number_text = written.to_dict(shown, decimal)
     return Feature(
         name,
         NUMERIC,
@@ -240,19 +325,57 @@ def _numeric(
         example=example,
         missing_markers=extra or None,
         reason=reason + seen,
+        number_text=number_text,
     )
 
 
-def _categorical(name: str, values: pd.Series, nullable: bool, example_text: str, decimal: str, reason: str) -> Feature:
+def _categorical(
+    name: str,
+    values: pd.Series,
+    nullable: bool,
+    example_text: str,
+    decimal: str,
+    reason: str,
+    overrides: Overrides = NO_OVERRIDES,
+    as_text: bool = False,
+) -> Feature:
     numbers = values.map(lambda text: parse_number(text, decimal))
-    if numbers.notna().all() and all_whole(numbers.astype(float)):  # coded categories stay numbers: 1, 2, 3
-        categories: list = sorted({int(n) for n in numbers})
+    coded = not as_text and numbers.notna().all() and all_whole(numbers.astype(float))
+    if coded:  # coded categories stay numbers: 1, 2, 3
+        values = numbers.astype(float).astype(int)
         example = int(parse_number(example_text, decimal)) if parse_number(example_text, decimal) is not None else None
-        reason += f"; codes {', '.join(map(str, categories[:8]))}{', ...' if len(categories) > 8 else ''}"
     else:
-        categories = sorted(values.unique().tolist())
         example = example_text if example_text not in MISSING_MARKERS else None
-    return Feature(name, CATEGORICAL, nullable, categories=categories, example=example, reason=reason)
+    counts = values.value_counts()
+    other = None
+    if len(counts) > MAX_CATEGORIES and not overrides.as_pandas_reads:  # a rich category: the rare values pooled
+        kept, pooled = _kept_values(counts)
+        other = _free_level("other", {str(v) for v in counts.index})
+        reason += (
+            f"; {len(counts)} distinct values that repeat ({len(values) / len(counts):.0f} rows each on average), so "
+            f"a category, not an identifier; the {len(kept)} with {MIN_CATEGORY_ROWS}+ rows kept, the "
+            f"{len(counts) - len(kept)} rarer ones ({pooled} rows) pooled as {other!r}, as is any value never seen"
+        )
+        categories: list = sorted(kept)
+    else:
+        categories = sorted(counts.index.tolist())
+    if coded:
+        reason += f"; codes {', '.join(map(str, categories[:8]))}{', ...' if len(categories) > 8 else ''}"
+    return Feature(name, CATEGORICAL, nullable, categories=categories, example=example, reason=reason, other=other)
+
+
+def _text_category(
+    name: str, values: pd.Series, nullable: bool, example_text: str, reason: str, overrides: Overrides
+) -> Feature:
+    """A category of the cells' text (codes keep their leading zeros)."""
+    return _categorical(name, values, nullable, example_text, ".", reason, overrides, as_text=True)
+
+
+def _free_level(level: str, taken: set[str]) -> str:
+    """A level no category has ("other", else "(other)", ...)."""
+    while level in taken:
+        level = f"({level})"
+    return level
 
 
 def _date(
@@ -375,6 +498,16 @@ def infer_target(raw: pd.Series, task: str | None, decimal: str) -> tuple[pd.Ser
             )
         return raw.str.lower().isin(TRUE_WORDS).rename(name), CLASSIFICATION, "boolean target: predicted as true/false"
     numbers = raw.map(lambda text: parse_number(text, decimal))
+    written = detect(raw.unique(), decimal) if numbers.isna().any() else None
+    if written is not None:  # "14.07%", "$28,000": an amount written as text
+        numbers = raw.map(lambda text: written.parse(text, decimal)).astype(float).rename(name)
+        if written.is_money_or_percent and task is None:
+            shown = raw.iloc[0]
+            why = (
+                f"{written.describe(shown, decimal)}: an amount, so a regression "
+                f"({numbers.nunique()} distinct values); --task classification treats them as classes"
+            )
+            return numbers, REGRESSION, why
     if numbers.isna().any():
         if task == REGRESSION:
             bad = raw[numbers.isna()].iloc[0]

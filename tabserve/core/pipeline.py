@@ -62,7 +62,12 @@ def to_frame(records: list[dict[str, Any]] | pd.DataFrame, schema: FeatureSchema
         column = frame[feature.name]
         if feature.kind == CATEGORICAL:  # the encoder's categories are text: coded categories too
             as_text = category_text(feature)
-            if as_text is not None:  # value by value: a missing value makes an int column float, and 6.0 is not "6.0"
+            if feature.open:  # any value outside the kept categories is the `other` level
+                known = as_text or {c: c for c in feature.categories or ()}
+                out[feature.name] = column.map(
+                    lambda v, k=known, o=feature.other: np.nan if pd.isna(v) else k.get(v, o)
+                ).astype(object)
+            elif as_text is not None:  # value by value: a missing value makes an int column float, and 6.0 is not "6.0"
                 out[feature.name] = column.map(lambda v, t=as_text: np.nan if pd.isna(v) else t.get(v, str(v))).astype(
                     object
                 )
@@ -97,15 +102,13 @@ class RecordEncoder:
             feature = schema[name]
             as_text = category_text(feature)
             if as_text is not None:  # coded categories: their text's code, looked up by value
-                self.columns.append(
-                    (
-                        name,
-                        "category",
-                        {value: categories[name][text] for value, text in as_text.items() if text in categories[name]},
-                    )
-                )
+                codes = {value: categories[name][text] for value, text in as_text.items() if text in categories[name]}
             else:
-                self.columns.append((name, "category", categories[name]))
+                codes = categories[name]
+            if feature.open:  # any other value: the `other` level's code (NaN when the encoder has none)
+                self.columns.append((name, "open", (codes, categories[name].get(feature.other, np.nan))))
+            else:
+                self.columns.append((name, "category", codes))
         for feature in schema.features:
             if feature.kind in (NUMERIC, BOOLEAN, DATE, DATETIME):
                 self.columns.append((feature.name, feature.kind, None))
@@ -153,6 +156,8 @@ class RecordEncoder:
         for name, kind, codes in self.columns:
             if kind == "category":
                 records += [{**example, name: value} for value in codes]
+            elif kind == "open":
+                records += [{**example, name: value} for value in [*codes[0], f"{name} unseen"]]
         return self.encode(records)
 
     def encode(self, records: list[dict[str, Any]]) -> np.ndarray:
@@ -167,6 +172,12 @@ class RecordEncoder:
                         code = codes.get(value)
                         if code is not None:
                             matrix[row, column] = code
+                column += 1
+            elif kind == "open":
+                known, other = codes
+                for row, value in enumerate(values):
+                    if value is not None:
+                        matrix[row, column] = known.get(value, other)
                 column += 1
             elif kind == BOOLEAN:  # as Series.map({True: 1.0, False: 0.0}): 1 and 0 are True and False
                 for row, value in enumerate(values):

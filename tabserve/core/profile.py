@@ -258,11 +258,12 @@ def numeric_binning(values: Iterable[Any], bins: int = BINS, integer: bool = Fal
     )
 
 
-def categorical_binning(categories: Sequence[Any], missing: bool = True) -> Binning:
-    """One bin per category (labelled as JSON writes it: true, 1, Adelie), then "unseen", then "missing"."""
+def categorical_binning(categories: Sequence[Any], missing: bool = True, unseen: str = UNSEEN) -> Binning:
+    """One bin per category (labelled as JSON writes it: true, 1, Adelie), then "unseen" (an open category's
+    `other` level: the values it pools), then "missing"."""
     labels = [label_text(c) for c in categories]
     taken = set(labels)
-    labels += [_free(UNSEEN, taken)] + ([_free(MISSING, taken)] if missing else [])
+    labels += [_free(unseen, taken)] + ([_free(MISSING, taken)] if missing else [])
     return Binning(CATEGORICAL_KIND, tuple(labels), categories=tuple(categories), missing=missing)
 
 
@@ -278,7 +279,7 @@ def feature_binning(feature: Any, values: Sequence[Any] | np.ndarray) -> Binning
     if feature.kind == BOOLEAN:
         return categorical_binning([False, True])
     if feature.kind == CATEGORICAL:
-        return categorical_binning(feature.categories or [])
+        return categorical_binning(feature.categories or [], unseen=feature.other or UNSEEN)
     if feature.kind in (DATE, DATETIME):
         return None
     raise ValueError(f"unknown feature kind {feature.kind!r}")

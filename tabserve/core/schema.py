@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
+from tabserve.core.numbers import NumberText
+
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 BOOLEAN = "boolean"
@@ -55,10 +57,22 @@ class Feature:
     last: str | None = None
     missing_markers: list[str] | None = None  # extra cells read as missing in this column (--numeric)
     reason: str | None = None  # why this kind was chosen, for the training summary
+    number_text: dict[str, str] | None = None  # numeric written with a sign or unit: NumberText (core/numbers.py)
+    other: str | None = None  # categorical with rare values pooled: the level any other value is answered as
+
+    @property
+    def open(self) -> bool:
+        """A category that takes any value: the kept categories, and everything else answered as `other`."""
+        return self.other is not None
 
     @property
     def description(self) -> str:
-        if self.kind == CATEGORICAL:
+        if self.kind == CATEGORICAL and self.open:
+            text = (
+                f"One of the {len(self.categories or [])} categories the model tells apart, or any other value: "
+                f"those are answered as {self.other!r} and named in the answer's warnings."
+            )
+        elif self.kind == CATEGORICAL:
             text = f"One of {len(self.categories or [])} categories seen in training."
         elif self.kind == BOOLEAN:
             text = "true or false."
@@ -70,6 +84,8 @@ class Feature:
         else:
             kind = "Whole number" if self.integer else "Number"
             text = f"{kind}; training range {_fmt(self.min)} to {_fmt(self.max)}."
+            if self.number_text:
+                text += f" Also as text written as in the training file: {self.number_text.get('example', '')!r}."
         return text + (" May be null." if self.nullable else " Required.")
 
     @property
@@ -89,6 +105,8 @@ class Feature:
             return None
         if self.kind == NUMERIC:
             number = parse_number(cell, decimal)
+            if number is None and self.number_text:
+                number = NumberText.from_dict(self.number_text).parse(cell, decimal)
             return cell if number is None else number
         if self.kind == BOOLEAN:
             word = cell.lower()
@@ -141,6 +159,12 @@ class FeatureSchema:
     features: tuple[Feature, ...] = field(default_factory=tuple)
     # Columns of the training file that are not features, with the reason: ids, empty, dropped.
     other_columns: dict[str, str] = field(default_factory=dict)
+    # (name, its categories, the level others are answered as) of each open category: warnings look them up
+    _open: tuple[tuple[str, frozenset, str], ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        opened = tuple((f.name, frozenset(f.categories or ()), f.other) for f in self.features if f.open)
+        object.__setattr__(self, "_open", opened)
 
     @property
     def names(self) -> list[str]:
@@ -170,8 +194,16 @@ class FeatureSchema:
         return {f.name: f.parse_cell(row[f.name], decimal) for f in self.features}
 
     def out_of_range(self, record: dict[str, Any]) -> dict[str, str]:
-        """{feature: warning} for numeric values outside the range seen in training."""
+        """{feature: warning} for inputs accepted but outside what training saw: numbers outside the training
+        range, and values of an open category that the model answers as its `other` level."""
         warnings = {}
+        for name, known, other in self._open:
+            value = record.get(name)
+            if value is not None and value not in known:
+                warnings[name] = (
+                    f"{name}={value!r} is not one of the {len(known)} categories the model tells apart; "
+                    f"answered as {other!r}"
+                )
         for f in self.features:
             value = record.get(f.name)
             if f.kind != NUMERIC or value is None or f.min is None or f.max is None:
@@ -211,6 +243,12 @@ class FeatureSchema:
 
 
 def _field_type(feature: Feature, strict: bool) -> Any:
+    if feature.kind == CATEGORICAL and feature.open:  # any value; the kept categories are the examples
+        if feature.categories and isinstance(feature.categories[0], int):
+            return Annotated[int, BeforeValidator(_whole_number_text)] if not strict else int
+        return Annotated[str, BeforeValidator(_code_text)]
+    if feature.kind == CATEGORICAL and _digit_codes(feature):
+        return Annotated[Literal[tuple(feature.categories or [])], BeforeValidator(_code_text)]
     if feature.kind == CATEGORICAL:
         allowed = Literal[tuple(feature.categories or [])]
         if not strict and feature.categories and isinstance(feature.categories[0], int):
@@ -222,7 +260,40 @@ def _field_type(feature: Feature, strict: bool) -> Any:
         return Annotated[dt.date, BeforeValidator(_date_text(feature)), Field(strict=False)]
     if feature.kind == DATETIME:
         return Annotated[dt.datetime, BeforeValidator(_date_text(feature)), Field(strict=False), AfterValidator(_naive)]
+    if feature.number_text:
+        return Annotated[float, BeforeValidator(_number_text(feature))]
     return float
+
+
+def _digit_codes(feature: Feature) -> bool:
+    """Text categories that are all digits (ZIP codes, "02134"): a client may send them as JSON numbers."""
+    return bool(feature.categories) and all(isinstance(c, str) and c.isdigit() for c in feature.categories or ())
+
+
+def _code_text(value: Any) -> Any:
+    """A code sent as a JSON number (98108) is its text ("98108"); booleans and fractions are not codes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _number_text(feature: Feature):
+    """A number, or text written as the training file writes it ("$28,000", "14.07%"): both are accepted."""
+    written = NumberText.from_dict(feature.number_text or {})
+    example = (feature.number_text or {}).get("example", "")
+    decimal = (feature.number_text or {}).get("decimal", ".")
+
+    def read(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        number = parse_number(value.strip()) if value.strip() else None
+        for mark in dict.fromkeys((decimal, ".")):  # as the file wrote it, or with a decimal point
+            number = number if number is not None else written.parse(value, mark)
+        if number is None:
+            raise ValueError(f"{value!r} is not a number; send a number or text written like {example!r}")
+        return number
+
+    return read
 
 
 def _whole_number_text(value: Any) -> Any:

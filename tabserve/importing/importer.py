@@ -248,6 +248,7 @@ def sample_schema(
         overrides,
         categorical=tuple(sorted(categorical - set(overrides.numeric) - set(overrides.date))),
         keep=tuple(sorted(set(overrides.keep) | set(model_columns))),
+        as_pandas_reads=True,  # the model saw the sample as pandas reads it: "$28,000" as text, 02134 as 2134
     )
     schema = infer_schema(raw, merged, table.decimal, table.sep)
     empty = [c for c in model_columns if c not in schema.names]

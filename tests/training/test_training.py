@@ -70,13 +70,16 @@ def _store_tags():
     return sorted(str(m.tag) for m in bentoml.models.list())
 
 
+ONE_CLASS = b"x,y\n" + b"".join(b"%d,a\n" % (i % 5) for i in range(20))  # x varies: not constant
+
+
 @pytest.mark.parametrize(
     "args, files, message",
     [
         (["--data", "missing.csv", "--target", "y"], {}, "no such file"),
         (["--data", "{d}/bad.csv", "--target", "y"], {"bad.csv": b'a,y\n"1,2\n'}, "not a readable CSV"),
         (["--data", "{d}/t.csv", "--target", "nope"], {"t.csv": b"x,y\n1,a\n"}, "target column 'nope'"),
-        (["--data", "{d}/one.csv", "--target", "y"], {"one.csv": b"x,y\n" + b"1,a\n" * 20}, "only one class"),
+        (["--data", "{d}/one.csv", "--target", "y"], {"one.csv": ONE_CLASS}, "only one class"),
         (["--data", "{d}/empty.csv", "--target", "y"], {"empty.csv": b""}, "is empty"),
         (["--data", "{d}/header.csv", "--target", "y"], {"header.csv": b"x,y\n"}, "no data rows"),
         (
