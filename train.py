@@ -18,6 +18,7 @@ from pathlib import Path
 from tabserve.core import data, pipeline
 from tabserve.core.cli import add_csv_options, print_columns, save_model_version
 from tabserve.core.columns import Overrides
+from tabserve.core.schema import label_text
 from tabserve.training import trainer as training
 
 
@@ -30,6 +31,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--task", choices=pipeline.TASKS, help="inferred from the target when not given")
     parser.add_argument("--name", help="model name in the store (default: from the file name)")
     add_csv_options(parser)
+    parser.add_argument(
+        "--keep-constant", action="store_true", help="keep columns with one value in every row as features"
+    )
     args = parser.parse_args(argv)
     if args.target is None:
         if args.data.resolve() != data.PENGUINS_CSV:
@@ -47,6 +51,9 @@ def print_summary(result: training.TrainingResult, target: str) -> None:
         f"rows: {result.train_rows} train, {result.test_rows} held out, {result.unlabelled_rows} without a target"
         f" (not trained on; they can be scored)"
     )
+    if result.rare_classes:
+        rare = ", ".join(f"{label_text(c)} ({n} row{'s' if n > 1 else ''})" for c, n in result.rare_classes.items())
+        print(f"rare classes, all trained on but too few rows to hold any out (their metrics are not measured): {rare}")
     print(f"{'metric':<10} {'held-out':>9}")
     for metric, value in result.metrics.items():
         print(f"{metric:<10} {value:>9.4f}")
@@ -55,7 +62,9 @@ def print_summary(result: training.TrainingResult, target: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides = Overrides(args.categorical, args.numeric, args.date, args.id, args.keep, args.drop)
+    overrides = Overrides(
+        args.categorical, args.numeric, args.date, args.id, args.keep, args.drop, keep_constant=args.keep_constant
+    )
     return save_model_version(
         lambda: training.train(
             args.data,

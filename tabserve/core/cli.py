@@ -38,17 +38,21 @@ def interrupt(signum: int, frame: object) -> None:
 COLUMN_OPTIONS = [  # train.py's and import_model.py's column overrides (tabserve/core/columns.py Overrides)
     ("drop", "columns to ignore (passed through when scoring a file)"),
     ("id", "identifier columns: not features, passed through when scoring a file"),
-    ("keep", "columns inferred as identifiers to use as features after all"),
+    ("keep", "columns left out by inference (identifiers, constant columns) to use as features after all"),
     ("categorical", "columns to treat as categories (e.g. codes 1/2/3)"),
     ("numeric", "columns to treat as numbers (other text in them is read as missing)"),
     ("date", "columns to parse as dates"),
 ]
 
 
+OPTION_ALIASES = {"categorical": "category", "numeric": "number"}  # --category COL reads as well as --categorical
+
+
 def add_csv_options(parser: argparse.ArgumentParser) -> None:
     """The column overrides and the CSV dialect options, as train.py and import_model.py take them."""
     for option, meaning in COLUMN_OPTIONS:
-        parser.add_argument(f"--{option}", type=column_list, default=(), metavar="COL[,COL]", help=meaning)
+        names = [f"--{option}", *([f"--{OPTION_ALIASES[option]}"] if option in OPTION_ALIASES else [])]
+        parser.add_argument(*names, dest=option, type=column_list, default=(), metavar="COL[,COL]", help=meaning)
     parser.add_argument(
         "--sep",
         type=lambda sep: SEPARATOR_NAMES.get(sep, sep),

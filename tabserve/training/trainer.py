@@ -7,7 +7,7 @@ rows that have a target.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import bentoml
@@ -27,7 +27,7 @@ from tabserve.core.columns import (  # noqa: F401  (infer_target, default_name: 
 )
 from tabserve.core.errors import DataError
 from tabserve.core.profile import Reference, build_reference
-from tabserve.core.schema import MISSING_MARKERS, FeatureSchema
+from tabserve.core.schema import MISSING_MARKERS, FeatureSchema, label_text
 from tabserve.training import fit
 
 
@@ -44,6 +44,7 @@ class TrainingResult:
     sep: str
     decimal: str
     columns: list[str]  # the file's feature-side columns, in file order (the target left out)
+    rare_classes: dict = field(default_factory=dict)  # {label: rows} trained on but not measured (fit.Split.rare)
 
 
 def training_reference(schema: FeatureSchema, typed: pd.DataFrame, fitted, x_test: pd.DataFrame, classes) -> Reference:
@@ -81,10 +82,13 @@ def train(
         {f.name: rows[f.name].map(lambda cell, f=f: f.parse_cell(cell, table.decimal)) for f in schema.features}
     )
     features = pipeline.to_frame(typed, schema)
-    x_train, x_test, y_train, y_test = fit.split(features, target_values, task)
-    fitted = fit.build(schema, task).fit(x_train, y_train)
+    held = fit.split(features, target_values, task)
+    x_train, x_test, y_train, y_test = held.x_train, held.x_test, held.y_train, held.y_test
+    fitted = fit.build(schema, task, held.few_rows_class).fit(x_train, y_train)
     metrics = fit.evaluate(fitted, x_test, y_test, task)
     classes = pipeline.class_labels(fitted) if task == pipeline.CLASSIFICATION else None
+    if classes is not None and len(classes) != target_values.nunique():  # never silently: every class is a class
+        raise DataError(f"the model learned {len(classes)} classes of {target_values.nunique()}; please report this")
 
     card = ModelCard(
         task=task,
@@ -94,7 +98,8 @@ def train(
         task_reason=task_reason,
         metrics=metrics,
         evaluation=f"held-out {int(fit.TEST_FRACTION * 100)}% split (random_state={fit.RANDOM_STATE}); "
-        "the saved pipeline is the one evaluated",
+        "the saved pipeline is the one evaluated"
+        + (f"; rare classes (fewer than {fit.MIN_CLASS_ROWS} rows) all trained on, not measured" if held.rare else ""),
         training_data={
             "file": training.source,
             "sha256": training.sha256,
@@ -104,6 +109,7 @@ def train(
             "train_rows": len(x_train),
             "test_rows": len(x_test),
             "unlabelled_rows": int((~labelled).sum()),
+            **({"rare_classes": {label_text(c): n for c, n in held.rare.items()}} if held.rare else {}),
         },
         library_versions=library_versions(),
         reference=training_reference(schema, typed, fitted, x_test, classes),
@@ -122,4 +128,5 @@ def train(
         table.sep,
         table.decimal,
         [name for name in table.raw.columns if name != target],
+        held.rare,
     )
