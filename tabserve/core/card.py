@@ -169,6 +169,8 @@ def feature_dict(feature: Any) -> dict[str, Any]:
         "description": feature.description,
         "example": feature.example,
         "inferred_because": feature.reason,
+        **({"other": feature.other} if feature.open else {}),  # any other value is answered as this level
+        **({"written_as": feature.number_text["example"]} if (feature.number_text or {}).get("example") else {}),
     }
 
 

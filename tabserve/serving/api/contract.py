@@ -53,7 +53,14 @@ class ApiTypes:
                     json_schema_extra=keys,
                 ),
             ),
-            warnings=(list[str], Field(description="Inputs accepted but outside the training range.", examples=[[]])),
+            warnings=(
+                list[str],
+                Field(
+                    description="Inputs accepted but outside what training saw: a number outside the training range, "
+                    "a value an open category answers as 'other'.",
+                    examples=[[]],
+                ),
+            ),
         )
         prediction = create_model(
             "Prediction",

@@ -35,6 +35,7 @@ ENVIRONMENT = Environment(
 # The <input> of the kinds that are not a choice: (type, step).
 INPUTS = {DATE: ("date", None), DATETIME: ("datetime-local", "1")}
 NUMBER_INPUT = ("number", "any")
+TEXT_NUMBER_INPUT = ("text", None)  # a number also written as the file writes it: "$28,000", "14.07%"
 
 
 @dataclass(frozen=True)
@@ -55,16 +56,26 @@ class Field:
     step: str | None = None
     value: str = ""
     required: bool = False
+    suggestions: list[str] | None = None  # an <input> with a <datalist>: an open category's kept values
 
 
 def _field(feature: Feature, value: Any) -> Field:
+    if feature.kind == CATEGORICAL and feature.open:  # any text; the categories the model tells apart suggested
+        return Field(
+            feature.name,
+            feature.description,
+            input_type="text",
+            value="" if value is None else label_text(value),
+            required=not feature.nullable,
+            suggestions=[label_text(c) for c in feature.categories or []],
+        )
     if feature.kind in (CATEGORICAL, BOOLEAN):
         choices = [True, False] if feature.kind == BOOLEAN else feature.categories or []
         chosen = None if value is None else label_text(value)
         options = [Option("", "(missing)")] if feature.nullable else []
         options += [Option(label_text(c), label_text(c), label_text(c) == chosen) for c in choices]
         return Field(feature.name, feature.description, options=options)
-    input_type, step = INPUTS.get(feature.kind, NUMBER_INPUT)
+    input_type, step = INPUTS.get(feature.kind, TEXT_NUMBER_INPUT if feature.number_text else NUMBER_INPUT)
     return Field(
         feature.name,
         feature.description,

@@ -42,7 +42,9 @@ def _metrics() -> dict[str, Any]:
             f"{PREFIX}_validation_errors", "Requests refused as invalid (4xx)", ["endpoint", "status"]
         ),
         "out_of_range": prom.Counter(
-            f"{PREFIX}_out_of_range_inputs", "Numeric inputs outside the training range", ["feature"]
+            f"{PREFIX}_out_of_range_inputs",
+            "Inputs outside what training saw: numbers outside the training range, values answered as 'other'",
+            ["feature"],
         ),
         # BentoML's own bentoml_service_adaptive_batch_size counts the *calls* it merged; a call from the
         # entry worker already carries several records (tabserve/batching.py), so count records here.
