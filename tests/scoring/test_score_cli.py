@@ -133,11 +133,22 @@ def sales_tag(bentoml_home) -> str:
     return str(trainer.train(DATA / "european.csv", "umsatz", name="scoring-sales").model.tag)
 
 
-@pytest.mark.parametrize("case", ["penguins", "european"])
+@pytest.fixture(scope="module")
+def loans_tag(bentoml_home) -> str:
+    from tabserve.training import trainer
+
+    return str(trainer.train(DATA / "loans.csv", "interest_rate", name="scoring-loans").model.tag)
+
+
+@pytest.mark.parametrize("case", ["penguins", "european", "loans"])
 def test_local_csv_output_and_rejects_are_predict_csvs_rows(capsys, request, tmp_path, case):
     """The scored rows are /predict_csv's good rows cell for cell (its header without `error`); the
-    rejects are its bad rows' input cells and `error`. european.csv: `;` and decimal commas kept."""
-    if case == "penguins":
+    rejects are its bad rows' input cells and `error`. european.csv: `;` and decimal commas kept; loans.csv:
+    amounts as a loan book writes them ("$7,000.00", "36 months")."""
+    if case == "loans":
+        tag, sep = request.getfixturevalue("loans_tag"), ","
+        content = (DATA / "loans.csv").read_bytes().replace(b'"$7,000.00"', b'"EUR 7,000.00"', 1)
+    elif case == "penguins":
         tag, sep = request.getfixturevalue("tag"), ","
         content = penguins_frame().drop(columns=["row", "note"]).to_csv(index=False).encode()
     else:
@@ -169,6 +180,9 @@ def test_local_csv_output_and_rejects_are_predict_csvs_rows(capsys, request, tmp
     if case == "european":
         assert any("," in cell for cell in good[0][-1:])  # the prediction in a decimal comma
         assert bad[0][-1].startswith("datum: ")
+    if case == "loans":
+        assert len(good) == 499 and good[0][columns.index("loan_amount")] == "$17,600.00"  # as written
+        assert bad[0][-1].startswith("loan_amount: ") and "'$" in bad[0][-1]
 
 
 def test_chunks_keep_input_order_and_answers(tag, penguins_csv, tmp_path):
