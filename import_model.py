@@ -3,6 +3,7 @@
     python import_model.py --model PATH|bentoml:NAME[:VERSION] --sample DATA.csv [--name NAME] [--target COLUMN]
                            [--task TASK] [--classes NAME,NAME,...] [--trust-pickle] [--trust TYPE[,TYPE]]
                            [--drop a,b] [--id c] [--categorical e] [--numeric f] [--date g] [--sep ';'] [--decimal ,]
+                           [--encoding cp1252] [--sheet NAME]
 
 PATH: a scikit-learn model saved with skops (.skops) or joblib/pickle (.joblib, .pkl: only with --trust-pickle,
 since unpickling runs code from the file), a LightGBM booster (.txt) or pickled LGBM model, an XGBoost booster
@@ -18,7 +19,14 @@ import sys
 from pathlib import Path
 
 from tabserve.core import pipeline
-from tabserve.core.cli import OneLineParser, add_csv_options, column_list, print_columns, save_model_version
+from tabserve.core.cli import (
+    OneLineParser,
+    add_csv_options,
+    column_list,
+    encoding_note,
+    print_columns,
+    save_model_version,
+)
 from tabserve.core.columns import Overrides
 
 
@@ -30,7 +38,10 @@ def parse_args(argv: list[str] | None):
         help="the model file, an MLflow model directory, or bentoml:NAME[:VERSION] (a model in the store)",
     )
     parser.add_argument(
-        "--sample", type=Path, required=True, help="a CSV of the model's input columns (and the target, with --target)"
+        "--sample",
+        type=Path,
+        required=True,
+        help="a CSV or .xlsx of the model's input columns (and the target, with --target)",
     )
     parser.add_argument(
         "--name", help="model name in the store (for bentoml:NAME: NAME, a new version beside the original)"
@@ -54,7 +65,7 @@ def parse_args(argv: list[str] | None):
     return parser.parse_args(argv)
 
 
-def print_summary(result) -> None:
+def print_summary(result, encoding_given: bool = False) -> None:
     from tabserve.importing.importer import FORMAT_NAMES
 
     card, source = result.card, result.card.source
@@ -65,8 +76,13 @@ def print_summary(result) -> None:
     )
     print(f"model     {what} ({source['library']} {source['library_version']}), sha256 {source['sha256'][:16]}...")
     print(f"task      {card.task} ({card.task_reason})")
-    sep = {"\t": "tab"}.get(card.training_data["separator"], card.training_data["separator"])
-    print(f"sample    read with separator {sep!r} and decimal mark {card.training_data['decimal']!r}")
+    read = card.training_data
+    if read.get("sheet") is not None:
+        print(f"sample    read sheet {read['sheet']!r} of {read['file']}")
+    else:
+        sep = {"\t": "tab"}.get(read["separator"], read["separator"])
+        print(f"sample    read with separator {sep!r} and decimal mark {read['decimal']!r}")
+        print(f"encoding  {encoding_note(read['encoding'], encoding_given)}")
     print_columns(card.schema, result.columns)
     for note in result.notes:
         print(f"note: {note}")
@@ -99,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
             sep=args.sep,
             decimal=args.decimal,
             classes=args.classes,
+            encoding=args.encoding,
+            sheet=args.sheet,
         ),
-        print_summary,
+        lambda result: print_summary(result, args.encoding is not None),
     )
 
 

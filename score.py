@@ -4,10 +4,13 @@ preparation and pipeline call as the service's /predict_csv.
     python score.py --data big.parquet --out scored.parquet                 # Spark, local[2], penguins:latest
     python score.py --data big.csv --out scored.csv --engine local          # pandas chunks in this process
     python score.py --data big.csv --out scored.parquet --model sales:latest --master yarn
+    python score.py --data sales.xlsx --sheet 2024 --out scored.csv --engine local  # an Excel worksheet
 
 The output is the input columns plus `prediction` and `proba_<class>` (Parquet, the model tag in its
 metadata under tabserve.model; CSV when --out ends in .csv). Rows that fail the schema go to
-<out stem>.rejects.csv with an `error` column. Bad input prints one line and exits with code 2.
+<out stem>.rejects.csv with an `error` column. A CSV is read in the encodings train.py reads (UTF-8, UTF-16
+with a BOM, else a detected legacy code page such as cp1252; --encoding overrides), an .xlsx workbook's first
+sheet (or --sheet). Bad input prints one line and exits with code 2.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from tabserve.core import config  # noqa: E402
+from tabserve.core.cli import add_file_options  # noqa: E402
 from tabserve.core.errors import TabserveError  # noqa: E402
 from tabserve.scoring import batch, engines  # noqa: E402
 
@@ -34,7 +38,7 @@ def _conf(value: str) -> tuple[str, str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="the file to score: .csv or .parquet")
+    parser.add_argument("--data", type=Path, required=True, help="the file to score: .csv, .xlsx or .parquet")
     parser.add_argument("--out", type=Path, required=True, help="scored rows: .parquet or .csv (rejects beside it)")
     parser.add_argument(
         "--model", default=config.MODEL_TAG, help=f"model tag in the store (default: {config.MODEL_TAG})"
@@ -46,13 +50,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--conf", type=_conf, action="append", default=[], metavar="KEY=VALUE", help="a Spark setting (repeatable)"
     )
+    add_file_options(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        summary = batch.score(args.data, args.out, args.model, args.engine, args.master, dict(args.conf))
+        summary = batch.score(
+            args.data,
+            args.out,
+            args.model,
+            args.engine,
+            args.master,
+            dict(args.conf),
+            encoding=args.encoding,
+            sheet=args.sheet,
+        )
     except TabserveError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

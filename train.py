@@ -3,7 +3,7 @@
     python train.py                                   # Palmer Penguins -> model "penguins"
     python train.py --data my.csv --target churn [--task classification|regression] [--name my_model]
                     [--drop a,b] [--id c] [--keep d] [--categorical e] [--numeric f] [--date g]
-                    [--sep ';'] [--decimal ,]
+                    [--sep ';'] [--decimal ,] [--encoding cp1252] [--sheet NAME]
 
 Column types are inferred and printed with the reason; the options override them.
 Bad input prints one line naming the problem and exits with code 2; nothing is saved.
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from tabserve.core import data, pipeline
-from tabserve.core.cli import add_csv_options, print_columns, save_model_version
+from tabserve.core.cli import add_csv_options, how_read, print_columns, save_model_version
 from tabserve.core.columns import Overrides
 from tabserve.core.schema import label_text
 from tabserve.training import trainer as training
@@ -25,7 +25,10 @@ from tabserve.training import trainer as training
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--data", type=Path, default=data.PENGUINS_CSV, help="training CSV (default: data/penguins.csv)"
+        "--data",
+        type=Path,
+        default=data.PENGUINS_CSV,
+        help="training CSV or .xlsx workbook (default: data/penguins.csv)",
     )
     parser.add_argument("--target", default=None, help="column to predict (default for penguins: species)")
     parser.add_argument("--task", choices=pipeline.TASKS, help="inferred from the target when not given")
@@ -42,9 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def print_summary(result: training.TrainingResult, target: str) -> None:
-    sep = {"\t": "tab"}.get(result.sep, result.sep)
-    print(f"read with separator {sep!r} and decimal mark {result.decimal!r}")
+def print_summary(result: training.TrainingResult, target: str, args: argparse.Namespace) -> None:
+    print(how_read(result.encoding, result.sheet, args.encoding is not None, args.data.name))
+    if result.sheet is None:  # a workbook's cells have no separator, and its numbers no decimal mark
+        sep = {"\t": "tab"}.get(result.sep, result.sep)
+        print(f"read with separator {sep!r} and decimal mark {result.decimal!r}")
     print(f"target {target!r}: {result.task} ({result.task_reason})")
     print_columns(result.schema, result.columns)
     print(
@@ -74,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             overrides=overrides,
             sep=args.sep,
             decimal=args.decimal,
+            encoding=args.encoding,
+            sheet=args.sheet,
         ),
-        lambda result: print_summary(result, args.target),
+        lambda result: print_summary(result, args.target, args),
     )
 
 

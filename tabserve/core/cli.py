@@ -59,6 +59,35 @@ def add_csv_options(parser: argparse.ArgumentParser) -> None:
         help="field separator: , ; tab | (detected when not given)",
     )
     parser.add_argument("--decimal", choices=[".", ","], help="decimal mark (detected when not given)")
+    add_file_options(parser)
+
+
+def add_file_options(parser: argparse.ArgumentParser) -> None:
+    """--encoding and --sheet: how a file is read (train.py, import_model.py and score.py take them)."""
+    parser.add_argument(
+        "--encoding",
+        metavar="NAME",
+        help="text encoding of the file (detected when not given: UTF-8, UTF-16 with a BOM, else a legacy code page"
+        " such as cp1252)",
+    )
+    parser.add_argument("--sheet", metavar="NAME", help="the worksheet of an .xlsx file (default: the first)")
+
+
+def encoding_note(encoding: str, given: bool) -> str:
+    """Which encoding a text file was read in and how it was chosen: `cp1252 (detected; --encoding to override)`,
+    `UTF-16 (byte-order mark)`, `latin-1 (--encoding)`."""
+    spelt = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-32": "UTF-32"}.get(encoding, encoding)
+    if given:
+        return f"{spelt} (--encoding)"
+    if encoding in ("utf-8-sig", "utf-16", "utf-32"):
+        return f"{spelt} (byte-order mark)"
+    return f"{spelt} (detected; --encoding to override)"
+
+
+def how_read(encoding: str, sheet: str | None, given: bool, name: str) -> str:
+    """train.py's summary line on how the file was read: `read as cp1252 (detected; --encoding to override)`,
+    `read sheet 'Sheet1' of loans.xlsx`."""
+    return f"read sheet {sheet!r} of {name}" if sheet is not None else f"read as {encoding_note(encoding, given)}"
 
 
 def print_columns(schema, columns: list[str]) -> None:

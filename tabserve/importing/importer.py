@@ -59,6 +59,8 @@ def import_model(
     sep: str | None = None,
     decimal: str | None = None,
     classes: tuple[str, ...] = (),
+    encoding: str | None = None,
+    sheet: str | None = None,
 ) -> ImportResult:
     """Check and save. DataError (one line, nothing saved) when anything does not agree. `model_path` may be
     "bentoml:NAME[:VERSION]", a model saved with bentoml.<framework>.save_model; `name` then defaults to its name
@@ -84,7 +86,7 @@ def import_model(
         )
     if classes:
         name_classes(expected, list(classes))
-    table = data.read_table(sample, sep, decimal)
+    table = data.read_table(sample, sep, decimal, encoding, sheet)
     raw = table.raw
     if len(raw) < MIN_ROWS:
         raise DataError(f"the sample has {len(raw)} rows; at least {MIN_ROWS} are needed to check the model on it")
@@ -171,6 +173,8 @@ def import_model(
             "sha256": data.sha256_of(sample),
             "separator": table.sep,
             "decimal": table.decimal,
+            "encoding": table.encoding,
+            **({"sheet": table.sheet} if table.sheet is not None else {}),
             "rows": len(records),
             "labelled_rows": labelled,
             "role": "import sample",

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tabserve.core import store
+from tabserve.core.cli import encoding_note
 from tabserve.scoring import engines
-from tabserve.scoring.files import Sink, Source
+from tabserve.scoring.files import UTF8, Sink, Source
 from tabserve.scoring.frames import ScoringModel
 
 
@@ -25,6 +26,7 @@ class Summary:
     out: Path
     rejects: Path | None  # None when no row was rejected
     seconds: float
+    reading: str = ""  # how the input was read, when not as UTF-8 or Parquet: "encoding  cp1252 (detected; ...)"
 
     @property
     def rows_per_s(self) -> float:
@@ -38,6 +40,7 @@ class Summary:
                 f"model     {self.model}",
                 f"engine    {self.engine}",
                 f"read      {self.read:>10,}  <- {self.data}",
+                *([self.reading] if self.reading else []),
                 f"scored    {self.scored:>10,}  -> {self.out}",
                 f"rejected  {rejects}",
                 f"time      {self.seconds:>10.2f} s ({self.rows_per_s:,.0f} rows/s{starting})",
@@ -60,26 +63,34 @@ def score(
     master: str = "local[2]",
     conf: dict[str, str] | None = None,
     chunk_rows: int = engines.CHUNK_ROWS,
+    encoding: str | None = None,
+    sheet: str | None = None,
 ) -> Summary:
-    """Score `data` into `out` (and <out stem>.rejects.csv) with the model `tag`."""
+    """Score `data` into `out` (and <out stem>.rejects.csv) with the model `tag`. `encoding` and `sheet`: how
+    to read a CSV or a workbook (files.Source)."""
     if engine not in engines.ENGINES:
         raise ValueError(f"engine must be one of {', '.join(engines.ENGINES)}")
     model = load_model(tag)
-    source = Source.open(Path(data), model)
-    sink = Sink(Path(out), model, source)
-    start = time.perf_counter()
+    # A UTF-8 copy of the input, when one is needed, goes where the engine's workers can read it.
+    on_cluster = engine == "spark" and not master.startswith("local")
+    source = Source.open(Path(data), model, encoding, sheet, Path(data).resolve().parent if on_cluster else None)
     try:
-        if engine == "local":
-            read = engines.run_local(model, source, sink, chunk_rows)
-        else:
-            read = engines.run_spark(model, source, sink, master, conf)
-    except BaseException:
+        sink = Sink(Path(out), model, source)
+        start = time.perf_counter()
+        try:
+            if engine == "local":
+                read = engines.run_local(model, source, sink, chunk_rows)
+            else:
+                read = engines.run_spark(model, source, sink, master, conf)
+        except BaseException:
+            sink.close()
+            sink.out.unlink(missing_ok=True)  # no half-written output taken for a whole one
+            sink.rejects_path.unlink(missing_ok=True)
+            raise
         sink.close()
-        sink.out.unlink(missing_ok=True)  # no half-written output taken for a whole one
-        sink.rejects_path.unlink(missing_ok=True)
-        raise
-    sink.close()
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start
+    finally:
+        source.close()
     return Summary(
         model.tag,
         "local" if engine == "local" else f"spark ({master})",
@@ -90,4 +101,14 @@ def score(
         sink.out,
         sink.rejects_path if sink.rejected else None,
         seconds,
+        reading(source),
     )
+
+
+def reading(source: Source) -> str:
+    """The summary's line on how the input was read, when it was not UTF-8 text or Parquet."""
+    if source.sheet is not None:
+        return f"sheet     {source.sheet!r}"
+    if source.kind == "csv" and (source.encoding_given or source.encoding not in UTF8):
+        return f"encoding  {encoding_note(source.encoding, source.encoding_given)}"
+    return ""

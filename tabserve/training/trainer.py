@@ -45,6 +45,8 @@ class TrainingResult:
     decimal: str
     columns: list[str]  # the file's feature-side columns, in file order (the target left out)
     rare_classes: dict = field(default_factory=dict)  # {label: rows} trained on but not measured (fit.Split.rare)
+    encoding: str = "utf-8"  # the codec the file was read with (data.Table.encoding; "xlsx" for a workbook)
+    sheet: str | None = None  # the worksheet read, for a workbook
 
 
 def training_reference(schema: FeatureSchema, typed: pd.DataFrame, fitted, x_test: pd.DataFrame, classes) -> Reference:
@@ -61,6 +63,8 @@ def train(
     overrides: Overrides = NO_OVERRIDES,
     sep: str | None = None,
     decimal: str | None = None,
+    encoding: str | None = None,
+    sheet: str | None = None,
 ) -> TrainingResult:
     """Fit and save a model. Raises DataError (and writes nothing) when the data can't be used."""
     path = Path(path)
@@ -68,7 +72,7 @@ def train(
     if task is not None and task not in pipeline.TASKS:
         raise DataError(f"task {task!r} is unknown; use one of: {', '.join(pipeline.TASKS)}")
 
-    training = data.load_training_data(path, target, sep, decimal)
+    training = data.load_training_data(path, target, sep, decimal, encoding, sheet)
     table = training.table
     overrides.check(list(table.raw.columns), target)
     schema = infer_schema(table.raw.drop(columns=[target]), overrides, table.decimal, table.sep)
@@ -105,6 +109,8 @@ def train(
             "sha256": training.sha256,
             "separator": table.sep,
             "decimal": table.decimal,
+            "encoding": table.encoding,
+            **({"sheet": table.sheet} if table.sheet is not None else {}),
             "rows": len(features),
             "train_rows": len(x_train),
             "test_rows": len(x_test),
@@ -129,4 +135,6 @@ def train(
         table.decimal,
         [name for name in table.raw.columns if name != target],
         held.rare,
+        encoding=table.encoding,
+        sheet=table.sheet,
     )

@@ -518,3 +518,46 @@ def test_yes_no_columns_reach_the_model_as_the_text_it_was_fitted_on(tmp_path, c
     assert [a["prediction"] for a in answers] == model.predict(frame[columns]).tolist()
     got = np.array([[a["probabilities"][c] for c in model.classes_] for a in answers])
     assert np.abs(got - model.predict_proba(frame[columns])).max() <= 1e-9
+
+
+def test_a_sample_in_cp1252_or_in_a_workbook_is_read_as_train_py_reads_it(tmp_path, capsys):
+    """A model fitted on the Paris Métro stations, imported with the French Excel CSV it came from
+    (Windows-1252, `;`, decimal commas) and with the same rows in an .xlsx: the summary says how each was read,
+    the card keeps it, and the accented categories are the model's."""
+    from sklearn.compose import make_column_transformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from tests.spreadsheets import METRO_FR, metro, workbook
+
+    frame = metro()
+    labelled = frame[frame["passengers"].notna()]
+    model = make_pipeline(
+        make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), ["location"]), remainder=SimpleImputer(), sparse_threshold=0
+        ),
+        LinearRegression(),
+    ).fit(labelled[["location", "latitude", "longitude"]], labelled["passengers"].astype(float))
+    joblib.dump(model, tmp_path / "metro.joblib")
+    sheets = workbook(tmp_path / "metro.xlsx", notes=pd.DataFrame({"note": ["gt"]}), stations=frame)
+    for sample, extra, lines in (
+        (
+            METRO_FR,
+            (),
+            [
+                "sample    read with separator ';' and decimal mark ','",
+                "encoding  cp1252 (detected; --encoding to override)",
+            ],
+        ),
+        (sheets, ("--sheet", "stations"), ["sample    read sheet 'stations' of metro.xlsx"]),
+    ):
+        args = ["--model", str(tmp_path / "metro.joblib"), "--sample", str(sample), "--name", "metro-import"]
+        assert import_model.main([*args, "--target", "passengers", "--trust-pickle", *extra]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert all(line in out for line in lines), out
+        card = ModelCard.from_model(bentoml.models.get("metro-import:latest"))
+        assert {"Saint-Mandé, Vincennes", "Le Kremlin-Bicêtre"} <= set(card.schema["location"].categories)
+        assert card.training_data["encoding"] == ("xlsx" if extra else "cp1252")
+        assert card.training_data.get("sheet") == ("stations" if extra else None)

@@ -70,7 +70,12 @@ def test_a_missing_file_is_one_line(tag, tmp_path):
 @pytest.mark.parametrize(
     "name, content, out, message",
     [
-        ("big.json", b"{}", "o.parquet", "error: big.json: unsupported file type '.json'; use .csv or .parquet"),
+        (
+            "big.json",
+            b"{}",
+            "o.parquet",
+            "error: big.json: unsupported file type '.json'; use .csv, .txt, .tsv, .xlsx or .parquet",
+        ),
         (
             "big.csv",
             b"island,sex,year,bill_length_mm\nDream,male,2007,40\n",
@@ -80,9 +85,9 @@ def test_a_missing_file_is_one_line(tag, tmp_path):
         ("big.parquet", b"island,sex\n", "o.parquet", "error: {dir}/big.parquet is not a readable Parquet file: "),
         (
             "big.csv",
-            b"\xff\xfeisland\n",
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
             "o.parquet",
-            "error: {dir}/big.csv is not UTF-8 text (byte 0 is invalid); save it as UTF-8",
+            "error: {dir}/big.csv is binary, not CSV text",
         ),
         ("big.csv", b"", "o.parquet", "error: {dir}/big.csv is empty"),
         ("ok.csv", None, "o.xlsx", "error: o.xlsx: unsupported output type '.xlsx'; use .parquet or .csv"),

@@ -1,6 +1,6 @@
-"""Scoring an uploaded CSV: its rows validated against the API's record type, and the file given
-back with the predictions (ids and other passed-through columns unchanged, the upload's separator
-and decimal mark)."""
+"""Scoring an uploaded CSV (in any encoding tabserve/core/data.py reads) or .xlsx workbook: its rows validated
+against the API's record type, and the file given back as UTF-8 CSV with the predictions (ids and other
+passed-through columns unchanged, the upload's separator and decimal mark; "," and "." for a workbook)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from tabserve.core import data, rows
 from tabserve.core.card import ModelCard
 from tabserve.core.errors import DataError, InvalidInput, TooLarge
+from tabserve.serving.edge.limits import score_instead
 
 # Rows whose errors are listed in a 400 for a bad CSV; the count of all bad rows is always given.
 MAX_REPORTED_ROWS = 50
@@ -40,8 +41,8 @@ def records_from_csv(
     lists the bad rows by number. With `skip_bad_rows`, the bad rows are reported, not refused."""
     try:
         upload = data.parse_upload(content, card.schema, max_rows, passthrough=(card.target,))
-    except TooLarge as exc:
-        raise InvalidInput(str(exc), status=413) from None
+    except TooLarge as exc:  # over MAX_CSV_ROWS: the message says the way out
+        raise InvalidInput(f"{exc}; {score_instead('MAX_CSV_ROWS', card.tag)}", status=413) from None
     except DataError as exc:
         raise InvalidInput(str(exc)) from None
     decimal = upload.table.decimal

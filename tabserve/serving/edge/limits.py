@@ -23,7 +23,16 @@ class Gate(Protocol):
     json_routes: Collection[str]
 
 
-CSV_PART_TYPES = ("text/csv", "text/plain", "application/csv", "application/vnd.ms-excel", "application/octet-stream")
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CSV_PART_TYPES = (
+    "text/csv",
+    "text/plain",
+    "text/tab-separated-values",
+    "application/csv",
+    "application/vnd.ms-excel",
+    "application/octet-stream",
+    XLSX_TYPE,  # an .xlsx workbook: its first sheet is read (tabserve/core/data.py parse_upload)
+)
 # How many records a request scores, by route template (metrics.route_label) and method: "one", the
 # length of the JSON body's "records", the CSV upload's rows, or an Open Inference Protocol body's batch.
 RECORD_ROUTES = {
@@ -40,13 +49,29 @@ RECORD_ROUTES = {
 }
 
 
+def score_instead(setting: str, tag: str = "TAG") -> str:
+    """The way out of a 413 for a file to score: score.py, which reads a file of any size, or the limit raised."""
+    command = f"python score.py --data FILE --out OUT.csv --model {tag}"
+    return f"score a file this size with score.py ({command}) or raise {setting}"
+
+
+def too_large(gate: Gate, path: str, size: int | None) -> tuple[int, dict]:
+    """The 413 for a body over MAX_BODY_BYTES (its size when the client declared it); for an upload to score,
+    with the way out."""
+    limit = f"{gate.max_body_bytes:,} bytes (MAX_BODY_BYTES)"
+    message = f"the body is {size:,} bytes; the limit is {limit}" if size is not None else f"the body is over {limit}"
+    if path in gate.upload_routes:
+        message += f"; {score_instead('MAX_BODY_BYTES')}"
+    return 413, error_body(message)
+
+
 async def read_body(gate: Gate, scope: dict, receive: Any, path: str) -> tuple[tuple[int, dict] | None, Any, bytes]:
     """Read the body up to the limit (refusing 413 early), check uploads, hand the bytes on
     (and give back what holds the records, to count them: the JSON body parsed, the uploaded file)."""
     limit = gate.max_body_bytes
     declared = header(scope, b"content-length")
     if declared.isdigit() and int(declared) > limit:
-        return (413, error_body(f"the body is {int(declared)} bytes; the limit is {limit}")), receive, b""
+        return too_large(gate, path, int(declared)), receive, b""
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -55,7 +80,7 @@ async def read_body(gate: Gate, scope: dict, receive: Any, path: str) -> tuple[t
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            return (413, error_body(f"the body is larger than the limit of {limit} bytes")), receive, b""
+            return too_large(gate, path, None), receive, b""
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
@@ -107,7 +132,15 @@ def header(scope: dict, name: bytes) -> str:
 def _csv_rows(data: bytes) -> int:
     """Data rows of an uploaded CSV, counted cheaply (~20 ms for 10 MB): its non-empty lines but the
     header. A quoted cell holding a line break counts once per line: reading the CSV properly here
-    would cost a second parse of every upload (~1 s for 10 MB with quotes) for a rare case."""
+    would cost a second parse of every upload (~1 s for 10 MB with quotes) for a rare case. UTF-16 and
+    UTF-32 text (a byte-order mark) is decoded first; an .xlsx workbook's rows are counted in its XML."""
+    from tabserve.core import data as files
+
+    if data.startswith(files.XLSX_SIGNATURE):
+        return files.xlsx_rows(data)
+    codec = files.bom_codec(data)
+    if codec is not None and codec != "utf-8-sig":
+        return max(0, len([line for line in data.decode(codec, errors="replace").splitlines() if line]) - 1)
     lines = data.splitlines()
     return max(0, len(lines) - lines.count(b"") - 1)
 
@@ -137,7 +170,10 @@ async def _check_upload(scope: dict, body: bytes) -> tuple[tuple[int, dict] | No
             return (400, error_body("the upload has no file field named 'file'")), b""
         part_type = (part.content_type or "application/octet-stream").split(";")[0].strip().lower()
         if part_type not in CSV_PART_TYPES:
-            return (415, error_body(f"the uploaded file must be CSV (text/csv), not {part_type}")), b""
+            return (
+                415,
+                error_body(f"the uploaded file must be CSV (text/csv) or an .xlsx workbook, not {part_type}"),
+            ), b""
         return None, await part.read()
     finally:
         await form.close()

@@ -222,3 +222,37 @@ def test_a_key_in_the_query_string_is_refused_before_the_key_is_checked():
     ]
     assert all(answer == answers[0] for answer in answers)
     assert answers[0][0] == 400 and "never in the URL" in answers[0][1]["error"]
+
+
+def test_a_file_to_score_over_the_body_limit_is_told_the_way_out():
+    """A 31 MB CSV to /predict_csv: the 413 names the limit's setting and how to score the file instead
+    (score.py's real options); a JSON body over the limit is told the limit only."""
+    gate = Gate(json_routes=("/predict",), upload_routes=("/predict_csv",), max_body_bytes=10 << 20)
+    upload = {"path": "/predict_csv", "content_type": b"multipart/form-data; boundary=x"}
+    status, body = drive_json(
+        GateMiddleware(answering(200, b"{}"), gate), **upload, headers=[(b"content-length", b"32505856")]
+    )
+    assert (status, body["error"]) == (
+        413,
+        "the body is 32,505,856 bytes; the limit is 10,485,760 bytes (MAX_BODY_BYTES); score a file this size with"
+        " score.py (python score.py --data FILE --out OUT.csv --model TAG) or raise MAX_BODY_BYTES",
+    )
+    small = Gate(upload_routes=("/predict_csv",), json_routes=("/predict",), max_body_bytes=1024)
+    status, body = drive_json(GateMiddleware(answering(200, b"{}"), small), **upload, body=b"x" * 2000)  # undeclared
+    assert status == 413 and body["error"].startswith("the body is over 1,024 bytes (MAX_BODY_BYTES); score a file")
+    status, body = drive_json(GateMiddleware(answering(200, b"{}"), small), body=b"{" + b" " * 2000 + b"}")
+    assert (status, body["error"]) == (413, "the body is over 1,024 bytes (MAX_BODY_BYTES)")
+
+
+def test_an_upload_may_be_a_workbook_and_its_rows_are_counted_whatever_the_encoding(tmp_path):
+    """The quota counts the records of a UTF-16 CSV (its bytes split at each CR and each LF would count a CRLF
+    line twice) and of an .xlsx (its first sheet, from its XML) as it counts a UTF-8 CSV's."""
+    from tabserve.serving.edge.limits import CSV_PART_TYPES, XLSX_TYPE, _csv_rows
+    from tests.spreadsheets import metro, unicode_text, workbook
+
+    frame = metro()
+    assert XLSX_TYPE in CSV_PART_TYPES
+    assert _csv_rows(frame.to_csv(index=False).encode()) == 308
+    assert _csv_rows(unicode_text(frame, tmp_path / "m.txt").read_bytes()) == 308
+    assert _csv_rows(workbook(tmp_path / "m.xlsx", notes=frame.head(3), metro=frame).read_bytes()) == 3  # the first
+    assert _csv_rows(workbook(tmp_path / "n.xlsx", metro=frame).read_bytes()) == 308
