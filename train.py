@@ -3,7 +3,7 @@
     python train.py                                   # Palmer Penguins -> model "penguins"
     python train.py --data my.csv --target churn [--task classification|regression] [--name my_model]
                     [--drop a,b] [--id c] [--keep d] [--categorical e] [--numeric f] [--date g]
-                    [--sep ';'] [--decimal ,] [--encoding cp1252] [--sheet NAME]
+                    [--keep-constant] [--sep ';'] [--decimal ,] [--encoding cp1252] [--sheet NAME]
 
 Column types are inferred and printed with the reason; the options override them.
 Bad input prints one line naming the problem and exits with code 2; nothing is saved.
