@@ -410,3 +410,20 @@ def _forget_bentoml_request_metrics() -> None:
 
     for collector in {c for name, c in REGISTRY._names_to_collectors.items() if name.startswith("bentoml_")}:
         REGISTRY.unregister(collector)
+
+
+def train_main(*argv: str) -> tuple[int, str, str]:
+    """train.py's main() with these arguments, as the command line runs it: (exit code, stdout, stderr)."""
+    import io
+    import signal
+
+    import train
+
+    out, err = io.StringIO(), io.StringIO()
+    handler = signal.getsignal(signal.SIGTERM)  # train.py's run takes SIGTERM over; give it back after
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = train.main(list(argv))
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    return code, out.getvalue(), err.getvalue()

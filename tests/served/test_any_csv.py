@@ -8,12 +8,10 @@ as R's write.csv exports them) and the small files of tests/data/ made for each 
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
 import io
 import json
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pytest
 
 from tabserve.core import data
 from tabserve.core.card import ModelCard
-from tests.conftest import DATA, Client, Server, in_process_service
+from tests.conftest import DATA, Client, Server, in_process_service, train_main
 
 pytestmark = pytest.mark.served
 
@@ -118,17 +116,9 @@ REALLY_SERVED = ("penguins_raw", "seattle_weather", "european")
 
 def train_in_process(*argv: str) -> str:
     """train.py's main() with these arguments, as the command line runs it: what it printed."""
-    import train
-
-    out, err = io.StringIO(), io.StringIO()
-    handler = signal.getsignal(signal.SIGTERM)  # train.py's run takes SIGTERM over; give it back after
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = train.main(list(argv))
-    finally:
-        signal.signal(signal.SIGTERM, handler)
-    assert code == 0, err.getvalue()
-    return out.getvalue()
+    code, out, err = train_main(*argv)
+    assert code == 0, err
+    return out
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: c.name)

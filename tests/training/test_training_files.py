@@ -4,29 +4,12 @@ how each was read, and the one-line refusals of --encoding and --sheet. Run in p
 
 from __future__ import annotations
 
-import contextlib
-import io
-import signal
-
 import bentoml
 import pytest
 
 from tabserve.core.card import ModelCard
+from tests.conftest import train_main
 from tests.spreadsheets import METRO_FR, penguins_raw, pets, unicode_text, workbook
-
-
-def train_main(*argv: str) -> tuple[int, str, str]:
-    """train.py's main() with these arguments, as the command line runs it: (exit code, stdout, stderr)."""
-    import train
-
-    out, err = io.StringIO(), io.StringIO()
-    handler = signal.getsignal(signal.SIGTERM)  # train.py's run takes SIGTERM over; give it back after
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = train.main(list(argv))
-    finally:
-        signal.signal(signal.SIGTERM, handler)
-    return code, out.getvalue(), err.getvalue()
 
 
 def card_of(name: str) -> ModelCard:
