@@ -30,6 +30,7 @@ from tabserve.core.schema import (
     TRUE_WORDS,
     Feature,
     FeatureSchema,
+    free_label,
     parse_date,
     parse_number,
 )
@@ -350,7 +351,7 @@ def _categorical(
     other = None
     if len(counts) > MAX_CATEGORIES and not overrides.as_pandas_reads:  # a rich category: the rare values pooled
         kept, pooled = _kept_values(counts)
-        other = _free_level("other", {str(v) for v in counts.index})
+        other = free_label("other", {str(v) for v in counts.index})
         reason += (
             f"; {len(counts)} distinct values that repeat ({len(values) / len(counts):.0f} rows each on average), so "
             f"a category, not an identifier; the {len(kept)} with {MIN_CATEGORY_ROWS}+ rows kept, the "
@@ -369,13 +370,6 @@ def _text_category(
 ) -> Feature:
     """A category of the cells' text (codes keep their leading zeros)."""
     return _categorical(name, values, nullable, example_text, ".", reason, overrides, as_text=True)
-
-
-def _free_level(level: str, taken: set[str]) -> str:
-    """A level no category has ("other", else "(other)", ...)."""
-    while level in taken:
-        level = f"({level})"
-    return level
 
 
 def _date(

@@ -461,14 +461,20 @@ def read_table(
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     content = path.read_bytes()
-    if is_workbook(content, str(path)):
-        if encoding is not None:
-            raise DataError(f"--encoding is for CSV text; {path} is an .xlsx workbook (--sheet chooses its sheet)")
+    workbook = is_workbook(content, str(path))
+    check_file_options(workbook, encoding, sheet, str(path))
+    if workbook:
         return read_sheet(content, sheet, str(path), decimal)
-    if sheet is not None:
-        raise DataError(f"--sheet is for .xlsx workbooks; {path} is CSV text")
     text, codec = decode(content, encoding, str(path))
     return replace(parse_text(text, sep, decimal, what=str(path)), encoding=codec)
+
+
+def check_file_options(workbook: bool, encoding: str | None, sheet: str | None, what: str) -> None:
+    """--encoding is for CSV text and --sheet for workbooks: DataError when one is given for the other kind."""
+    if workbook and encoding is not None:
+        raise DataError(f"--encoding is for CSV text; {what} is an .xlsx workbook (--sheet chooses its sheet)")
+    if not workbook and sheet is not None:
+        raise DataError(f"--sheet is for .xlsx workbooks; {what} is CSV text")
 
 
 def load_training_data(

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, NUMERIC, FeatureSchema, label_text
+from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, NUMERIC, FeatureSchema, free_label, label_text
 
 VERSION = 1
 BINS = 10
@@ -263,7 +263,7 @@ def categorical_binning(categories: Sequence[Any], missing: bool = True, unseen:
     `other` level: the values it pools), then "missing"."""
     labels = [label_text(c) for c in categories]
     taken = set(labels)
-    labels += [_free(unseen, taken)] + ([_free(MISSING, taken)] if missing else [])
+    labels += [free_label(unseen, taken)] + ([free_label(MISSING, taken)] if missing else [])
     return Binning(CATEGORICAL_KIND, tuple(labels), categories=tuple(categories), missing=missing)
 
 
@@ -405,14 +405,6 @@ def compare(
 
 def _absent(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value)
-
-
-def _free(label: str, taken: set[str]) -> str:
-    """A special bin's label that no category has ("missing", else "(missing)", ...)."""
-    while label in taken:
-        label = f"({label})"
-    taken.add(label)
-    return label
 
 
 def _numeric_labels(edges: tuple[float, ...], integer: bool) -> tuple[str, ...]:

@@ -149,6 +149,15 @@ def parse_date(text: str, date_format: str | None = None) -> dt.datetime | None:
     return moment.replace(tzinfo=None) if moment.tzinfo is None else None  # time zones are not supported
 
 
+def free_label(label: str, taken: set[str]) -> str:
+    """A label no category has ("missing", else "(missing)", ...), added to `taken`: a drift bin's, an open
+    category's "other" level."""
+    while label in taken:
+        label = f"({label})"
+    taken.add(label)
+    return label
+
+
 def label_text(label: Any) -> str:
     """A class label as text: the JSON spelling (true, 1, Adelie), for probability keys and CSV columns."""
     return json.dumps(label) if isinstance(label, bool) else str(label)

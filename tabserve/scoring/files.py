@@ -113,12 +113,10 @@ class Source:
                 raw = handle.read(data.SNIFF_BYTES)
         except OSError as exc:
             raise DataError(f"{path} can't be read: {exc.strerror}") from None
-        if data.is_workbook(raw, str(path)):
-            if encoding is not None:
-                raise DataError(f"--encoding is for CSV text; {path} is an .xlsx workbook (--sheet chooses its sheet)")
+        workbook = data.is_workbook(raw, str(path))
+        data.check_file_options(workbook, encoding, sheet, str(path))
+        if workbook:
             return cls._workbook(path, sheet)
-        if sheet is not None:
-            raise DataError(f"--sheet is for .xlsx workbooks; {path} is CSV text")
         if not raw.strip():
             raise DataError(f"{path} is empty")
         codec = data.given_codec(encoding) if encoding is not None else data.bom_codec(raw)
