@@ -4,21 +4,27 @@
     python train.py --data my.csv --target churn [--task classification|regression] [--name my_model]
                     [--drop a,b] [--id c] [--keep d] [--categorical e] [--numeric f] [--date g]
                     [--keep-constant] [--sep ';'] [--decimal ,] [--encoding cp1252] [--sheet NAME]
+                    [--model auto|hgb|linear|forest|lightgbm|xgboost] [--metric log_loss|roc_auc|accuracy|
+                    f1_macro|rmse|mae|r2] [--cv-time DATE_COLUMN] [--time-budget 120] [--seed 42]
+                    [--class-weight balanced] [--report report.html]
 
-Column types are inferred and printed with the reason; the options override them.
+Column types are inferred and printed with the reason; the options override them. The model is chosen by
+5-fold cross-validation among the families (--model auto) or is the one named, then refit on every labelled
+row; the summary prints the leaderboard, and a training report (HTML) is kept with the version.
 Bad input prints one line naming the problem and exits with code 2; nothing is saved.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 from tabserve.core import data, pipeline
-from tabserve.core.cli import add_csv_options, how_read, print_columns, save_model_version
+from tabserve.core.cli import add_csv_options, fail, save_model_version
 from tabserve.core.columns import Overrides
-from tabserve.core.schema import label_text
+from tabserve.training import candidates, fit, selection
 from tabserve.training import trainer as training
 
 
@@ -37,6 +43,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-constant", action="store_true", help="keep columns with one value in every row as features"
     )
+    choosing = parser.add_argument_group("choosing the model")
+    choosing.add_argument(
+        "--model",
+        default="auto",
+        help=f"the model family: {', '.join(candidates.CHOICES)} (default auto: the best by cross-validation)",
+    )
+    choosing.add_argument(
+        "--metric",
+        help="what the best is measured by: log_loss (the default), roc_auc, accuracy, f1_macro for classification; "
+        "rmse (the default), mae, r2 for regression",
+    )
+    choosing.add_argument(
+        "--cv-time", metavar="DATE_COLUMN", help="time-ordered folds on this date column (no training on the future)"
+    )
+    choosing.add_argument(
+        "--time-budget",
+        type=float,
+        default=selection.DEFAULT_BUDGET_S,
+        metavar="SECONDS",
+        help=f"for cross-validating the candidates (default {selection.DEFAULT_BUDGET_S:g}); the refit comes after",
+    )
+    choosing.add_argument("--seed", type=int, default=fit.SEED, help=f"folds and models (default {fit.SEED})")
+    choosing.add_argument("--class-weight", help="balanced: weigh each class by the inverse of its share")
+    choosing.add_argument("--report", type=Path, metavar="PATH", help="also write the training report (HTML) here")
     args = parser.parse_args(argv)
     if args.target is None:
         if args.data.resolve() != data.PENGUINS_CSV:
@@ -45,24 +75,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def print_summary(result: training.TrainingResult, target: str, args: argparse.Namespace) -> None:
-    print(how_read(result.encoding, result.sheet, args.encoding is not None, args.data.name))
-    if result.sheet is None:  # a workbook's cells have no separator, and its numbers no decimal mark
-        sep = {"\t": "tab"}.get(result.sep, result.sep)
-        print(f"read with separator {sep!r} and decimal mark {result.decimal!r}")
-    print(f"target {target!r}: {result.task} ({result.task_reason})")
-    print_columns(result.schema, result.columns)
-    print(
-        f"rows: {result.train_rows} train, {result.test_rows} held out, {result.unlabelled_rows} without a target"
-        f" (not trained on; they can be scored)"
-    )
-    if result.rare_classes:
-        rare = ", ".join(f"{label_text(c)} ({n} row{'s' if n > 1 else ''})" for c, n in result.rare_classes.items())
-        print(f"rare classes, all trained on but too few rows to hold any out (their metrics are not measured): {rare}")
-    print(f"{'metric':<10} {'held-out':>9}")
-    for metric, value in result.metrics.items():
-        print(f"{metric:<10} {value:>9.4f}")
+def print_summary(result: training.TrainingResult, args: argparse.Namespace) -> None:
+    print("\n".join(result.data_lines))
+    chosen = result.selection
+    direction = "higher" if chosen["greater_is_better"] else "lower"
+    print(f"model selection: {chosen['cross_validation']}, by {chosen['metric']} ({direction} is better)")
+    print("\n".join(leaderboard_lines(chosen["leaderboard"], chosen["metric"])))
+    print(f"chosen: {chosen['model']}, refit on all {result.labelled_rows} labelled rows")
     print(f"saved model {result.model.tag}")
+    if args.report is not None:
+        print(f"training report: {args.report} (and {result.report})")
+    else:
+        print(f"training report: {result.report}")
+    print(f"served at GET /v1/models/{result.model.tag.version}/report")
+
+
+def leaderboard_lines(leaderboard: list[dict], metric: str) -> list[str]:
+    """The leaderboard as the summary prints it: the metric's mean ± std over folds, the other metrics' means,
+    the mean fit time per fold and the model's time for one record; skipped candidates with their reason."""
+    others = [name for name in next((e["metrics"] for e in leaderboard if e["metrics"]), {}) if name != metric]
+    lines = [f"{'model':<9} {metric + ' (± std)':<20} " + " ".join(f"{n:>9}" for n in others) + "    fit s  ms/record"]
+    for entry in leaderboard:
+        if entry["status"] == "skipped":
+            lines.append(f"{entry['model']:<9} skipped: {entry['reason']}")
+            continue
+        score = f"{entry['score_mean']:.4f} ± {entry['score_std']:.4f}"
+        values = " ".join(f"{entry['metrics'].get(n, float('nan')):>9.4f}" for n in others)
+        mark = "  <- chosen" if entry["status"] == "chosen" else ""
+        lines.append(f"{entry['model']:<9} {score:<20} {values} {entry['fit_s']:>8.2f} {entry['predict_ms']:>10.3f}{mark}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     overrides = Overrides(
         args.categorical, args.numeric, args.date, args.id, args.keep, args.drop, keep_constant=args.keep_constant
     )
-    return save_model_version(
-        lambda: training.train(
+    if args.report is not None and not args.report.resolve().parent.is_dir():
+        return fail(f"--report {args.report}: its folder {args.report.resolve().parent} does not exist")
+
+    def work() -> training.TrainingResult:
+        result = training.train(
             args.data,
             args.target,
             task=args.task,
@@ -81,9 +125,15 @@ def main(argv: list[str] | None = None) -> int:
             decimal=args.decimal,
             encoding=args.encoding,
             sheet=args.sheet,
-        ),
-        lambda result: print_summary(result, args.target, args),
-    )
+            choices=training.Choices(
+                args.model, args.metric, args.seed, args.time_budget, args.cv_time, args.class_weight
+            ),
+        )
+        if args.report is not None:
+            shutil.copyfile(result.report, args.report)
+        return result
+
+    return save_model_version(work, lambda result: print_summary(result, args))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import requests  # noqa: E402
 
+from tabserve.training.trainer import Choices  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
 DATA = ROOT / "tests" / "data"  # small CSVs made for the cases users meet (tests/data/README.md)
@@ -46,6 +48,10 @@ PENGUIN = {
     "sex": "male",
     "year": 2009,
 }
+
+# Tests about something other than choosing the model train one family (a second's work, not all five
+# cross-validated): choosing is tested in tests/training/test_selection.py, and by the README's commands.
+HGB_ONLY = Choices(model="hgb")
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -166,7 +172,8 @@ def bentoml_home() -> Path:
 
 @pytest.fixture(scope="session")
 def penguins_model(bentoml_home):
-    """The default model, trained once per session into the temp store."""
+    """The default model as `make train` makes it (--model auto: the best family by cross-validation), trained
+    once per session into the temp store."""
     from tabserve.core.data import PENGUINS_CSV
     from tabserve.training import trainer as training
 
@@ -413,7 +420,10 @@ def _forget_bentoml_request_metrics() -> None:
 
 
 def train_main(*argv: str) -> tuple[int, str, str]:
-    """train.py's main() with these arguments, as the command line runs it: (exit code, stdout, stderr)."""
+    """train.py's main() with these arguments, as the command line runs it: (exit code, stdout, stderr).
+    With `--model hgb` unless the arguments name a model (see HGB_ONLY)."""
+    if not any(a == "--model" or a.startswith("--model=") for a in argv):
+        argv = (*argv, "--model", "hgb")
     import io
     import signal
 

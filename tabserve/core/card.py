@@ -7,6 +7,7 @@ The service builds its API types from the card alone, without unpickling anythin
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,9 @@ class ModelCard:
     # Where a model from elsewhere came from (import_model.py): format, family, file and its SHA-256, library and
     # version, trusted types, the model's own columns and categories, what a Bento must install. Empty: train.py's.
     source: dict[str, Any] = field(default_factory=dict)
+    # How train.py chose the model: the family, metric, folds, seed, the leaderboard, feature importance, and
+    # what a Bento must install for it. Empty: imported, or trained before models were chosen.
+    model_selection: dict[str, Any] = field(default_factory=dict)
     tag: str = ""  # given by the store, not stored in the metadata
     creation_time: str = ""
 
@@ -50,6 +54,7 @@ class ModelCard:
             "pipeline_sha256": self.pipeline_sha256,
             "reference": self.reference.to_dict() if self.reference is not None else None,
             "source": self.source or None,
+            "model_selection": _without_none(self.model_selection) or None,
         }
         return {key: value for key, value in meta.items() if value is not None}
 
@@ -68,6 +73,7 @@ class ModelCard:
             pipeline_sha256=meta.get("pipeline_sha256"),
             reference=Reference.from_dict(meta["reference"]) if meta.get("reference") else None,
             source=dict(meta.get("source") or {}),
+            model_selection=dict(meta.get("model_selection") or {}),
             tag=tag,
             creation_time=creation_time,
         )
@@ -117,6 +123,7 @@ class ModelCard:
                 if self.source
                 else {}
             ),
+            **({"model_selection": self.model_selection} if self.model_selection else {}),
             "features": [feature_dict(f) for f in self.schema.features],
             "other_columns": self.schema.other_columns,
             "drift_reference": self.reference_summary(),
@@ -135,11 +142,11 @@ class ModelCard:
     @property
     def requirements(self) -> list[str]:
         """The pip requirements its runtime needs beyond requirements.txt (a Bento packing it installs them)."""
-        return list(self.source.get("requirements", []))
+        return list(self.source.get("requirements", [])) + list(self.model_selection.get("requirements", []))
 
     @property
     def system_packages(self) -> list[str]:
-        return list(self.source.get("system_packages", []))
+        return list(self.source.get("system_packages", [])) + list(self.model_selection.get("system_packages", []))
 
     def reference_summary(self) -> dict[str, Any] | None:
         """What the drift reference covers (GET /v1/drift compares live traffic with it); None without one."""
@@ -150,10 +157,25 @@ class ModelCard:
             "prediction_rows": self.reference.prediction_rows,
             "features": list(self.reference.features),
             "not_profiled": dict(self.reference.not_profiled),
-            "predictions": ("on the import sample" if self.source else "on the held-out split")
+            "predictions": (
+                "on the import sample"
+                if self.source
+                else "out-of-fold, from cross-validation"
+                if self.model_selection
+                else "on the held-out split"
+            )
             if self.reference.prediction is not None
             else None,
         }
+
+
+def _without_none(value: Any) -> Any:
+    """The store's metadata holds no None: such keys are left out (and read back as absent)."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
 
 
 def feature_dict(feature: Any) -> dict[str, Any]:
@@ -174,7 +196,8 @@ def feature_dict(feature: Any) -> dict[str, Any]:
     }
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(extra: str | None = None) -> dict[str, str]:
+    """The versions of the libraries a model was made with (and `extra`'s, e.g. lightgbm)."""
     import bentoml
     import numpy
     import pandas
@@ -188,4 +211,5 @@ def library_versions() -> dict[str, str]:
         "pandas": pandas.__version__,
         "numpy": numpy.__version__,
         "pydantic": pydantic.__version__,
+        **({extra: importlib.metadata.version(extra)} if extra else {}),
     }

@@ -90,15 +90,20 @@ def how_read(encoding: str, sheet: str | None, given: bool, name: str) -> str:
     return f"read sheet {sheet!r} of {name}" if sheet is not None else f"read as {encoding_note(encoding, given)}"
 
 
-def print_columns(schema, columns: list[str]) -> None:
+def column_lines(schema, columns: list[str]) -> list[str]:
     """The summary's table: each column of the file (in file order), its type and why, or why it is not used."""
-    print(f"{'column':<28} {'type':<12} why")
+    lines = [f"{'column':<28} {'type':<12} why"]
     for name in columns:
         if name in schema.other_columns:
-            print(f"{name:<28} {'(not used)':<12} {schema.other_columns[name]}")
+            lines.append(f"{name:<28} {'(not used)':<12} {schema.other_columns[name]}")
         else:
             feature = schema[name]
-            print(f"{name:<28} {feature.type_name:<12} {feature.reason or ''}")
+            lines.append(f"{name:<28} {feature.type_name:<12} {feature.reason or ''}".rstrip())
+    return lines
+
+
+def print_columns(schema, columns: list[str]) -> None:
+    print("\n".join(column_lines(schema, columns)))
 
 
 def save_model_version(work: Callable[[], Any], summary: Callable[[Any], None]) -> int:

@@ -337,7 +337,9 @@ def model_input(pipeline: Pipeline, schema: FeatureSchema, records: list[dict[st
     return direct or pipeline[-1], encoder.encode(records)
 
 
-def predict_records(pipeline: Pipeline, schema: FeatureSchema, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def predict_records(
+    pipeline: Pipeline, schema: FeatureSchema, records: list[dict[str, Any]], classes: list[Any] | None = None
+) -> list[dict[str, Any]]:
     """One result per record, in order: {"prediction": label or number, "probabilities": {...} or None}.
 
     Labels keep the training labels' type (text, whole number, boolean); probability keys are the
@@ -349,7 +351,7 @@ def predict_records(pipeline: Pipeline, schema: FeatureSchema, records: list[dic
     model = pipeline[-1]
     if hasattr(model, "predict_proba"):
         probabilities = estimator.predict_proba(inputs)
-        classes = class_labels(pipeline)
+        classes = classes or class_labels(pipeline)  # the card's labels (a model fitted on their indices: 0..K-1)
         names = [label_text(c) for c in classes]
         best = probabilities.argmax(axis=1).tolist()
         return [  # rounded and made Python floats for the whole matrix at once, not row by row

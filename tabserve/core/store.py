@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import bentoml
@@ -19,13 +20,20 @@ if (
     from sklearn.pipeline import Pipeline
 
 PIPELINE_FILE = "pipeline.joblib"
+REPORT_FILE = "report.html"  # train.py's training report, kept with the version (so a Bento carries it)
 IMPORTED_DIR = "imported"  # an imported model's file (or MLflow directory), under its own name
 
 # Saving needs BentoML's internals (bentoml_fixes.atomic_model_version): stop at start, not after fitting.
 bentoml_fixes.require_checked_bentoml()
 
 
-def save(name: str, pipeline: Pipeline, labels: dict[str, str], card: ModelCard) -> bentoml.Model:
+def save(
+    name: str,
+    pipeline: Pipeline,
+    labels: dict[str, str],
+    card: ModelCard,
+    report: Callable[[str], str] | None = None,
+) -> bentoml.Model:
     """Save one model version, atomically: the store holds all of it or none of it.
 
     `bentoml.models.create` alone is not enough: BentoML copies a new version into the store file by
@@ -38,6 +46,8 @@ def save(name: str, pipeline: Pipeline, labels: dict[str, str], card: ModelCard)
         joblib.dump(pipeline, model.path_of(PIPELINE_FILE))
         # A checksum in the card lets the service refuse a damaged file at start, with a clear line.
         model.info.metadata["pipeline_sha256"] = sha256_of(Path(model.path_of(PIPELINE_FILE)))
+        if report is not None:  # the page names the version's tag, known only now
+            Path(model.path_of(REPORT_FILE)).write_text(report(str(model.tag)), encoding="utf-8")
     return bentoml.models.get(model.tag)
 
 
@@ -123,7 +133,7 @@ def load_runtime(model: bentoml.Model) -> Any:
     if not card.source:
         from tabserve.models.trained import TrainedPipeline
 
-        return TrainedPipeline(load_pipeline(model), card.schema)
+        return TrainedPipeline(load_pipeline(model), card.schema, card.classes)
     import importlib.metadata
     import logging
 

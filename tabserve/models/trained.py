@@ -1,4 +1,5 @@
-"""train.py's own pipelines (tabserve/core/pipeline.py: the encoder and the direct tree walk), as a runtime."""
+"""train.py's own pipelines, every family (tabserve/core/pipeline.py: the encoder, and the direct tree walk for
+HistGradientBoosting), as a runtime."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from tabserve.models.base import CLASSIFICATION, REGRESSION, Runtime
 class TrainedPipeline(Runtime):
     family = "tabserve"
 
-    def __init__(self, fitted: Any, schema: FeatureSchema) -> None:
+    def __init__(self, fitted: Any, schema: FeatureSchema, classes: list[Any] | None = None) -> None:
         self.pipeline = fitted
         self.schema = schema
         self.task = CLASSIFICATION if hasattr(fitted[-1], "predict_proba") else REGRESSION
-        self.classes = pipeline.class_labels(fitted) if self.task == CLASSIFICATION else None
+        # The card's labels: a family fitted on class indices (XGBoost) has 0..K-1 as its classes_.
+        self.classes = (classes or pipeline.class_labels(fitted)) if self.task == CLASSIFICATION else None
 
     def predict_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return pipeline.predict_records(self.pipeline, self.schema, records)
+        return pipeline.predict_records(self.pipeline, self.schema, records, self.classes)

@@ -1,36 +1,46 @@
-"""Building, fitting and evaluating the scikit-learn pipeline from a feature schema.
+"""Building a model family's scikit-learn pipeline from a feature schema, and the metrics it is measured by.
 
-Categories are ordinal-encoded with the categories fixed by the schema (unknown or missing -> NaN),
-then a HistGradientBoosting model handles missing values and categorical splits natively.
+Categories are ordinal-encoded with the categories fixed by the schema (unknown or missing -> NaN), then
+the family's estimator (tabserve/training/candidates.py) takes the matrix: HistGradientBoosting, LightGBM
+and XGBoost split on the categories natively, the linear model one-hot encodes them, the forest reads codes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, r2_score
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OrdinalEncoder
 
-from tabserve.core.errors import DataError
 from tabserve.core.pipeline import CLASSIFICATION, model_columns
 from tabserve.core.schema import FeatureSchema
+from tabserve.training.candidates import FAMILIES, Layout
 
-TEST_FRACTION = 0.2
-RANDOM_STATE = 42
-# A class with fewer labelled rows than this holds less than one row out in expectation (1 / TEST_FRACTION):
-# all its rows are trained on, and its held-out metrics are not measured.
-MIN_CLASS_ROWS = 5
+SEED = 42  # the default --seed
+FOLDS = 5
+# A class with fewer labelled rows than folds cannot be in every fold's held-out rows: all its rows are
+# trained on in every fold, and it is not measured.
+MIN_CLASS_ROWS = FOLDS
 
 
-def build(schema: FeatureSchema, task: str, few_rows_class: bool = False) -> Pipeline:
-    """The pipeline to fit. `few_rows_class`: a class has a single training row, so HistGradientBoosting's own
-    stratified validation split (early stopping, on by itself above 10,000 rows) could not be drawn: off."""
+def layout(schema: FeatureSchema, rows: int) -> Layout:
+    categorical, numeric = model_columns(schema)
+    return Layout(len(categorical), len(numeric), rows)
+
+
+def build(
+    schema: FeatureSchema,
+    task: str,
+    one_row_class: bool = False,
+    family: str = "hgb",
+    seed: int = SEED,
+    class_weight: str | None = None,
+    rows: int = 0,
+) -> Pipeline:
+    """The pipeline to fit: the schema's encoding, then the family's estimator."""
     categorical, numeric = model_columns(schema)
     encoder = OrdinalEncoder(
         categories=[
@@ -45,68 +55,93 @@ def build(schema: FeatureSchema, task: str, few_rows_class: bool = False) -> Pip
         [("categorical", encoder, categorical), ("numeric", "passthrough", numeric)],
         verbose_feature_names_out=False,
     )
-    is_categorical = [True] * len(categorical) + [False] * len(numeric)
-    model_class = HistGradientBoostingClassifier if task == CLASSIFICATION else HistGradientBoostingRegressor
-    options = {"early_stopping": False} if few_rows_class else {}
-    model = model_class(categorical_features=is_categorical, random_state=RANDOM_STATE, **options)
+    model = FAMILIES[family].estimator(layout(schema, rows), task, seed, class_weight, one_row_class)
     return Pipeline([("columns", columns), ("model", model)])
 
 
+# --- metrics --------------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class Split:
-    """Training and held-out rows. `rare`: classes with too few rows to hold any out ({label: rows}): all
-    their rows are trained on, so the model knows every class, and they are not measured."""
-
-    x_train: pd.DataFrame
-    x_test: pd.DataFrame
-    y_train: pd.Series
-    y_test: pd.Series
-    rare: dict = field(default_factory=dict)
-
-    @property
-    def few_rows_class(self) -> bool:
-        return bool(self.rare) and int(self.y_train.value_counts().min()) < 2
+class Metric:
+    name: str
+    title: str
+    greater_is_better: bool
+    # (true class indices or values, predicted class indices or values, class probabilities or None, the classes
+    # measured) -> the score
+    score: Callable[..., float]
 
 
-def split(features: pd.DataFrame, target: pd.Series, task: str) -> Split:
-    if len(target) < 10:
-        raise DataError(f"only {len(target)} labelled rows; at least 10 are needed to train and evaluate")
-    if task != CLASSIFICATION:
-        return Split(*_shuffled(features, target, None))
-    counts = target.value_counts()
-    if len(counts) < 2:
-        raise DataError(f"target {target.name!r} has only one class ({counts.index[0]!r}); nothing to learn")
-    rare = {_plain(label): int(n) for label, n in counts.items() if n < MIN_CLASS_ROWS}
-    if len(rare) == len(counts):
-        raise DataError(
-            f"every class of {target.name!r} has fewer than {MIN_CLASS_ROWS} labelled rows, so no row can be held "
-            "out to measure the model; more rows per class are needed"
-        )
-    common = ~target.isin(list(counts.index[counts < MIN_CLASS_ROWS]))
-    x_train, x_test, y_train, y_test = _shuffled(features[common], target[common], target[common])
-    if rare:  # the rare classes' rows: all of them trained on
-        x_train = pd.concat([x_train, features[~common]])
-        y_train = pd.concat([y_train, target[~common]])
-    return Split(x_train, x_test, y_train, y_test, rare)
+def _log_loss(true, predicted, probabilities, measured):
+    from sklearn.metrics import log_loss
+
+    clipped = np.clip(probabilities, 1e-15, 1)
+    return log_loss(true, clipped / clipped.sum(axis=1, keepdims=True), labels=list(range(probabilities.shape[1])))
 
 
-def _shuffled(features: pd.DataFrame, target: pd.Series, stratify: pd.Series | None):
-    return train_test_split(features, target, test_size=TEST_FRACTION, random_state=RANDOM_STATE, stratify=stratify)
+def _roc_auc(true, predicted, probabilities, measured):
+    """Binary: the AUC of the second class. Multi-class: the mean one-vs-rest AUC over the classes present
+    in these rows (a class absent from them has no curve)."""
+    from sklearn.metrics import roc_auc_score
+
+    if probabilities.shape[1] == 2:
+        return roc_auc_score(true == 1, probabilities[:, 1]) if len(set(true.tolist())) == 2 else float("nan")
+    present = [k for k in sorted(set(true.tolist())) if 0 < (true == k).sum() < len(true)]
+    return float(np.mean([roc_auc_score(true == k, probabilities[:, k]) for k in present])) if present else float("nan")
 
 
-def _plain(label):
-    return label.item() if hasattr(label, "item") else label
+def _accuracy(true, predicted, probabilities, measured):
+    return float(np.mean(true == predicted))
 
 
-def evaluate(pipeline: Pipeline, features: pd.DataFrame, target: pd.Series, task: str) -> dict[str, float]:
-    predicted = pipeline.predict(features)
-    if task == CLASSIFICATION:  # macro-F1 over the classes held out (a rare class is not measured)
-        measured = sorted(set(target.tolist()), key=str)
-        return {
-            "accuracy": round(float(accuracy_score(target, predicted)), 4),
-            "f1_macro": round(float(f1_score(target, predicted, labels=measured, average="macro")), 4),
-        }
+def _f1_macro(true, predicted, probabilities, measured):
+    from sklearn.metrics import f1_score
+
+    return f1_score(true, predicted, labels=measured, average="macro", zero_division=0)
+
+
+def _rmse(true, predicted, probabilities, measured):
+    return float(np.sqrt(np.mean((true - predicted) ** 2)))
+
+
+def _mae(true, predicted, probabilities, measured):
+    return float(np.mean(np.abs(true - predicted)))
+
+
+def _r2(true, predicted, probabilities, measured):
+    from sklearn.metrics import r2_score
+
+    return r2_score(true, predicted)
+
+
+CLASSIFICATION_METRICS = {
+    m.name: m
+    for m in (
+        Metric("log_loss", "log loss", False, _log_loss),
+        Metric("roc_auc", "ROC AUC", True, _roc_auc),
+        Metric("accuracy", "accuracy", True, _accuracy),
+        Metric("f1_macro", "F1 macro", True, _f1_macro),
+    )
+}
+REGRESSION_METRICS = {
+    m.name: m
+    for m in (
+        Metric("rmse", "RMSE", False, _rmse),
+        Metric("mae", "MAE", False, _mae),
+        Metric("r2", "R²", True, _r2),
+    )
+}
+METRIC_CHOICES = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
+
+
+def task_metrics(task: str) -> dict[str, Metric]:
+    """The task's metrics, the default (log loss; RMSE) first."""
+    return CLASSIFICATION_METRICS if task == CLASSIFICATION else REGRESSION_METRICS
+
+
+def measure(task: str, true: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray | None, measured) -> dict:
+    """Every metric of the task on these rows (rounded as shown)."""
     return {
-        "rmse": round(float(np.sqrt(mean_squared_error(target, predicted))), 4),
-        "r2": round(float(r2_score(target, predicted)), 4),
+        name: round(float(metric.score(true, predicted, probabilities, measured)), 4)
+        for name, metric in task_metrics(task).items()
     }

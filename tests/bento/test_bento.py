@@ -61,7 +61,7 @@ def packed_models(bento_dir: Path) -> tuple[list[str], dict[str, list[str]]]:
 def train(home: Path, *args: str) -> str:
     """The documented CLI, into the store at `home`; the saved model's tag."""
     result = subprocess.run(
-        [sys.executable, "train.py", *args],
+        [sys.executable, "train.py", *args, *([] if "--model" in args else ["--model", "hgb"])],
         cwd=ROOT,
         env={**os.environ, "BENTOML_HOME": str(home)},
         capture_output=True,

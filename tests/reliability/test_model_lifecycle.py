@@ -10,7 +10,7 @@ from pathlib import Path
 import bentoml
 import pytest
 
-from tests.conftest import ROOT, Server
+from tests.conftest import HGB_ONLY, ROOT, Server
 
 # train.py's real main(), with the pipeline write slowed down so a signal lands mid-save.
 SLOW_SAVE = """
@@ -71,7 +71,7 @@ def test_damaged_model_file_exits_with_one_line(penguins_model):
     from tabserve.core.data import PENGUINS_CSV
     from tabserve.training import trainer as training
 
-    model = training.train(PENGUINS_CSV, "species", name="damaged").model
+    model = training.train(PENGUINS_CSV, "species", name="damaged", choices=HGB_ONLY).model
     with open(model.path_of("pipeline.joblib"), "r+b") as handle:
         handle.seek(100)
         handle.write(b"\x00" * 64)

@@ -19,7 +19,7 @@ from tabserve.core import pipeline, store
 from tabserve.scoring import batch
 from tabserve.scoring.frames import as_text, text_cell
 from tabserve.serving.api import csv_upload as csv_scoring
-from tests.conftest import DATA
+from tests.conftest import HGB_ONLY, DATA
 from tests.scoring.scoring_data import PENGUIN_BAD, penguins_frame, run_score
 
 
@@ -135,14 +135,14 @@ def _read(path: Path, sep: str) -> list[list[str]]:
 def sales_tag(bentoml_home) -> str:
     from tabserve.training import trainer
 
-    return str(trainer.train(DATA / "european.csv", "umsatz", name="scoring-sales").model.tag)
+    return str(trainer.train(DATA / "european.csv", "umsatz", name="scoring-sales", choices=HGB_ONLY).model.tag)
 
 
 @pytest.fixture(scope="module")
 def loans_tag(bentoml_home) -> str:
     from tabserve.training import trainer
 
-    return str(trainer.train(DATA / "loans.csv", "interest_rate", name="scoring-loans").model.tag)
+    return str(trainer.train(DATA / "loans.csv", "interest_rate", name="scoring-loans", choices=HGB_ONLY).model.tag)
 
 
 @pytest.mark.parametrize("case", ["penguins", "european", "loans"])

@@ -14,6 +14,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import HGB_ONLY
+
 import score
 from tabserve.core import pipeline, store
 from tabserve.scoring import batch
@@ -27,7 +29,7 @@ from tests.spreadsheets import METRO_FR, french_excel_csv, metro, unicode_text, 
 def metro_tag(bentoml_home) -> str:
     from tabserve.training import trainer
 
-    return str(trainer.train(METRO_FR, "passengers", name="scoring-metro").model.tag)
+    return str(trainer.train(METRO_FR, "passengers", name="scoring-metro", choices=HGB_ONLY).model.tag)
 
 
 @pytest.fixture(scope="module")

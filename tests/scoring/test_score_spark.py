@@ -23,7 +23,7 @@ import requests
 from tabserve.core import rows
 from tabserve.core.schema import MISSING_MARKERS, label_text
 from tabserve.scoring import batch
-from tests.conftest import Server
+from tests.conftest import HGB_ONLY, Server
 from tests.scoring.scoring_data import (
     PENGUIN_BAD,
     PENGUIN_NUMBERS,
@@ -146,7 +146,7 @@ def raw(bentoml_home, tmp_path_factory):
     from tabserve.training import trainer
 
     tmp = tmp_path_factory.mktemp("spark-raw")
-    tag = str(trainer.train(raw_penguins_csv(), "Sex", name="scoring-raw").model.tag)
+    tag = str(trainer.train(raw_penguins_csv(), "Sex", name="scoring-raw", choices=HGB_ONLY).model.tag)
     typed = raw_penguins_typed()
     data = tmp / "raw.parquet"
     typed.to_parquet(data, row_group_size=400, index=False)  # several row groups: several partitions

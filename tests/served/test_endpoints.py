@@ -11,7 +11,7 @@ import requests
 from tabserve.core import pipeline, store
 from tabserve.core.card import ModelCard
 from tabserve.serving.api.csv_upload import MAX_REPORTED_ROWS
-from tests.conftest import PENGUIN, Server
+from tests.conftest import HGB_ONLY, PENGUIN, Server
 
 pytestmark = pytest.mark.served
 EXAMPLE = {
@@ -246,7 +246,7 @@ def test_server_still_ready_after_bad_input(server):
 def test_regression_model_serves_numbers(regression_csv):
     from tabserve.training import trainer as training
 
-    result = training.train(regression_csv, "price", name="house_prices")  # the id column is inferred as one
+    result = training.train(regression_csv, "price", name="house_prices", choices=HGB_ONLY)  # the id column is inferred as one
     with Server(env={"MODEL_TAG": str(result.model.tag)}, name="regression") as served:
         response = post(served, "/predict", {"a": 10.0, "b": 2.0, "colour": "red"})
         assert response.status_code == 200, response.text

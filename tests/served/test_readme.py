@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import requests
 
-from tests.conftest import PENGUIN, ROOT, Server
+from tests.conftest import HGB_ONLY, PENGUIN, ROOT, Server
 from tests.docs.pages import docs_text
 from tests.served.metrics_text import parse, samples
 
@@ -265,7 +265,7 @@ def test_readme_versions_commands_run_as_printed(penguins_model, tmp_path):
     settings = dict(re.findall(r"(\w+)=(\S+)", serve))
     assert settings.keys() == {"ADMIN_KEY", "MODEL_WATCH_S"}
     before = str(
-        trainer.train(PENGUINS_CSV, "species", name="penguins").model.tag
+        trainer.train(PENGUINS_CSV, "species", name="penguins", choices=HGB_ONLY).model.tag
     )  # penguins:latest when the server starts
     env = {**settings, "MODEL_TAG": "penguins:latest", "CHALLENGER_TAG": str(penguins_model.tag)}
     commands = [c for c in readme_commands("curl ") if "/v1/models" in c or "/v1/admin/" in c]

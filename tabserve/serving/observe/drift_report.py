@@ -25,10 +25,8 @@ warning.
 from __future__ import annotations
 
 import argparse
-import base64
 import dataclasses
 import datetime as dt
-import io
 import json
 import os
 import sys
@@ -36,7 +34,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tabserve.core import profile
+from tabserve.core import plots, profile
 from tabserve.core.cli import OneLineParser, fail
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # drift_report.html
@@ -198,16 +196,11 @@ def build(log: LogLines, tag: str, card: Any, thresholds: profile.Thresholds) ->
 
 def bar_chart(bins: list[dict[str, Any]], title: str) -> str:
     """Reference and live shares per bin, side by side, as a PNG data URI."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     labels = [b["bin"] for b in bins]
     x = np.arange(len(labels))
-    fig, ax = plt.subplots(figsize=(max(4.8, 0.62 * len(labels) + 1.6), 2.6), dpi=100)
-    try:
+    with plots.subplots(figsize=(max(4.8, 0.62 * len(labels) + 1.6), 2.6), dpi=100) as (fig, ax):
         ax.bar(x - 0.2, [b["reference"] for b in bins], 0.4, label="training (reference)", color="#9aa5b1")
         ax.bar(x + 0.2, [b["live"] for b in bins], 0.4, label="live (payload log)", color="#3b7dd8")
         ax.set_xticks(
@@ -219,11 +212,7 @@ def bar_chart(bins: list[dict[str, Any]], title: str) -> str:
         ax.legend(fontsize=7, frameon=False)
         ax.spines[["top", "right"]].set_visible(False)
         fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-    finally:
-        plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+        return plots.png_data_uri(fig)
 
 
 def render(report: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from tabserve.serving.api import v1 as v1_app
 from tabserve.serving.api.contract import ApiTypes
 from tabserve.serving.api.entities import EntityLookup, LookupFailed
 from tabserve.serving.rollout.versions import ModelVersions
-from tests.conftest import DATA, free_port
+from tests.conftest import HGB_ONLY, DATA, free_port
 from tests.engines import Postgres
 
 
@@ -370,7 +370,7 @@ def test_a_model_with_dates_is_looked_up_and_a_date_can_be_given(tmp_path):
     and a row's dates reach the model as dates; a date given as a query parameter replaces the row's."""
     from tabserve.training import trainer
 
-    model = trainer.train(DATA / "dates.csv", "visitors", name="entity_dates").model
+    model = trainer.train(DATA / "dates.csv", "visitors", name="entity_dates", choices=HGB_ONLY).model
     card = ModelCard.from_model(model)
     types = ApiTypes.from_card(card, max_records=10)
     url = f"sqlite:///{tmp_path / 'features.db'}"

@@ -8,13 +8,13 @@ import io
 import pytest
 
 from tabserve.training import trainer
-from tests.conftest import DATA, in_process_service
+from tests.conftest import HGB_ONLY, DATA, in_process_service
 
 
 @pytest.fixture(scope="module")
 def loan_book(bentoml_home):
     """openintro's loans as a loan book exports them ("$17,600.00", "60 months"), served in process."""
-    tag = str(trainer.train(DATA / "loans.csv", "interest_rate", name="exports-loans").model.tag)
+    tag = str(trainer.train(DATA / "loans.csv", "interest_rate", name="exports-loans", choices=HGB_ONLY).model.tag)
     with in_process_service(tag) as client:
         yield client
 

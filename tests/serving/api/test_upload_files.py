@@ -13,7 +13,7 @@ import pytest
 from tabserve.serving import settings
 from tabserve.serving.edge.limits import XLSX_TYPE
 from tabserve.training import trainer
-from tests.conftest import in_process_service
+from tests.conftest import HGB_ONLY, in_process_service
 from tests.spreadsheets import METRO_FR, metro, pets, unicode_text, workbook
 
 
@@ -28,7 +28,7 @@ def _rows(response, sep: str) -> list[list[str]]:
 
 
 def test_a_french_excel_csv_is_answered_in_utf8_with_its_accents(bentoml_home):
-    tag = str(trainer.train(METRO_FR, "passengers", name="upload-metro").model.tag)
+    tag = str(trainer.train(METRO_FR, "passengers", name="upload-metro", choices=HGB_ONLY).model.tag)
     with in_process_service(tag) as client:
         header, *rows = _rows(_upload(client, METRO_FR.read_bytes()), ";")
     expected = metro()
@@ -42,7 +42,7 @@ def test_a_french_excel_csv_is_answered_in_utf8_with_its_accents(bentoml_home):
 def pets_service(bentoml_home, tmp_path_factory):
     frame = pets()
     path = unicode_text(frame, tmp_path_factory.mktemp("pets") / "pets.txt")
-    tag = str(trainer.train(path, "species", name="upload-pets").model.tag)
+    tag = str(trainer.train(path, "species", name="upload-pets", choices=HGB_ONLY).model.tag)
     with in_process_service(tag) as client:
         yield client, frame, path, tag
 

@@ -14,7 +14,7 @@ from tabserve.core.data import PENGUINS_CSV
 from tabserve.serving.rollout import versions as versions_module
 from tabserve.serving.rollout.versions import IncompatibleVersion, ModelVersions, UnknownVersion, canary_share
 from tabserve.training import trainer
-from tests.conftest import PENGUIN
+from tests.conftest import HGB_ONLY, PENGUIN
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_a_promotion_reaches_every_worker_through_the_roles_file(card, tmp_path,
 
 def test_the_watcher_swaps_a_new_version_once_and_refuses_an_incompatible_one(tmp_path, monkeypatch):
     monkeypatch.setattr(versions_module, "FOLLOW_S", 0.05)
-    first = ModelCard.from_model(trainer.train(PENGUINS_CSV, "species", name="watched").model)
+    first = ModelCard.from_model(trainer.train(PENGUINS_CSV, "species", name="watched", choices=HGB_ONLY).model)
     path = tmp_path / "roles.json"
     warmed: list[str] = []
 
@@ -115,14 +115,14 @@ def test_the_watcher_swaps_a_new_version_once_and_refuses_an_incompatible_one(tm
         for task in tasks:
             task.cancel()
 
-    second = trainer.train(PENGUINS_CSV, "species", name="watched").model
+    second = trainer.train(PENGUINS_CSV, "species", name="watched", choices=HGB_ONLY).model
     asyncio.run(follow_until(lambda: all(w.champion.tag == str(second.tag) for w in workers)))
     assert [w.champion.tag for w in workers] == [str(second.tag)] * 2
     assert warmed == [str(second.tag)]  # one worker checked and warmed it; the other followed the roles file
 
     frame = pd.read_csv(PENGUINS_CSV).drop(columns=["year"])
     frame.to_csv(tmp_path / "no year.csv", index=False)
-    third = trainer.train(tmp_path / "no year.csv", "species", name="watched").model
+    third = trainer.train(tmp_path / "no year.csv", "species", name="watched", choices=HGB_ONLY).model
     asyncio.run(follow_until(lambda: str(third.tag) in (workers[0]._read() or {}).get("refused", {})))
     assert "removed year" in workers[0]._read()["refused"][str(third.tag)]
     assert [w.champion.tag for w in workers] == [str(second.tag)] * 2 and warmed == [str(second.tag)]
