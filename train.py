@@ -102,7 +102,9 @@ def leaderboard_lines(leaderboard: list[dict], metric: str) -> list[str]:
         score = f"{entry['score_mean']:.4f} ± {entry['score_std']:.4f}"
         values = " ".join(f"{entry['metrics'].get(n, float('nan')):>9.4f}" for n in others)
         mark = "  <- chosen" if entry["status"] == "chosen" else ""
-        lines.append(f"{entry['model']:<9} {score:<20} {values} {entry['fit_s']:>8.2f} {entry['predict_ms']:>10.3f}{mark}")
+        lines.append(
+            f"{entry['model']:<9} {score:<20} {values} {entry['fit_s']:>8.2f} {entry['predict_ms']:>10.3f}{mark}"
+        )
     return lines
 
 

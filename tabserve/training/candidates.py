@@ -186,7 +186,9 @@ class XGBoost(Family):
 
 
 # In the order auto tries them, and the order ties go by: simpler and faster first.
-FAMILIES: dict[str, Family] = {f.name: f for f in (Linear(), HistGradientBoosting(), LightGBM(), XGBoost(), RandomForest())}
+FAMILIES: dict[str, Family] = {
+    f.name: f for f in (Linear(), HistGradientBoosting(), LightGBM(), XGBoost(), RandomForest())
+}
 CHOICES = ("auto", *FAMILIES)
 
 

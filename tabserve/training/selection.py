@@ -129,6 +129,11 @@ def moments_of(schema: FeatureSchema, typed: pd.DataFrame, column: str) -> pd.Se
     feature = schema[column] if column in schema.names else None
     if feature is None or feature.kind not in (DATE, DATETIME):
         dates = [f.name for f in schema.features if f.kind in (DATE, DATETIME)]
+        if column in schema.other_columns:  # a date column read as an identifier (an hourly timestamp)
+            raise DataError(
+                f"--cv-time {column!r} is not a feature ({schema.other_columns[column]}); "
+                f"--date {column} makes it a date feature"
+            )
         what = "not a feature" if feature is None else f"a {feature.type_name} column"
         raise DataError(
             f"--cv-time {column!r} is {what}, not a date; "
@@ -231,9 +236,15 @@ def select(
         candidates.append(candidate)
         left = budget_s - (time.perf_counter() - started)
         if not family.installed:
-            candidate.status, candidate.reason = "skipped", f"{family.library} is not installed ({family.requirements[0]})"
+            candidate.status, candidate.reason = (
+                "skipped",
+                f"{family.library} is not installed ({family.requirements[0]})",
+            )
         elif left <= 0:
-            candidate.status, candidate.reason = "skipped", f"the time budget ({budget_s:g} s) was spent before it started"
+            candidate.status, candidate.reason = (
+                "skipped",
+                f"the time budget ({budget_s:g} s) was spent before it started",
+            )
         else:
             _cross_validate(candidate, labelled, folds, layout, seed, class_weight, schema, started, budget_s, progress)
     done = [c for c in candidates if c.status != "skipped"]
@@ -392,7 +403,9 @@ class Progress:
             with tqdm(total=folds, desc=f"cross-validating {name}", unit="fold", file=self.stream) as bar:
                 yield lambda number, seconds: bar.update(1)
             return
-        yield lambda number, seconds: self.line(f"cross-validating {name}: fold {number}/{folds} fitted in {seconds:.1f} s")
+        yield lambda number, seconds: self.line(
+            f"cross-validating {name}: fold {number}/{folds} fitted in {seconds:.1f} s"
+        )
 
     def line(self, text: str) -> None:
         if self.shown:

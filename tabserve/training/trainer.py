@@ -79,9 +79,7 @@ class Choices:
         metrics = fit.task_metrics(task)
         if self.metric is not None and self.metric not in metrics:
             if self.metric in fit.METRIC_CHOICES:
-                raise DataError(
-                    f"--metric {self.metric} does not measure {task}; use one of: {', '.join(metrics)}"
-                )
+                raise DataError(f"--metric {self.metric} does not measure {task}; use one of: {', '.join(metrics)}")
             raise DataError(f"--metric {self.metric!r} is unknown; use one of: {', '.join(fit.METRIC_CHOICES)}")
         if self.class_weight not in (None, "balanced"):
             raise DataError(f"--class-weight {self.class_weight!r} is unknown; use: balanced")
@@ -142,7 +140,9 @@ def train(
     fitted = refit(best.family, labelled, schema, choices)
     classes = labelled.classes
     if classes is not None and not best.family.encodes_labels and pipeline.class_labels(fitted) != classes:
-        raise DataError(f"the model learned the classes {pipeline.class_labels(fitted)} of {classes}; please report this")
+        raise DataError(
+            f"the model learned the classes {pipeline.class_labels(fitted)} of {classes}; please report this"
+        )
 
     scored = folds.scored
     out_of_fold = best.predicted[scored]
@@ -153,8 +153,16 @@ def train(
     evaluation = (
         f"{folds.description}: the metrics are the means over the folds' held-out rows; the saved model is "
         f"{best.family.name} refit on all {len(labelled.codes)} labelled rows"
-        + (f"; rare classes (fewer than {fit.MIN_CLASS_ROWS} rows) trained on in every fold, not measured" if folds.rare else "")
-        + (f"; {folds.unscored} rows without a {choices.cv_time!r} date trained on, not measured" if choices.cv_time and folds.unscored else "")
+        + (
+            f"; rare classes (fewer than {fit.MIN_CLASS_ROWS} rows) trained on in every fold, not measured"
+            if folds.rare
+            else ""
+        )
+        + (
+            f"; {folds.unscored} rows without a {choices.cv_time!r} date trained on, not measured"
+            if choices.cv_time and folds.unscored
+            else ""
+        )
     )
     model_selection = {
         "model": best.family.name,
@@ -177,8 +185,17 @@ def train(
         "encodes_labels": best.family.encodes_labels,
     }
     data_lines = summary_lines(
-        table, training.source, target, task, task_reason, schema, encoding is not None, path.name,
-        len(labelled.codes), int((~labelled_mask).sum()), folds.rare,
+        table,
+        training.source,
+        target,
+        task,
+        task_reason,
+        schema,
+        encoding is not None,
+        path.name,
+        len(labelled.codes),
+        int((~labelled_mask).sum()),
+        folds.rare,
     )
     card = ModelCard(
         task=task,
@@ -282,5 +299,7 @@ def summary_lines(
     )
     if rare:
         listed = ", ".join(f"{label_text(c)} ({n} row{'s' if n > 1 else ''})" for c, n in rare.items())
-        lines.append(f"rare classes, trained on in every fold but too few rows to hold any out (not measured): {listed}")
+        lines.append(
+            f"rare classes, trained on in every fold but too few rows to hold any out (not measured): {listed}"
+        )
     return lines

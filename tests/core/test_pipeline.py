@@ -1,6 +1,5 @@
 """Model behaviour: the pipeline's predictions on records, as the service calls it."""
 
-import bentoml
 import pytest
 
 from tabserve.core import pipeline, store
@@ -74,7 +73,9 @@ def test_the_record_encoder_gives_the_matrix_and_predictions_of_the_pandas_path(
 
     name, target, overrides = case
     path = _file(Case(name, target), tmp_path)
-    model = trainer.train(path, target, name=f"encoded-{name.replace('_', '-')}", overrides=overrides, choices=HGB_ONLY).model
+    model = trainer.train(
+        path, target, name=f"encoded-{name.replace('_', '-')}", overrides=overrides, choices=HGB_ONLY
+    ).model
     fitted, schema = store.load_pipeline(model), ModelCard.from_model(model).schema
     encoder = pipeline.RecordEncoder.for_pipeline(fitted, schema)
     assert encoder is not None  # every pipeline train.py makes takes the fast path

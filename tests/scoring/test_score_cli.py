@@ -19,7 +19,7 @@ from tabserve.core import pipeline, store
 from tabserve.scoring import batch
 from tabserve.scoring.frames import as_text, text_cell
 from tabserve.serving.api import csv_upload as csv_scoring
-from tests.conftest import HGB_ONLY, DATA
+from tests.conftest import DATA, HGB_ONLY
 from tests.scoring.scoring_data import PENGUIN_BAD, penguins_frame, run_score
 
 

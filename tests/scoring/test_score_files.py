@@ -14,13 +14,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import HGB_ONLY
-
 import score
 from tabserve.core import pipeline, store
 from tabserve.scoring import batch
 from tabserve.scoring.files import Source
 from tabserve.serving.api import csv_upload as csv_scoring
+from tests.conftest import HGB_ONLY
 from tests.scoring.scoring_data import SPARK, run_score
 from tests.spreadsheets import METRO_FR, french_excel_csv, metro, unicode_text, workbook
 

@@ -246,7 +246,9 @@ def test_server_still_ready_after_bad_input(server):
 def test_regression_model_serves_numbers(regression_csv):
     from tabserve.training import trainer as training
 
-    result = training.train(regression_csv, "price", name="house_prices", choices=HGB_ONLY)  # the id column is inferred as one
+    result = training.train(
+        regression_csv, "price", name="house_prices", choices=HGB_ONLY
+    )  # the id column is inferred as one
     with Server(env={"MODEL_TAG": str(result.model.tag)}, name="regression") as served:
         response = post(served, "/predict", {"a": 10.0, "b": 2.0, "colour": "red"})
         assert response.status_code == 200, response.text

@@ -12,7 +12,7 @@ from tabserve.core.card import ModelCard
 from tabserve.core.data import PENGUINS_CSV
 from tabserve.core.profile import Thresholds
 from tabserve.training import trainer as training
-from tests.conftest import HGB_ONLY, DATA
+from tests.conftest import DATA, HGB_ONLY
 
 
 def test_the_card_carries_the_reference_after_training(penguins_model):

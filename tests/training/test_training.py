@@ -14,12 +14,14 @@ from tabserve.core.card import ModelCard
 from tabserve.core.columns import Overrides, read_csv
 from tabserve.core.errors import DataError
 from tabserve.training import trainer as training
-from tests.conftest import HGB_ONLY, DATA, ROOT
+from tests.conftest import DATA, HGB_ONLY, ROOT
 
 
 def test_penguins_model_metadata(penguins_model):
     meta = penguins_model.info.metadata
-    assert penguins_model.info.labels["task"] == "classification" and penguins_model.info.labels["dataset"] == "penguins"
+    assert (
+        penguins_model.info.labels["task"] == "classification" and penguins_model.info.labels["dataset"] == "penguins"
+    )
     chosen = meta["model_selection"]
     assert penguins_model.info.labels["family"] == chosen["model"] and chosen["asked"] == "auto"
     assert [e["model"] for e in chosen["leaderboard"] if e["status"] == "chosen"] == [chosen["model"]]

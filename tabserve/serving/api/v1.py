@@ -8,6 +8,7 @@ which `predictor()` returns; errors use the same {"error", "detail"} body as eve
 import copy
 import logging
 from collections.abc import Callable
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
@@ -258,6 +259,28 @@ def versions_router(
     ) -> dict[str, Any]:
         card = held(version)
         return {**card.to_dict(), "role": predictor().versions.role(card.tag)}
+
+    @router.get(
+        "/models/{version}/report",
+        summary="A held version's training report (one HTML page: leaderboard, plots, importance)",
+        response_class=HTMLResponse,
+        responses={404: {"description": "Not a held version, or a version without a training report."}},
+    )
+    async def version_report(
+        version: Annotated[str, Path(description="Its tag (name:version) or the version alone")],
+    ) -> HTMLResponse:
+        import bentoml
+
+        from tabserve.core.store import REPORT_FILE
+
+        card = held(version)
+        report = FilePath(bentoml.models.get(card.tag).path_of(REPORT_FILE))
+        if not report.is_file():
+            why = "it was imported with import_model.py" if card.imported else "it was trained before reports were kept"
+            raise HTTPException(
+                404, error_body(f"version {card.tag} has no training report: {why}; train.py writes one per version")
+            )
+        return HTMLResponse(report.read_text(encoding="utf-8"))
 
     @router.post(
         "/models/{version}/predict", summary="Predict one record with this version", response_model=prediction_type

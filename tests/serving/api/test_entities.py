@@ -22,7 +22,7 @@ from tabserve.serving.api import v1 as v1_app
 from tabserve.serving.api.contract import ApiTypes
 from tabserve.serving.api.entities import EntityLookup, LookupFailed
 from tabserve.serving.rollout.versions import ModelVersions
-from tests.conftest import HGB_ONLY, DATA, free_port
+from tests.conftest import DATA, HGB_ONLY, free_port
 from tests.engines import Postgres
 
 

@@ -8,7 +8,7 @@ import io
 import pytest
 
 from tabserve.training import trainer
-from tests.conftest import HGB_ONLY, DATA, in_process_service
+from tests.conftest import DATA, HGB_ONLY, in_process_service
 
 
 @pytest.fixture(scope="module")
