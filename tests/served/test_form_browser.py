@@ -65,3 +65,29 @@ def test_invalid_form_input_is_shown_on_the_page(server, browser):
     alert = wait_for(browser, "[role=alert]")
     assert "year" in alert.text and "valid number" in alert.text
     assert browser.find_element(By.ID, "island").get_attribute("value") == "Torgersen"  # input kept
+
+
+def test_the_training_report_of_the_served_version_in_chromium(server, browser):
+    """GET /v1/models/{version}/report from the real server: every plot drawn (each image decoded by the
+    browser), nothing fetched from elsewhere; its screenshot is docs/training-report.png's source."""
+    from selenium.webdriver.common.by import By
+
+    version = requests.get(f"{server.url}/v1/model", timeout=30).json()["tag"].split(":")[1]
+    browser.set_window_size(1200, 1400)
+    try:
+        browser.get(f"{server.url}/v1/models/{version}/report")
+        wait_for(browser, "figure.plot img")
+        plots = {f.get_attribute("id"): f for f in browser.find_elements(By.CSS_SELECTOR, "figure.plot")}
+        expected = ("confusion-matrix", "roc-curves", "precision-recall-curves", "calibration", "permutation-importance")
+        assert set(expected) <= set(plots)
+        for name in expected:
+            image = plots[name].find_element(By.TAG_NAME, "img")
+            assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 100
+        resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert resources == []  # self-contained: images are data URIs, no scripts, styles or fonts fetched
+        rows = browser.find_elements(By.CSS_SELECTOR, "table tr")
+        assert len(rows) >= 6  # the header and the five families of `--model auto`
+        browser.save_screenshot(str(ARTIFACTS / "training-report.png"))
+        assert (ARTIFACTS / "training-report.png").stat().st_size > 10_000
+    finally:
+        browser.set_window_size(900, 1000)
