@@ -21,6 +21,10 @@ _HOME = tempfile.mkdtemp(prefix="tabserve-test-bentoml-")
 os.environ["BENTOML_HOME"] = _HOME
 os.environ.pop("MODEL_TAG", None)
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+# One OpenMP thread per test process (HistGradientBoosting, LightGBM, XGBoost): `make test` runs 3 processes on 2
+# cores, and a fit's thousands of small parallel regions otherwise wait for threads that are not running
+# (penguins' HistGradientBoosting took 30-45 s a fit instead of 1). Servers set it themselves (service.py).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import re  # noqa: E402
 import socket  # noqa: E402

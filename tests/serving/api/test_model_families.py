@@ -5,7 +5,6 @@ family, and the version's training report is served. Regression is checked offli
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import re
@@ -26,24 +25,8 @@ FIGURES = ("confusion-matrix", "roc-curves", "calibration", "permutation-importa
 ROWS = (0, 3, 8, 198, 298)
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Training on one OpenMP thread. On a shared machine (`make test` runs 3 workers on 2 cores) each of the
-    thousands of small parallel regions of a fit otherwise waits for a thread that is not running: penguins'
-    HistGradientBoosting or LightGBM took 30-45 s instead of 2-4. LightGBM picks its threads itself (the
-    physical cores, whatever OpenMP is told), so it is told too."""
-    import lightgbm.sklearn
-    import xgboost  # noqa: F401  (its OpenMP runtime loaded, so the limit reaches it)
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1), pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lightgbm.sklearn, "_LGBMCpuCount", lambda only_physical_cores=True: 1)
-        yield
-
-
 def train(path, target: str, name: str, family: str, **options):
-    with one_thread():
-        return trainer.train(path, target, name=name, choices=trainer.Choices(model=family), **options)
+    return trainer.train(path, target, name=name, choices=trainer.Choices(model=family), **options)
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
