@@ -82,12 +82,10 @@ def print_summary(result: training.TrainingResult, args: argparse.Namespace) -> 
     print(f"model selection: {chosen['cross_validation']}, by {chosen['metric']} ({direction} is better)")
     print("\n".join(leaderboard_lines(chosen["leaderboard"], chosen["metric"])))
     print(f"chosen: {chosen['model']}, refit on all {result.labelled_rows} labelled rows")
-    print(f"saved model {result.model.tag}")
-    if args.report is not None:
-        print(f"training report: {args.report} (and {result.report})")
-    else:
-        print(f"training report: {result.report}")
-    print(f"served at GET /v1/models/{result.model.tag.version}/report")
+    route = f"GET /v1/models/{result.model.tag.version}/report"
+    kept = f"{args.report} (and {result.report})" if args.report is not None else str(result.report)
+    print(f"training report: {kept}; served at {route}")
+    print(f"saved model {result.model.tag}")  # last: scripts read the tag from it
 
 
 def leaderboard_lines(leaderboard: list[dict], metric: str) -> list[str]:
