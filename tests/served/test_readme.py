@@ -114,7 +114,7 @@ def check(command: str, status: int, out: str, model_tag: str) -> None:
         body = json.loads(out)
         assert status == 200 and body["id"] == "1" and body["model_name"] == "penguins", where
         outputs = {o["name"]: o for o in body["outputs"]}
-        assert outputs["predict"]["data"] == ["Gentoo", "Chinstrap"] and outputs["predict_proba"]["shape"] == [2, 3], (
+        assert outputs["predict"]["data"] == ["Gentoo", "Adelie"] and outputs["predict_proba"]["shape"] == [2, 3], (
             where
         )
     else:
@@ -180,7 +180,7 @@ def test_readme_tritonclient_example_runs_as_printed(server):
     )
     assert result.returncode == 0, result.stderr
     first, *rest = result.stdout.splitlines()
-    assert first == "['Gentoo' 'Chinstrap']", result.stdout
+    assert first == "['Gentoo' 'Adelie']", result.stdout
     assert "[[" in rest[0], result.stdout  # a [2, 3] array of probabilities
 
 
