@@ -70,18 +70,10 @@ class Plot:
 
 def render(inputs: ReportInputs) -> str:
     """The whole HTML page."""
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+    from tabserve.core import html
 
     _check(inputs)
-    # Autoescaping: the title, column names, labels and reasons come from the user's file and are escaped.
-    environment = Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
+    environment = html.environment(TEMPLATES)  # escaped: the title, columns, labels, reasons are the user's
     if inputs.task == "classification":
         performance = classification_plots(inputs)
     else:

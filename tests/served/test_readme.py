@@ -114,9 +114,7 @@ def check(command: str, status: int, out: str, model_tag: str) -> None:
         body = json.loads(out)
         assert status == 200 and body["id"] == "1" and body["model_name"] == "penguins", where
         outputs = {o["name"]: o for o in body["outputs"]}
-        assert outputs["predict"]["data"] == ["Gentoo", "Adelie"] and outputs["predict_proba"]["shape"] == [2, 3], (
-            where
-        )
+        assert outputs["predict"]["data"] == ["Gentoo", "Adelie"] and outputs["predict_proba"]["shape"] == [2, 3], where
     else:
         pytest.fail(f"the README's {command!r} has no expectation in {__file__}")
 

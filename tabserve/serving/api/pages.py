@@ -14,23 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
+from tabserve.core import html
 from tabserve.core.card import ModelCard
 from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, Feature, label_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-# autoescape=True: every template here is HTML. StrictUndefined: a misspelt variable fails loudly
-# instead of rendering as nothing.
-ENVIRONMENT = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
+ENVIRONMENT = html.environment(TEMPLATES)
 
 # The <input> of the kinds that are not a choice: (type, step).
 INPUTS = {DATE: ("date", None), DATETIME: ("datetime-local", "1")}

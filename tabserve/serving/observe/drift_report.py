@@ -216,17 +216,9 @@ def bar_chart(bins: list[dict[str, Any]], title: str) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+    from tabserve.core import html
 
-    # As tabserve/serving/api/pages.py: autoescaping (every name and label from the log is escaped), strict variables.
-    environment = Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
+    environment = html.environment(TEMPLATES)  # escaped: every name and label comes from the log
     for feature in report["features"]:
         feature["chart"] = bar_chart(
             feature["bins"], f"{feature['name']}: PSI {feature['psi']:g} ({feature['status']})"
