@@ -9,17 +9,17 @@ ensure exits 0 when the store has TAG. When it lacks it, the default model (peng
 trained with train.py; any other tag stops with exit code 2 and one line naming the models the store
 has and the train.py command that makes one. A mistyped tag never trains penguins.
 
-bentofile prints the build file `make build` and `make containerize` give `bentoml build -f`. The Bento
-packs MODEL_TAG, CHALLENGER_TAG and EXTRA_MODEL_TAGS (service.py's HELD_MODELS) and the models
-bentofile.yaml lists; a model imported from elsewhere (import_model.py), or trained as LightGBM or XGBoost,
-needs its library (its card's `requirements`, e.g. lightgbm==4.7.0) and maybe a Debian package
-(`system_packages`, e.g. libgomp1). When none of them needs anything, it prints "bentofile.yaml": the
-project's file, unchanged, so a Bento of scikit-learn models installs exactly requirements.txt. Else it writes
-DIR/bentofile.yaml: bentofile.yaml with python.packages = requirements.txt's lines plus those pins, and
-docker.system_packages plus those packages, and prints its path. (BentoML reads python.requirements_txt or
-python.packages, not both, and only a requirements file inside the build context: hence the list.)
-`bentoml build -f FILE` keeps the current directory as the build context, so run it from the project directory. Exit 2 with one line when
-a packed model is missing or two of them need different versions of one library.
+bentofile prints the build file `make build` and `make containerize` give `bentoml build -f`. The Bento packs
+MODEL_TAG, CHALLENGER_TAG and EXTRA_MODEL_TAGS (service.py's HELD_MODELS) and the models bentofile.yaml lists;
+a model imported from elsewhere (import_model.py), or trained as LightGBM or XGBoost, needs its library (its
+card's `requirements`, e.g. lightgbm==4.7.0) and maybe a Debian package (`system_packages`, e.g. libgomp1).
+When none of them needs anything, it prints "bentofile.yaml": the project's file, unchanged, so a Bento of
+scikit-learn models installs exactly requirements.txt. Else it writes DIR/bentofile.yaml: bentofile.yaml with
+python.packages = requirements.txt's lines plus those pins, and docker.system_packages plus those packages,
+and prints its path. (BentoML reads python.requirements_txt or python.packages, not both, and only a
+requirements file inside the build context: hence the list.) `bentoml build -f FILE` keeps the current
+directory as the build context, so run it from the project directory. Exit 2 with one line when a packed model
+is missing or two of them need different versions of one library.
 """
 
 from __future__ import annotations
