@@ -121,8 +121,15 @@ class HistGradientBoosting(Family):
         # rows) could not be drawn, so early stopping is off.
         options = {"early_stopping": False} if one_row_class else {}
         if task == CLASSIFICATION:
+            # An L2 penalty on leaf values (XGBoost's default is the same 1.0): without it a rare class's tiny
+            # hessians make huge leaves, and the model diverges (Seattle's pet licences: cross-validated log loss
+            # 7.4 without, 0.028 with; nycflights13's planes: below the majority class's accuracy without)
             return HistGradientBoostingClassifier(
-                categorical_features=is_categorical, random_state=seed, class_weight=class_weight, **options
+                categorical_features=is_categorical,
+                random_state=seed,
+                class_weight=class_weight,
+                l2_regularization=1.0,
+                **options,
             )
         return HistGradientBoostingRegressor(categorical_features=is_categorical, random_state=seed, **options)
 
