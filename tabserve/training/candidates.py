@@ -9,6 +9,7 @@ needs nothing of tabserve.training to load: only scikit-learn, and LightGBM or X
 from __future__ import annotations
 
 import importlib.util
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -39,7 +40,7 @@ class Layout:
         return list(range(self.categorical, self.categorical + self.numeric))
 
 
-class Family:
+class Family(ABC):
     """One model family: its estimator for the encoded matrix, and what fitting it needs."""
 
     name: ClassVar[str]
@@ -47,8 +48,9 @@ class Family:
     library: ClassVar[str | None] = None  # a library beyond scikit-learn
     encodes_labels: ClassVar[bool] = False  # fitted on class indices 0..K-1 (its classes_), not on the labels
 
+    @abstractmethod
     def estimator(self, layout: Layout, task: str, seed: int, class_weight: str | None, one_row_class: bool) -> Any:
-        raise NotImplementedError
+        """The unfitted estimator that takes the encoded matrix."""
 
     def fit_params(self, layout: Layout, target: np.ndarray, class_weight: str | None) -> dict[str, Any]:
         """Keyword arguments of the pipeline's fit (for its `model` step)."""

@@ -251,11 +251,11 @@ def select(
     if not done:
         timed = [c for c in candidates if c.fit_seconds]
         if timed:
-            slowest = min(timed, key=lambda c: c.fit_seconds[0])
+            quickest = min(timed, key=lambda c: c.fit_seconds[0])
             raise DataError(
-                f"the time budget of {budget_s:g} s is too small: {slowest.family.name} needed "
-                f"{slowest.fit_seconds[0]:.1f} s for one fold of {len(folds.splits)}; raise --time-budget "
-                f"(about {len(folds.splits) * slowest.fit_seconds[0] * 1.2:.0f} s)"
+                f"the time budget of {budget_s:g} s is too small: {quickest.family.name} needed "
+                f"{quickest.fit_seconds[0]:.1f} s for one fold of {len(folds.splits)}; raise --time-budget "
+                f"(about {len(folds.splits) * quickest.fit_seconds[0] * 1.2:.0f} s)"
             )
         raise DataError("no model could be evaluated: " + "; ".join(f"{c.family.name}: {c.reason}" for c in candidates))
     best = min(done, key=lambda c: _sort_key(c, metric))
