@@ -292,7 +292,8 @@ class TreesDirect:
             lookups.append((column, table))
         return lookups
 
-    def _raw(self, X: np.ndarray) -> np.ndarray:
+    def model_matrix(self, X: np.ndarray) -> np.ndarray:
+        """Our encoded matrix as the model's predictors take it: categories as the model's own indices."""
         if self.lookups:
             X = X.copy()  # the caller's matrix keeps our codes
         for column, table in self.lookups:  # our codes -> the model's; NaN (missing, unknown) stays NaN
@@ -302,6 +303,10 @@ class TreesDirect:
             inside = codes < len(table)
             values[np.flatnonzero(known)[~inside]] = np.nan
             values[np.flatnonzero(known)[inside]] = table[codes[inside]]
+        return X
+
+    def _raw(self, X: np.ndarray) -> np.ndarray:
+        X = self.model_matrix(X)
         model = self.model
         raw = np.zeros((X.shape[0], model.n_trees_per_iteration_), dtype=model._baseline_prediction.dtype, order="F")
         raw += model._baseline_prediction
@@ -422,12 +427,11 @@ _encoders: weakref.WeakKeyDictionary = (
 )  # pipeline -> (its RecordEncoder, its TreesDirect or LinearDirect), or None
 
 
-def model_input(pipeline: Pipeline, schema: FeatureSchema, records: list[dict[str, Any]]) -> tuple[Any, Any]:
-    """(the estimator, its input) for these records: the encoded matrix and the model alone (or the model's
-    trees directly, TreesDirect) when the pipeline has the shape fit.build makes, else the frame and the
-    whole pipeline."""
+def fast_path(pipeline: Pipeline, schema: FeatureSchema) -> tuple[RecordEncoder, Any] | None:
+    """(its RecordEncoder, its TreesDirect or LinearDirect or None) for a pipeline of fit.build's shape, built
+    and checked once per pipeline; None for a pipeline of another shape."""
     try:
-        fast = _encoders[pipeline]
+        return _encoders[pipeline]
     except KeyError:
         encoder = RecordEncoder.for_pipeline(pipeline, schema)
         if encoder is None:
@@ -436,6 +440,14 @@ def model_input(pipeline: Pipeline, schema: FeatureSchema, records: list[dict[st
             probe = encoder.probe(schema)
             direct = TreesDirect.for_model(pipeline[-1], probe) or LinearDirect.for_model(pipeline[-1], probe)
             fast = _encoders[pipeline] = (encoder, direct)
+        return fast
+
+
+def model_input(pipeline: Pipeline, schema: FeatureSchema, records: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """(the estimator, its input) for these records: the encoded matrix and the model alone (or the model's
+    trees directly, TreesDirect) when the pipeline has the shape fit.build makes, else the frame and the
+    whole pipeline."""
+    fast = fast_path(pipeline, schema)
     if fast is None:
         return pipeline, to_frame(records, schema)
     encoder, direct = fast

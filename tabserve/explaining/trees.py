@@ -176,3 +176,78 @@ def forest(model: Any) -> Ensemble:
         return np.where(np.isnan(values), missing_left[None, :], values <= threshold[None, :])
 
     return flatten(trees, outputs, int(model.n_features_in_), np.zeros(outputs), route)
+
+
+XGBOOST_LOGIT = ("binary:logistic", "reg:logistic")
+XGBOOST_LOG = ("count:poisson", "reg:gamma", "reg:tweedie", "survival:cox")
+
+
+def xgboost_booster(booster: Any) -> Ensemble:
+    """An XGBoost booster's trees from its JSON model, summed in float64 (XGBoost sums in float32). Routed as
+    XGBoost routes: float32 x < split condition to the left, missing by the split's default, a categorical split
+    sends the categories it lists to the right. `sum_hessian` is the cover, as in XGBoost's own TreeSHAP.
+    The baseline is the model's intercept (base_score) in margin space."""
+    import json
+
+    learner = json.loads(booster.save_raw("json"))["learner"]
+    model = learner["gradient_booster"]["model"]
+    if learner["gradient_booster"].get("name", "gbtree") not in ("gbtree", "dart"):
+        raise ValueError(f"booster {learner['gradient_booster'].get('name')} has no trees")
+    outputs = max(1, int(float(learner["learner_model_param"].get("num_class", "0"))))
+    base = np.atleast_1d(np.asarray(json.loads(learner["learner_model_param"]["base_score"]), dtype=float))
+    objective = learner["objective"]["name"]
+    if objective in XGBOOST_LOGIT:
+        base = np.log(base / (1.0 - base))
+    elif objective in XGBOOST_LOG:
+        base = np.log(base)
+    baseline = np.broadcast_to(base, (outputs,)).copy() if base.size in (1, outputs) else None
+    if baseline is None:
+        raise ValueError(f"base_score has {base.size} values for {outputs} outputs")
+    trees, numeric, categorical_nodes = [], [], []
+    offset = 0
+    for tree, output in zip(model["trees"], model["tree_info"], strict=True):
+        if int(tree["tree_param"].get("size_leaf_vector", "1")) > 1:
+            raise ValueError("vector-leaf trees (multi_strategy) are not read here")
+        left = np.asarray(tree["left_children"], dtype=np.int64)
+        trees.append(
+            Tree(
+                left=left,
+                right=np.asarray(tree["right_children"], dtype=np.int64),
+                feature=np.asarray(tree["split_indices"], dtype=np.int64),
+                cover=np.asarray(tree["sum_hessian"], dtype=float),
+                value=np.asarray(tree["split_conditions"], dtype=np.float32).astype(float),  # a leaf's value
+                output=int(output),
+            )
+        )
+        numeric.append(
+            (
+                np.asarray(tree["split_indices"], dtype=np.intp),
+                np.asarray(tree["split_conditions"], dtype=np.float32),
+                np.asarray(tree["default_left"], dtype=bool),
+            )
+        )
+        segments, sizes, codes = tree["categories_segments"], tree["categories_sizes"], tree["categories"]
+        for node, start, size in zip(tree["categories_nodes"], segments, sizes, strict=True):
+            categorical_nodes.append((offset + int(node), [int(c) for c in codes[start : start + size]]))
+        offset += len(left)
+    feature = np.concatenate([f for f, _, _ in numeric])
+    condition = np.concatenate([c for _, c, _ in numeric])
+    default_left = np.concatenate([d for _, _, d in numeric])
+    cat_nodes = np.array([node for node, _ in categorical_nodes], dtype=np.intp)
+    width = max([max(codes, default=0) for _, codes in categorical_nodes], default=0) + 2
+    goes_right = np.zeros((len(cat_nodes), width), dtype=bool)
+    for row, (_, codes) in enumerate(categorical_nodes):
+        goes_right[row, codes] = True
+
+    def route(X: np.ndarray) -> np.ndarray:
+        values = X[:, feature].astype(np.float32)
+        left = np.where(np.isnan(values), default_left[None, :], values < condition[None, :])
+        if len(cat_nodes):
+            cats = values[:, cat_nodes]
+            missing = np.isnan(cats)
+            index = np.clip(np.where(missing, 0, cats), 0, width - 1).astype(np.intp)
+            rows = np.arange(len(cat_nodes))[None, :]
+            left[:, cat_nodes] = np.where(missing, default_left[cat_nodes][None, :], ~goes_right[rows, index])
+        return left
+
+    return flatten(trees, outputs, int(booster.num_features()), baseline, route)

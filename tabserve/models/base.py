@@ -29,6 +29,31 @@ class Runtime(ABC):
     def predict_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One answer per record, in order."""
 
+    def __getstate__(self) -> dict[str, Any]:  # Spark ships runtimes to its workers: they build their own explainer
+        return {key: value for key, value in self.__dict__.items() if key != "_explainer"}
+
+    def make_explainer(self) -> Any:
+        """This family's explainer (tabserve/explaining/explainers.py); NotExplainable where there is none."""
+        from tabserve.explaining.explainers import NotExplainable
+
+        raise NotExplainable(self.family)
+
+    def explain_records(self, records: list[dict[str, Any]], targets: list[Any]) -> list[dict[str, Any]]:
+        """One explanation per record, of the class each target names (None for a regression). The explainer is
+        built on first use (tables of a few MB for tree ensembles) and kept, as is NotExplainable."""
+        from tabserve.explaining.explainers import NotExplainable, explanations
+
+        explainer = self.__dict__.get("_explainer")
+        if explainer is None:
+            try:
+                explainer = self.make_explainer()
+            except NotExplainable as exc:
+                explainer = exc
+            self.__dict__["_explainer"] = explainer
+        if isinstance(explainer, NotExplainable):
+            raise explainer
+        return explanations(explainer, explainer.encode(records), self.classes, targets)
+
 
 @dataclass
 class Expectation:

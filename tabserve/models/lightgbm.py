@@ -134,5 +134,3 @@ class LightGBMRuntime(Runtime):
             return answers(None, values=output)
         return answers(self.classes, binary_columns(output) if self.binary else output)
 
-    def __getstate__(self) -> dict[str, Any]:  # Spark ships the runtime to its workers
-        return self.__dict__

@@ -22,3 +22,8 @@ class TrainedPipeline(Runtime):
 
     def predict_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return pipeline.predict_records(self.pipeline, self.schema, records, self.classes)
+
+    def make_explainer(self) -> Any:
+        from tabserve.explaining.explainers import for_trained
+
+        return for_trained(self.pipeline, self.schema)

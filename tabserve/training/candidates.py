@@ -60,6 +60,9 @@ class Family(ABC):
         """The fitted estimator as it should predict: a server runs one worker per core."""
         return estimator
 
+    def remember_training(self, pipeline: Any, features: Any) -> None:
+        """Keep on the fitted model what explaining it needs from its training rows (nothing, for trees)."""
+
     @property
     def installed(self) -> bool:
         return self.library is None or importlib.util.find_spec(self.library) is not None
@@ -110,6 +113,13 @@ class Linear(Family):
         else:
             model = Ridge(alpha=1.0)
         return Pipeline([("prepare", prepare), ("model", model)])
+
+
+    def remember_training(self, pipeline, features):
+        # Explanations are coef x (x - training mean) in the model's input space (tabserve/explaining/).
+        inner = pipeline[-1]
+        encoded = inner[0].transform(pipeline[0].transform(features))
+        inner.training_input_mean_ = np.asarray(encoded.mean(axis=0), dtype=float).ravel()
 
 
 class HistGradientBoosting(Family):

@@ -289,6 +289,7 @@ def _cross_validate(candidate, labelled, folds, layout, seed, class_weight, sche
             pipeline.fit(x_train, target, **family.fit_params(layout, target, class_weight))
             candidate.fit_seconds.append(time.perf_counter() - began)
             family.for_serving(pipeline[-1])
+            family.remember_training(pipeline, x_train)
             if task == CLASSIFICATION:
                 local = pipeline.predict_proba(x_held)
                 probabilities = np.zeros((len(held), classes))

@@ -280,6 +280,7 @@ def refit(family, labelled: selection_module.Labelled, schema: FeatureSchema, ch
     layout = fit.layout(schema, len(target))
     fitted.fit(labelled.features, target, **family.fit_params(layout, labelled.codes, choices.class_weight))
     family.for_serving(fitted[-1])
+    family.remember_training(fitted, labelled.features)
     return fitted
 
 

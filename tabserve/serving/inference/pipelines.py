@@ -47,17 +47,40 @@ class Pipelines:
 
     def predict(self, api: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One result per item, in order; `api` ("predict": merged single records, "predict_bulk": a batch
-        already) labels the pipeline-call metrics."""
+        already) labels the pipeline-call metrics. An item with "explain" (a class label, or true for the
+        predicted class) gets its explanation too: explained and unexplained items share the model call, and the
+        explained ones of a version share one explainer call."""
         metrics.observe_pipeline_call(api, len(items))
         tags = {item["model"] for item in items}
         if len(tags) == 1:  # the usual case: one version
-            return self.pipeline(tags.pop()).predict_records([item["record"] for item in items])
+            return self._predict(self.pipeline(tags.pop()), items)
         results: list[Any] = [None] * len(items)
         for tag in tags:  # a batch merged across versions (a challenger, a versioned route): one call per version
             where = [i for i, item in enumerate(items) if item["model"] == tag]
-            answered = self.pipeline(tag).predict_records([items[i]["record"] for i in where])
+            answered = self._predict(self.pipeline(tag), [items[i] for i in where])
             for i, result in zip(where, answered, strict=True):  # one result per record
                 results[i] = result
+        return results
+
+    @staticmethod
+    def _predict(runtime: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        results = runtime.predict_records([item["record"] for item in items])
+        explained = [i for i, item in enumerate(items) if item.get("explain") is not None]
+        if explained:
+            from tabserve.explaining.explainers import NotExplainable
+
+            targets = [
+                (results[i]["prediction"] if items[i]["explain"] is True else items[i]["explain"])
+                if runtime.classes is not None
+                else None
+                for i in explained
+            ]
+            try:
+                explanations = runtime.explain_records([items[i]["record"] for i in explained], targets)
+            except NotExplainable as exc:  # the entry checks the card first: this is a model that failed its check
+                explanations = [{"error": exc.message}] * len(explained)
+            for i, explanation in zip(explained, explanations, strict=True):
+                results[i] = {**results[i], "explanation": explanation}
         return results
 
 
