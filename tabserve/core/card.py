@@ -36,6 +36,9 @@ class ModelCard:
     # How train.py chose the model: the family, metric, folds, seed, the leaderboard, feature importance, and
     # what a Bento must install for it. Empty: imported, or trained before models were chosen.
     model_selection: dict[str, Any] = field(default_factory=dict)
+    # Explanations (tabserve/explaining/): the method, and the mean absolute contribution per feature on held-out
+    # rows (imported: the sample). Empty: this version answers explain=true with a 400 saying why.
+    explanation: dict[str, Any] = field(default_factory=dict)
     tag: str = ""  # given by the store, not stored in the metadata
     creation_time: str = ""
 
@@ -55,6 +58,7 @@ class ModelCard:
             "reference": self.reference.to_dict() if self.reference is not None else None,
             "source": self.source or None,
             "model_selection": _without_none(self.model_selection) or None,
+            "explanation": _without_none(self.explanation) or None,
         }
         return {key: value for key, value in meta.items() if value is not None}
 
@@ -74,6 +78,7 @@ class ModelCard:
             reference=Reference.from_dict(meta["reference"]) if meta.get("reference") else None,
             source=dict(meta.get("source") or {}),
             model_selection=dict(meta.get("model_selection") or {}),
+            explanation=dict(meta.get("explanation") or {}),
             tag=tag,
             creation_time=creation_time,
         )
@@ -124,6 +129,7 @@ class ModelCard:
                 else {}
             ),
             **({"model_selection": self.model_selection} if self.model_selection else {}),
+            "explanation": self.explanation or None,
             "features": [feature_dict(f) for f in self.schema.features],
             "other_columns": self.schema.other_columns,
             "drift_reference": self.reference_summary(),
@@ -138,6 +144,11 @@ class ModelCard:
     @property
     def imported(self) -> bool:
         return bool(self.source)
+
+    @property
+    def family(self) -> str:
+        """The model family: train.py's choice, or an imported model's."""
+        return str(self.model_selection.get("model") or self.source.get("family") or "hgb")
 
     @property
     def requirements(self) -> list[str]:

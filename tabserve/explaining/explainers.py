@@ -307,3 +307,82 @@ def explanations(
             }
         )
     return out
+
+
+def summary(explainer: Explainer, found: list[dict[str, Any]], where: str) -> dict[str, Any]:
+    """The card's global picture: each feature's mean absolute contribution to the explained output (the
+    predicted class's, for a classifier), largest first, over the explanations `found` of the rows `where` says."""
+    features = explainer.features
+    totals = np.abs(np.array([[e["contributions"][f] for f in features] for e in found])).mean(axis=0)
+    ranked = sorted(zip(features, totals.tolist(), strict=True), key=lambda kv: -kv[1])
+    classifier = any("of '" in e["output"] for e in found[:1])
+    what = f"the predicted class's {output_text(explainer.space, 'X').split(' of ')[0]}" if classifier else output_text(explainer.space, None)
+    return {
+        "method": explainer.method,
+        "output": what,
+        "importance": {feature: round(value, 6) for feature, value in ranked},
+        "measured": f"mean absolute contribution to {what} over {len(found)} {where}",
+    }
+
+
+# --- imported models ------------------------------------------------------------------------------------------
+
+
+def probe_records(features: list[Any], limit: int = 40) -> list[dict[str, Any]]:
+    """Records to check an imported model's explainer on: the example, every value missing, and the example with
+    each category of each categorical feature in turn (at most `limit` per feature)."""
+    example = {feature.name: feature.example for feature in features}
+    records = [example, {}]
+    for feature in features:
+        if feature.kind == CATEGORICAL:
+            records += [{**example, feature.name: value} for value in (feature.categories or [])[:limit]]
+    return records
+
+
+def for_lightgbm(runtime: Any) -> Explainer:
+    """An imported LightGBM model: the booster's own pred_contrib on the runtime's matrix."""
+    booster = runtime.booster
+    features = [name for name, _, _ in runtime.plan]
+    if runtime.task == "regression":
+        objective = str((booster.params or {}).get("objective", "regression"))
+        space = "value" if objective.startswith(("regression", "l2", "l1", "huber", "fair", "quantile", "mse", "mae")) else "raw score"
+    else:
+        space = "log-odds" if runtime.binary else "logit"
+    explainer = LightGBMExplainer(booster, features, None, space)
+    explainer.encode = runtime.matrix
+    probe = runtime.matrix(probe_records(runtime.schema.features))
+    check(explainer, probe, np.asarray(booster.predict(probe, raw_score=True), dtype=float), "lightgbm")
+    return explainer
+
+
+def for_xgboost(runtime: Any) -> Explainer:
+    """An imported XGBoost model: its trees (explaining/trees.py) on the frame's numbers and category codes."""
+    import pandas as pd
+
+    model_input = runtime.input
+
+    def encode(records: list[dict[str, Any]]) -> np.ndarray:
+        frame = model_input.frame(records)
+        columns = []
+        for name in model_input.columns:
+            column = frame[name]
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                codes = column.cat.codes.to_numpy().astype(float)
+                columns.append(np.where(codes < 0, np.nan, codes))
+            else:
+                columns.append(pd.to_numeric(column, errors="raise").to_numpy(dtype=float))
+        return np.column_stack(columns) if columns else np.zeros((len(records), 0))
+
+    booster = runtime.booster
+    explainer, _ = _xgboost(booster, _same, list(model_input.columns), None, runtime.task == "classification")
+    if explainer.space != "value" and runtime.task == "regression":
+        explainer.space = "raw score"
+    explainer.encode = encode
+    records = probe_records(model_input.features)
+    try:
+        probe = encode(records)
+    except (TypeError, ValueError) as exc:
+        raise NotExplainable("xgboost", f"a column is neither numeric nor categorical ({exc})") from None
+    own = booster.inplace_predict(model_input.frame(records), predict_type="margin")
+    check(explainer, probe, np.asarray(own, dtype=float), "xgboost")
+    return explainer

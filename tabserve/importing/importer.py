@@ -25,6 +25,7 @@ from tabserve.models.base import CLASSIFICATION, Expectation, Runtime
 from tabserve.models.sklearn import SklearnRuntime
 
 MIN_ROWS = 10
+EXPLAINED_ROWS = 1000  # rows of the sample explained for the card's global picture
 NOT_USED = "not used by the model: passed through when scoring a file"
 FORMAT_NAMES = {
     "skops": "skops file",
@@ -138,6 +139,7 @@ def import_model(
             f"on the import sample's {labelled} labelled rows ({sample.name}); the model may have been "
             f"fitted on some of them, so these are not held-out metrics unless the sample was held out"
         )
+    explanation = explanation_summary(runtime, records, predictions, notes)
     import pandas as pd
 
     typed = pd.DataFrame(records, columns=schema.names)
@@ -182,10 +184,26 @@ def import_model(
         library_versions={**library_versions(), expected.library: expected.library_version},
         reference=reference,
         source=source,
+        explanation=explanation,
     )
     labels = {"task": expected.task, "dataset": sample.stem.lower()[:60] or "sample", "source": opened.format}
     model = store.save_imported(name, opened.artifact, labels, card)
     return ImportResult(model, ModelCard.from_model(model), opened, columns, len(records), labelled, notes)
+
+
+def explanation_summary(runtime: Runtime, records: list[dict], predictions: list[dict], notes: list[str]) -> dict:
+    """The card's explanation summary on the sample's first EXPLAINED_ROWS rows, or {} with a note saying why
+    this family has none (the service answers explain=true with the same reason)."""
+    from tabserve.explaining.explainers import NotExplainable, summary
+
+    rows = records[:EXPLAINED_ROWS]
+    targets = [p["prediction"] for p in predictions[: len(rows)]] if runtime.classes is not None else [None] * len(rows)
+    try:
+        found = runtime.explain_records(rows, targets)
+    except NotExplainable as exc:
+        notes.append(f"explain=true is answered with a 400: {exc.message}")
+        return {}
+    return summary(runtime.__dict__["_explainer"], found, "rows of the import sample")
 
 
 def name_classes(expected: Expectation, names: list[str]) -> None:

@@ -107,6 +107,7 @@ class LightGBMRuntime(Runtime):
     ) -> None:
         self.model = model
         self.booster = booster_of(model)
+        self.schema = schema
         self.task = task
         self.classes = classes
         self.binary = task == CLASSIFICATION and len(classes or []) == 2 and objective(self.booster)[0] == "binary"
@@ -134,3 +135,7 @@ class LightGBMRuntime(Runtime):
             return answers(None, values=output)
         return answers(self.classes, binary_columns(output) if self.binary else output)
 
+    def make_explainer(self) -> Any:
+        from tabserve.explaining.explainers import for_lightgbm
+
+        return for_lightgbm(self)

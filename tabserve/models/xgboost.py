@@ -111,3 +111,8 @@ class XGBoostRuntime(Runtime):
         if self.labels_only:
             return answers(self.classes, labels=[self.classes[int(i)] for i in output])
         return answers(self.classes, binary_columns(output) if self.binary else output)
+
+    def make_explainer(self) -> Any:
+        from tabserve.explaining.explainers import for_xgboost
+
+        return for_xgboost(self)

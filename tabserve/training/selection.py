@@ -411,3 +411,28 @@ class Progress:
     def line(self, text: str) -> None:
         if self.shown:
             print(text, file=self.stream, flush=True)
+
+
+def contribution_importance(selection: Selection, labelled: Labelled, schema: FeatureSchema, seed: int):
+    """The card's explanation summary: each feature's mean absolute contribution, on the same held-out rows of the
+    last fold as the permutation importance, explained with that fold's model. Empty when the family has no
+    explanations (the service then answers explain=true with a 400 saying why)."""
+    from tabserve.explaining.explainers import NotExplainable, explanations, for_trained, summary
+
+    best = selection.best
+    pipeline, held, present = best.last_fold
+    rng = np.random.default_rng(seed)
+    if len(held) > IMPORTANCE_ROWS:
+        held = np.sort(rng.choice(held, IMPORTANCE_ROWS, replace=False))
+    try:
+        explainer = for_trained(pipeline, schema)
+    except NotExplainable:
+        return {}
+    X = pipeline[0].transform(labelled.features.iloc[held])
+    if labelled.task == CLASSIFICATION:
+        classes = list(range(len(pipeline[-1].classes_)))  # the fold's own classes, as indices
+        targets = pipeline.predict_proba(labelled.features.iloc[held]).argmax(axis=1).tolist()
+    else:
+        classes, targets = None, [None] * len(held)
+    found = explanations(explainer, np.asarray(X, dtype=float), classes, targets)
+    return summary(explainer, found, f"held-out rows of the last fold, explained with that fold's {best.family.name} model")

@@ -149,6 +149,7 @@ def train(
     predictions = [classes[int(i)] for i in out_of_fold] if classes is not None else out_of_fold
     progress.line("measuring permutation importance on held-out rows")
     importance, importance_note = selection_module.permutation_importance(chosen, labelled, schema, choices.seed)
+    explanation = selection_module.contribution_importance(chosen, labelled, schema, choices.seed)
     metrics = {name: value for name, value in best.entry(metric.name)["metrics"].items() if value is not None}
     evaluation = (
         f"{folds.description}: the metrics are the means over the folds' held-out rows; the saved model is "
@@ -220,6 +221,7 @@ def train(
         library_versions=library_versions(best.family.library),
         reference=training_reference(schema, typed, predictions, classes),
         model_selection=model_selection,
+        explanation=explanation,
     )
 
     def page(tag: str) -> str:
