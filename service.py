@@ -81,14 +81,16 @@ class PredictionService:
 
     @bentoml.api(route="/predict")
     async def predict(self, record: Record, /, ctx: bentoml.Context) -> Prediction:
-        """Predict one record. The body is the record itself. X-Cache says whether the cache answered."""
+        """Predict one record. The body is the record itself. X-Cache says whether the cache answered.
+        ?explain=true adds why (each feature's contribution); explain_class=LABEL explains another class."""
         answer = await self.path.answer_record(record.model_dump(), ctx)
         return Prediction(**answer) if isinstance(answer, dict) else answer
 
     @bentoml.api(route="/predict_batch", input_spec=BatchRequest)
-    async def predict_batch(self, records: list[Record]) -> BatchResponse:
-        """Predict 1 to MAX_BATCH_RECORDS records in one call (body {"records": [...]}); answers keep input order."""
-        return await self.path.answer_batch([record_values(r) for r in records])
+    async def predict_batch(self, records: list[Record], ctx: bentoml.Context) -> BatchResponse:
+        """Predict 1 to MAX_BATCH_RECORDS records in one call (body {"records": [...]}); answers keep input order.
+        ?explain=true (explain_class=LABEL) explains each record."""
+        return await self.path.answer_batch([record_values(r) for r in records], ctx)
 
     @bentoml.api(route="/predict_csv")
     async def predict_csv(self, file: Path, ctx: bentoml.Context) -> Annotated[str, ContentType("text/csv")]:

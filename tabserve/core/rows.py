@@ -57,3 +57,29 @@ def cell(value: Any, decimal: str = ".") -> str:
         return value
     text = repr(float(value))
     return text.replace(".", ",") if decimal == "," else text
+
+
+def reason_columns(count: int) -> list[str]:
+    """`reason_1` … `reason_K`: a row's K largest contributions (explain=K), after the prediction columns."""
+    return [f"reason_{i}" for i in range(1, count + 1)]
+
+
+def reasons(explanation: dict[str, Any], record: dict[str, Any], count: int, decimal: str = ".") -> list[str]:
+    """The K largest contributions by absolute value, largest first, each as `feature=value (+contribution)`
+    (`flipper_length_mm=230 (+2.31)`), numbers in the file's decimal mark; a missing value reads `(missing)`."""
+    ranked = sorted(explanation["contributions"].items(), key=lambda kv: -abs(kv[1]))[:count]
+    out = []
+    for feature, contribution in ranked:
+        value = record.get(feature)
+        if value is None:
+            shown = "(missing)"
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            shown = str(value)
+        else:
+            shown = _decimal(f"{value:g}" if isinstance(value, float) else str(value), decimal)
+        out.append(f"{feature}={shown} ({_decimal(f'{contribution:+.3g}', decimal)})")
+    return out
+
+
+def _decimal(number: str, decimal: str) -> str:
+    return number.replace(".", ",") if decimal == "," else number

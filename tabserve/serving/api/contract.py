@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import bentoml
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_serializer
 from pydantic_core import to_json
 from starlette.responses import JSONResponse, Response
 
@@ -19,6 +19,38 @@ from tabserve.core.schema import label_text
 
 class _StrictInput(bentoml.IODescriptor):
     model_config = ConfigDict(extra="forbid")
+
+
+class Explanation(BaseModel):
+    """Why this answer (?explain=true): each input feature's contribution to the explained output."""
+
+    method: str = Field(
+        description="How: tree_shap (exact TreeSHAP), tree_shap (lightgbm pred_contrib), or linear "
+        "(coef x (x - training mean) in the model's input space).",
+        examples=["tree_shap"],
+    )
+    output: str = Field(
+        description="What is explained: the log-odds or softmax logit of a class, a class's probability (forests), "
+        "or the predicted value.",
+        examples=["softmax logit of 'Gentoo'"],
+    )
+    base: float = Field(description="The expected output over the training data (before any feature).", examples=[0.1])
+    value: float = Field(description="The explained output for this record: base + sum(contributions).", examples=[2.4])
+    contributions: dict[str, float] = Field(
+        description="Per input feature, as the request names it (a date's parts, a category's columns folded in).",
+        examples=[{"flipper_length_mm": 2.31, "island": -0.12}],
+    )
+
+
+class _Answer(BaseModel):
+    """An answer item: `explanation` is written only when one was asked."""
+
+    @model_serializer(mode="wrap")
+    def _without_absent_explanation(self, handler):
+        out = handler(self)
+        if out.get("explanation", 0) is None:
+            del out["explanation"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -43,6 +75,7 @@ class ApiTypes:
         example = _example_result(card)
         item = create_model(
             "PredictionItem",
+            __base__=_Answer,
             prediction=(label, Field(description=label_doc, examples=[example["prediction"]])),
             probabilities=(
                 dict[str, float] | None,
@@ -60,6 +93,10 @@ class ApiTypes:
                     "a value an open category answers as 'other'.",
                     examples=[[]],
                 ),
+            ),
+            explanation=(
+                Explanation | None,
+                Field(None, description="With ?explain=true only: why this answer (absent otherwise)."),
             ),
         )
         prediction = create_model(

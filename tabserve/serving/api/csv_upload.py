@@ -66,25 +66,31 @@ def records_from_csv(
     return CsvScoring(upload, records, good, errors)
 
 
-def csv_with_predictions(scoring: CsvScoring, results: list[dict[str, Any]], card: ModelCard) -> str:
+def csv_with_predictions(
+    scoring: CsvScoring, results: list[dict[str, Any]], card: ModelCard, reasons: int = 0
+) -> str:
     """The uploaded table as it came (ids and other passed-through columns included), plus a
-    prediction column and, for classification, proba_<class> columns; in the upload's separator and
-    decimal mark. When bad rows were skipped, an `error` column says why their cells are empty."""
+    prediction column and, for classification, proba_<class> columns, then `reasons` reason_K columns
+    (explain=K); in the upload's separator and decimal mark. When bad rows were skipped, an `error` column
+    says why their cells are empty."""
     table = scoring.upload.table
     labels = rows.class_texts(card)
-    header = [*table.raw.columns, *rows.result_columns(card)]
+    header = [*table.raw.columns, *rows.result_columns(card), *rows.reason_columns(reasons)]
     if scoring.row_errors:
         header.append("error")
     by_row = dict(zip(scoring.good_rows, results, strict=True))  # one result per good row
+    records = dict(zip(scoring.good_rows, scoring.records, strict=True))
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=table.sep, lineterminator="\n")
     writer.writerow(header)
     for position, cells in enumerate(table.raw.itertuples(index=False, name=None)):
         result = by_row.get(position)
         if result is None:
-            extra = ["", *("" for _ in labels)]
+            extra = ["", *("" for _ in labels if card.has_probabilities), *("" for _ in range(reasons))]
         else:
             extra = [rows.cell(value, table.decimal) for value in rows.result_values(result, labels)]
+            if reasons:
+                extra += rows.reasons(result["explanation"], records[position], reasons, table.decimal)
         if scoring.row_errors:
             extra.append(scoring.row_errors.get(position, ""))
         writer.writerow([*cells, *extra])

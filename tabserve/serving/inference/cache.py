@@ -41,10 +41,11 @@ class PredictionCache:
     enabled = False
 
     @staticmethod
-    def key(model_tag: str, record: dict[str, Any]) -> str:
+    def key(model_tag: str, record: dict[str, Any], explain: Any = None) -> str:
         # Validated records hold str/float/int/bool/None and dates (as ISO text here); sorted keys
-        # make equal records equal keys.
-        return model_tag + "\x00" + json.dumps(record, sort_keys=True, default=str)
+        # make equal records equal keys. An explained answer is another entry (and which class it explains).
+        key = model_tag + "\x00" + json.dumps(record, sort_keys=True, default=str)
+        return key if explain is None else key + "\x00explain=" + json.dumps(explain)
 
     async def get(self, key: str) -> Any | None:
         """The cached answer, or None (a miss, also when the backend failed)."""

@@ -19,6 +19,7 @@ from tabserve.core.errors import InvalidInput, ModelUnavailable
 from tabserve.serving import settings
 from tabserve.serving.api import csv_upload
 from tabserve.serving.api.contract import batch_answer, error_response, shape
+from tabserve.serving.api.explain_options import explain_target, reason_count
 from tabserve.serving.inference.batching import InFlightBatcher
 from tabserve.serving.inference.cache import PredictionCache, open_cache
 from tabserve.serving.observe import drift, metrics, payload_log
@@ -74,20 +75,26 @@ class RequestPath:
     # The routes' answers: a typed item or the one error shape.
 
     async def answer_record(self, values: dict[str, Any], ctx: Any) -> dict[str, Any] | Any:
-        """POST /predict: one record's answer item; X-Cache says whether the cache answered."""
+        """POST /predict: one record's answer item; X-Cache says whether the cache answered. ?explain=true
+        (and explain_class=LABEL) add the explanation."""
         try:
-            item, hit = await self.predict_one(values)
+            item, hit = await self.predict_one(values, explain=explain_query(ctx))
+        except InvalidInput as exc:
+            return error_response(ctx, exc.status, exc.message, exc.detail)
         except ModelUnavailable as exc:
             return error_response(ctx, exc.status, str(exc))
         ctx.response.headers["X-Cache"] = "hit" if hit else "miss"
         return item
 
-    async def answer_batch(self, values: list[dict[str, Any]]) -> Any:
-        """POST /predict_batch: the answers in input order, the answering version named once."""
+    async def answer_batch(self, values: list[dict[str, Any]], ctx: Any = None) -> Any:
+        """POST /predict_batch: the answers in input order, the answering version named once; ?explain=true
+        explains every record."""
         try:
-            predictions = await self.predict_many(values)
+            predictions = await self.predict_many(values, explain=explain_query(ctx))
+        except InvalidInput as exc:
+            return error_response(ctx, exc.status, exc.message, exc.detail)
         except ModelUnavailable as exc:
-            return error_response(None, exc.status, str(exc))
+            return error_response(ctx, exc.status, str(exc))
         return batch_answer(predictions, predictions[0]["model"])
 
     async def answer_csv(self, upload: bytes, ctx: Any) -> str | Any:
@@ -97,27 +104,31 @@ class RequestPath:
             return error_response(ctx, 400, f"invalid input: on_error must be 'fail' or 'skip', not {on_error!r}")
         card = self.versions.champion  # read once: a swap mid-request does not change it
         try:
+            reasons = reason_count(card, ctx.request.query_params.get("explain"))
             scoring = csv_upload.records_from_csv(
                 upload, card, self.record_type, settings.MAX_CSV_ROWS, skip_bad_rows=on_error == "skip"
             )
-            results = (
-                await self.model_link.call("predict_bulk", tagged(card, scoring.records)) if scoring.records else []
-            )
+            items = tagged(card, scoring.records, True if reasons else None)
+            results = checked(await self.model_link.call("predict_bulk", items)) if scoring.records else []
         except InvalidInput as exc:
             return error_response(ctx, exc.status, exc.message, exc.detail)
         except ModelUnavailable as exc:
             return error_response(ctx, exc.status, str(exc))
         ctx.response.headers["X-Failed-Rows"] = str(scoring.failed)
         ctx.response.headers["X-Model"] = card.tag
-        return csv_upload.csv_with_predictions(scoring, self._answers(results, scoring.records, card), card)
+        return csv_upload.csv_with_predictions(scoring, self._answers(results, scoring.records, card), card, reasons)
 
     # The path itself, also called by /v1 and /v2.
 
-    async def predict_one(self, values: dict[str, Any], card: ModelCard | None = None) -> tuple[dict[str, Any], bool]:
+    async def predict_one(
+        self, values: dict[str, Any], card: ModelCard | None = None, explain: tuple[str | None, str | None] = (None, None)
+    ) -> tuple[dict[str, Any], bool]:
         """One record through the cache, then the batched model: (answer, cache hit). `card`: the version to
-        answer with; by default the champion (or the challenger, for a canary share)."""
+        answer with; by default the champion (or the challenger, for a canary share). `explain`: the request's
+        explain and explain_class (InvalidInput when they are wrong for this version)."""
         card = card or self.versions.for_record(values)  # read once: a swap mid-request does not change it
-        key = PredictionCache.key(card.tag, values)
+        target = explain_target(card, *explain)
+        key = PredictionCache.key(card.tag, values, target)
         cached = await self.cache.get(key)  # None on a miss, and when Redis fails (counted on /metrics)
         if self.cache.enabled:
             metrics.observe_cache(hit=cached is not None)
@@ -126,18 +137,24 @@ class RequestPath:
             self._observe([values], [cached], [card.schema.out_of_range(values)], card)
             return cached, True
         if settings.ADAPTIVE_BATCHING:
-            result = await self.batcher.submit({"model": card.tag, "record": values})
+            [result] = checked([await self.batcher.submit(tagged(card, [values], target)[0])])
         else:
-            [result] = await self.model_link.call("predict_bulk", tagged(card, [values]))
+            [result] = checked(await self.model_link.call("predict_bulk", tagged(card, [values], target)))
         [answer] = self._answers([result], [values], card)
         await self.cache.put(key, answer)
         return answer, False
 
-    async def predict_many(self, values: list[dict[str, Any]], card: ModelCard | None = None) -> list[dict[str, Any]]:
+    async def predict_many(
+        self,
+        values: list[dict[str, Any]],
+        card: ModelCard | None = None,
+        explain: tuple[str | None, str | None] = (None, None),
+    ) -> list[dict[str, Any]]:
         """Records that are already a batch (/predict_batch, /v2 infer) in one bulk call, all with one version
-        (the champion by default); answers in order."""
+        (the champion by default); answers in order, explained when `explain` asks."""
         card = card or self.versions.champion
-        results = await self.model_link.call("predict_bulk", tagged(card, values))
+        target = explain_target(card, *explain)
+        results = checked(await self.model_link.call("predict_bulk", tagged(card, values, target)))
         return self._answers(results, values, card)
 
     def _answers(self, results: list[dict], values: list[dict], card: ModelCard) -> list[dict[str, Any]]:
@@ -169,6 +186,27 @@ class RequestPath:
             raise RuntimeError(f"{len(results)} answers for {len(examples)} example rows")
 
 
-def tagged(card: ModelCard, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records as the model side takes them: each with the tag of the version that predicts it."""
-    return [{"model": card.tag, "record": record} for record in records]
+def tagged(card: ModelCard, records: list[dict[str, Any]], explain: Any = None) -> list[dict[str, Any]]:
+    """Records as the model side takes them: each with the tag of the version that predicts it, and what to
+    explain where asked (true: the predicted class; a label: that class)."""
+    if explain is None:
+        return [{"model": card.tag, "record": record} for record in records]
+    return [{"model": card.tag, "record": record, "explain": explain} for record in records]
+
+
+def explain_query(ctx: Any) -> tuple[str | None, str | None]:
+    """A BentoML route's explain and explain_class query parameters."""
+    if ctx is None:
+        return None, None
+    query = ctx.request.query_params
+    return query.get("explain"), query.get("explain_class")
+
+
+def checked(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Model results, or InvalidInput where the model side could not explain (its explainer failed its check at
+    load: the card promised explanations the loaded model cannot give)."""
+    for result in results:
+        failed = (result.get("explanation") or {}).get("error")
+        if failed:
+            raise InvalidInput(failed)
+    return results
