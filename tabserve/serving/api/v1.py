@@ -17,8 +17,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from tabserve.core.card import ModelCard, feature_dict
-from tabserve.core.errors import ModelUnavailable, error_body, pydantic_detail, summarize
+from tabserve.core.errors import InvalidInput, ModelUnavailable, error_body, pydantic_detail, summarize
 from tabserve.serving.api import pages
+from tabserve.serving.api.explain_options import EXPLAIN_CLASS_DOC, EXPLAIN_DOC
 from tabserve.serving.api.entities import (
     EntityLookup,
     EntityNotFound,
@@ -48,6 +49,8 @@ def create_app(
     # query_record class in the route signature to expand it into query parameters.
     schema = card.schema
     query_record = schema.record_model("QueryRecord", strict=False)  # query strings are text
+    # The record's fields and the request's options share the query string (the record forbids other keys).
+    explained_query = explained_query_record(query_record)
     overrides_record = optional_fields(query_record, "EntityOverrides")
     entity_prediction = create_model(
         "EntityPrediction",
@@ -67,6 +70,10 @@ def create_app(
         if isinstance(exc.detail, dict):
             return JSONResponse(exc.detail, status_code=exc.status_code)
         return JSONResponse(error_body(str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(InvalidInput)
+    async def invalid_option(request: Request, exc: InvalidInput) -> JSONResponse:
+        return JSONResponse(error_body(exc.message, exc.detail), status_code=exc.status)
 
     @app.exception_handler(ModelUnavailable)
     async def unavailable(request: Request, exc: ModelUnavailable) -> JSONResponse:
@@ -89,8 +96,11 @@ def create_app(
             raise HTTPException(404, error_body(f"unknown feature {name!r}", detail)) from None
 
     @app.get("/predict", summary="Predict one record given as query parameters", response_model=prediction_type)
-    async def predict(record: Annotated[query_record, Query()], response: Response) -> Any:
-        item, hit = await predictor().predict_one(record.model_dump())
+    async def predict(
+        record: Annotated[explained_query, Query()], response: Response
+    ) -> Any:
+        values, options = split_options(record)
+        item, hit = await predictor().predict_one(values, explain=options)
         response.headers["X-Cache"] = "hit" if hit else "miss"
         return item
 
@@ -176,8 +186,31 @@ def create_app(
     from tabserve.serving.observe.drift import drift_router  # GET /v1/drift: live traffic against the training data
 
     app.include_router(drift_router(lambda: predictor().versions.champion))
-    app.include_router(versions_router(record_type, prediction_type, query_record, predictor, admin_key))
+    app.include_router(versions_router(record_type, prediction_type, explained_query, predictor, admin_key))
     return app
+
+
+OPTIONS: dict[type, tuple[str, ...]] = {}  # query record with options -> the option names it added
+
+
+def explained_query_record(query_record: type[BaseModel]) -> type[BaseModel]:
+    """The query record with the explanation options beside the features (a feature of the same name wins)."""
+    options = {
+        "explain": (str | None, Field(None, description=EXPLAIN_DOC, examples=["true"])),
+        "explain_class": (str | None, Field(None, description=EXPLAIN_CLASS_DOC)),
+    }
+    free = {name: option for name, option in options.items() if name not in query_record.model_fields}
+    model = create_model("QueryRecord", __base__=query_record, **free)
+    OPTIONS[model] = tuple(free)
+    return model
+
+
+def split_options(record: BaseModel) -> tuple[dict[str, Any], tuple[str | None, str | None]]:
+    """(the record's values, (explain, explain_class)) from a query record with options."""
+    values = record.model_dump()
+    added = OPTIONS.get(type(record), ())
+    explain, explain_class = (values.pop(name) if name in added else None for name in ("explain", "explain_class"))
+    return values, (explain, explain_class)
 
 
 def optional_fields(model: type[BaseModel], name: str) -> type[BaseModel]:
@@ -289,10 +322,13 @@ def versions_router(
         version: Annotated[str, Path(description="Its tag (name:version) or the version alone")],
         record: Annotated[record_type, Body()],
         response: Response,
+        explain: Annotated[str | None, Query(description=EXPLAIN_DOC, examples=["true"])] = None,
+        explain_class: Annotated[str | None, Query(description=EXPLAIN_CLASS_DOC)] = None,
     ) -> Any:
         """The body is the record, as for POST /predict. 404: a version this server does not hold (the error lists
         those it does); 409: a held version whose feature schema differs from the API's."""
-        item, hit = await predictor().predict_one(record.model_dump(), held(version, answering=True))
+        card = held(version, answering=True)
+        item, hit = await predictor().predict_one(record.model_dump(), card, explain=(explain, explain_class))
         response.headers["X-Cache"] = "hit" if hit else "miss"
         return item
 
@@ -306,7 +342,8 @@ def versions_router(
         record: Annotated[query_record, Query()],
         response: Response,
     ) -> Any:
-        item, hit = await predictor().predict_one(record.model_dump(), held(version, answering=True))
+        values, options = split_options(record)
+        item, hit = await predictor().predict_one(values, held(version, answering=True), explain=options)
         response.headers["X-Cache"] = "hit" if hit else "miss"
         return item
 
