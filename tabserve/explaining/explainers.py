@@ -101,7 +101,9 @@ class LinearExplainer(Explainer):
         mean = np.asarray(getattr(inner, "training_input_mean_", None), dtype=float)
         weights = np.atleast_2d(final.coef_)
         self.intercept = np.atleast_1d(final.intercept_).astype(float)
-        self.space = ("log-odds" if weights.shape[0] == 1 else "logit") if isinstance(final, LogisticRegression) else "value"
+        self.space = (
+            ("log-odds" if weights.shape[0] == 1 else "logit") if isinstance(final, LogisticRegression) else "value"
+        )
         self.width = width
         self.categorical: list[tuple[int, np.ndarray, np.ndarray]] = []  # (column, code+1 -> weights, mean)
         self.numeric = None
@@ -125,8 +127,17 @@ class LinearExplainer(Explainer):
                 indicators = imputer.indicator_.features_ if imputer.indicator_ is not None else np.array([], int)
                 columns = np.asarray(columns, dtype=int)
                 owner = np.concatenate([columns, columns[np.asarray(indicators, dtype=int)]])
-                self.numeric = (columns, imputer.statistics_, np.asarray(indicators, int), weights[:, where] / scaler.scale_, scaler.mean_, owner)
-        self.expected = self.intercept + sum((average for _, _, average in self.categorical), np.zeros_like(self.intercept))
+                self.numeric = (
+                    columns,
+                    imputer.statistics_,
+                    np.asarray(indicators, int),
+                    weights[:, where] / scaler.scale_,
+                    scaler.mean_,
+                    owner,
+                )
+        self.expected = self.intercept + sum(
+            (average for _, _, average in self.categorical), np.zeros_like(self.intercept)
+        )
 
     def _explain(self, X):
         n, outputs = X.shape[0], len(self.intercept)
@@ -192,7 +203,9 @@ def for_trained(pipeline: Any, schema: FeatureSchema) -> Explainer:
         from tabserve.explaining.treeshap import TreeShap
 
         ensemble = trees.forest(model)
-        explainer = TreeShapExplainer(TreeShap(ensemble), _same, features, fold, "probability" if classifier else "value")
+        explainer = TreeShapExplainer(
+            TreeShap(ensemble), _same, features, fold, "probability" if classifier else "value"
+        )
         expected_raw = model.predict_proba if classifier else (lambda X: model.predict(X)[:, None])
     elif hasattr(model, "get_booster"):  # XGBoost
         explainer, expected_raw = _xgboost(model.get_booster(), _same, features, fold, classifier)
@@ -316,7 +329,11 @@ def summary(explainer: Explainer, found: list[dict[str, Any]], where: str) -> di
     totals = np.abs(np.array([[e["contributions"][f] for f in features] for e in found])).mean(axis=0)
     ranked = sorted(zip(features, totals.tolist(), strict=True), key=lambda kv: -kv[1])
     classifier = any("of '" in e["output"] for e in found[:1])
-    what = f"the predicted class's {output_text(explainer.space, 'X').split(' of ')[0]}" if classifier else output_text(explainer.space, None)
+    what = (
+        f"the predicted class's {output_text(explainer.space, 'X').split(' of ')[0]}"
+        if classifier
+        else output_text(explainer.space, None)
+    )
     return {
         "method": explainer.method,
         "output": what,
@@ -345,7 +362,11 @@ def for_lightgbm(runtime: Any) -> Explainer:
     features = [name for name, _, _ in runtime.plan]
     if runtime.task == "regression":
         objective = str((booster.params or {}).get("objective", "regression"))
-        space = "value" if objective.startswith(("regression", "l2", "l1", "huber", "fair", "quantile", "mse", "mae")) else "raw score"
+        space = (
+            "value"
+            if objective.startswith(("regression", "l2", "l1", "huber", "fair", "quantile", "mse", "mae"))
+            else "raw score"
+        )
     else:
         space = "log-odds" if runtime.binary else "logit"
     explainer = LightGBMExplainer(booster, features, None, space)

@@ -52,7 +52,9 @@ def flatten(trees: list[Tree], outputs: int, features: int, baseline: Any, route
                     shares[slot] *= share
                     slots.append(slot)
                 path_here = [p + offset for p in path]
-                leaves.append((tree.output, float(tree.value[node]), path_here, went_left, slots, shares, features_on_path))
+                leaves.append(
+                    (tree.output, float(tree.value[node]), path_here, went_left, slots, shares, features_on_path)
+                )
                 continue
             stack.append((int(tree.left[node]), [*path, node], [*went_left, True]))
             stack.append((int(tree.right[node]), [*path, node], [*went_left, False]))

@@ -59,9 +59,7 @@ class TreeShap:
         leaves, self.K = e.leaf_z.shape
         self.slots = (e.leaf_features >= 0).sum(axis=1)  # distinct features per leaf
         # Expected value of each output: every leaf's value times the cover share reaching it.
-        self.expected = e.baseline + np.bincount(
-            e.output, weights=e.value * e.leaf_z.prod(axis=1), minlength=e.outputs
-        )
+        self.expected = e.baseline + np.bincount(e.output, weights=e.value * e.leaf_z.prod(axis=1), minlength=e.outputs)
         # Sums as sparse products: each leaf's K contributions into column output * features + feature (pads
         # nowhere), and each leaf's value into its output.
         from scipy import sparse

@@ -62,6 +62,7 @@ class Family(ABC):
 
     def remember_training(self, pipeline: Any, features: Any) -> None:
         """Keep on the fitted model what explaining it needs from its training rows (nothing, for trees)."""
+        return None
 
     @property
     def installed(self) -> bool:
@@ -113,7 +114,6 @@ class Linear(Family):
         else:
             model = Ridge(alpha=1.0)
         return Pipeline([("prepare", prepare), ("model", model)])
-
 
     def remember_training(self, pipeline, features):
         # Explanations are coef x (x - training mean) in the model's input space (tabserve/explaining/).

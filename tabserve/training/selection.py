@@ -435,4 +435,6 @@ def contribution_importance(selection: Selection, labelled: Labelled, schema: Fe
     else:
         classes, targets = None, [None] * len(held)
     found = explanations(explainer, np.asarray(X, dtype=float), classes, targets)
-    return summary(explainer, found, f"held-out rows of the last fold, explained with that fold's {best.family.name} model")
+    return summary(
+        explainer, found, f"held-out rows of the last fold, explained with that fold's {best.family.name} model"
+    )

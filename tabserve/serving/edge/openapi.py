@@ -185,6 +185,8 @@ def document_errors(spec: dict, gate: Gate) -> dict:
                 }
             if path in ON_ERROR_ROUTES and method == "post":
                 _document_on_error(operation)
+            if path in EXPLAINED_ROUTES and method == "post":
+                _document_explain(operation, path)
             if gate.requires_key:
                 operation["security"] = [{"apiKey": []}]
     return spec
@@ -243,3 +245,47 @@ def _document_on_error(operation: dict) -> None:
         }
     )
     operation["parameters"] = parameters
+
+
+# BentoML's routes whose query string takes the explanation options (/v1's routes declare their own).
+EXPLAINED_ROUTES = ("/predict", "/predict_batch", "/predict_csv")
+
+
+def _document_explain(operation: dict, path: str) -> None:
+    from tabserve.serving.api.explain_options import EXPLAIN_CLASS_DOC, EXPLAIN_CSV_DOC, EXPLAIN_DOC
+
+    parameters = [p for p in operation.get("parameters", []) if p.get("name") not in ("explain", "explain_class")]
+    if path == "/predict_csv":
+        parameters.append(
+            {
+                "name": "explain",
+                "in": "query",
+                "required": False,
+                "description": EXPLAIN_CSV_DOC,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        )
+    else:
+        parameters.append(
+            {
+                "name": "explain",
+                "in": "query",
+                "required": False,
+                "description": EXPLAIN_DOC,
+                "schema": {"type": "string", "enum": ["true", "false"], "default": "false"},
+            }
+        )
+        parameters.append(
+            {
+                "name": "explain_class",
+                "in": "query",
+                "required": False,
+                "description": EXPLAIN_CLASS_DOC,
+                "schema": {"type": "string"},
+            }
+        )
+    operation["parameters"] = parameters
+    operation["responses"]["400"]["description"] = (
+        DOCUMENTED_ERRORS[400] + "; an explain option that is wrong (the error names it and its values), or "
+        "explanations asked of a model family without them"
+    )

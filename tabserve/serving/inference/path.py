@@ -121,7 +121,10 @@ class RequestPath:
     # The path itself, also called by /v1 and /v2.
 
     async def predict_one(
-        self, values: dict[str, Any], card: ModelCard | None = None, explain: tuple[str | None, str | None] = (None, None)
+        self,
+        values: dict[str, Any],
+        card: ModelCard | None = None,
+        explain: tuple[str | None, str | None] = (None, None),
     ) -> tuple[dict[str, Any], bool]:
         """One record through the cache, then the batched model: (answer, cache hit). `card`: the version to
         answer with; by default the champion (or the challenger, for a canary share). `explain`: the request's
