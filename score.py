@@ -5,9 +5,13 @@ preparation and pipeline call as the service's /predict_csv.
     python score.py --data big.csv --out scored.csv --engine local          # pandas chunks in this process
     python score.py --data big.csv --out scored.parquet --model sales:latest --master yarn
     python score.py --data sales.xlsx --sheet 2024 --out scored.csv --engine local  # an Excel worksheet
+    python score.py --data big.csv --out scored.csv --explain 3              # and each row's 3 main reasons
 
 The output is the input columns plus `prediction` and `proba_<class>` (Parquet, the model tag in its
-metadata under tabserve.model; CSV when --out ends in .csv). Rows that fail the schema go to
+metadata under tabserve.model; CSV when --out ends in .csv). --explain K adds, after them, `reason_1` …
+`reason_K`: each row's K largest contributions to its predicted class (or value), largest first, as text such as
+`flipper_length_mm=230 (+2.31)`, as /predict_csv?explain=K writes them (numbers in the input's decimal mark);
+K is 1 to the model's feature count, for a version with explanations. Rows that fail the schema go to
 <out stem>.rejects.csv with an `error` column. A CSV is read in the encodings train.py reads (UTF-8, UTF-16
 with a BOM, else a detected legacy code page such as cp1252; --encoding overrides), an .xlsx workbook's first
 sheet (or --sheet). Bad input prints one line and exits with code 2.
@@ -50,6 +54,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--conf", type=_conf, action="append", default=[], metavar="KEY=VALUE", help="a Spark setting (repeatable)"
     )
+    parser.add_argument(
+        "--explain",
+        metavar="K",
+        help="add columns reason_1 … reason_K: each row's K largest contributions to its prediction, as "
+        "`feature=value (+contribution)` (K: 1 to the model's feature count; models with explanations only)",
+    )
     add_file_options(parser)
     return parser.parse_args(argv)
 
@@ -66,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             dict(args.conf),
             encoding=args.encoding,
             sheet=args.sheet,
+            explain=args.explain,
         )
     except TabserveError as exc:
         print(f"error: {exc}", file=sys.stderr)

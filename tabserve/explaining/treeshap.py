@@ -26,7 +26,7 @@ from math import factorial
 import numpy as np
 
 TABLE_LIMIT = 4_000_000  # table cells (8 bytes each) kept per model: ~32 MB at most
-ROW_CHUNK = 256  # records explained at a time: bounds the (records, leaves, depth) arrays
+CHUNK_CELLS = 4_000_000  # records x leaves x depth cells at a time: bounds the memory of a batch's masks
 
 
 @dataclass
@@ -110,8 +110,9 @@ class TreeShap:
         n = X.shape[0]
         phi = np.zeros((n, e.outputs * e.features))
         raw = np.tile(e.baseline.astype(float), (n, 1))
-        for start in range(0, n, ROW_CHUNK):
-            rows = slice(start, min(n, start + ROW_CHUNK))
+        chunk = max(1, CHUNK_CELLS // max(1, e.path_nodes.size, len(e.value) * self.K))
+        for start in range(0, n, chunk):
+            rows = slice(start, min(n, start + chunk))
             masks = self.masks(X[rows])
             if self.tables is not None:
                 per_leaf = self.tables[self.offsets[None, :] + masks]  # (records, leaves, K)

@@ -1,6 +1,7 @@
 """Batch scoring, start to end: the model version from the store, the input checked, an engine run,
 the outputs closed, and the summary score.py prints. Every failure a user can fix is a TabserveError
-with one line (a missing model, file or column; an unsupported file type)."""
+with one line (a missing model, file or column; an unsupported file type; a bad --explain, or a model without
+explanations), raised before anything is written."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tabserve.core import store
+from tabserve.core.card import ModelCard
 from tabserve.core.cli import encoding_note
+from tabserve.explaining import options
 from tabserve.scoring import engines
 from tabserve.scoring.files import UTF8, Sink, Source
 from tabserve.scoring.frames import ScoringModel
@@ -55,6 +58,11 @@ def load_model(tag: str) -> ScoringModel:
     return ScoringModel(card, store.load_runtime(model.stored))
 
 
+def reason_count(card: ModelCard, explain: str | int | None) -> int:
+    """--explain K: /predict_csv's explain=K rules, the option named as score.py spells it."""
+    return options.reason_count(card, explain, option="--explain")
+
+
 def score(
     data: Path,
     out: Path,
@@ -65,12 +73,15 @@ def score(
     chunk_rows: int = engines.CHUNK_ROWS,
     encoding: str | None = None,
     sheet: str | None = None,
+    explain: str | int | None = None,
 ) -> Summary:
     """Score `data` into `out` (and <out stem>.rejects.csv) with the model `tag`. `encoding` and `sheet`: how
-    to read a CSV or a workbook (files.Source)."""
+    to read a CSV or a workbook (files.Source). `explain`: K, for columns reason_1 … reason_K after the
+    prediction columns (reason_count)."""
     if engine not in engines.ENGINES:
         raise ValueError(f"engine must be one of {', '.join(engines.ENGINES)}")
     model = load_model(tag)
+    model.reasons = reason_count(model.card, explain)  # checked before any file is opened or written
     # A UTF-8 copy of the input, when one is needed, goes where the engine's workers can read it.
     on_cluster = engine == "spark" and not master.startswith("local")
     source = Source.open(Path(data), model, encoding, sheet, Path(data).resolve().parent if on_cluster else None)

@@ -83,7 +83,7 @@ class Source:
         missing = [name for name in model.card.schema.names if name not in source.columns]
         if missing:
             raise DataError(f"{path.name} lacks feature column(s): {', '.join(missing)}")
-        taken = [name for name in (*model.result_columns, ERROR) if name in source.columns]
+        taken = [name for name in model.added_columns if name in source.columns]
         if taken:
             raise DataError(f"{path.name} already has column(s) {', '.join(taken)}, which the output adds; rename them")
         return source._in_utf8(scratch_dir)
@@ -287,7 +287,8 @@ def _first_line(exc: Exception) -> str:
 class Sink:
     """Where scored rows go: the good ones to `out` (Parquet or CSV), the rejected ones to the rejects CSV.
 
-    Tables arrive in input order with the input columns, the result columns and `error`.
+    Tables arrive in input order with the input columns, the result columns, the reason columns (--explain) and
+    `error`; a rejected row is written as its input cells and `error`.
     """
 
     def __init__(self, out: Path, model: ScoringModel, source: Source):
@@ -311,7 +312,7 @@ class Sink:
     def write(self, table: pa.Table) -> None:
         bad = table.column(ERROR).is_valid()
         good = table.filter(pc.invert(bad)).drop_columns([ERROR])
-        rejected = table.filter(bad).drop_columns(self.model.result_columns)
+        rejected = table.filter(bad).drop_columns([*self.model.result_columns, *self.model.reason_columns])
         if good.num_rows or (self._parquet is None and not self._csv_started):
             self._write_good(good)
         if rejected.num_rows:
@@ -341,9 +342,14 @@ class Sink:
 
 
 def result_fields(model: ScoringModel) -> list[pa.Field]:
-    """The Arrow types of the result columns and `error`: labels as text, numbers as doubles."""
+    """The Arrow types of the result columns, the reason columns and `error`: labels as text, numbers as doubles,
+    reasons as text."""
     labels = rows.class_texts(model.card)
     return [
-        pa.field(name, pa.string() if name == rows.PREDICTION and labels else pa.float64())
-        for name in model.result_columns
-    ] + [pa.field(ERROR, pa.string())]
+        *(
+            pa.field(name, pa.string() if name == rows.PREDICTION and labels else pa.float64())
+            for name in model.result_columns
+        ),
+        *(pa.field(name, pa.string()) for name in model.reason_columns),
+        pa.field(ERROR, pa.string()),
+    ]

@@ -25,10 +25,12 @@ ERROR = "error"
 
 @dataclass
 class ScoringModel:
-    """A stored model version as batch scoring needs it: its card and its runtime (tabserve/models/)."""
+    """A stored model version as batch scoring needs it: its card and its runtime (tabserve/models/); `reasons`:
+    how many reason columns each scored row gets (score.py --explain K; 0: none)."""
 
     card: ModelCard
     runtime: Any
+    reasons: int = 0
     _record_type: type[BaseModel] | None = field(default=None, repr=False)
 
     @property
@@ -44,10 +46,21 @@ class ScoringModel:
 
     @property
     def result_columns(self) -> list[str]:
+        """`prediction` and `proba_<class>`: the numbers and labels of a scored row."""
         return rows.result_columns(self.card)
 
+    @property
+    def reason_columns(self) -> list[str]:
+        """`reason_1` … `reason_K` (none without --explain): text, after the result columns."""
+        return rows.reason_columns(self.reasons)
+
+    @property
+    def added_columns(self) -> list[str]:
+        """Every column scoring adds to the input's: the result columns, the reason columns, `error`."""
+        return [*self.result_columns, *self.reason_columns, ERROR]
+
     def __getstate__(self) -> dict[str, Any]:  # pydantic's generated class is not picklable: made again
-        return {"card": self.card, "runtime": self.runtime, "_record_type": None}
+        return {"card": self.card, "runtime": self.runtime, "reasons": self.reasons, "_record_type": None}
 
 
 def text_cell(value: Any) -> str:
@@ -106,10 +119,13 @@ def drop_blank(text: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_frame(model: ScoringModel, frame: pd.DataFrame, decimal: str = ".") -> pd.DataFrame:
-    """The result columns for a chunk of rows (same index): `prediction`, `proba_<class>` (classification)
-    and `error`, which names a bad row's problems (its other result cells empty) and is None for a good one.
+    """The result columns for a chunk of rows (same index): `prediction`, `proba_<class>` (classification),
+    `reason_1` … `reason_K` (model.reasons: each good row's K largest contributions to its predicted class or
+    value, as /predict_csv?explain=K writes them) and `error`, which names a bad row's problems (its other
+    result cells empty) and is None for a good one.
 
-    `frame` holds at least the schema's features, as text or typed values; numbers in text use `decimal`.
+    `frame` holds at least the schema's features, as text or typed values; numbers in text use `decimal`, and
+    so do the reasons' numbers.
     """
     schema = model.card.schema
     text = as_text(frame, schema.names)
@@ -123,14 +139,27 @@ def score_frame(model: ScoringModel, frame: pd.DataFrame, decimal: str = ".") ->
     columns = model.result_columns
     labels = rows.class_texts(model.card)
     values: list[list[Any]] = [[None] * len(text) for _ in columns]
+    reasons: list[list[Any]] = [[None] * len(text) for _ in model.reason_columns]
     if records:
         results = model.runtime.predict_records(records)
         for position, result in zip(good, results, strict=True):  # one result per record
             for column, value in zip(values, rows.result_values(result, labels), strict=True):
                 column[position] = value
+        if model.reasons:
+            # Each row's predicted class explained (None: a regression's value), as /predict_csv?explain=K does.
+            classified = model.runtime.classes is not None
+            targets = [result["prediction"] if classified else None for result in results]
+            explanations = model.runtime.explain_records(records, targets)
+            for position, record, explanation in zip(good, records, explanations, strict=True):
+                for column, reason in zip(
+                    reasons, rows.reasons(explanation, record, model.reasons, decimal), strict=True
+                ):
+                    column[position] = reason
     out = {
         name: pd.Series(column, index=frame.index, dtype=object if name == rows.PREDICTION and labels else float)
         for name, column in zip(columns, values, strict=True)
     }
+    for name, column in zip(model.reason_columns, reasons, strict=True):
+        out[name] = pd.Series(column, index=frame.index, dtype=object)
     out[ERROR] = pd.Series(errors, index=frame.index, dtype=object)
     return pd.DataFrame(out, index=frame.index)

@@ -138,6 +138,28 @@ def test_spark_writes_the_columns_and_cells_predict_csv_writes(penguins, server)
     assert served.loc[served["error"] != "", "error"].tolist() == rejects["error"].tolist()
 
 
+def test_spark_writes_the_local_engines_reason_columns_with_explain(penguins):
+    """--explain 3 to a CSV: Spark's file is the local engine's byte for byte (reason_1 … reason_3 after the
+    prediction columns, the same text), and so are the rejects (no reason columns)."""
+    out = penguins.tmp / "explained-spark.csv"
+    run = run_score("--data", str(penguins.data), "--out", str(out), "--model", penguins.tag, "--explain", "3", *SPARK)
+    assert run.returncode == 0, run.stderr[-3000:]
+    local = batch.score(penguins.data, penguins.tmp / "explained-local.csv", penguins.tag, engine="local", explain=3)
+    assert out.read_bytes() == local.out.read_bytes()
+    assert (penguins.tmp / "explained-spark.rejects.csv").read_bytes() == local.rejects.read_bytes()
+    scored = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert scored.columns.tolist()[len(penguins.frame.columns) :] == [
+        "prediction",
+        "proba_Adelie",
+        "proba_Chinstrap",
+        "proba_Gentoo",
+        "reason_1",
+        "reason_2",
+        "reason_3",
+    ]
+    assert len(scored) == len(penguins.frame) - len(PENGUIN_BAD) and (scored["reason_3"] != "").all()
+
+
 # --- A real data set with dates, booleans and missing values, as typed Parquet ---------------------
 
 

@@ -1,5 +1,6 @@
 """The /v1/form page in a real headless Chromium (Debian's chromium + chromedriver, via Selenium):
-fill the form, submit, read the result, and keep screenshots in artifacts/."""
+fill the form, submit, read the result and its explanation chart, and keep screenshots in artifacts/
+(docs/form.png, form-result.png and form-explanation.png are copies)."""
 
 import pytest
 import requests
@@ -25,6 +26,21 @@ def wait_for(browser, selector):
     )
 
 
+def fill_and_submit(browser) -> None:
+    """PENGUIN into the form on the page, submitted; returns when the answer is shown."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element(By.ID, "island")).select_by_visible_text(PENGUIN["island"])
+    Select(browser.find_element(By.ID, "sex")).select_by_visible_text(PENGUIN["sex"])
+    for name in ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"):
+        field = browser.find_element(By.ID, name)
+        field.clear()
+        field.send_keys(str(PENGUIN[name]))
+    browser.find_element(By.ID, "submit").click()
+    wait_for(browser, "#prediction")
+
+
 def test_fill_submit_and_read_the_prediction(server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -36,15 +52,7 @@ def test_fill_submit_and_read_the_prediction(server, browser):
     assert [o.text for o in Select(browser.find_element(By.ID, "island")).options] == ["Biscoe", "Dream", "Torgersen"]
     browser.save_screenshot(str(ARTIFACTS / "form.png"))
 
-    Select(browser.find_element(By.ID, "island")).select_by_visible_text(PENGUIN["island"])
-    Select(browser.find_element(By.ID, "sex")).select_by_visible_text(PENGUIN["sex"])
-    for name in ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"):
-        field = browser.find_element(By.ID, name)
-        field.clear()
-        field.send_keys(str(PENGUIN[name]))
-    browser.find_element(By.ID, "submit").click()
-    wait_for(browser, "#prediction")
-
+    fill_and_submit(browser)
     expected = requests.post(f"{server.url}/predict", json=PENGUIN, timeout=30).json()
     assert browser.find_element(By.ID, "prediction").text == expected["prediction"] == "Gentoo"
     bars = browser.find_elements(By.CSS_SELECTOR, "#probabilities .bar")
@@ -52,6 +60,45 @@ def test_fill_submit_and_read_the_prediction(server, browser):
     assert bars[0].get_attribute("data-label") == "Gentoo"  # sorted by probability
     browser.save_screenshot(str(ARTIFACTS / "form-result.png"))
     assert (ARTIFACTS / "form-result.png").stat().st_size > 1000
+
+
+def test_the_answer_is_explained_by_a_bar_chart(server, browser):
+    """Below the answer, each feature's contribution as a bar from the zero axis (right: raises the explained
+    output, left: lowers it), the largest first, the same as GET /v1/predict?explain=true; its screenshot is
+    docs/form-explanation.png's source."""
+    from selenium.webdriver.common.by import By
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.get(f"{server.url}/v1/form")
+    fill_and_submit(browser)
+    chart = wait_for(browser, "#explanation")
+    assert chart.is_displayed()
+
+    explained = requests.get(f"{server.url}/v1/predict", params={**PENGUIN, "explain": "true"}, timeout=30).json()
+    contributions = explained["explanation"]["contributions"]
+    sentence = browser.find_element(By.ID, "explained").text
+    assert sentence.startswith(f"Why {explained['prediction']}: each feature's contribution to the ")
+    assert f"{explained['explanation']['output']} (method {explained['explanation']['method']})" in sentence
+
+    bars = chart.find_elements(By.CSS_SELECTOR, ".contribution")
+    features = [b.get_attribute("data-feature") for b in bars]
+    assert features == sorted(contributions, key=lambda f: -abs(contributions[f])) and len(features) == len(PENGUIN)
+    assert [float(b.get_attribute("data-contribution")) for b in bars] == [contributions[f] for f in features]
+    assert all(b.is_displayed() for b in bars)
+    # As drawn: bar lengths in the same order, each on its side of the axis, the largest half the track.
+    drawn = []
+    for bar, feature in zip(bars, features, strict=True):
+        axis, push = bar.find_element(By.CLASS_NAME, "axis").rect, bar.find_element(By.CLASS_NAME, "push").rect
+        middle = axis["x"] + axis["width"] / 2
+        if contributions[feature] > 0:
+            assert abs(push["x"] - middle) <= 1, (feature, push, axis)
+        elif contributions[feature] < 0:
+            assert abs(push["x"] + push["width"] - middle) <= 1, (feature, push, axis)
+        drawn.append(push["width"])
+        assert feature in bar.text and f"{contributions[feature]:+.2f}" in bar.text
+    assert drawn == sorted(drawn, reverse=True) and abs(drawn[0] - axis["width"] / 2) <= 1, drawn
+    browser.save_screenshot(str(ARTIFACTS / "form-explanation.png"))
+    assert (ARTIFACTS / "form-explanation.png").stat().st_size > 1000
 
 
 def test_invalid_form_input_is_shown_on_the_page(server, browser):

@@ -66,9 +66,7 @@ def records_from_csv(
     return CsvScoring(upload, records, good, errors)
 
 
-def csv_with_predictions(
-    scoring: CsvScoring, results: list[dict[str, Any]], card: ModelCard, reasons: int = 0
-) -> str:
+def csv_with_predictions(scoring: CsvScoring, results: list[dict[str, Any]], card: ModelCard, reasons: int = 0) -> str:
     """The uploaded table as it came (ids and other passed-through columns included), plus a
     prediction column and, for classification, proba_<class> columns, then `reasons` reason_K columns
     (explain=K); in the upload's separator and decimal mark. When bad rows were skipped, an `error` column

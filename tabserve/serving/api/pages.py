@@ -3,13 +3,15 @@
 The markup lives in Jinja2 templates beside this module (templates/: base.html, form.html,
 result.html), rendered with autoescaping on: every name, category, label, value and message from
 the model card or the request is escaped by Jinja2, never by hand. This module only decides what
-each page shows: the control for each kind of feature, what is selected, the order of the bars.
+each page shows: the control for each kind of feature, what is selected, the order of the bars, and
+the answer's explanation as bars of each feature's contribution (left of the zero axis: lowers it; right: raises it).
 
 Plain HTML and inline CSS: no scripts, no external assets, works offline and in any browser.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,8 +93,85 @@ class Bar:
     probability: float
 
 
-def result_page(card: ModelCard, item: dict[str, Any]) -> str:
-    """The answer `item` ({"prediction", "probabilities", "warnings"}): one bar per class, most probable first."""
+@dataclass(frozen=True)
+class Contribution:
+    """One feature's bar of the explanation: `share` is |contribution| over the largest, 0..1."""
+
+    feature: str
+    value: str | None  # the record's value, as text; None when the page was not given the record
+    contribution: float
+    signed: str  # the contribution as shown: "+2.31", "-0.48"
+    share: float
+
+
+@dataclass(frozen=True)
+class Explained:
+    """The chart's heading and its bars, largest |contribution| first."""
+
+    answer: str
+    output: str  # what is explained, with its article: "the softmax logit of 'Gentoo'"
+    method: str
+    base: str
+    value: str
+    bars: list[Contribution]
+
+
+def _value_text(value: Any) -> str:
+    """The record's value as a person wrote it: 2009 (the record holds 2009.0), 48.6, Biscoe, true, missing."""
+    if value is None:
+        return "missing"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return label_text(value)
+
+
+def _decimals(largest: float) -> int:
+    """2 decimals, or enough to show the largest contribution with three significant digits (at most 6)."""
+    if largest >= 0.1 or largest == 0:
+        return 2
+    return min(6, 2 - math.floor(math.log10(largest)))
+
+
+def _explained(item: dict[str, Any], values: dict[str, Any] | None) -> Explained | None:
+    """The answer's explanation as the chart shows it; None without one (or with one the page cannot read)."""
+    explanation = item.get("explanation")
+    if not isinstance(explanation, dict) or not isinstance(explanation.get("contributions"), dict):
+        return None
+    try:
+        contributions = [(str(name), float(c)) for name, c in explanation["contributions"].items()]
+        base, value = float(explanation.get("base", 0.0)), float(explanation.get("value", 0.0))
+    except (TypeError, ValueError):
+        return None
+    if not all(math.isfinite(c) for _, c in contributions):
+        return None
+    ranked = sorted(contributions, key=lambda kv: -abs(kv[1]))  # stable: ties keep the schema's order
+    largest = abs(ranked[0][1]) if ranked else 0.0
+    digits = _decimals(largest)
+    output = str(explanation.get("output") or "the model's output")  # "softmax logit of 'a'", "the predicted value"
+    bars = [
+        Contribution(
+            feature=name,
+            value=None if values is None else _value_text(values.get(name)),
+            contribution=c,
+            signed=f"{c:+.{digits}f}",
+            share=abs(c) / largest if largest else 0.0,
+        )
+        for name, c in ranked
+    ]
+    return Explained(
+        answer=label_text(item["prediction"]),
+        output=output if output.startswith("the ") else f"the {output}",
+        method=str(explanation.get("method", "unknown")),
+        base=f"{base:.{digits}f}",
+        value=f"{value:.{digits}f}",
+        bars=bars,
+    )
+
+
+def result_page(card: ModelCard, item: dict[str, Any], values: dict[str, Any] | None = None) -> str:
+    """The answer `item` ({"prediction", "probabilities", "warnings", and "explanation" when asked}): one bar per
+    class, most probable first; with an explanation, one bar per feature below it, the largest contribution
+    first, labelled with the record's value from `values` (the record that was predicted)."""
     probabilities = item.get("probabilities") or {}
     bars = [Bar(str(label), p) for label, p in sorted(probabilities.items(), key=lambda kv: -kv[1])]
     return ENVIRONMENT.get_template("result.html").render(
@@ -101,4 +180,5 @@ def result_page(card: ModelCard, item: dict[str, Any]) -> str:
         prediction=label_text(item["prediction"]),
         bars=bars,
         warnings=list(item.get("warnings") or []),
+        explained=_explained(item, values),
     )

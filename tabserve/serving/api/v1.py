@@ -18,8 +18,8 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from tabserve.core.card import ModelCard, feature_dict
 from tabserve.core.errors import InvalidInput, ModelUnavailable, error_body, pydantic_detail, summarize
+from tabserve.explaining.options import EXPLAIN_CLASS_DOC, EXPLAIN_DOC
 from tabserve.serving.api import pages
-from tabserve.serving.api.explain_options import EXPLAIN_CLASS_DOC, EXPLAIN_DOC
 from tabserve.serving.api.entities import (
     EntityLookup,
     EntityNotFound,
@@ -96,9 +96,7 @@ def create_app(
             raise HTTPException(404, error_body(f"unknown feature {name!r}", detail)) from None
 
     @app.get("/predict", summary="Predict one record given as query parameters", response_model=prediction_type)
-    async def predict(
-        record: Annotated[explained_query, Query()], response: Response
-    ) -> Any:
+    async def predict(record: Annotated[explained_query, Query()], response: Response) -> Any:
         values, options = split_options(record)
         item, hit = await predictor().predict_one(values, explain=options)
         response.headers["X-Cache"] = "hit" if hit else "miss"
@@ -180,8 +178,18 @@ def create_app(
             return HTMLResponse(pages.form_page(card, cells, messages), status_code=400)
         except ValueError as exc:
             return HTMLResponse(pages.form_page(card, cells, [str(exc)]), status_code=400)
-        item, _ = await predictor().predict_one(record)
-        return HTMLResponse(pages.result_page(card, item))
+        # The version that answers (the champion, or the challenger for a canary share) is explained when it can be:
+        # the result page draws each feature's contribution. Explanations never fail the form: without them (or
+        # when the model side cannot give them after all) the page shows the answer alone.
+        answering = predictor().versions.for_record(record)
+        if answering.explanation:
+            try:
+                item, _ = await predictor().predict_one(record, card=answering, explain=("true", None))
+                return HTMLResponse(pages.result_page(card, item, record))
+            except InvalidInput as exc:
+                logger.warning("the form's answer from %s is not explained: %s", answering.tag, exc.message)
+        item, _ = await predictor().predict_one(record, card=answering)
+        return HTMLResponse(pages.result_page(card, item, record))
 
     from tabserve.serving.observe.drift import drift_router  # GET /v1/drift: live traffic against the training data
 

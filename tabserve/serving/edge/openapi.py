@@ -252,7 +252,7 @@ EXPLAINED_ROUTES = ("/predict", "/predict_batch", "/predict_csv")
 
 
 def _document_explain(operation: dict, path: str) -> None:
-    from tabserve.serving.api.explain_options import EXPLAIN_CLASS_DOC, EXPLAIN_CSV_DOC, EXPLAIN_DOC
+    from tabserve.explaining.options import EXPLAIN_CLASS_DOC, EXPLAIN_CSV_DOC, EXPLAIN_DOC
 
     parameters = [p for p in operation.get("parameters", []) if p.get("name") not in ("explain", "explain_class")]
     if path == "/predict_csv":

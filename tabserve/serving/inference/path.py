@@ -16,10 +16,10 @@ from typing import Any
 from tabserve.core import config
 from tabserve.core.card import ModelCard
 from tabserve.core.errors import InvalidInput, ModelUnavailable
+from tabserve.explaining.options import explain_target, reason_count
 from tabserve.serving import settings
 from tabserve.serving.api import csv_upload
 from tabserve.serving.api.contract import batch_answer, error_response, shape
-from tabserve.serving.api.explain_options import explain_target, reason_count
 from tabserve.serving.inference.batching import InFlightBatcher
 from tabserve.serving.inference.cache import PredictionCache, open_cache
 from tabserve.serving.observe import drift, metrics, payload_log

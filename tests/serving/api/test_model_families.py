@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 
 import bentoml
@@ -135,6 +136,39 @@ def test_open_inference_protocol_answers_the_same_labels(served):
     assert probabilities["shape"] == [len(records), len(CLASSES)]
     rows = [probabilities["data"][i : i + len(CLASSES)] for i in range(0, len(probabilities["data"]), len(CLASSES))]
     assert all(sum(row) == pytest.approx(1, abs=1e-5) for row in rows)
+
+
+def test_explained_answers_add_up_on_every_route_and_agree(served):
+    """?explain=true on /predict, /predict_batch, GET /v1/predict and the versioned route: the same explanation of
+    each record (batched or alone), adding up to the explained output, whose softmax gives the probabilities;
+    /predict_csv?explain=2 writes each row's top two contributions of that explanation."""
+    family, tag, runtime, client = served
+    records = [PENGUIN, *records_of(few_rows(), tag)]
+    batch = client.post("/predict_batch?explain=true", json={"records": records})
+    assert batch.status_code == 200, batch.text
+    for record, together in zip(records, batch.json()["predictions"], strict=True):
+        answer = client.post("/predict?explain=true", json=record)
+        assert answer.status_code == 200 and answer.headers["x-cache"] == "miss", answer.text
+        alone = answer.json()["explanation"]
+        assert alone == together["explanation"] and list(alone["contributions"]) == list(PENGUIN)
+        assert alone["output"].endswith(f"of '{answer.json()['prediction']}'")
+        assert abs(alone["base"] + sum(alone["contributions"].values()) - alone["value"]) <= 1e-6
+        logits = {c: client.post(f"/predict?explain_class={c}", json=record).json()["explanation"] for c in CLASSES}
+        if family == "forest":  # a forest explains the probability itself
+            implied = [logits[c]["value"] for c in CLASSES]
+        else:
+            exp = [math.exp(logits[c]["value"] - max(e["value"] for e in logits.values())) for c in CLASSES]
+            implied = [e / sum(exp) for e in exp]
+        assert implied == pytest.approx([answer.json()["probabilities"][c] for c in CLASSES], abs=2e-6)
+    query = "&".join(f"{k}={v}" for k, v in PENGUIN.items())
+    for path in (f"/v1/predict?{query}&explain=true", f"/v1/models/{tag}/predict?{query}&explain=true"):
+        assert client.get(path).json()["explanation"] == batch.json()["predictions"][0]["explanation"], path
+    scored = client.post("/predict_csv?explain=2", files={"file": ("penguins.csv", few_rows(), "text/csv")})
+    assert scored.status_code == 200, scored.text
+    for row, explained in zip(csv.DictReader(io.StringIO(scored.text)), batch.json()["predictions"][1:], strict=True):
+        top = sorted(explained["explanation"]["contributions"].items(), key=lambda kv: -abs(kv[1]))[:2]
+        written = [row[name] if row[name] not in ("", "NA") else "(missing)" for name, _ in top]
+        assert [row["reason_1"], row["reason_2"]] == [f"{n}={v} ({c:+.3g})" for (n, c), v in zip(top, written)]
 
 
 def test_the_model_card_names_the_family_and_its_one_candidate(served):

@@ -1,6 +1,7 @@
 """The /v1/form pages (tabserve/serving/api/pages.py and its Jinja2 templates), rendered from hand-made model
 cards and read back with the standard library's HTML parser: autoescaping, one control per kind of
-feature, the errors, the result's bars. The browser test (tests/served/test_form_browser.py) drives
+feature, the errors, the result's bars and its explanation chart; the form's route asking for the explanation (a
+hand-made request path, then the real one in process). The browser test (tests/served/test_form_browser.py) drives
 the same pages in Chromium."""
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
 from tabserve.core.card import ModelCard
-from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, NUMERIC, Feature, FeatureSchema
-from tabserve.serving.api import pages
-from tests.conftest import ROOT
+from tabserve.core.schema import BOOLEAN, CATEGORICAL, DATE, DATETIME, NUMERIC, Feature, FeatureSchema, label_text
+from tabserve.explaining.explainers import NotExplainable
+from tabserve.serving.api import pages, v1
+from tabserve.serving.api.contract import ApiTypes
+from tabserve.serving.rollout.versions import ModelVersions
+from tests.conftest import PENGUIN, ROOT, in_process_service
 
 XSS = "<script>alert(1)</script>"
 VOID = {"meta", "input", "br", "img", "link", "hr"}
@@ -97,8 +102,10 @@ FEATURES = (
 )
 
 
-def card_of(*features: Feature, target: str = "species", task: str = "classification") -> ModelCard:
-    return ModelCard(task=task, target=target, schema=FeatureSchema(tuple(features)), classes=["a", "b"], tag="demo:v1")
+def card_of(*features: Feature, target: str = "species", task: str = "classification", **extra) -> ModelCard:
+    return ModelCard(
+        task=task, target=target, schema=FeatureSchema(tuple(features)), classes=["a", "b"], tag="demo:v1", **extra
+    )
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +155,27 @@ def test_names_categories_and_messages_are_escaped():
     assert page.one(id="prediction").text == XSS and page.one("title").text == f"Predicted {XSS}"
     assert [b.attrs["data-label"] for b in page.all(class_="bar")] == [XSS, "a&b"]
     assert page.one(class_="warn").text == f"x={XSS}"
+
+    explained = {
+        "prediction": XSS,
+        "probabilities": None,
+        "explanation": {
+            "method": XSS,
+            "output": f"softmax logit of {XSS!r}",
+            "base": 0.0,
+            "value": 1.0,
+            "contributions": {"a&b": 1.5, 'q"><b>': -0.5},
+        },
+    }
+    result = pages.result_page(hostile, explained, {"a&b": XSS, 'q"><b>': None})
+    assert "<script>" not in result and "<b>" not in result
+    page = parse(result)
+    assert [b.attrs["data-feature"] for b in page.all(class_="contribution")] == ["a&b", 'q"><b>']
+    assert [b.one(class_="feature").text for b in page.all(class_="contribution")] == [
+        f"a&b = {XSS}",
+        'q"><b> = missing',
+    ]
+    assert page.one(id="explained").text.startswith(f"Why {XSS}: each feature's contribution to the softmax logit of")
 
 
 @pytest.mark.parametrize(
@@ -231,6 +259,7 @@ def test_result_bars_are_sorted_by_probability():
     assert [b.all("span")[0].text for b in bars] == ["Gentoo", "Chinstrap", "Adelie"]
     assert not page.all(class_="warn")
     assert page.one("a").attrs["href"] == "form"
+    assert not page.all(id="explanation") and not page.all(class_="contribution")  # no explanation: no chart
 
 
 def test_result_of_a_regression_and_of_a_boolean_label():
@@ -244,6 +273,182 @@ def test_result_of_a_regression_and_of_a_boolean_label():
     )
     assert boolean.one(id="prediction").text == "true"
     assert [b.attrs["data-label"] for b in boolean.all(class_="bar")] == ["true", "false"]
+
+
+EXAMPLE = {f.name: f.example for f in FEATURES}
+CONTRIBUTIONS = {  # in the schema's order, as the model side gives them
+    "island": 2.31,
+    "origin": -0.5,
+    "member": 0.0,
+    "promo": 0.1,
+    "day": -3.2,
+    "seen_at": 0.02,
+    "mass": 1.0,
+    "ratio": -0.004,
+}
+
+
+def explained_item(contributions: dict[str, float] = CONTRIBUTIONS, base: float = 0.12, **explanation) -> dict:
+    return {
+        "prediction": "a",
+        "probabilities": {"a": 0.8, "b": 0.2},
+        "warnings": [],
+        "explanation": {
+            "method": "tree_shap",
+            "output": "softmax logit of 'a'",
+            "base": base,
+            "value": base + sum(contributions.values()),
+            "contributions": contributions,
+            **explanation,
+        },
+    }
+
+
+def test_the_explanation_is_one_bar_per_feature_largest_contribution_first():
+    page = parse(pages.result_page(card_of(*FEATURES), explained_item(), EXAMPLE))
+    assert [b.attrs["data-label"] for b in page.one(id="probabilities").all(class_="bar")] == ["a", "b"]  # still there
+    chart = page.one(id="explanation")
+    assert chart.one(id="explained").text == (
+        "Why a: each feature's contribution to the softmax logit of 'a' (method tree_shap), "
+        "from the average of 0.12 to -0.15 for this record."
+    )
+    bars = chart.all(class_="contribution")
+    assert [b.attrs["data-feature"] for b in bars] == [
+        "day",
+        "island",
+        "mass",
+        "origin",
+        "promo",
+        "seen_at",
+        "ratio",
+        "member",
+    ]
+    assert [float(b.attrs["data-contribution"]) for b in bars] == [-3.2, 2.31, 1.0, -0.5, 0.1, 0.02, -0.004, 0.0]
+    # right of the axis (up) raises the output, left (down) lowers it; a zero contribution has no side
+    assert [b.attrs["class"].split()[1] for b in bars] == ["down", "up", "up", "down", "up", "up", "down", "none"]
+    assert [b.one(class_="amount").text for b in bars] == [
+        "-3.20",
+        "+2.31",
+        "+1.00",
+        "-0.50",
+        "+0.10",
+        "+0.02",
+        "-0.00",
+        "+0.00",
+    ]
+    assert [b.one(class_="feature").text for b in bars] == [
+        "day = 2024-01-31",
+        "island = Dream",
+        "mass = 3750",
+        "origin = 2",
+        "promo = missing",
+        "seen_at = 2024-01-31T10:30:00",
+        "ratio = missing",
+        "member = false",
+    ]
+    # half the track for the largest |contribution| (the axis is in the middle), the others in proportion
+    widths = [b.one(class_="push").attrs["style"] for b in bars]
+    assert widths == [f"width:{w}%" for w in ("50.0", "36.1", "15.6", "7.8", "1.6", "0.3", "0.1", "0.0")]
+
+
+def test_a_regression_explanation_and_small_contributions():
+    item = explained_item(
+        {"mass": 0.0123, "ratio": -0.0456}, output="the predicted value", method="linear", base=3.5
+    ) | {"prediction": 3.4667, "probabilities": None}
+    page = parse(pages.result_page(card_of(*FEATURES, target="price", task="regression"), item))
+    assert page.one(id="explained").text == (
+        "Why 3.4667: each feature's contribution to the predicted value (method linear), "
+        "from the average of 3.5000 to 3.4667 for this record."
+    )
+    bars = page.all(class_="contribution")
+    assert [b.one(class_="amount").text for b in bars] == ["-0.0456", "+0.0123"]  # three significant digits
+    assert [b.one(class_="feature").text for b in bars] == ["ratio", "mass"]  # no record given: names alone
+
+
+@pytest.mark.parametrize(
+    "explanation",
+    [
+        None,
+        {},
+        {"method": "tree_shap"},
+        {"contributions": {"mass": "heavy"}},
+        {"contributions": {"mass": float("nan")}},
+    ],
+)
+def test_no_chart_without_a_readable_explanation(explanation):
+    item = {"prediction": "a", "probabilities": {"a": 1.0}, "explanation": explanation}
+    page = parse(pages.result_page(card_of(*FEATURES), item, EXAMPLE))
+    assert page.one(id="prediction").text == "a" and not page.all(id="explanation")
+
+
+class Answering:
+    """The request path's predict_one for the form's route: the answer, explained when asked unless `refuse` (the
+    model side could not explain after all); notes the explain option of every call."""
+
+    def __init__(self, card: ModelCard, refuse: bool = False):
+        self.versions, self.refuse, self.asked = ModelVersions(card), refuse, []
+
+    async def predict_one(self, record, card=None, explain=(None, None)):
+        self.asked.append(explain)
+        item = {"prediction": "a", "probabilities": {"a": 0.8, "b": 0.2}, "warnings": [], "model": "demo:v1"}
+        if explain == (None, None):
+            return item, False
+        if self.refuse:
+            raise NotExplainable("hgb", "the explainer failed its check")
+        return explained_item() | {"model": "demo:v1"}, False
+
+
+@pytest.mark.parametrize(
+    "explanation, refuse, asked, chart",
+    [
+        ({}, False, [(None, None)], False),  # a version without explanations: predicted as before
+        ({"method": "tree_shap"}, False, [("true", None)], True),
+        ({"method": "tree_shap"}, True, [("true", None), (None, None)], False),  # refused: the answer alone, no 500
+    ],
+)
+def test_the_form_asks_for_an_explanation_when_the_version_has_them(explanation, refuse, asked, chart):
+    card = card_of(*FEATURES, explanation=explanation)
+    types = ApiTypes.from_card(card, max_records=10)
+    answering = Answering(card, refuse)
+    app = v1.create_app(card, types.record, types.prediction, {}, predictor=lambda: answering)
+    with TestClient(app) as http:
+        form = {name: "" if value is None else label_text(value) for name, value in EXAMPLE.items()}
+        answer = http.post("/form", data=form)
+    assert answer.status_code == 200, answer.text
+    assert answering.asked == asked
+    page = parse(answer.text)
+    assert page.one(id="prediction").text == "a"
+    assert bool(page.all(id="explanation")) == chart
+    if chart:  # labelled with the submitted record's values
+        assert page.all(class_="contribution")[1].one(class_="feature").text == "island = Dream"
+
+
+def test_the_served_form_explains_its_answer(penguins_model):
+    """The real request path in process: the form's chart is the explanation GET /v1/predict?explain=true gives."""
+    with in_process_service(str(penguins_model.tag)) as client:
+        explanation = client.get("/v1/model").json()["explanation"]
+        assert explanation, "the penguins model is explained"
+        page = parse(client.post("/v1/form", data=PENGUIN).text)
+        query = "&".join(f"{k}={v}" for k, v in PENGUIN.items())
+        expected = client.get(f"/v1/predict?{query}&explain=true").json()
+    assert page.one(id="prediction").text == expected["prediction"] == "Gentoo"
+    contributions = expected["explanation"]["contributions"]
+    bars = page.one(id="explanation").all(class_="contribution")
+    assert [b.attrs["data-feature"] for b in bars] == sorted(contributions, key=lambda f: -abs(contributions[f]))
+    assert {b.attrs["data-feature"]: float(b.attrs["data-contribution"]) for b in bars} == contributions
+    assert sorted(contributions) == sorted(PENGUIN)  # one bar per input feature
+    assert {b.one(class_="feature").text for b in bars} == {  # the record's values (numbers are floats in it)
+        "island = Biscoe",
+        "bill_length_mm = 48.6",
+        "bill_depth_mm = 16",
+        "flipper_length_mm = 230",
+        "body_mass_g = 5800",
+        "sex = male",
+        "year = 2009",
+    }
+    sentence = page.one(id="explained").text
+    assert sentence.startswith("Why Gentoo: each feature's contribution to the ")
+    assert expected["explanation"]["output"] in sentence and expected["explanation"]["method"] in sentence
 
 
 def test_the_bento_packs_the_templates():

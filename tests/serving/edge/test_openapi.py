@@ -88,14 +88,17 @@ def test_documents_the_on_error_choice_of_csv_scoring():
     again = document_errors(spec, GATE)  # idempotent: one declaration each, however often documented
     parameters = {(p["in"], p["name"]): p for p in again["paths"]["/predict_csv"]["post"]["parameters"]}
     choice = {"type": "string", "enum": ["fail", "skip"], "default": "fail"}
-    assert set(parameters) == {("query", "on_error"), ("header", "X-On-Error")}
+    assert set(parameters) == {("query", "on_error"), ("header", "X-On-Error"), ("query", "explain")}
+    assert parameters.pop(("query", "explain"))["schema"] == {"type": "integer", "minimum": 1}  # K reason columns
     for parameter in parameters.values():
         assert parameter["schema"] == choice and parameter["required"] is False
     assert (
         "skip" in parameters[("query", "on_error")]["description"]
         and "error` column" in parameters[("query", "on_error")]["description"]
     )
-    assert "parameters" not in again["paths"]["/predict"]["post"]
+    explain = {p["name"]: p for p in again["paths"]["/predict"]["post"]["parameters"]}
+    assert set(explain) == {"explain", "explain_class"}
+    assert explain["explain"]["schema"] == {"type": "string", "enum": ["true", "false"], "default": "false"}
 
 
 def test_documents_the_probes_json_answers():

@@ -19,7 +19,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tabserve.core.card import ModelCard
-from tabserve.core.errors import ModelUnavailable, error_body, pydantic_detail, summarize
+from tabserve.core.errors import InvalidInput, ModelUnavailable, error_body, pydantic_detail, summarize
+from tabserve.explaining.options import explain_target
 from tabserve.serving.api.oip.codec import parse_request
 from tabserve.serving.api.oip.datatypes import (
     input_datatype,
@@ -28,7 +29,9 @@ from tabserve.serving.api.oip.datatypes import (
     outputs,
     records_from_request,
     split_tag,
+    wanted_outputs,
 )
+from tabserve.serving.api.oip.explain import explain_options
 from tabserve.serving.api.oip.messages import (
     InferenceRequest,
     InferenceResponse,
@@ -51,7 +54,7 @@ def _server_version() -> str:
 
 
 ERRORS = {
-    400: "Invalid input: the error names the input (and the row, for N > 1)",
+    400: "Invalid input: the error names the input (and the row, for N > 1), the output or the explanation option",
     404: "Unknown model or version (the error names the held ones)",
     409: "A held version whose feature schema differs from the served API's: serve it on its own",
     415: "Not JSON (or JSON with binary tensor data)",
@@ -63,8 +66,9 @@ ERRORS = {
 def create_app(
     card: ModelCard, record_type: type[BaseModel], predictor: Callable[[], Any], max_records: int = 10_000
 ) -> FastAPI:
-    """`predictor()` gives the entry service: `async predict_one(record) -> (item, cache_hit)`,
-    `async predict_many(records) -> [item]` and `async __is_ready__() -> bool`."""
+    """`predictor()` gives the entry service (tabserve/serving/inference/path.py): `versions`,
+    `async predict_one(record, card[, explain]) -> (item, cache_hit)`, `async predict_many(records, card[, explain])
+    -> [item]` and `async is_ready() -> bool`. `explain` is passed only when the request asks for explanations."""
     app = FastAPI(title="tabserve /v2 (Open Inference Protocol)", docs_url=None, redoc_url=None, openapi_url=None)
 
     def error(status: int, message: str, detail: list | None = None, headers: dict | None = None) -> JSONResponse:
@@ -73,6 +77,10 @@ def create_app(
     @app.exception_handler(OipError)
     async def refused(request: Request, exc: OipError) -> JSONResponse:
         return error(exc.status, exc.message, exc.detail)
+
+    @app.exception_handler(InvalidInput)
+    async def invalid_option(request: Request, exc: InvalidInput) -> JSONResponse:
+        return error(exc.status, exc.message, exc.detail)  # an explanation option the answering version refuses
 
     @app.exception_handler(ModelUnavailable)
     async def unavailable(request: Request, exc: ModelUnavailable) -> JSONResponse:
@@ -204,17 +212,26 @@ def create_app(
             )
         inference = parse_request(await request.body(), header_length)
         records = records_from_request(inference, card, record_type, max_records)
-        tensors_wanted = inference.outputs
-        outputs(card, [], tensors_wanted)  # an unknown output is refused before the model is called
         service = predictor()
+        # Bad explanation options and unknown outputs are refused before the model is called: the options against
+        # the version named, else the champion (the request path checks the version that answers again: a canary).
+        explain = explain_options(inference)
+        explained = explain_target(version_card or service.versions.champion, *explain) is not None
+        tensors_wanted = inference.outputs
+        wanted_outputs(card, tensors_wanted, explained)
+        asked = {"explain": explain} if explained else {}
         if len(records) == 1:
-            answer, hit = await service.predict_one(records[0], version_card)
+            answer, hit = await service.predict_one(records[0], version_card, **asked)
             answers = [answer]
             response.headers["X-Cache"] = "hit" if hit else "miss"
         else:
-            answers = await service.predict_many(records, version_card)
+            answers = await service.predict_many(records, version_card, **asked)
         name, version = split_tag(answers[0]["model"])  # the version that answered
-        body = {"model_name": name, "model_version": version, "outputs": outputs(card, answers, tensors_wanted)}
+        body = {
+            "model_name": name,
+            "model_version": version,
+            "outputs": outputs(card, answers, tensors_wanted, explained),
+        }
         if inference.id is not None:
             body["id"] = inference.id
         return body

@@ -18,6 +18,7 @@ from tabserve.core.errors import pydantic_detail, repeated, summarize
 from tabserve.core.pipeline import CLASSIFICATION
 from tabserve.core.schema import BOOLEAN, CATEGORICAL, NUMERIC, Feature
 from tabserve.serving.api.oip.codec import decode_base64, decode_text
+from tabserve.serving.api.oip.explain import EXPLANATION_OUTPUTS, explanation_tensors
 from tabserve.serving.api.oip.messages import InferenceRequest, OipError, RequestInput, RequestOutput
 
 PLATFORM = "scikit-learn"
@@ -192,20 +193,38 @@ def records_from_request(
 # --- Answers -> output tensors ---------------------------------------------------------------------
 
 
-def outputs(
-    card: ModelCard, answers: list[dict[str, Any]], requested: list[RequestOutput] | None
-) -> list[dict[str, Any]]:
-    """The output tensors of the answers (API items: prediction, probabilities), as requested."""
+def wanted_outputs(card: ModelCard, requested: list[RequestOutput] | None, explained: bool = False) -> list[str]:
+    """The names of the outputs to answer, in order: those requested (default: the model's outputs), and when the
+    answers are explained, the explanation outputs (those requested, or all of them). An unknown name is refused."""
     available = output_names(card)
-    wanted = [o.name for o in requested] if requested else available
-    unknown = [name for name in wanted if name not in available]
+    known = [*available, *EXPLANATION_OUTPUTS]
+    wanted = [o.name for o in requested] if requested else list(available)
+    unknown = [name for name in wanted if name not in known]
     if unknown:
-        raise OipError(
-            400, f"invalid input: unknown output(s): {', '.join(unknown)}; this model's outputs: {', '.join(available)}"
+        listed = ", ".join(available) + (
+            f"; with explanations: {', '.join(EXPLANATION_OUTPUTS)}" if card.explanation else ""
         )
+        raise OipError(400, f"invalid input: unknown output(s): {', '.join(unknown)}; this model's outputs: {listed}")
+    named = [name for name in wanted if name in EXPLANATION_OUTPUTS]
+    if explained:
+        return wanted if named else [*wanted, *EXPLANATION_OUTPUTS]
+    if named:  # the app asks for explanations when one is named; a direct call may not have
+        raise OipError(400, f"invalid input: the output(s) {', '.join(named)} need the parameter explain: true")
+    return wanted
+
+
+def outputs(
+    card: ModelCard, answers: list[dict[str, Any]], requested: list[RequestOutput] | None, explained: bool = False
+) -> list[dict[str, Any]]:
+    """The output tensors of the answers (API items: prediction, probabilities, explanation when `explained`), as
+    requested."""
+    wanted = wanted_outputs(card, requested, explained)
+    explanations = explanation_tensors(answers, [n for n in wanted if n in EXPLANATION_OUTPUTS]) if explained else {}
     tensors = []
     for name in wanted:
-        if name == "predict":
+        if name in explanations:
+            tensors.append(explanations[name])
+        elif name == "predict":
             tensors.append(
                 {
                     "name": "predict",

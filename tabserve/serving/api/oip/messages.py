@@ -37,7 +37,10 @@ class RequestInput(BaseModel):
 
 class RequestOutput(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")
-    name: str = Field(description="predict or predict_proba.")
+    name: str = Field(
+        description="predict or predict_proba; with explanations contributions, explanation_output, explanation_base "
+        "or explanation_value (naming one asks for explanations)."
+    )
     parameters: dict[str, Any] | None = None
 
 
@@ -45,7 +48,11 @@ class InferenceRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="allow")  # clients add fields (KServe: model_name)
     id: str | None = Field(None, description="Echoed in the answer.")
     parameters: dict[str, Any] | None = Field(
-        None, description='{"content_type": "pd"} (MLServer\'s pandas codec) is accepted: the same columnar form.'
+        None,
+        description='{"content_type": "pd"} (MLServer\'s pandas codec) is accepted: the same columnar form. '
+        '{"explain": true} adds the explanation outputs (contributions: [N, features], explanation_output, '
+        'explanation_base, explanation_value); {"explain_class": LABEL} explains that class instead of the '
+        "predicted one.",
     )
     inputs: list[RequestInput] = Field(min_length=1, description="One input per feature.")
     outputs: list[RequestOutput] | None = Field(None, description="The outputs wanted (default: all).")

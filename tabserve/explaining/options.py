@@ -1,8 +1,9 @@
-"""The explanation options of a request, checked against the answering version before the model is called:
-`explain=true|false` and `explain_class=LABEL` (JSON answers), `explain=K` (a CSV's K reason columns).
+"""The explanation options, checked against the answering version before the model is called: a request's
+`explain=true|false` and `explain_class=LABEL` (JSON answers), `explain=K` (a CSV's K reason columns, and
+score.py's --explain K).
 
-Every bad value is a 400 in the one error shape naming the parameter and what it takes; a version without
-explanations is a 400 saying why (tabserve/explaining/explainers.py NotExplainable)."""
+Every bad value is InvalidInput (a 400 in the one error shape; one line from score.py) naming the option and
+what it takes; a version without explanations is NotExplainable saying why (explainers.py)."""
 
 from __future__ import annotations
 
@@ -54,20 +55,19 @@ def explain_target(card: ModelCard, explain: str | None, explain_class: str | No
     return labels[explain_class]
 
 
-def reason_count(card: ModelCard, explain: str | None) -> int:
-    """/predict_csv's explain=K: how many reason columns (0: none asked)."""
+def reason_count(card: ModelCard, explain: str | int | None, option: str = "explain") -> int:
+    """K reason columns (0: none asked): /predict_csv's explain=K, score.py's --explain K (`option`)."""
     if explain is None or explain == "":
         return 0
     features = len(card.schema.features)
+    prefix = "invalid input: " if option == "explain" else ""
     try:
         count = int(explain)
     except ValueError:
         raise InvalidInput(
-            f"invalid input: explain must be a whole number of reasons from 1 to {features}, not {explain!r}"
+            f"{prefix}{option} must be a whole number of reasons from 1 to {features}, not {str(explain)!r}"
         ) from None
     if not 1 <= count <= features:
-        raise InvalidInput(
-            f"invalid input: explain must be from 1 to {features} (the model's feature count), not {count}"
-        )
+        raise InvalidInput(f"{prefix}{option} must be from 1 to {features} (the model's feature count), not {count}")
     explainable(card)
     return count
