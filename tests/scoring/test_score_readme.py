@@ -41,3 +41,6 @@ def test_readme_score_commands_run_as_printed(command, penguins_model, tmp_path)
     assert len(scored) == 344 and {"prediction", "proba_Adelie", "proba_Chinstrap", "proba_Gentoo"} <= set(
         scored.columns
     )
+    if "--explain 2" in command:  # each row's two largest contributions, after the prediction columns
+        assert list(scored.columns[-2:]) == ["reason_1", "reason_2"]
+        assert scored["reason_1"].str.fullmatch(r"\w+=[^ ]+ \([+-][\d.e+-]+\)").all()

@@ -52,7 +52,25 @@ def route(command: str) -> str:
 def check(command: str, status: int, out: str, model_tag: str) -> None:
     """What each README command must answer; a command without an expectation here fails."""
     path, where = route(command), f"{command}\n-> {status} {out[:500]}"
-    if path == "/predict" and "Atlantis" in command:
+    if "explain" in command and path in ("/predict", "/v1/predict"):  # docs/explanations.md
+        body = json.loads(out)
+        if "explain=maybe" in command:
+            assert status == 400 and body["error"] == "invalid input: explain must be true or false, not 'maybe'", where
+            return
+        assert status == 200 and body["model"] == model_tag, where
+        explanation = body["explanation"]
+        assert list(explanation["contributions"]) == list(PENGUIN), where
+        assert abs(explanation["base"] + sum(explanation["contributions"].values()) - explanation["value"]) <= 1e-6
+        explained = command.split("explain_class=")[1].split("'")[0] if "explain_class=" in command else body["prediction"]
+        assert explanation["output"].endswith(f"of '{explained}'"), where
+        if "Biscoe" in command and "explain_class" not in command:  # the page shows this one's answer
+            assert body["prediction"] == "Gentoo" and max(explanation["contributions"], key=explanation["contributions"].get) == "flipper_length_mm", where
+    elif path == "/predict_csv" and "explain=2" in command:  # | head -3, with the two reason columns
+        assert status == 200, where
+        header, *rows = out.splitlines()
+        assert header.split(",")[-2:] == ["reason_1", "reason_2"] and len(rows) == 2, where
+        assert all(re.fullmatch(r"\w+=[^,]+ \([+-][\d.e+-]+\)", cell) for row in rows for cell in row.split(",")[-2:]), where
+    elif path == "/predict" and "Atlantis" in command:
         assert status == 400, where
         assert json.loads(out)["error"] == "invalid input: island: Input should be 'Biscoe', 'Dream' or 'Torgersen'", (
             where
