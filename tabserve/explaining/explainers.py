@@ -407,3 +407,40 @@ def for_xgboost(runtime: Any) -> Explainer:
     own = booster.inplace_predict(model_input.frame(records), predict_type="margin")
     check(explainer, probe, np.asarray(own, dtype=float), "xgboost")
     return explainer
+
+
+def for_sklearn(runtime: Any) -> Explainer:
+    """An imported scikit-learn tree ensemble taking numbers only (a random forest, extra trees, a
+    HistGradientBoosting model without categorical features): TreeSHAP on the frame's numbers. Pipelines and
+    other estimators: NotExplainable (their derived columns cannot be folded back with certainty)."""
+    from tabserve.explaining import trees
+    from tabserve.explaining.treeshap import TreeShap
+
+    model, model_input = runtime.estimator, runtime.input
+    kind = type(model).__name__
+    if hasattr(model, "_predictors") and getattr(model, "is_categorical_", None) is None:
+        ensemble, space = trees.hist_gradient_boosting(model), None
+    elif hasattr(model, "estimators_") and hasattr(np.ravel(model.estimators_)[0], "tree_"):
+        ensemble, space = trees.forest(model), ("probability" if runtime.task == "classification" else "value")
+    else:
+        raise NotExplainable("scikit-learn", f"a {kind} is not a tree ensemble explained exactly here")
+    if space is None:
+        space = tree_space(model, runtime.task == "classification", ensemble.outputs)
+
+    def encode(records: list[dict[str, Any]]) -> np.ndarray:
+        return model_input.frame(records).to_numpy(dtype=float)
+
+    explainer = TreeShapExplainer(TreeShap(ensemble), _same, list(model_input.columns), None, space)
+    explainer.encode = encode
+    records = probe_records(model_input.features)
+    try:
+        probe = encode(records)
+    except (TypeError, ValueError) as exc:
+        raise NotExplainable("scikit-learn", f"its input is not all numbers ({exc})") from None
+    frame = model_input.frame(records)
+    if hasattr(model, "_predictors"):
+        own = model._raw_predict(frame)
+    else:
+        own = model.predict_proba(frame) if runtime.task == "classification" else model.predict(frame)[:, None]
+    check(explainer, probe, np.asarray(own, dtype=float), "scikit-learn")
+    return explainer

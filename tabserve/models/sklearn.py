@@ -84,3 +84,8 @@ class SklearnRuntime(Runtime):
             return False
         best = np.asarray(self.classes, dtype=object)[self.estimator.predict_proba(frame).argmax(axis=1)]
         return not all(plain(a) == plain(b) for a, b in zip(best, self.estimator.predict(frame), strict=True))
+
+    def make_explainer(self) -> Any:
+        from tabserve.explaining.explainers import for_sklearn
+
+        return for_sklearn(self)

@@ -1,9 +1,10 @@
 """CI smoke run of the benchmark (bench/run.py --smoke): it runs end to end against all its servers,
 writes its files, sees no errors, and the batched service really batches under concurrency; the
-settings' costs (drift counting off, payload log on), the predict-by-id level and batch scoring (local
-engine, a few rows) are reported. The peers (MLServer and LitServe, bench/peers/, each installed into its
-own virtualenv from PyPI during the run) answer every level without errors, beside the project in its
-services layout. No timing thresholds: the cores are shared, timings are noise here."""
+settings' costs (drift counting off, payload log on), the predict-by-id level, the explained points
+(?explain=true beside the unexplained ones, 1 s each) and batch scoring (local engine, a few rows) are
+reported. The peers (MLServer and LitServe, bench/peers/, each installed into its own virtualenv from
+PyPI during the run) answer every level without errors, beside the project in its services layout.
+No timing thresholds: the cores are shared, timings are noise here."""
 
 from __future__ import annotations
 
@@ -167,3 +168,26 @@ def test_batch_scoring_runs_after_the_load_local_engine_only(smoke):
     assert all(run["rows"] == scoring["rows"] and run["rows_per_s"] > 0 for run in scoring["runs"])
     assert scoring["started"] >= results["finished"]  # never beside the load test
     assert "Batch scoring" in (smoke / "results.md").read_text()
+
+
+def test_the_explained_points_run_beside_the_unexplained_ones(smoke):
+    """?explain=true on the shipped server (the default layout) at the smoke level and in bulk, each right after the
+    unexplained point in its round, zero errors, new bodies (no cache hits); explained / unexplained reported per
+    round with its target; no other server has explained points."""
+    results = json.loads((smoke / "results.json").read_text())
+    by = {s["name"]: s for s in results["servers"]}
+    focus = str(results["config"]["focus_users"])
+    shipped = by["shipped"]
+    assert shipped["warmup_explained_ok"] == 20
+    assert set(shipped["explained"]) == {focus, "bulk"}
+    for level, point in shipped["explained"].items():
+        assert point["requests"] > 0 and point["errors"] == 0, (level, point)
+        assert point["p50_exact_ms"] > 0 and point["ok_rps_exact"] > 0, (level, point)
+    assert shipped["explained"][focus]["cache_hit_rate"] < 0.05
+    assert [name for name, server in by.items() if server.get("explained")] == ["shipped"]
+    costs = results["explanations"]["shipped"]
+    assert (costs[focus]["kind"], costs["bulk"]["kind"]) == ("throughput", "bulk")
+    for row in costs.values():
+        assert row["value"] > 0 and len(row["ok_rps"]["by_round"]) == results["config"]["rounds"]
+        assert isinstance(row["met"], bool) and row["cpu_per_request"] > 0
+    assert "Explanations, " + shipped["label"] in (smoke / "results.md").read_text()

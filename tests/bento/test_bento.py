@@ -12,6 +12,7 @@ import pytest
 import requests
 import yaml
 
+from tabserve.core import store
 from tests.conftest import PENGUIN, ROOT, Server
 
 pytestmark = pytest.mark.slow
@@ -181,6 +182,11 @@ def test_built_bento_serves_predictions(bento, penguins_model, tmp_path):
         assert response.status_code == 200, response.text
         assert response.json()["prediction"] == "Gentoo" and response.json()["model"] == str(penguins_model.tag)
         assert requests.post(f"{served.url}/predict", json={"island": "Mars"}, timeout=30).status_code == 400
+        # Explanations are unchanged by the build: the Bento's answer is the stored version's own, to the last bit.
+        explained = requests.post(f"{served.url}/predict?explain=true", json=PENGUIN, timeout=30)
+        assert explained.status_code == 200, explained.text
+        [offline] = store.load_runtime(bentoml.models.get(penguins_model.tag)).explain_records([PENGUIN], ["Gentoo"])
+        assert explained.json()["explanation"] == offline
 
 
 # A model that is not penguins, in a store of its own that never holds penguins: scikit-learn's bundled

@@ -17,6 +17,7 @@ import pytest
 import import_model
 from tabserve.core import store
 from tabserve.core.card import ModelCard
+from tabserve.explaining.explainers import NotExplainable
 from tests.importing.models import assert_same
 
 CASES = ["pipe-skops", "pipe-joblib", "forest", "lgb-booster", "lgb-sklearn", "xgb-json", "xgb-ubj", "mlflow", "onnx"]
@@ -35,6 +36,24 @@ def test_an_imported_model_answers_every_sample_row_as_the_model_itself(case, bu
     card = ModelCard.from_model(stored)
     runtime = store.load_runtime(stored)
     assert_same(runtime.predict_records(records_of(card, built.sample)), built.own(built.frame()))
+
+
+def test_an_imported_forest_is_explained_exactly_on_every_sample_row(built_models, imported_models):
+    """A scikit-learn RandomForestRegressor (skops) on the diabetes table: TreeSHAP on its trees, the explained
+    value the model's own prediction, the card's summary measured on the sample. A Pipeline says why not."""
+    built = built_models["forest"]
+    stored = bentoml.models.get(imported_models["forest"])
+    card = ModelCard.from_model(stored)
+    runtime = store.load_runtime(stored)
+    records = records_of(card, built.sample)
+    explained = runtime.explain_records(records, [None] * len(records))
+    own = [a["prediction"] for a in runtime.predict_records(records)]
+    assert [e["value"] for e in explained] == pytest.approx(own, rel=1e-9)
+    assert max(abs(e["base"] + sum(e["contributions"].values()) - e["value"]) for e in explained) <= 1e-6
+    assert {e["method"] for e in explained} == {"tree_shap"} and card.explanation["method"] == "tree_shap"
+    pipeline = store.load_runtime(bentoml.models.get(imported_models["pipe-skops"]))
+    with pytest.raises(NotExplainable, match=r"\(scikit-learn\): a Pipeline is not a tree ensemble"):
+        pipeline.explain_records(records_of(card, built.sample)[:1], [None])
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -91,6 +91,45 @@ def test_predict_answers_records_as_the_model_itself(served):
     )  # a batch may differ from single rows in the last bits (BLAS), not beyond 1e-9
 
 
+EXPLAINED = {"lgb-booster", "lgb-sklearn", "xgb-json", "xgb-ubj"}  # tree boosters; the forest: tests/importing/
+
+
+def test_boosters_explain_their_answers_and_other_families_say_why_not(served):
+    """LightGBM and XGBoost explain exactly: the contributions add up, and the explained outputs give the model's
+    own probabilities (or its prediction). A scikit-learn Pipeline, an MLflow pyfunc and ONNX answer a 400."""
+    case, server, built, card = served
+    records = [json_record(r) for r in records_of(card, built.sample)[:4]]
+    if case not in EXPLAINED:
+        refused = server.post("/predict?explain=true", json=records[0], timeout=30)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"].startswith("explanations are not available for this model family ("), (
+            refused.text
+        )
+        assert card.explanation == {}
+        return
+    assert card.explanation["importance"] and "import sample" in card.explanation["measured"]
+    for record in records:
+        answer = server.post("/predict?explain=true", json=record, timeout=30).json()
+        explanation = answer["explanation"]
+        assert list(explanation["contributions"]) == card.source["columns"]
+        assert abs(explanation["base"] + sum(explanation["contributions"].values()) - explanation["value"]) <= 1e-6
+        if card.classes is None:
+            assert explanation["value"] == pytest.approx(answer["prediction"], rel=2e-6)  # XGBoost sums in float32
+            continue
+        labels = [label_text(c) for c in card.classes]
+        values = [
+            server.post(f"/predict?explain_class={label}", json=record, timeout=30).json()["explanation"]["value"]
+            for label in labels
+        ]
+        if len(labels) == 2:
+            implied = [1 / (1 + math.exp(values[1])), 1 / (1 + math.exp(-values[1]))]
+            assert values[0] == pytest.approx(-values[1], abs=1e-12)
+        else:
+            exp = [math.exp(v - max(values)) for v in values]
+            implied = [e / sum(exp) for e in exp]
+        assert implied == pytest.approx([answer["probabilities"][label] for label in labels], abs=2e-6)
+
+
 def test_open_inference_protocol_answers_as_the_model_itself(served):
     case, server, built, card = served
     records = records_of(card, built.sample)[:8]

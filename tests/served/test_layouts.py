@@ -67,6 +67,48 @@ def test_a_monolith_runs_the_model_in_its_entry_workers(monolith, penguins_model
     assert requests.get(f"{layout_server.url}/v1/model", timeout=10).json()["serving"]["layout"] == "monolith"
 
 
+def explained_offline(model, records):
+    """Each record's explanation of its predicted class, by the stored version's runtime in this process."""
+    runtime = store.load_runtime(model)
+    return runtime.explain_records(records, [a["prediction"] for a in runtime.predict_records(records)])
+
+
+def assert_same_explanations(served: list[dict], offline: list[dict]) -> None:
+    """The same method, output and features, the same numbers (to float rounding: batches differ in size)."""
+    assert len(served) == len(offline)
+    for a, b in zip(served, offline, strict=True):
+        assert (a["method"], a["output"], list(a["contributions"])) == (
+            b["method"],
+            b["output"],
+            list(b["contributions"]),
+        )
+        numbers = [a["base"], a["value"], *a["contributions"].values()]
+        assert numbers == pytest.approx([b["base"], b["value"], *b["contributions"].values()], rel=1e-12, abs=1e-12)
+
+
+def send_mixed(url: str, records: list[dict]) -> list[dict]:
+    """Every other record asks for an explanation; 16 at a time, so explained and plain ones share batches."""
+
+    def send(indexed):
+        i, record = indexed
+        suffix = "?explain=true" if i % 2 else ""
+        response = requests.post(f"{url}/predict{suffix}", json=record, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(send, enumerate(records)))
+
+
+def test_explained_and_plain_records_share_batches_and_answer_as_alone(monolith, penguins_model):
+    records = penguin_records()[:48]
+    answers = send_mixed(monolith.url, records)
+    offline = explained_offline(penguins_model, records)
+    assert [a["prediction"] for a in answers] == expected(penguins_model, records)
+    assert [a.get("explanation") is not None for a in answers] == [i % 2 == 1 for i in range(len(records))]
+    assert_same_explanations([a["explanation"] for a in answers[1::2]], offline[1::2])
+
+
 def test_keep_alive_clients_are_shared_between_the_workers(monolith):
     """Four clients that keep their connection (a pool, a load balancer) open one after another: the workers
     share one listening socket, and without touchpoint 8 (bentoml_fixes.accept_by_load) the same worker took
@@ -118,6 +160,14 @@ def test_the_entry_reaches_a_model_service_running_as_its_own_server(penguins_mo
             } == {tag}
             batch = requests.post(f"{entry.url}/predict_batch", json={"records": records}, timeout=30).json()
             assert [p["prediction"] for p in batch["predictions"]] == expected(penguins_model, records)
+            # Explanations cross the hop: asked per item, batched by the model service with plain items.
+            offline = explained_offline(penguins_model, records)
+            mixed = send_mixed(entry.url, records)
+            assert [a.get("explanation") is not None for a in mixed] == [i % 2 == 1 for i in range(len(records))]
+            assert_same_explanations([a["explanation"] for a in mixed[1::2]], offline[1::2])
+            url = f"{entry.url}/predict_batch?explain=true"
+            explained = requests.post(url, json={"records": records}, timeout=30).json()
+            assert_same_explanations([p["explanation"] for p in explained["predictions"]], offline)
             serving = requests.get(f"{entry.url}/v1/model", timeout=10).json()["serving"]
             assert (serving["layout"], serving["model_service_url"]) == (
                 "services",

@@ -61,15 +61,22 @@ def check(command: str, status: int, out: str, model_tag: str) -> None:
         explanation = body["explanation"]
         assert list(explanation["contributions"]) == list(PENGUIN), where
         assert abs(explanation["base"] + sum(explanation["contributions"].values()) - explanation["value"]) <= 1e-6
-        explained = command.split("explain_class=")[1].split("'")[0] if "explain_class=" in command else body["prediction"]
+        explained = (
+            command.split("explain_class=")[1].split("'")[0] if "explain_class=" in command else body["prediction"]
+        )
         assert explanation["output"].endswith(f"of '{explained}'"), where
         if "Biscoe" in command and "explain_class" not in command:  # the page shows this one's answer
-            assert body["prediction"] == "Gentoo" and max(explanation["contributions"], key=explanation["contributions"].get) == "flipper_length_mm", where
+            assert (
+                body["prediction"] == "Gentoo"
+                and max(explanation["contributions"], key=explanation["contributions"].get) == "flipper_length_mm"
+            ), where
     elif path == "/predict_csv" and "explain=2" in command:  # | head -3, with the two reason columns
         assert status == 200, where
         header, *rows = out.splitlines()
         assert header.split(",")[-2:] == ["reason_1", "reason_2"] and len(rows) == 2, where
-        assert all(re.fullmatch(r"\w+=[^,]+ \([+-][\d.e+-]+\)", cell) for row in rows for cell in row.split(",")[-2:]), where
+        assert all(
+            re.fullmatch(r"\w+=[^,]+ \([+-][\d.e+-]+\)", cell) for row in rows for cell in row.split(",")[-2:]
+        ), where
     elif path == "/predict" and "Atlantis" in command:
         assert status == 400, where
         assert json.loads(out)["error"] == "invalid input: island: Input should be 'Biscoe', 'Dream' or 'Torgersen'", (
