@@ -46,6 +46,8 @@ class Explainer(ABC):
 
     method: str = TREE_SHAP
     space: str = "value"
+    encode: Any = None  # records -> the matrix `explain` takes (the runtime's own encoding), set when built
+    tolerance: float | None = None  # how far the explained outputs may be from the model's own (None: CHECK_TOLERANCE)
 
     def __init__(self, features: list[str], fold: np.ndarray | None) -> None:
         self.features = features  # the API's input features, in the schema's order
@@ -197,7 +199,7 @@ def for_trained(pipeline: Any, schema: FeatureSchema) -> Explainer:
         explainer: Explainer = TreeShapExplainer(
             TreeShap(ensemble), prepare, features, fold, tree_space(model, classifier, ensemble.outputs)
         )
-        expected_raw = lambda X: model._raw_predict(X)  # noqa: E731
+        own_raw = lambda X: model._raw_predict(X)  # noqa: E731
     elif hasattr(model, "estimators_") and hasattr(model.estimators_[0], "tree_"):  # a forest
         from tabserve.explaining import trees
         from tabserve.explaining.treeshap import TreeShap
@@ -206,24 +208,24 @@ def for_trained(pipeline: Any, schema: FeatureSchema) -> Explainer:
         explainer = TreeShapExplainer(
             TreeShap(ensemble), _same, features, fold, "probability" if classifier else "value"
         )
-        expected_raw = model.predict_proba if classifier else (lambda X: model.predict(X)[:, None])
+        own_raw = model.predict_proba if classifier else (lambda X: model.predict(X)[:, None])
     elif hasattr(model, "get_booster"):  # XGBoost
-        explainer, expected_raw = _xgboost(model.get_booster(), _same, features, fold, classifier)
+        explainer, own_raw = _xgboost(model.get_booster(), _same, features, fold, classifier)
     elif hasattr(model, "booster_"):  # LightGBM
         explainer = LightGBMExplainer(model.booster_, features, fold, "log-odds" if classifier else "value")
         booster = model.booster_
         if classifier and len(getattr(model, "classes_", [])) > 2:
             explainer.space = "logit"
-        expected_raw = lambda X: booster.predict(X, raw_score=True)  # noqa: E731
+        own_raw = lambda X: booster.predict(X, raw_score=True)  # noqa: E731
     elif isinstance(direct, pipelines.LinearDirect):
         if getattr(model, "training_input_mean_", None) is None:
             raise NotExplainable("linear", "this version was trained before explanations; train it again")
         explainer = LinearExplainer(model, encoder.width, features, fold)
-        expected_raw = direct._raw
+        own_raw = direct._raw
     else:
         raise NotExplainable(family)
     probe = encoder.probe(schema)
-    check(explainer, probe, np.asarray(expected_raw(probe), dtype=float), family)
+    check(explainer, probe, np.asarray(own_raw(probe), dtype=float), family)
     explainer.encode = encoder.encode  # records -> the matrix the explainer takes
     return explainer
 
@@ -258,11 +260,8 @@ def check(explainer: Explainer, probe: np.ndarray, own: np.ndarray, family: str)
     """The explainer's explained outputs on probe rows must be the model's own, and add up."""
     phi, expected, raw = explainer.explain(probe)
     own = own.reshape(raw.shape)
-    tolerance = getattr(explainer, "tolerance", None)
-    if tolerance is None:
-        same = np.allclose(raw, own, rtol=CHECK_TOLERANCE, atol=CHECK_TOLERANCE)
-    else:
-        same = np.allclose(raw, own, rtol=tolerance, atol=tolerance)
+    tolerance = explainer.tolerance or CHECK_TOLERANCE
+    same = np.allclose(raw, own, rtol=tolerance, atol=tolerance)
     adds_up = np.allclose(expected[None, :] + phi.sum(axis=2), raw, rtol=0, atol=1e-9)
     if not (same and adds_up):
         raise NotExplainable(family, "its explanations did not reproduce its own outputs on probe rows")
@@ -398,15 +397,8 @@ def for_xgboost(runtime: Any) -> Explainer:
     explainer, _ = _xgboost(booster, _same, list(model_input.columns), None, runtime.task == "classification")
     if explainer.space != "value" and runtime.task == "regression":
         explainer.space = "raw score"
-    explainer.encode = encode
-    records = probe_records(model_input.features)
-    try:
-        probe = encode(records)
-    except (TypeError, ValueError) as exc:
-        raise NotExplainable("xgboost", f"a column is neither numeric nor categorical ({exc})") from None
-    own = booster.inplace_predict(model_input.frame(records), predict_type="margin")
-    check(explainer, probe, np.asarray(own, dtype=float), "xgboost")
-    return explainer
+    margin = lambda frame: booster.inplace_predict(frame, predict_type="margin")  # noqa: E731
+    return _checked(explainer, encode, model_input, margin, "xgboost", "a column is neither numeric nor categorical")
 
 
 def for_sklearn(runtime: Any) -> Explainer:
@@ -431,16 +423,21 @@ def for_sklearn(runtime: Any) -> Explainer:
         return model_input.frame(records).to_numpy(dtype=float)
 
     explainer = TreeShapExplainer(TreeShap(ensemble), _same, list(model_input.columns), None, space)
+    if hasattr(model, "_predictors"):
+        own = model._raw_predict
+    else:
+        own = model.predict_proba if runtime.task == "classification" else (lambda frame: model.predict(frame)[:, None])
+    return _checked(explainer, encode, model_input, own, "scikit-learn", "its input is not all numbers")
+
+
+def _checked(explainer: Explainer, encode: Any, model_input: Any, own: Any, family: str, unreadable: str) -> Explainer:
+    """An imported model's explainer, taking records through `encode`, checked on probe records against `own`
+    (the model's raw output on the frame the runtime gives it)."""
     explainer.encode = encode
     records = probe_records(model_input.features)
     try:
         probe = encode(records)
     except (TypeError, ValueError) as exc:
-        raise NotExplainable("scikit-learn", f"its input is not all numbers ({exc})") from None
-    frame = model_input.frame(records)
-    if hasattr(model, "_predictors"):
-        own = model._raw_predict(frame)
-    else:
-        own = model.predict_proba(frame) if runtime.task == "classification" else model.predict(frame)[:, None]
-    check(explainer, probe, np.asarray(own, dtype=float), "scikit-learn")
+        raise NotExplainable(family, f"{unreadable} ({exc})") from None
+    check(explainer, probe, np.asarray(own(model_input.frame(records)), dtype=float), family)
     return explainer
