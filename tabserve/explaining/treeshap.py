@@ -72,8 +72,9 @@ class TreeShap:
         self._to_outputs = sparse.csr_array(
             (e.value.astype(float), (np.arange(leaves), e.output)), shape=(leaves, e.outputs)
         )
-        bits = np.where(e.path_nodes >= 0, 1 << np.where(e.path_slot >= 0, e.path_slot, 0), 0).astype(np.int64)
-        self._bits = bits  # per split on a leaf's path: the bit of its feature in the leaf's mask
+        bits = np.where(e.path_nodes >= 0, 1 << np.where(e.path_slot >= 0, e.path_slot, 0), 0)
+        self._bits = bits.astype(np.int32 if self.K < 31 else np.int64)  # per split: its feature's bit in the mask
+        self._nodes = np.where(e.path_nodes >= 0, e.path_nodes, 0)  # padding reads node 0, whose bit is 0
         self._full = (1 << self.slots.astype(np.int64)) - 1
         cells = int(((1 << self.slots.astype(np.int64)) * self.K).sum())
         self.tables = None
@@ -99,9 +100,10 @@ class TreeShap:
         """(records, leaves): the bits of the leaf's distinct features whose splits the record follows."""
         e = self.ensemble
         left = e.route(X)  # (records, nodes)
-        nodes = np.where(e.path_nodes >= 0, e.path_nodes, 0)
-        follows = left[:, nodes] == e.path_left[None, :, :]  # (records, leaves, depth)
-        missed = np.bitwise_or.reduce(np.where(follows, 0, self._bits[None, :, :]), axis=2)
+        missed = np.zeros((X.shape[0], len(e.value)), dtype=self._bits.dtype)
+        for depth in range(e.path_nodes.shape[1]):  # one split level at a time: (records, leaves) arrays only
+            wrong = left[:, self._nodes[:, depth]] != e.path_left[None, :, depth]
+            missed |= wrong * self._bits[None, :, depth]
         return self._full[None, :] & ~missed
 
     def explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
