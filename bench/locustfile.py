@@ -15,6 +15,11 @@ a bulk body), LitServeSingle sends the very body of SingleRecord to LitServe's /
 the very body of BulkRecords ({"records": [...]}) to the same /predict. Every request asks for an
 uncompressed answer (Accept-Encoding: identity): Locust would ask for gzip, which MLServer and LitServe
 honour for answers over 500/1,000 bytes and BentoML does not, so the peers would compress on the loopback.
+
+ExplainedRecord and ExplainedBulk are SingleRecord and BulkRecords asking for explanations
+(`POST /predict?explain=true`, `POST /predict_batch?explain=true`): the project's explained points, measured
+against the same server as the unexplained ones (bench/README.md, "Explanations"). bench/latency.py keeps
+exact latency percentiles beside Locust's rounded ones.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 from locust import FastHttpUser, constant, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import latency  # noqa: E402, F401 - exact percentiles when BENCH_LATENCY_FILE is set (bench/latency.py)
 from records import V2_PATH, load_records, v2_request  # noqa: E402
 
 BULK_SIZE = int(os.environ.get("BENCH_BULK_SIZE", "1000"))
@@ -81,6 +87,12 @@ class LitServeSingle(SingleRecord):
     """The same body as SingleRecord, to LitServe's /predict (it answers the project's /predict shape)."""
 
 
+class ExplainedRecord(SingleRecord):
+    """SingleRecord's bodies with each answer explained (the runner gives it a seed of its own, so new bodies)."""
+
+    path = "/predict?explain=true"
+
+
 # Bulk bodies are pre-encoded (8 of 1,000 records; bulk answers are not cached): building and encoding
 # 1,000 records per request would cost the load generator, on the same 2 cores, more than the server.
 _bulk_rng = random.Random(f"{SEED}-bulk")
@@ -122,3 +134,9 @@ class LitServeBulk(BulkRecords):
     a record or a list of them, and a batch of requests is one pipeline call over all their rows."""
 
     path = "/predict"
+
+
+class ExplainedBulk(BulkRecords):
+    """The same 8 bodies of 1,000 records as BulkRecords, every record explained."""
+
+    path = "/predict_batch?explain=true"

@@ -5,6 +5,7 @@ the same model and the same cores.
     python bench/run.py --smoke --out /tmp/x # a few seconds per level, for CI (no timing checks)
     python bench/run.py --scenario lightgbm  # an imported LightGBM booster vs MLServer's LightGBM runtime vs FastAPI
                                              # (bench/lightgbm/scenario.py) -> bench/results/lightgbm/
+    python bench/run.py --explain-only --out /tmp/x   # explained vs unexplained only, on the shipped server
 
 It trains the model into a fresh temporary BENTOML_HOME and measures the pipeline in-process. Then it
 starts each server in turn on a free port (timing its cold start to /readyz 200) and leaves it running,
@@ -14,7 +15,9 @@ other round), so a change in the machine's background load hits all servers alik
 ran in that minute; bulk /predict_batch the same way. Two variants of the shipped project take part
 in the 32-user level only (drift counting off; the payload log on), so their cost is a per-round ratio
 against the shipped server in the same minute; the shipped server also gets a predict-by-id level
-(bench/entities.py, features in a SQLite table). The peers (bench/peers/: Seldon MLServer and LitServe,
+(bench/entities.py, features in a SQLite table) and explained points (`?explain=true` on /predict at 1 and 32
+users and on bulk /predict_batch, each right after the same point unexplained; `--explain-only`: those alone).
+The peers (bench/peers/: Seldon MLServer and LitServe,
 each in its own virtualenv under the work directory, installed while the model trains) serve the same
 pipeline file at every level. It reads the records per pipeline call, the cache hits and the feature
 lookup and model call times from /metrics and samples the RSS of each server's whole process tree.
@@ -46,6 +49,7 @@ from harness import (  # noqa: E402 - bench/harness/: the machinery, one module 
     peer_installs,
     prepare,
     processes,
+    profile,
     report,
     servers,
 )
@@ -95,19 +99,34 @@ def main(argv: list[str] | None = None) -> int:
             + (["bulk"] if args.bulk_users else [])
         )
         running = lifecycle.start_servers(args, env, workdir, loads, peer_info)
-        # The load, interleaved: per level, round by round, every server in turn (reversed every other round).
+        # The load, interleaved: per level, round by round, every server in turn (reversed every other round); a
+        # server's explained point (?explain=true) right after its unexplained one, so each pair is the same minute.
         in_order = sorted(running, key=lambda run: servers.RUN_ORDER.get(run.server.name, 5))
         for level in loads:
-            taking = [run for run in in_order if run.server.takes(level)]
+            taking = [
+                (run, explain)
+                for run in in_order
+                if run.server.takes(level)
+                for explain in (False, True)
+                if not explain or run.server.explains(level, args.explain_levels)
+            ]
             for round_no in range(1, args.rounds + 1):
-                for run in taking if round_no % 2 else taking[::-1]:
-                    run.rounds.setdefault(level, []).append(load.measure(run, level, args, workdir, env, round_no))
+                for run, explain in taking if round_no % 2 else taking[::-1]:
+                    stats = load.measure(run, level, args, workdir, env, round_no, explain)
+                    (run.explained_rounds if explain else run.rounds).setdefault(level, []).append(stats)
+        if args.profile:  # after the measured rounds: py-spy during one more run of each explained point and its twin
+            ship = next((run for run in running if run.server.name == "shipped"), None)
+            if ship:
+                results["profile"] = profile.profile_points(
+                    args, ship, args.explain_levels, env, workdir, args.explain_levels
+                )
         results["servers"] = [lifecycle.finish(run) for run in running]
         processes.kill_all()
         results["load_after"] = [round(x, 2) for x in os.getloadavg()]
         results["finished"] = report.now()
         results["wall_s"] = round(time.perf_counter() - started, 1)
-        results["targets"] = grade.targets(results)
+        results["targets"] = {} if args.explain_only else grade.targets(results)  # issue 12's: against the others
+        results["explanations"] = grade.explanation_costs(results)
         payload_log = grade.payload_log_cost(results)
         if payload_log:
             results["payload_log"] = payload_log

@@ -9,10 +9,11 @@ order; bench/lightgbm/scenario.py reuses them for the LightGBM scenario.
 - peer_installs: the peers' virtualenvs (bench/peers/), installed in the background while the model trains
 - prepare: before the servers: work directories, training, the feature table, the in-process timing
 - lifecycle: a server's life in a run: start, cold start, warm-up, idle cost; at the end its stop and result
-- load: Locust runs against one server at one level of one round, and their stats
+- load: Locust runs against one server at one level of one round (explained or not), and their stats
 - scrape: what a server's /metrics says (cache hits, records per batched call, lookup vs model time)
 - combine: one row per server and level from its rounds
-- grade: the targets and the settings' cost
+- grade: the targets, the settings' cost and the explained points' cost
+- profile: py-spy on a server's process tree during one more Locust run, summed by function, module and part
 - report: results.json, results.md and results.png
 - batch_scoring: bench/scoring.py, after the load test
 

@@ -1,5 +1,6 @@
 """One row per server and level from its rounds: throughput and counts summed or averaged, latency the worst
-round's, the /metrics deltas (records per batched call, lookup vs model time) pooled over the rounds."""
+round's (and each round's p50), the server's CPU per request averaged, the /metrics deltas (records per batched
+call, lookup vs model time) pooled over the rounds."""
 
 from __future__ import annotations
 
@@ -22,9 +23,23 @@ def combine(rounds: list[dict], batched: bool) -> dict:
     for r in rounds:
         for kind, count in r["error_kinds"].items():
             out["error_kinds"][kind] = out["error_kinds"].get(kind, 0) + count
-    for key in ("p50_ms", "p95_ms", "p99_ms"):
-        values = [r[key] for r in rounds if r[key] is not None]
+    for key in ("p50_ms", "p95_ms", "p99_ms", "p50_exact_ms", "p95_exact_ms", "p99_exact_ms"):
+        values = [r[key] for r in rounds if r.get(key) is not None]
         out[key] = max(values) if values else None
+    # Per round too, for ratios of two servers' (or two points') latencies in the same minute (bench/latency.py's
+    # exact p50 where there is one, else Locust's rounded one).
+    out["p50_ms_by_round"] = [r.get("p50_exact_ms", r["p50_ms"]) for r in rounds]
+    # bench/latency.py's rate (successful requests from the first start to the last end, those Locust's CSV left
+    # out as it stopped included): what the explained points are compared on.
+    out["ok_rps_exact_by_round"] = [r.get("ok_rps_exact") for r in rounds]
+    out["ok_requests_exact"] = sum(r.get("ok_requests_exact") or 0 for r in rounds)
+    out["errors_exact"] = sum(r.get("errors_exact") or 0 for r in rounds)
+    exact = [r["ok_rps_exact"] for r in rounds if r.get("ok_rps_exact") is not None]
+    out["ok_rps_exact"] = round(statistics.mean(exact), 3) if exact else None
+    if exact and "rows_per_s" in rounds[0]:
+        out["rows_per_s_exact"] = round(statistics.mean(r.get("rows_per_s_exact") or 0 for r in rounds), 1)
+    cpu = [r["server_cpu_ms_per_request"] for r in rounds if r.get("server_cpu_ms_per_request") is not None]
+    out["server_cpu_ms_per_request"] = round(statistics.mean(cpu), 3) if cpu else None
     rates = [r["cache_hit_rate"] for r in rounds if r.get("cache_hit_rate") is not None]
     out["cache_hit_rate"] = max(rates) if rates else None
     if "rows_per_s" in rounds[0]:

@@ -90,3 +90,66 @@ def payload_log_cost(results: dict) -> dict | None:
         return None
     logged = next(s for s in results["servers"] if s["name"] == "payloadlog").get("payload_log", {})
     return {**log_cost, **logged}
+
+
+# The explained points against the unexplained ones of the same server, in the same rounds (bench/README.md,
+# "Explanations"): a lone client's p50 at most 2x, throughput at 32 users at least half, bulk rows/s at least a
+# quarter. (figure, the ratio's bound, whether the ratio must be at most the bound)
+EXPLAIN_TARGETS = {
+    "latency": ("p50 at 1 user", 2.0, True),
+    "throughput": ("ok req/s", 0.5, False),
+    "bulk": ("rows/s", 0.25, False),
+}
+
+
+def explanation_costs(results: dict) -> dict:
+    """Per server with explained points: per level, explained / unexplained, round by round (each pair ran back to
+    back) and the median: ok req/s (rows/s in bulk; both bench/latency.py's: every answer counted, also those after
+    Locust's stop), p50 (bench/latency.py's exact one) and server CPU per request;
+    graded on the level's figure: p50 at 1 user, ok req/s at the focus level (32), rows/s in bulk."""
+    focus = str(results["config"]["focus_users"])
+    out = {}
+    for server in results["servers"]:
+        explained = server.get("explained")
+        if not explained:
+            continue
+        rows = {}
+        for level, with_ in explained.items():
+            without = server.get("bulk") if level == "bulk" else server["levels"].get(level)
+            if not without:
+                continue
+            kind = {focus: "throughput", "1": "latency", "bulk": "bulk"}.get(level)  # 1 user: latency, even as focus
+            cpu = "server_cpu_ms_per_request"
+            row = {
+                "kind": kind,
+                "ok_rps": _round_ratios(_rates(with_), _rates(without)),
+                "p50": _round_ratios(with_["p50_ms_by_round"], without["p50_ms_by_round"]),
+                "cpu_per_request": _ratio(with_.get(cpu), without.get(cpu)),
+                "errors": max(with_["errors"], with_.get("errors_exact", 0)),  # those after Locust's stop too
+            }
+            if kind:
+                figure, bound, at_most = EXPLAIN_TARGETS[kind]
+                value = row["p50" if kind == "latency" else "ok_rps"]["value"]
+                met = value is not None and row["errors"] == 0 and (value <= bound if at_most else value >= bound)
+                row |= {"figure": figure, "bound": bound, "at_most": at_most, "value": value, "met": met}
+            rows[level] = row
+        out[server["name"]] = rows
+    return out
+
+
+def _rates(level: dict) -> list:
+    """ok req/s by round: bench/latency.py's (answers after Locust's stop counted), else Locust's."""
+    exact = level.get("ok_rps_exact_by_round") or []
+    return exact if exact and None not in exact else level["ok_rps_by_round"]
+
+
+def _round_ratios(with_: list, without: list) -> dict:
+    by_round = [a / b for a, b in zip(with_, without, strict=False) if a is not None and b]
+    return {
+        "value": round(statistics.median(by_round), 3) if by_round else None,
+        "by_round": [round(r, 3) for r in by_round],
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None

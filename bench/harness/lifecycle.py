@@ -32,6 +32,7 @@ class Running:
     base: str
     result: dict
     rounds: dict = field(default_factory=dict)  # level ("1", "32", "bulk") -> [stats of each round]
+    explained_rounds: dict = field(default_factory=dict)  # the same for its explained points (?explain=true)
 
 
 def start_servers(args, env: dict, workdir: Path, loads: list[str], peer_info: dict) -> list[Running]:
@@ -103,6 +104,10 @@ def start_server(server: Server, args, env: dict, workdir: Path, port: int) -> R
         path, body = (V2_PATH, v2_request([record])) if server.v2 else ("/predict", record)
         body = json.dumps(body).encode()
     result["warmup_ok"] = sum(http("POST", base + path, body, timeout=30)[0] == 200 for _ in range(20))
+    if server.explained_users:  # the explainer is built on the first explained request of each worker
+        result["warmup_explained_ok"] = sum(
+            http("POST", base + path + "?explain=true", body, timeout=30)[0] == 200 for _ in range(20)
+        )
     # What it costs while it waits (its rounds are interleaved with the others'): CPU of its process tree.
     time.sleep(0.5)
     cpu, clock = tree_cpu_s(proc.pid), time.perf_counter()
@@ -127,6 +132,8 @@ def finish(run: Running) -> dict:
             result[level] = combine(rounds, run.server.batched and level == "byid")
         else:
             result["levels"][level] = combine(rounds, run.server.batched)
+    for level, rounds in run.explained_rounds.items():  # ?explain=true: bulk as bulk, the others per level
+        result.setdefault("explained", {})[level] = combine(rounds, run.server.batched and level != "bulk")
     log_dir = run.server.env.get("PAYLOAD_LOG_DIR")
     if log_dir and run.server.env.get("PAYLOAD_LOG") == "1":
         # Read after the server stopped (its writer drained): lines written vs requests answered.

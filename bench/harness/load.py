@@ -1,10 +1,12 @@
 """The load: one headless Locust run against one server at one level of one round (single-record /predict at N
-users, bulk /predict_batch, or predict by id), its stats from Locust's CSV files, and what the server's /metrics
-says changed over it."""
+users, bulk /predict_batch, or predict by id; each of the first two explained, ?explain=true, where the server has
+explained points), its stats from Locust's CSV files and bench/latency.py's exact percentiles, the server's CPU per
+answered request, and what the server's /metrics says changed over it."""
 
 from __future__ import annotations
 
 import csv
+import json
 import resource
 import time
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 from harness import BENCH, BIN, ROOT
 from harness.lifecycle import Running
 from harness.processes import pause, spawn, stop
+from harness.sampling import tree_cpu_s
 from harness.scrape import batch_histogram, cache_lookups, lookup_and_model_times
 
 ENTITIES_LOCUSTFILE = BENCH / "entities.py"
@@ -45,7 +48,8 @@ def run_locust(
     ]
     usage_before = _children_cpu()
     log = prefix.with_suffix(".log")
-    proc = spawn(cmd, env, ROOT, log)
+    exact = prefix.with_name(prefix.name + "_latency.json")  # bench/latency.py: unrounded percentiles
+    proc = spawn(cmd, {**env, "BENCH_LATENCY_FILE": str(exact)}, ROOT, log)
     try:
         proc.wait(timeout=seconds + 90)
     finally:
@@ -53,6 +57,13 @@ def run_locust(
     cpu = _children_cpu() - usage_before
     stats = _read_stats(prefix.with_name(prefix.name + "_stats.csv"), log)
     stats["error_kinds"] = _read_failures(prefix.with_name(prefix.name + "_failures.csv"))
+    if exact.exists():  # successful requests only, those answered after Locust's stop too (bench/latency.py)
+        measured = json.loads(exact.read_text())
+        for key in ("p50", "p95", "p99"):  # Locust's above are rounded (to the ms under 100 ms) and count errors
+            stats[f"{key}_exact_ms"] = measured[f"{key}_ms"]
+        stats["ok_requests_exact"] = measured["requests"]
+        stats["errors_exact"] = measured["errors"]
+        stats["ok_rps_exact"] = measured["ok_rps"]
     stats["loadgen_cpu_share"] = round(cpu / max(seconds, 1e-9), 2)  # cores used by Locust itself
     # Successful requests/s: fast error answers (e.g. 503s) must not count as throughput.
     stats["ok_rps"] = round(stats["rps"] * (1 - stats["errors"] / stats["requests"]), 1) if stats["requests"] else 0.0
@@ -95,34 +106,54 @@ def _read_stats(path: Path, log: Path) -> dict:
     }
 
 
-def measure(run: Running, level: str, args, workdir: Path, env: dict, round_no: int) -> dict:
-    """One Locust run against one server: single-record /predict at `level` users, bulk, or predict by id."""
+def measure(run: Running, level: str, args, workdir: Path, env: dict, round_no: int, explain: bool = False) -> dict:
+    """One Locust run against one server: single-record /predict at `level` users, bulk, or predict by id;
+    `explain`: its explained point at that level (the server's `explained_users`, ?explain=true)."""
     if run.server.pause_idle:
         pause(run.proc, False)
         time.sleep(1.0)  # resumed: let its processes catch up before the load
         try:
-            return _measure(run, level, args, workdir, env, round_no)
+            return _measure(run, level, args, workdir, env, round_no, explain)
         finally:
             pause(run.proc, True)
-    return _measure(run, level, args, workdir, env, round_no)
+    return _measure(run, level, args, workdir, env, round_no, explain)
 
 
-def _measure(run: Running, level: str, args, workdir: Path, env: dict, round_no: int) -> dict:
+def _measure(run: Running, level: str, args, workdir: Path, env: dict, round_no: int, explain: bool) -> dict:
+    cpu_before = tree_cpu_s(run.proc.pid)
+    stats = _locust_level(run, level, args, workdir, env, round_no, explain)
+    # The server's own CPU (its whole process tree) per answered request over the round (answers after Locust's
+    # stop included where bench/latency.py counted them: their CPU is in the round too).
+    answered = stats.get("ok_requests_exact") or stats["requests"] - stats["errors"]
+    stats["server_cpu_ms_per_request"] = (
+        round(1000 * (tree_cpu_s(run.proc.pid) - cpu_before) / answered, 3) if answered else None
+    )
+    return stats
+
+
+def _locust_level(run: Running, level: str, args, workdir: Path, env: dict, round_no: int, explain: bool) -> dict:
     tag = f"{run.server.name}_r{round_no}"
+    single_user, bulk_user = run.server.explained_users if explain else (run.server.single_user, run.server.bulk_user)
+    said = " explained" if explain else ""
+    short = explain and args.explain_seconds  # --smoke: its explained points for 1 s
+    single_s, bulk_s = (args.explain_seconds, args.explain_seconds) if short else (args.duration, args.bulk_duration)
     if level == "bulk":
+        # The same bodies explained or not (bulk answers are never cached).
         stats = run_locust(
             run.base,
             run.server.locustfile,
-            run.server.bulk_user,
+            bulk_user,
             args.bulk_users,
-            args.bulk_duration,
+            bulk_s,
             workdir,
             {**env, "BENCH_BULK_SIZE": str(args.bulk_size)},
             tag,
         )
         stats["rows_per_s"] = round(stats["ok_rps"] * args.bulk_size, 1)
+        if stats.get("ok_rps_exact") is not None:
+            stats["rows_per_s_exact"] = round(stats["ok_rps_exact"] * args.bulk_size, 1)
         print(
-            f"  {run.server.name} bulk x{args.bulk_users} round {round_no}: {_fmt_stats(stats)} "
+            f"  {run.server.name}{said} bulk x{args.bulk_users} round {round_no}: {_fmt_stats(stats)} "
             f"rows/s={stats['rows_per_s']}",
             flush=True,
         )
@@ -147,15 +178,16 @@ def _measure(run: Running, level: str, args, workdir: Path, env: dict, round_no:
             stats[f"{name}_delta"] = [after_split[name][i] - before_split[name][i] for i in (0, 1)]
     else:
         # The same seed for every server in a round (the same bodies), a new one for every level and round
-        # (bodies no server has seen, so the prediction cache cannot answer).
+        # (bodies no server has seen, so the prediction cache cannot answer); the explained point's own ("1x-1"):
+        # an explained answer is cached apart from the unexplained one, and gets new bodies too.
         stats = run_locust(
             run.base,
             run.server.locustfile,
-            run.server.single_user,
+            single_user,
             int(level),
-            args.duration,
+            single_s,
             workdir,
-            {**env, "BENCH_SEED": f"{level}-{round_no}"},
+            {**env, "BENCH_SEED": f"{level}{'x' if explain else ''}-{round_no}"},
             tag,
         )
     after_cache = cache_lookups(run.base) if run.server.project_metrics else (0, 0)
@@ -168,7 +200,7 @@ def _measure(run: Running, level: str, args, workdir: Path, env: dict, round_no:
     if level == "byid":
         extra = " " + _fmt_split(stats["lookup_delta"], stats["model_delta"])
     print(
-        f"  {run.server.name} {'byid x' + str(args.byid_users) if level == 'byid' else 'users=' + level} "
+        f"  {run.server.name}{said} {'byid x' + str(args.byid_users) if level == 'byid' else 'users=' + level} "
         f"round {round_no}: {_fmt_stats(stats)}{extra}",
         flush=True,
     )
@@ -189,6 +221,7 @@ def _fmt_split(lookup: list[float], model: list[float]) -> str:
 
 def _fmt_stats(stats: dict) -> str:
     return (
-        f"{stats['ok_rps']} ok req/s p50={stats['p50_ms']} p95={stats['p95_ms']} p99={stats['p99_ms']} ms "
+        f"{stats['ok_rps']} ok req/s p50={stats['p50_ms']} ({stats.get('p50_exact_ms')}) p95={stats['p95_ms']} "
+        f"p99={stats['p99_ms']} ms "
         f"errors={stats['errors']} batch={stats.get('mean_batch_size')} loadgen={stats['loadgen_cpu_share']} cores"
     )

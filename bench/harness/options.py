@@ -29,7 +29,11 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
         "--levels 1,32)",
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="default bench/results (lightgbm: bench/results/lightgbm)"
+        "--out",
+        type=Path,
+        default=None,
+        help="default bench/results (lightgbm: bench/results/lightgbm; --explain-only: "
+        "bench/results/explain/penguins or .../lightgbm)",
     )
     parser.add_argument(
         "--servers",
@@ -128,16 +132,44 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     )
     parser.add_argument("--project", type=Path, default=ROOT, help="project dir to serve (a copy, to try changes)")
     parser.add_argument(
+        "--no-explain",
+        action="store_true",
+        help="leave out the explained points (POST /predict?explain=true at 1 and 32 users, "
+        "/predict_batch?explain=true in bulk, on the shipped server: bench/README.md, 'Explanations')",
+    )
+    parser.add_argument(
+        "--explain-only",
+        action="store_true",
+        help="only the explained points and the unexplained ones they are compared with: the shipped server (and "
+        "--candidate copies) with PREDICTION_CACHE_SIZE=0, at 1 and 32 users (default --levels 1,32) and bulk; no "
+        "predict by id, no batch scoring, no peers (about 4 minutes for each scenario)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
-        help="--scenario lightgbm: after the measured rounds, one more Locust run per level against the "
-        "project with py-spy on its processes (bench/lightgbm/profile.py; not in the tables)",
+        help="after the measured rounds, one more Locust run per level against the project with py-spy on its "
+        "processes (bench/harness/profile.py; not in the tables): --scenario lightgbm every level, the penguins "
+        "run the explained points and the unexplained ones beside them",
     )
     args = parser.parse_args(argv)
     lightgbm = args.scenario == "lightgbm"
     known = LIGHTGBM_SERVERS if lightgbm else SERVER_NAMES
-    if args.out is None:
-        args.out = BENCH / "results" / "lightgbm" if lightgbm else BENCH / "results"
+    if args.out is None:  # --explain-only never writes over a full run's results
+        results = BENCH / "results" / "explain" if args.explain_only else BENCH / "results"
+        args.out = results / ("lightgbm" if lightgbm else "penguins" if args.explain_only else "")
+    if args.explain_only:
+        if args.no_explain:
+            parser.error("--explain-only and --no-explain exclude each other")
+        if args.servers is not None:
+            parser.error("--explain-only measures the shipped server (and --candidate copies): leave out --servers")
+        args.servers = "shipped"
+        args.levels = args.levels or "1,32"
+        args.byid_users = 0 if args.byid_users is None else args.byid_users
+        args.no_scoring = True
+        # Every request computes: the cache off on the one server (both points; the full run's shipped server keeps
+        # its cache, and new bodies leave it the 2 rows without measurements, ~0.6 % hits, on both points alike).
+        if not any(kv.startswith("PREDICTION_CACHE_SIZE=") for kv in args.server_env):
+            args.server_env.append("PREDICTION_CACHE_SIZE=0")
     if args.servers is None:
         args.servers = ",".join(known)
     if lightgbm and (args.candidate or args.candidate_env):
@@ -190,6 +222,12 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
         args.byid_users = args.focus
     if args.byid_users < 0:
         parser.error("--byid-users must be 0 or more")
+    # The explained points (the shipped server, and candidates, beside their unexplained twins in every round):
+    # a lone client's latency, throughput at the focus level (32 users), bulk rows/s.
+    singles = [str(u) for u in dict.fromkeys((1, args.focus)) if u in args.levels]
+    args.explain_levels = [] if args.no_explain else singles + (["bulk"] if args.bulk_users else [])
+    # --smoke runs them for 1 s each (a few seconds in all; the smoke run asserts no timing), else as their twins.
+    args.explain_seconds = 1.0 if args.smoke else None
     names = [spec.partition("=")[0] for spec in args.candidate]
     if any(
         "=" not in spec or not spec.partition("=")[0] or not Path(spec.partition("=")[2]).is_dir()

@@ -14,7 +14,8 @@ from pathlib import Path
 import peers
 import psutil
 
-from harness.grade import DRIFT_COST_TARGET
+from harness import profile
+from harness.grade import DRIFT_COST_TARGET, EXPLAIN_TARGETS
 
 
 def machine_info() -> dict:
@@ -70,6 +71,7 @@ def new_results(args, chosen: list[str], load_before: list[float], inprocess: di
             "server_env": " ".join(args.server_env),
             "focus_users": args.focus,
             "byid_users": args.byid_users,
+            "explain_levels": args.explain_levels,
             "servers": chosen,
             "peers": {name: dataclasses.asdict(config) for name, config in args.peer_configs.items()},
         },
@@ -149,9 +151,11 @@ def write_markdown(results: dict, path: Path) -> None:
         _peers_section(results)
         + _settings_section(results)
         + _byid_section(results)
+        + explanations_section(results)
+        + profile.section(results)
         + _scoring_section(results.get("scoring"))
     )
-    lines += ["", "Targets:", ""]
+    lines += ["", "Targets:", ""] if results["targets"] else []  # none in --explain-only: no baseline to compare with
     for name, t in results["targets"].items():
         if name == "drift_cost":
             lines.append(
@@ -172,6 +176,77 @@ def write_markdown(results: dict, path: Path) -> None:
             )
         )
     path.write_text("\n".join(lines) + "\n")
+
+
+def explanations_section(results: dict) -> list[str]:
+    """The explained points (?explain=true) against the unexplained ones of the same server, round by round
+    (grade.explanation_costs: results["explanations"]); the LightGBM scenario's results.md has it too."""
+    costs = results.get("explanations") or {}
+    by = {s["name"]: s for s in results["servers"]}
+    bulk_users = results["config"]["bulk_users"]
+    lines = []
+    for name, rows in costs.items():
+        server = by[name]
+        lines += [
+            "",
+            f"Explanations, {server['label']}: each point with `?explain=true` (`POST /predict`, "
+            "`POST /predict_batch`) right after the same point without, in every round; with / without: the median of "
+            "the per-round ratios (rounds in brackets; the target's figure in bold). Rates and p50 from every "
+            "successful request's exact time and end (bench/latency.py: Locust's p50 is rounded to the ms, and its "
+            "CSV leaves out the answers that come after it stops); server CPU per answered request over its whole "
+            "process tree.",
+            "",
+            "| point | ok req/s (rows/s): without / with | p50 ms: without / with | p99 ms: without / with "
+            "| server CPU ms per request: without / with | ok req/s with / without | p50 with / without | target |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for level, row in rows.items():
+            with_ = server["explained"][level]
+            without = server["bulk"] if level == "bulk" else server["levels"][level]
+            bulk = level == "bulk"
+            point = f"bulk x{bulk_users}" if bulk else f"{level} user{'' if level == '1' else 's'}"
+            graded = EXPLAIN_TARGETS[row["kind"]][0] if row.get("kind") else None
+            target = "-"
+            if graded:
+                _figure, bound, at_most = EXPLAIN_TARGETS[row["kind"]]
+                target = f"{graded} {'<=' if at_most else '>='} {bound:g}x: {'met' if row['met'] else 'MISSED'}"
+                target += f" ({row['errors']} errors)" if row["errors"] else ""
+            throughput = _ratio_cell(row["ok_rps"], graded in ("ok req/s", "rows/s"))
+            latency = _ratio_cell(row["p50"], graded == "p50 at 1 user")
+            lines.append(
+                f"| {point} | {_rate(without, bulk)} / {_rate(with_, bulk)} | {_ms1(_p50(without))} / "
+                f"{_ms1(_p50(with_))} | {_ms(without['p99_ms'])} / {_ms(with_['p99_ms'])} | "
+                f"{_cpu(without.get('server_cpu_ms_per_request'))} / {_cpu(with_.get('server_cpu_ms_per_request'))} | "
+                f"{throughput} | {latency} | {target} |"
+            )
+    return lines
+
+
+def _ratio_cell(ratio: dict, bold: bool) -> str:
+    if ratio["value"] is None:
+        return "-"
+    text = f"{ratio['value']:.2f} ({', '.join(f'{r:.2f}' for r in ratio['by_round'])})"
+    return f"**{text}**" if bold else text
+
+
+def _rate(level: dict, bulk: bool) -> str:
+    """bench/latency.py's rate (every answer counted), else Locust's."""
+    if bulk:
+        return f"{level.get('rows_per_s_exact') or level['rows_per_s']:,.0f} rows/s"
+    return f"{level['ok_rps_exact'] if level.get('ok_rps_exact') is not None else level['ok_rps']:,.0f}"
+
+
+def _p50(level: dict) -> float | None:
+    """bench/latency.py's exact p50 (the worst round's), else Locust's."""
+    return level["p50_exact_ms"] if level.get("p50_exact_ms") is not None else level["p50_ms"]
+
+
+def _ms1(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _cpu(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _pct(value: float | None) -> str:

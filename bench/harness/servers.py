@@ -38,11 +38,18 @@ class Server:
     setup: object = None  # callable(port) -> (cmd, env), run just before start (writes MLServer's config files)
     locustfile: Path = LOCUSTFILE  # where single_user and bulk_user are (the LightGBM scenario has its own)
     warmup: tuple[str, bytes] | None = None  # (path, body) of the warm-up requests; None: a penguin record (V2 if `v2`)
+    # The Locust users of its explained points (single record, bulk: ?explain=true), run beside the unexplained ones
+    # in every round at the levels of args.explain_levels; None: no explained points (the peers, the variants).
+    explained_users: tuple[str, str] | None = None
 
     def takes(self, level: str) -> bool:
         if level == "byid":
             return self.byid
         return self.levels is None or level in self.levels
+
+    def explains(self, level: str, explain_levels: list[str]) -> bool:
+        """Whether it has an explained point at this level (right after its unexplained one in every round)."""
+        return self.explained_users is not None and level in explain_levels and self.takes(level)
 
 
 # Where each server runs within a round (reversed every other round): the pairs whose ratio is reported
@@ -57,6 +64,9 @@ RUN_ORDER = {
     "litserve": 7,
     "nobatch": 9,
 }
+
+# bench/locustfile.py's users of the explained points: /predict?explain=true, /predict_batch?explain=true.
+EXPLAINED_USERS = ("ExplainedRecord", "ExplainedBulk")
 
 SERVER_NAMES = ("shipped", "nobatch", "fastapi", "nodrift", "payloadlog", "services", *peers.NAMES)
 # --scenario lightgbm (bench/lightgbm/scenario.py): the project serving the imported booster, the FastAPI baseline
@@ -79,6 +89,7 @@ def chosen_servers(args, port: int) -> list[Server]:
             {**tuned, "FEATURE_DB_URL": args.feature_db},
             batched=True,
             byid=args.byid_users > 0,
+            explained_users=EXPLAINED_USERS,
         ),
         "nobatch": Server("nobatch", "project, ADAPTIVE_BATCHING=0", serve, {**tuned, "ADAPTIVE_BATCHING": "0"}),
         # Drift counting's and the payload log's cost: the shipped project with one setting changed, at 32 users only.
@@ -133,6 +144,7 @@ def chosen_servers(args, port: int) -> list[Server]:
                 {**tuned, **extra.get(name, {})},
                 batched=True,
                 cwd=Path(path).resolve(),
+                explained_users=EXPLAINED_USERS,
             )
         )
     return chosen

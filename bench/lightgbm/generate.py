@@ -171,22 +171,32 @@ def matrix(records: list[dict], schema: dict) -> np.ndarray:
 
 
 def time_predict(directory: Path, seconds: float, sizes: list[int]) -> dict:
-    """booster.predict alone on the held-out records already as a matrix (no HTTP, no validation): ms per call."""
+    """booster.predict alone on the held-out records already as a matrix (no HTTP, no validation): ms per call;
+    and with pred_contrib=True (the explanations the project serves for this booster: ?explain=true)."""
     import lightgbm as lgb
 
     booster = lgb.Booster(model_file=str(directory / "model.txt"))
     schema = json.loads((directory / "schema.json").read_text())
     records = json.loads((directory / "records.json").read_text())["records"]
+
+    def ms_per_call(call) -> float:
+        call()
+        calls, clock = 0, time.perf_counter()
+        while time.perf_counter() - clock < seconds or not calls:
+            call()
+            calls += 1
+        return 1000 * (time.perf_counter() - clock) / calls
+
     out = {}
     for size in sizes:
         x = matrix(records[:size], schema)
-        booster.predict(x)
-        calls, clock = 0, time.perf_counter()
-        while time.perf_counter() - clock < seconds:
-            booster.predict(x)
-            calls += 1
-        ms = 1000 * (time.perf_counter() - clock) / calls
-        out[str(size)] = {"ms_per_call": round(ms, 4), "rows_per_s": round(1000 * size / ms, 1)}
+        ms = ms_per_call(lambda x=x: booster.predict(x))
+        contrib = ms_per_call(lambda x=x: booster.predict(x, pred_contrib=True))
+        out[str(size)] = {
+            "ms_per_call": round(ms, 4),
+            "rows_per_s": round(1000 * size / ms, 1),
+            "pred_contrib_ms_per_call": round(contrib, 4),
+        }
     return out
 
 
@@ -199,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     made.add_argument("--train-rows", type=int, default=TRAIN_ROWS)
     made.add_argument("--trees", type=int, default=TREES)
     made.add_argument("--seed", type=int, default=SEED)
-    timed = sub.add_parser("time", help="booster.predict in-process, as JSON")
+    timed = sub.add_parser("time", help="booster.predict in-process (and with pred_contrib), as JSON")
     timed.add_argument("--dir", type=Path, required=True)
     timed.add_argument("--seconds", type=float, default=2.0)
     timed.add_argument("--sizes", default="1,1000")

@@ -18,7 +18,11 @@ new one.
   inference requests: one FP64 tensor `[rows, 50]` in the booster's feature order, a category as its code
   (its position among the booster's categories): the stock runtime decodes the request with
   `NumpyRequestCodec` and calls `booster.predict` on it, so numbers are what it takes.
-Every request asks for an uncompressed answer (as bench/locustfile.py does).
+- `LightGBMExplainedSingle` / `LightGBMExplainedBulk`: the project's routes with `?explain=true` (the same pools; the
+  runner gives the single-record users a seed of their own): each answer explained with the booster's own
+  `pred_contrib` (bench/README.md, "Explanations").
+Every request asks for an uncompressed answer (as bench/locustfile.py does). bench/latency.py keeps exact latency
+percentiles beside Locust's rounded ones.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from pathlib import Path
 from locust import FastHttpUser, constant, events, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench/ after the rest of the path (bench/latency.py): never ahead of the real `lightgbm` package.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
+import latency  # noqa: E402, F401 - exact percentiles when BENCH_LATENCY_FILE is set (bench/latency.py)
 from bodies import jitter, load, v2_request  # noqa: E402 - bench/lightgbm/bodies.py
 
 DIR = Path(os.environ.get("BENCH_LGBM_DIR", "."))
@@ -104,6 +111,10 @@ class MLServerLightGBMSingle(LightGBMSingle):
     v2 = True
 
 
+class LightGBMExplainedSingle(LightGBMSingle):
+    path = "/predict?explain=true"
+
+
 class LightGBMBulk(FastHttpUser):
     wait_time = constant(0)
     network_timeout = 120.0
@@ -120,3 +131,7 @@ class LightGBMBulk(FastHttpUser):
 class MLServerLightGBMBulk(LightGBMBulk):
     path = V2_PATH
     v2 = True
+
+
+class LightGBMExplainedBulk(LightGBMBulk):
+    path = "/predict_batch?explain=true"

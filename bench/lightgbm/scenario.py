@@ -22,13 +22,14 @@
 6. The load, interleaved as in bench/run.py: for each level (1 and 32 users of single records, then bulk: 4 users
    of 1,000-record requests), every server in turn, the order reversed every other round; Locust users in
    bench/lightgbm/locustfile.py. Ratios: the project's ok req/s over each peer's, per round (the two ran in
-   the same minute), the median of the rounds.
+   the same minute), the median of the rounds. The project also answers each level explained (`?explain=true`:
+   LightGBM's own `pred_contrib`) right after its unexplained run in every round; explained / unexplained per
+   round (bench/harness/grade.py `explanation_costs`). `--explain-only`: the project alone, explained and not.
 Writes results.json and results.md to --out (default bench/results/lightgbm).
 """
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
 import json
 import os
@@ -43,7 +44,7 @@ from pathlib import Path
 
 # bench/ is on sys.path (bench/run.py, which loads this file, puts it there): the harness and the peers' pins.
 import peers
-from harness import BIN, lifecycle, load, net, peer_installs, processes, report, sampling
+from harness import BIN, grade, lifecycle, load, net, peer_installs, processes, profile, report
 from harness.servers import Server
 
 HERE = Path(__file__).resolve().parent
@@ -74,7 +75,6 @@ def _load(name: str):
 
 bodies = _load("bodies")
 peer = _load("peer")
-profile = _load("profile")
 
 
 def servers(args, data: Path, model_file: Path, port: int) -> list[Server]:
@@ -135,6 +135,7 @@ def servers(args, data: Path, model_file: Path, port: int) -> list[Server]:
             bulk_user="LightGBMBulk",
             locustfile=locustfile,
             warmup=("/predict", record_body),
+            explained_users=("LightGBMExplainedSingle", "LightGBMExplainedBulk"),  # pred_contrib (?explain=true)
         ),
         "fastapi": Server(
             "fastapi",
@@ -217,25 +218,9 @@ def agreement(run, data: Path) -> dict:
 
 
 def profile_levels(args, ship, loads: list[str], env: dict, workdir: Path) -> dict:
-    """py-spy on the project's server (all its processes) during one more Locust run per level; the summaries."""
-    out = {}
-    for level in loads:
-        seconds = args.bulk_duration if level == "bulk" else args.duration
-        raw = workdir / f"pyspy_{level}.txt"
-        spy = profile.start(BIN / "py-spy", ship.proc.pid, seconds, raw, workdir / f"pyspy_{level}.log")
-        processes.supervise(spy)
-        try:
-            stats = load.measure(ship, level, args, workdir, env, 0)
-            spy.wait(timeout=seconds + 60)
-        finally:
-            processes.stop(spy)
-        if not raw.exists():
-            out[level] = {"error": (workdir / f"pyspy_{level}.log").read_text()[-1000:]}
-            continue
-        out[level] = {**profile.summarize(raw.read_text()), "ok_rps_while_sampled": stats["ok_rps"]}
-        with raw.open("rb") as source, gzip.open(args.out / f"profile_{level}.txt.gz", "wb") as target:
-            shutil.copyfileobj(source, target)  # the collapsed stacks (gunzip, then flamegraph.pl or speedscope)
-    return out
+    """py-spy on the project's server (all its processes) during one more Locust run per level and explained point
+    (bench/harness/profile.py); the summaries."""
+    return profile.profile_points(args, ship, loads, env, workdir, args.explain_levels)
 
 
 def ratios(by: dict, name: str, other: str, level: str) -> dict | None:
@@ -320,15 +305,21 @@ def write_markdown(results: dict, path: Path) -> None:
                 f"{_cpu(s.get('server_cpu_ms_per_request'))} | "
                 f"{batch} | {s['loadgen_cpu_share']} |"
             )
-    lines += [
-        "",
-        "The project against each (ok req/s, or rows/s in bulk, of the project / of the other: the median of the "
-        "per-round ratios, the rounds in brackets):",
-        "",
-        "| level | / FastAPI baseline | / MLServer, batching | / MLServer, no batching | / the better MLServer |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for level in [str(u) for u in c["levels"]] + (["bulk"] if c["bulk_users"] else []):
+    others = [name for name in by if name != "shipped"]  # none with --explain-only: no comparison table
+    lines += (
+        [
+            "",
+            "The project against each (ok req/s, or rows/s in bulk, of the project / of the other: the median of the "
+            "per-round ratios, the rounds in brackets):",
+            "",
+            "| level | / FastAPI baseline | / MLServer, batching | / MLServer, no batching | / the better MLServer |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        if others
+        else []
+    )
+    compared = [str(u) for u in c["levels"]] + (["bulk"] if c["bulk_users"] else []) if others else []
+    for level in compared:
         cells = []
         for other in ("fastapi", *MLSERVERS, "mlserver"):
             r = ratios(by, "shipped", other, level)
@@ -363,6 +354,11 @@ def write_markdown(results: dict, path: Path) -> None:
             "`booster.predict` in process (no HTTP, no validation; one OpenMP thread): "
             + "; ".join(
                 f"{size} row{'s' if size != '1' else ''}: {v['ms_per_call']} ms ({v['rows_per_s']:,.0f} rows/s)"
+                + (
+                    f", with `pred_contrib=True` (the explanations) {v['pred_contrib_ms_per_call']} ms"
+                    if "pred_contrib_ms_per_call" in v
+                    else ""
+                )
                 for size, v in ip.items()
             )
             + ".",
@@ -374,26 +370,17 @@ def write_markdown(results: dict, path: Path) -> None:
             lines.append(f"- {name}: {', '.join(f'{k} {v}' for k, v in info.get('versions', {}).items())}")
     for name, error in results.get("left_out", {}).items():
         lines.append(f"- {name} left out of this run: {' '.join(error.split())[:400]}")
-    for level, summary in (results.get("profile") or {}).items():
-        name = _level(level, c["bulk_users"])
-        if "error" in summary:
-            lines += ["", f"Profile at {name}: py-spy failed: {summary['error']}"]
-            continue
-        lines += [
+    lines += report.explanations_section(results) + profile.section(results)
+    lines += (
+        [
             "",
-            *profile.markdown(
-                summary,
-                f"Profile of the project's server at {name} (one more run of "
-                f"{summary['ok_rps_while_sampled']:,.0f} ok req/s while sampled; "
-                f"[profile_{level}.txt.gz](profile_{level}.txt.gz), py-spy's collapsed stacks)",
-            ),
+            "Targets (the issue's): the project ahead of both peers at 1 and at 32 users (against MLServer: the better "
+            "of its two configurations in each round), with no errors; bulk rows/s at least the baseline's:",
+            "",
         ]
-    lines += [
-        "",
-        "Targets (the issue's): the project ahead of both peers at 1 and at 32 users (against MLServer: the better of "
-        "its two configurations in each round), with no errors; bulk rows/s at least the baseline's:",
-        "",
-    ]
+        if results["targets"]
+        else []
+    )
     for name, t in results["targets"].items():
         verdict = "reported" if t["met"] is None else "met" if t["met"] else "MISSED"
         lines.append(f"- {name}: {t['value']} (by round {t['by_round']}) -> {verdict}")
@@ -552,6 +539,8 @@ def main(args) -> int:
                 "baseline": {"workers": args.baseline_workers, "omp": args.baseline_omp},
                 "server_env": " ".join(args.server_env),
                 "servers": chosen,
+                "focus_users": args.focus,
+                "explain_levels": args.explain_levels,
                 "mlserver": {
                     "workers": args.mlserver_workers,
                     "max_batch_size": args.peer_max_batch_size,
@@ -588,36 +577,27 @@ def main(args) -> int:
                 results["load_by_round"].append(
                     {"level": level, "round": round_no, "load": round(os.getloadavg()[0], 2)}
                 )
-                for run in running if round_no % 2 else running[::-1]:
-                    cpu = sampling.tree_cpu_s(run.proc.pid)
-                    stats = load.measure(run, level, args, workdir, env, round_no)
-                    # The server's own CPU (its whole process tree) per answered request over the round.
-                    answered = stats["requests"] - stats["errors"]
-                    stats["server_cpu_ms_per_request"] = (
-                        round(1000 * (sampling.tree_cpu_s(run.proc.pid) - cpu) / answered, 3) if answered else None
-                    )
-                    run.rounds.setdefault(level, []).append(stats)
+                # The project's explained point (?explain=true) right after its unexplained one: the same minute.
+                # load.measure also takes the server's CPU per answered request over the round.
+                taking = [
+                    (run, explain)
+                    for run in running
+                    for explain in (False, True)
+                    if not explain or run.server.explains(level, args.explain_levels)
+                ]
+                for run, explain in taking if round_no % 2 else taking[::-1]:
+                    stats = load.measure(run, level, args, workdir, env, round_no, explain)
+                    (run.explained_rounds if explain else run.rounds).setdefault(level, []).append(stats)
         ship = next((run for run in running if run.server.name == "shipped"), None)
         if args.profile and ship:
             results["profile"] = profile_levels(args, ship, loads, env, workdir)
-        cpu = {
-            run.server.name: {
-                level: [r["server_cpu_ms_per_request"] for r in rounds] for level, rounds in run.rounds.items()
-            }
-            for run in running
-        }
-        results["servers"] = [lifecycle.finish(run) for run in running]
-        for server in results["servers"]:  # combine() keeps what the harness knows; this scenario adds the CPU
-            for level, values in cpu.get(server["name"], {}).items():
-                known = [v for v in values if v is not None]
-                target = server.get("bulk") if level == "bulk" else server["levels"].get(level)
-                if target is not None:
-                    target["server_cpu_ms_per_request"] = round(statistics.mean(known), 3) if known else None
+        results["servers"] = [lifecycle.finish(run) for run in running]  # combine() averages the CPU per request
         processes.kill_all()
         results["load_after"] = [round(x, 2) for x in os.getloadavg()]
         results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         results["wall_s"] = round(time.perf_counter() - started, 1)
         results["targets"] = targets(results)
+        results["explanations"] = grade.explanation_costs(results)
         (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         write_markdown(results, args.out / "results.md")
         print((args.out / "results.md").read_text())

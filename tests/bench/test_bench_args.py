@@ -58,6 +58,7 @@ def test_explain_only_is_the_shipped_server_at_1_and_32_users_and_bulk(run, scen
     args = run.parse_args([*scenario, "--explain-only"])
     assert args.servers == "shipped" and args.levels == [1, 32] and args.explain_levels == ["1", "32", "bulk"]
     assert args.byid_users == 0 and args.no_scoring and args.server_env == ["PREDICTION_CACHE_SIZE=0"]
+    assert args.out == ROOT / "bench" / "results" / "explain" / ("lightgbm" if scenario else "penguins")
     assert run.parse_args(["--explain-only", "--server-env", "PREDICTION_CACHE_SIZE=9"]).server_env == [
         "PREDICTION_CACHE_SIZE=9"
     ]

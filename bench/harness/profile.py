@@ -1,9 +1,10 @@
-"""Where the project's server spends its CPU under the LightGBM scenario's load: py-spy on its whole process tree.
+"""Where the project's server spends its CPU under load: py-spy on its whole process tree.
 
-`bench/run.py --scenario lightgbm --profile` runs, after the measured rounds, one more Locust run per level
-(the largest single-record level and bulk) against the project's server with `py-spy record --subprocesses
---nonblocking --format raw` on it (the numbers of those runs are not in the tables: the sampler costs CPU on
-the same cores). This module starts py-spy and reads its raw output (one line per distinct stack:
+`--profile` runs, after the measured rounds, one more Locust run per point against the project's server with
+`py-spy record --subprocesses --nonblocking --format raw` on it (the numbers of those runs are not in the tables:
+the sampler costs CPU on the same cores): `bench/run.py --scenario lightgbm --profile` every level (and each
+explained point), the penguins run (`bench/run.py --profile`) its explained points and the unexplained ones
+beside them (`profile_points`). This module starts py-spy and reads its raw output (one line per distinct stack:
 `frame;frame;...;leaf count`, each frame `function (file:line)`, the first the process) into:
 - `waiting`: the share of samples that were a wait, not work: a thread parked in the event loop's `select` or
   in the thread pool's queue (`--nonblocking` sampling cannot tell idle threads apart, so they are counted here
@@ -26,7 +27,10 @@ from pathlib import Path
 # Part of the work -> substrings of a frame (function or file); a sample counts for every part its stack touches.
 # Only subtrees: the middleware that wraps every request (the gate, BentoML's, Starlette's) would be in all of them.
 GROUPS = {
-    "booster.predict (lightgbm)": ("lightgbm/basic.py",),
+    "booster.predict (lightgbm)": ("lightgbm/basic.py",),  # pred_contrib too: see the explainer's line
+    "the explainer (tabserve/explaining/, with the model calls it makes)": ("tabserve/explaining/",),
+    "scikit-learn (the penguins pipeline)": ("sklearn/",),
+    "the answers' shape (tabserve/serving/api/contract.py)": ("tabserve/serving/api/contract.py",),
     "records -> the booster's matrix (LightGBMRuntime.matrix)": ("LightGBMRuntime.matrix",),
     "the model runtime (tabserve/models: matrix, predict, answers)": ("tabserve/models/",),
     "drift counting (tabserve/serving/observe/drift.py)": ("tabserve/serving/observe/drift.py",),
@@ -149,9 +153,67 @@ def markdown(summary: dict, title: str, top: int = 12) -> list[str]:
         "| part of the work (with all it called) | share of busy samples |",
         "| --- | ---: |",
     ]
-    lines += [f"| {group} | {100 * share:.1f} % |" for group, share in summary["within"].items()]
+    lines += [f"| {group} | {100 * share:.1f} % |" for group, share in summary["within"].items() if share]
     lines += ["", "| where the CPU was (self time, by module) | share |", "| --- | ---: |"]
     lines += [f"| {name} | {100 * share:.1f} % |" for name, share in list(summary["self_by_module"].items())[:top]]
     lines += ["", "| the function a sample was in (self time) | share |", "| --- | ---: |"]
     lines += [f"| `{row['function']}` | {100 * row['share']:.1f} % |" for row in summary["self"][:top]]
+    return lines
+
+
+def profile_points(args, run, levels: list[str], env: dict, workdir: Path, explain_levels: list[str]) -> dict:
+    """py-spy on a running server (all its processes) during one more Locust run per level, and per explained
+    point where the server has one at that level (key "<level>_explained"); the summaries, and each run's
+    collapsed stacks in --out as profile_<key>.txt.gz."""
+    import gzip
+    import shutil
+
+    from harness import BIN, load, processes
+
+    out = {}
+    for level in levels:
+        for explain in (False, True) if run.server.explains(level, explain_levels) else (False,):
+            key = f"{level}_explained" if explain else level
+            seconds = args.bulk_duration if level == "bulk" else args.duration
+            raw, log = workdir / f"pyspy_{key}.txt", workdir / f"pyspy_{key}.log"
+            spy = start(BIN / "py-spy", run.proc.pid, seconds, raw, log)
+            processes.supervise(spy)
+            try:
+                stats = load.measure(run, level, args, workdir, env, 0, explain)
+                spy.wait(timeout=seconds + 60)
+            finally:
+                processes.stop(spy)
+            if not raw.exists():
+                out[key] = {"error": log.read_text()[-1000:]}
+                continue
+            out[key] = {**summarize(raw.read_text()), "ok_rps_while_sampled": stats["ok_rps"]}
+            with raw.open("rb") as source, gzip.open(args.out / f"profile_{key}.txt.gz", "wb") as target:
+                shutil.copyfileobj(source, target)  # the collapsed stacks (gunzip, then flamegraph.pl or speedscope)
+    return out
+
+
+def point_name(key: str, bulk_users: int) -> str:
+    """A profiled point's key ("1", "32", "bulk", "1_explained", ...) as the tables name it."""
+    level, _, explained = key.partition("_")
+    name = f"bulk x{bulk_users}" if level == "bulk" else f"{level} user{'' if level == '1' else 's'}"
+    return name + (", explained" if explained else "")
+
+
+def section(results: dict) -> list[str]:
+    """results.md's profiles (results["profile"], from profile_points)."""
+    lines = []
+    for key, summary in (results.get("profile") or {}).items():
+        name = point_name(key, results["config"]["bulk_users"])
+        if "error" in summary:
+            lines += ["", f"Profile at {name}: py-spy failed: {summary['error']}"]
+            continue
+        lines += [
+            "",
+            *markdown(
+                summary,
+                f"Profile of the project's server at {name} (one more run of "
+                f"{summary['ok_rps_while_sampled']:,.0f} ok req/s while sampled; "
+                f"[profile_{key}.txt.gz](profile_{key}.txt.gz), py-spy's collapsed stacks)",
+            ),
+        ]
     return lines
