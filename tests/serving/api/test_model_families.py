@@ -168,7 +168,9 @@ def test_explained_answers_add_up_on_every_route_and_agree(served):
     for row, explained in zip(csv.DictReader(io.StringIO(scored.text)), batch.json()["predictions"][1:], strict=True):
         top = sorted(explained["explanation"]["contributions"].items(), key=lambda kv: -abs(kv[1]))[:2]
         written = [row[name] if row[name] not in ("", "NA") else "(missing)" for name, _ in top]
-        assert [row["reason_1"], row["reason_2"]] == [f"{n}={v} ({c:+.3g})" for (n, c), v in zip(top, written)]
+        assert [row["reason_1"], row["reason_2"]] == [
+            f"{n}={v} ({c:+.3g})" for (n, c), v in zip(top, written, strict=True)
+        ]
 
 
 def test_the_model_card_names_the_family_and_its_one_candidate(served):
