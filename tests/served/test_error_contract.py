@@ -192,7 +192,12 @@ def test_swagger_documents_the_key_and_the_errors(keyed):
     assert set(spec["paths"]["/v1/form"]["post"]["responses"]["400"]["content"]) == {"text/html", "application/json"}
     choice = {"type": "string", "enum": ["fail", "skip"], "default": "fail"}
     parameters = {(p["in"], p["name"]): p["schema"] for p in spec["paths"]["/predict_csv"]["post"]["parameters"]}
-    assert parameters == {("query", "on_error"): choice, ("header", "X-On-Error"): choice}
+    explain = {"type": "integer", "minimum": 1}  # K reason columns (docs/explanations.md)
+    assert parameters == {
+        ("query", "on_error"): choice,
+        ("header", "X-On-Error"): choice,
+        ("query", "explain"): explain,
+    }
 
 
 def test_the_form_answers_invalid_input_in_html_as_documented(keyed):

@@ -68,7 +68,7 @@ def test_predict_batch_in_input_order(service_module, entry):
     example = service_module.HELD.card.schema.example()
     request = service_module.BatchRequest.model_validate({"records": [example, PENGUIN, example]})
     answer = asyncio.run(
-        entry.predict_batch(request.records)
+        entry.predict_batch(request.records, ctx=request_context())
     )  # JSON written straight from the answers (api_types.batch_answer)
     body = service_module.BatchResponse.model_validate_json(answer.body)  # ... in the documented shape
     assert [p.prediction for p in body.predictions] == [
@@ -76,6 +76,14 @@ def test_predict_batch_in_input_order(service_module, entry):
         "Gentoo",
         "Adelie",
     ] and body.model == service_module.HELD.card.tag
+    assert all(p.explanation is None for p in body.predictions)
+    explained = asyncio.run(entry.predict_batch(request.records, ctx=request_context(query={"explain": "true"})))
+    body = service_module.BatchResponse.model_validate_json(explained.body)  # explanations in the documented shape
+    assert [p.explanation.output for p in body.predictions] == [
+        "softmax logit of 'Adelie'",
+        "softmax logit of 'Gentoo'",
+        "softmax logit of 'Adelie'",
+    ]
 
 
 def test_predict_csv_reports_bad_rows_by_number(service_module, entry, tmp_path):

@@ -32,13 +32,13 @@ class Explanation(BaseModel):
     output: str = Field(
         description="What is explained: the log-odds or softmax logit of a class, a class's probability (forests), "
         "or the predicted value.",
-        examples=["softmax logit of 'Gentoo'"],
+        examples=["log-odds of 'yes'"],
     )
     base: float = Field(description="The expected output over the training data (before any feature).", examples=[0.1])
     value: float = Field(description="The explained output for this record: base + sum(contributions).", examples=[2.4])
     contributions: dict[str, float] = Field(
         description="Per input feature, as the request names it (a date's parts, a category's columns folded in).",
-        examples=[{"flipper_length_mm": 2.31, "island": -0.12}],
+        examples=[{"<a feature>": 2.31, "<another>": -0.12}],
     )
 
 
