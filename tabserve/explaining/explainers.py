@@ -212,10 +212,9 @@ def for_trained(pipeline: Any, schema: FeatureSchema) -> Explainer:
     elif hasattr(model, "get_booster"):  # XGBoost
         explainer, own_raw = _xgboost(model.get_booster(), _same, features, fold, classifier)
     elif hasattr(model, "booster_"):  # LightGBM
-        explainer = LightGBMExplainer(model.booster_, features, fold, "log-odds" if classifier else "value")
         booster = model.booster_
-        if classifier and len(getattr(model, "classes_", [])) > 2:
-            explainer.space = "logit"
+        outputs = len(model.classes_) if classifier and len(model.classes_) > 2 else 1
+        explainer = LightGBMExplainer(booster, features, fold, tree_space(None, classifier, outputs))
         own_raw = lambda X: booster.predict(X, raw_score=True)  # noqa: E731
     elif isinstance(direct, pipelines.LinearDirect):
         if getattr(model, "training_input_mean_", None) is None:
@@ -289,9 +288,14 @@ def model_column_fold(schema: FeatureSchema) -> tuple[list[str], np.ndarray]:
 
 
 def output_text(space: str, label: Any) -> str:
+    """What an explanation explains: a class's output ("softmax logit of 'Gentoo'"), or a regression's (label None)."""
     if label is None:
         return {"value": "the predicted value", "log of the value": "the log of the predicted value"}.get(space, space)
-    return f"{'softmax logit' if space == 'logit' else space} of {label_text(label)!r}"
+    return f"{class_output(space)} of {label_text(label)!r}"
+
+
+def class_output(space: str) -> str:
+    return "softmax logit" if space == "logit" else space
 
 
 def explanations(
@@ -321,17 +325,14 @@ def explanations(
     return out
 
 
-def summary(explainer: Explainer, found: list[dict[str, Any]], where: str) -> dict[str, Any]:
+def summary(explainer: Explainer, found: list[dict[str, Any]], where: str, classifier: bool) -> dict[str, Any]:
     """The card's global picture: each feature's mean absolute contribution to the explained output (the
     predicted class's, for a classifier), largest first, over the explanations `found` of the rows `where` says."""
     features = explainer.features
     totals = np.abs(np.array([[e["contributions"][f] for f in features] for e in found])).mean(axis=0)
     ranked = sorted(zip(features, totals.tolist(), strict=True), key=lambda kv: -kv[1])
-    classifier = any("of '" in e["output"] for e in found[:1])
     what = (
-        f"the predicted class's {output_text(explainer.space, 'X').split(' of ')[0]}"
-        if classifier
-        else output_text(explainer.space, None)
+        f"the predicted class's {class_output(explainer.space)}" if classifier else output_text(explainer.space, None)
     )
     return {
         "method": explainer.method,

@@ -203,7 +203,7 @@ def explanation_summary(runtime: Runtime, records: list[dict], predictions: list
     except NotExplainable as exc:
         notes.append(f"explain=true is answered with a 400: {exc.message}")
         return {}
-    return summary(runtime.__dict__["_explainer"], found, "rows of the import sample")
+    return summary(runtime.__dict__["_explainer"], found, "rows of the import sample", runtime.classes is not None)
 
 
 def name_classes(expected: Expectation, names: list[str]) -> None:

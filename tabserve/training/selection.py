@@ -346,8 +346,7 @@ def permutation_importance(selection: Selection, labelled: Labelled, schema: Fea
     best, metric = selection.best, selection.metric
     pipeline, held, present = best.last_fold
     rng = np.random.default_rng(seed)
-    if len(held) > IMPORTANCE_ROWS:
-        held = np.sort(rng.choice(held, IMPORTANCE_ROWS, replace=False))
+    held = importance_rows(held, rng)
     frame = labelled.features.iloc[held].reset_index(drop=True)
     true = labelled.codes[held]
     measured = sorted(set(true.tolist())) if labelled.task == CLASSIFICATION else None
@@ -421,9 +420,7 @@ def contribution_importance(selection: Selection, labelled: Labelled, schema: Fe
 
     best = selection.best
     pipeline, held, present = best.last_fold
-    rng = np.random.default_rng(seed)
-    if len(held) > IMPORTANCE_ROWS:
-        held = np.sort(rng.choice(held, IMPORTANCE_ROWS, replace=False))
+    held = importance_rows(held, np.random.default_rng(seed))  # the permutation importance's rows
     try:
         explainer = for_trained(pipeline, schema)
     except NotExplainable:
@@ -435,6 +432,10 @@ def contribution_importance(selection: Selection, labelled: Labelled, schema: Fe
     else:
         classes, targets = None, [None] * len(held)
     found = explanations(explainer, np.asarray(X, dtype=float), classes, targets)
-    return summary(
-        explainer, found, f"held-out rows of the last fold, explained with that fold's {best.family.name} model"
-    )
+    where = f"held-out rows of the last fold, explained with that fold's {best.family.name} model"
+    return summary(explainer, found, where, classifier=classes is not None)
+
+
+def importance_rows(held: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """At most IMPORTANCE_ROWS of the last fold's held-out positions, in order."""
+    return np.sort(rng.choice(held, IMPORTANCE_ROWS, replace=False)) if len(held) > IMPORTANCE_ROWS else held

@@ -17,7 +17,6 @@ import pytest
 from tabserve.core import data, store
 from tabserve.core.card import ModelCard
 from tabserve.core.schema import label_text
-from tabserve.explaining.explainers import NotExplainable
 from tabserve.training import trainer
 
 FAMILIES = ["hgb", "linear", "forest", "lightgbm", "xgboost"]
@@ -152,11 +151,3 @@ def test_a_batch_explains_each_record_as_alone(explained):
 
 def numbers(explanation: dict) -> list[float]:
     return [explanation["base"], explanation["value"], *explanation["contributions"].values()]
-
-
-def test_a_family_without_explanations_says_which(explained):
-    """Not every family: the imported ones without a known structure (ONNX, MLflow pyfunc, scikit-learn
-    estimators of other kinds) answer with NotExplainable, tested served in tests/served/test_imported_served.py.
-    Here: the exception names the family and is a 400."""
-    error = NotExplainable("onnx")
-    assert error.status == 400 and error.message == "explanations are not available for this model family (onnx)"

@@ -109,7 +109,9 @@ class RequestPath:
                 upload, card, self.record_type, settings.MAX_CSV_ROWS, skip_bad_rows=on_error == "skip"
             )
             items = tagged(card, scoring.records, True if reasons else None)
-            results = checked(await self.model_link.call("predict_bulk", items)) if scoring.records else []
+            results = (
+                checked(await self.model_link.call("predict_bulk", items), bool(reasons)) if scoring.records else []
+            )
         except InvalidInput as exc:
             return error_response(ctx, exc.status, exc.message, exc.detail)
         except ModelUnavailable as exc:
@@ -140,9 +142,11 @@ class RequestPath:
             self._observe([values], [cached], [card.schema.out_of_range(values)], card)
             return cached, True
         if settings.ADAPTIVE_BATCHING:
-            [result] = checked([await self.batcher.submit(tagged(card, [values], target)[0])])
+            [result] = checked([await self.batcher.submit(tagged(card, [values], target)[0])], target is not None)
         else:
-            [result] = checked(await self.model_link.call("predict_bulk", tagged(card, [values], target)))
+            [result] = checked(
+                await self.model_link.call("predict_bulk", tagged(card, [values], target)), target is not None
+            )
         [answer] = self._answers([result], [values], card)
         await self.cache.put(key, answer)
         return answer, False
@@ -157,7 +161,7 @@ class RequestPath:
         (the champion by default); answers in order, explained when `explain` asks."""
         card = card or self.versions.champion
         target = explain_target(card, *explain)
-        results = checked(await self.model_link.call("predict_bulk", tagged(card, values, target)))
+        results = checked(await self.model_link.call("predict_bulk", tagged(card, values, target)), target is not None)
         return self._answers(results, values, card)
 
     def _answers(self, results: list[dict], values: list[dict], card: ModelCard) -> list[dict[str, Any]]:
@@ -205,10 +209,10 @@ def explain_query(ctx: Any) -> tuple[str | None, str | None]:
     return query.get("explain"), query.get("explain_class")
 
 
-def checked(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def checked(results: list[dict[str, Any]], explained: bool = True) -> list[dict[str, Any]]:
     """Model results, or InvalidInput where the model side could not explain (its explainer failed its check at
-    load: the card promised explanations the loaded model cannot give)."""
-    for result in results:
+    load: the card promised explanations the loaded model cannot give). Unexplained results pass unread."""
+    for result in results if explained else ():
         failed = (result.get("explanation") or {}).get("error")
         if failed:
             raise InvalidInput(failed)
